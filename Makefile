@@ -1,0 +1,33 @@
+# Two entry points, both self-installing:  `make demo`  and  `make test`.
+# They create .venv at the repository root on first use and re-install only when pyproject.toml changes.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# CPU machines of this project install torch from local disk; GPU users may override TORCH_SPEC.
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+DEMO_OUT ?= demo_out
+
+.PHONY: demo test lint venv clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH_SPEC)
+	$(PY) -m pip install -q -e ".[all]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/text4seg demo --out $(DEMO_OUT)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check text4seg data_builders tests benchmarks
+
+test: lint
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest -q tests
+
+clean:
+	rm -rf $(VENV) $(DEMO_OUT)

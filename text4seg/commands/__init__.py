@@ -1,0 +1,1 @@
+"""One module per ``text4seg`` subcommand (see :mod:`text4seg.cli`)."""

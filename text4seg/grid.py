@@ -1,0 +1,221 @@
+"""Pixel masks and label maps <-> grids of text labels (semantic descriptors).
+
+Geometry
+--------
+A grid has ``rows x cols`` cells (``size=16`` means 16 x 16; ``size=(rows, cols)`` is rectangular) and
+always describes the **whole** image; aspect ratio is not preserved, exactly as the published Text4Seg
+data were made.
+
+* ``sampler="nearest"`` (default) picks, for every cell, the pixel that
+  ``PIL.Image.resize((cols, rows), Image.NEAREST)`` picks. We obtain PIL's index vectors once per
+  ``(length, cells)`` pair by resizing an integer ramp with PIL itself, so the result is identical to
+  PIL's by construction, and sampling a ``480 x 640`` mask costs one fancy-index of 256 cells.
+* ``sampler="any"`` keeps small objects: a cell is foreground if any pixel of its footprint is, and a
+  multi-label cell takes its most frequent foreground label. ``sampler="majority"`` takes the most
+  frequent label of the footprint, background included. A cell's footprint is the set of pixels that
+  :func:`grid_to_mask` paints with that cell (the same PIL nearest geometry in the other direction), so
+  the two directions are inverse: ``grid_to_mask(mask_to_grid(m))`` is ``m`` for any mask that is
+  constant on footprints. ``benchmarks/codec.py`` prints how many small objects each sampler loses.
+
+Labels
+------
+``others`` is the background word. In an integer label map, ``ignore_index`` (255) pixels and ids with no
+name are background. Names are normalised with :func:`text4seg.codec.normalize_label`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
+
+import numpy as np
+from PIL import Image
+
+from text4seg.codec import BACKGROUND, normalize_label
+
+SAMPLERS = ("nearest", "any", "majority")
+Size = int | tuple[int, int]
+
+
+def grid_shape(size: Size) -> tuple[int, int]:
+    """``16 -> (16, 16)``; ``(rows, cols)`` passes through. Raises ``ValueError`` on a bad value."""
+    if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
+        rows = cols = int(size)
+    elif isinstance(size, (tuple, list)) and len(size) == 2:
+        rows, cols = int(size[0]), int(size[1])
+    else:
+        raise ValueError(f"size must be an int or a (rows, cols) pair, got {size!r}")
+    if rows < 1 or cols < 1:
+        raise ValueError(f"grid size must be positive, got {size!r}")
+    return rows, cols
+
+
+@lru_cache(maxsize=512)
+def _nearest_index(src: int, dst: int) -> np.ndarray:
+    """Index into ``src`` samples that PIL's NEAREST resize from ``src`` to ``dst`` samples reads.
+
+    Returns an int64 array of shape ``(dst,)`` (read-only, cached).
+    """
+    if src >= 2**31 - 1:
+        raise ValueError(f"image side {src} too large")
+    ramp = Image.fromarray(np.arange(src, dtype=np.int32)[None, :], mode="I")
+    idx = np.asarray(ramp.resize((dst, 1), Image.NEAREST), dtype=np.int64)[0]
+    idx.setflags(write=False)
+    return idx
+
+
+def _as_map(mask_or_label_map: np.ndarray) -> np.ndarray:
+    arr = np.asarray(mask_or_label_map)
+    if arr.ndim != 2:
+        raise ValueError(f"expected a 2-D mask or label map (H, W), got shape {arr.shape}")
+    if arr.size == 0:
+        raise ValueError(f"empty mask of shape {arr.shape}")
+    return arr
+
+
+def _name_table(arr: np.ndarray, labels, ignore_index: int | None) -> tuple[np.ndarray, list[str]]:
+    """Map the map's values to dense codes; code 0 is background. Returns (codes HxW int, names)."""
+    if arr.dtype == bool:
+        name = "object" if labels is None else labels
+        if not isinstance(name, str):
+            raise ValueError(f"a boolean mask takes one label string, got labels={labels!r}")
+        return arr.astype(np.int64), [BACKGROUND, _fg_name(name)]
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise ValueError(f"label map must be bool or integer, got dtype {arr.dtype}")
+    values, inverse = np.unique(arr, return_inverse=True)
+    names: list[str] = []
+    for v in values.tolist():
+        names.append(_lookup(v, labels, ignore_index))
+    # Collapse duplicate names (several ids may map to the same word, e.g. background).
+    uniq = [BACKGROUND]
+    pos = {BACKGROUND: 0}
+    remap = np.empty(len(names), dtype=np.int64)
+    for i, n in enumerate(names):
+        if n not in pos:
+            pos[n] = len(uniq)
+            uniq.append(n)
+        remap[i] = pos[n]
+    return remap[inverse.reshape(arr.shape)], uniq
+
+
+def _fg_name(name: str) -> str:
+    """Normalise a foreground name; a foreground class literally called ``others`` is renamed."""
+    n = normalize_label(name)
+    return "others (class)" if n == BACKGROUND else n
+
+
+def _lookup(value: int, labels, ignore_index: int | None) -> str:
+    if ignore_index is not None and value == ignore_index:
+        return BACKGROUND
+    if labels is None:
+        return BACKGROUND if value == 0 else str(value)
+    if isinstance(labels, str):
+        return BACKGROUND if value == 0 else _fg_name(labels)
+    if isinstance(labels, Mapping):
+        name = labels.get(value)
+    elif isinstance(labels, Sequence):
+        name = labels[value] if 0 <= value < len(labels) else None
+    else:
+        raise ValueError(f"labels must be a str, a sequence or a mapping, got {type(labels).__name__}")
+    if name is None or name == BACKGROUND:
+        return BACKGROUND
+    return _fg_name(name)
+
+
+def _footprint_codes(codes: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    h, w = codes.shape
+    rcell = _nearest_index(rows, h)  # pixel row -> cell row
+    ccell = _nearest_index(cols, w)
+    return rcell[:, None] * cols + ccell[None, :]
+
+
+def mask_to_grid(
+    mask_or_label_map: np.ndarray,
+    size: Size = 16,
+    labels: str | Sequence[str | None] | Mapping[int, str] | None = None,
+    *,
+    sampler: str = "nearest",
+    ignore_index: int | None = 255,
+) -> np.ndarray:
+    """Sample a mask or label map to a grid of text labels.
+
+    Args:
+        mask_or_label_map: ``(H, W)`` bool mask, or integer label map (any int dtype).
+        size: grid size, ``int`` or ``(rows, cols)``.
+        labels: for a bool mask, the name of ``True`` (default ``"object"``); for a label map, a sequence
+            indexed by id or a ``{id: name}`` mapping (ids without a name, ``None`` names and id
+            ``ignore_index`` are background). ``None``: id 0 is background, other ids keep their number.
+        sampler: one of ``"nearest"`` (PIL-exact, default), ``"any"``, ``"majority"``.
+        ignore_index: label-map value treated as background (255 by convention); ``None`` disables it.
+
+    Returns:
+        ``(rows, cols)`` numpy array of ``str`` (dtype ``<U``), background cells ``"others"``.
+    """
+    rows, cols = grid_shape(size)
+    arr = _as_map(mask_or_label_map)
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {sampler!r}; choose one of {SAMPLERS}")
+    if sampler == "nearest":
+        h, w = arr.shape
+        arr = arr[_nearest_index(h, rows)][:, _nearest_index(w, cols)]
+        codes, names = _name_table(arr, labels, ignore_index)
+    else:
+        codes, names = _name_table(arr, labels, ignore_index)
+        k = len(names)
+        cell = _footprint_codes(codes, rows, cols)
+        counts = np.bincount((cell * k + codes).ravel(), minlength=rows * cols * k).reshape(rows * cols, k)
+        if sampler == "any" and k > 1:
+            fg = counts[:, 1:]
+            codes = np.where(fg.max(axis=1) > 0, fg.argmax(axis=1) + 1, 0)
+        else:
+            codes = counts.argmax(axis=1)
+        codes = codes.reshape(rows, cols)
+    return np.asarray(names, dtype=str)[codes]
+
+
+def grid_to_label_map(grid: np.ndarray, height: int, width: int) -> tuple[np.ndarray, list[str]]:
+    """Paint a grid onto an ``(height, width)`` image with PIL-nearest geometry.
+
+    Returns ``(label_map, names)``: an int32 map where 0 is ``others`` and ``k`` is ``names[k]``
+    (``names[0] == "others"``, the rest in order of first appearance, row-major).
+    """
+    g = np.asarray(grid)
+    if g.ndim != 2:
+        raise ValueError(f"expected a 2-D grid of labels, got shape {g.shape}")
+    flat = g.ravel().tolist()
+    pos = {BACKGROUND: 0}
+    names = [BACKGROUND]
+    codes = np.empty(len(flat), dtype=np.int32)
+    for i, lab in enumerate(flat):
+        c = pos.get(lab)
+        if c is None:
+            c = pos[lab] = len(names)
+            names.append(lab)
+        codes[i] = c
+    codes = codes.reshape(g.shape)
+    up = codes[_nearest_index(g.shape[0], int(height))][:, _nearest_index(g.shape[1], int(width))]
+    return up, names
+
+
+def grid_to_mask(grid: np.ndarray, height: int, width: int, label: str | None = None) -> np.ndarray:
+    """Binary ``(height, width)`` bool mask of a grid, PIL-nearest geometry (inverse of sampling).
+
+    ``label=None``: every non-``others`` cell is foreground (the published evaluation's convention);
+    otherwise only cells equal to ``label``. An all-``others`` grid gives an all-False mask (no target).
+    """
+    g = np.asarray(grid)
+    if g.ndim != 2:
+        raise ValueError(f"expected a 2-D grid of labels, got shape {g.shape}")
+    if height < 1 or width < 1:
+        raise ValueError(f"mask size must be positive, got {height}x{width}")
+    fg = g != BACKGROUND if label is None else g == label
+    return fg[_nearest_index(g.shape[0], int(height))][:, _nearest_index(g.shape[1], int(width))]
+
+
+def grid_labels(grid: np.ndarray) -> list[str]:
+    """Distinct non-background labels of a grid, in row-major order of first appearance."""
+    seen: dict[str, None] = {}
+    for lab in np.asarray(grid).ravel().tolist():
+        if lab != BACKGROUND:
+            seen.setdefault(lab, None)
+    return list(seen)
