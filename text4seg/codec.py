@@ -46,8 +46,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from functools import partial
+from functools import lru_cache, partial
 from typing import NamedTuple
 
 import numpy as np
@@ -100,12 +99,39 @@ REPAIR_KINDS = (
 )
 
 
-@dataclass
 class Decoded:
-    """Result of :func:`decode`: ``grid`` is a ``(rows, cols)`` numpy array of ``str``."""
+    """Result of :func:`decode`.
 
-    grid: np.ndarray
-    repairs: list[Repair] = field(default_factory=list)
+    Attributes:
+        runs: row-major ``(label, count)`` runs covering exactly ``rows * cols`` cells.
+        shape: ``(rows, cols)``.
+        repairs: the lenient decoder's :class:`Repair` list (empty for a well-formed answer).
+        grid: ``(rows, cols)`` numpy array of ``str`` (built on first access).
+    """
+
+    __slots__ = ("runs", "shape", "repairs", "_grid")
+
+    def __init__(self, runs: list[tuple[str, int]], shape: tuple[int, int], repairs: list[Repair]):
+        self.runs, self.shape, self.repairs = runs, shape, repairs
+        self._grid: np.ndarray | None = None
+
+    def __repr__(self) -> str:
+        return f"Decoded(shape={self.shape}, labels={self.labels!r}, repairs={self.repairs!r})"
+
+    @property
+    def grid(self) -> np.ndarray:
+        if self._grid is None:
+            labels = np.array([run[0] for run in self.runs], dtype=str)
+            self._grid = np.repeat(labels, [run[1] for run in self.runs]).reshape(self.shape)
+        return self._grid
+
+    def mask(self, height: int, width: int, label: str | None = None) -> np.ndarray:
+        """``(height, width)`` bool mask, same as ``grid_to_mask(self.grid, height, width, label)``."""
+        from text4seg.grid import _resize_nearest
+
+        hit = [(lab != BACKGROUND) if label is None else (lab == label) for lab, _ in self.runs]
+        cells = np.repeat(np.array(hit, dtype=bool), [run[1] for run in self.runs]).reshape(self.shape)
+        return _resize_nearest(cells, int(height), int(width))
 
     @property
     def ok(self) -> bool:
@@ -115,18 +141,15 @@ class Decoded:
     @property
     def labels(self) -> list[str]:
         """Distinct non-background labels, row-major order of first appearance."""
-        seen: dict[str, None] = {}
-        for lab in self.grid.ravel().tolist():
-            if lab != BACKGROUND:
-                seen.setdefault(lab, None)
-        return list(seen)
+        return list(dict.fromkeys(lab for lab, _ in self.runs if lab != BACKGROUND))
 
     @property
     def is_empty(self) -> bool:
         """True when every cell is ``others``: the model answered "no target"."""
-        return bool((self.grid == BACKGROUND).all())
+        return all(lab == BACKGROUND for lab, _ in self.runs)
 
 
+@lru_cache(maxsize=65536)
 def normalize_label(label: str) -> str:
     """Make a label safe to write in any scheme (see the module docstring). Idempotent."""
     if not isinstance(label, str):
@@ -135,56 +158,65 @@ def normalize_label(label: str) -> str:
     return out or "object"
 
 
+def _as_grid(grid) -> np.ndarray:
+    """A 2-D ``<U`` array of the grid's labels (no copy when it already is one)."""
+    arr = grid if isinstance(grid, np.ndarray) and grid.dtype.kind == "U" else np.asarray(grid, dtype=str)
+    if arr.ndim != 2 or arr.size == 0:
+        raise ValueError(f"expected a non-empty 2-D grid of labels, got shape {arr.shape}")
+    return arr
+
+
 def normalize_grid(grid) -> np.ndarray:
     """The grid that ``decode(encode(grid))`` returns: labels normalised, as a ``<U`` array."""
     arr = _as_grid(grid)
-    uniq, inv = np.unique(arr, return_inverse=True)
-    names = np.asarray([normalize_label(u) for u in uniq.tolist()], dtype=str)
-    return names[inv.reshape(arr.shape)]
+    return np.asarray([normalize_label(x) for x in arr.ravel().tolist()], dtype=str).reshape(arr.shape)
 
 
-def _as_grid(grid) -> np.ndarray:
-    arr = np.asarray(grid, dtype=object)
-    if arr.ndim != 2 or arr.size == 0:
-        raise ValueError(f"expected a non-empty 2-D grid of labels, got shape {arr.shape}")
-    return arr.astype(str)
-
-
-def _codes(grid) -> tuple[np.ndarray, list[str]]:
-    """Dense integer codes for a grid, and the normalised name of each code."""
+def grid_runs(grid, row_wise: bool = True) -> list[list[tuple[str, int]]]:
+    """Runs of equal normalised labels: one list of ``(label, count)`` per row (``row_wise``), or one
+    list for the row-major flattened grid. Vectorised run detection, then one Python step per run."""
     arr = _as_grid(grid)
-    uniq, inv = np.unique(arr, return_inverse=True)
-    return inv.reshape(arr.shape), [normalize_label(u) for u in uniq.tolist()]
+    cols = arr.shape[1]
+    flat = arr.ravel()
+    change = np.empty(flat.shape[0], dtype=bool)
+    change[0] = True
+    np.not_equal(flat[1:], flat[:-1], out=change[1:])
+    if row_wise:
+        change[::cols] = True
+    idx = np.flatnonzero(change)
+    starts = idx.tolist()
+    out: list[list[tuple[str, int]]] = []
+    row: list[tuple[str, int]] = []
+    for lab, start, end in zip(flat[idx].tolist(), starts, starts[1:] + [flat.shape[0]]):
+        lab = normalize_label(lab)
+        if row_wise and start % cols == 0:
+            row = []
+            out.append(row)
+        elif not out:
+            out.append(row)
+        if row and row[-1][0] == lab:  # two raw labels that normalise to the same text
+            row[-1] = (lab, row[-1][1] + end - start)
+        else:
+            row.append((lab, end - start))
+    return out
 
 
-def _runs(codes_1d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Start indices and lengths of runs of equal values in a 1-D array."""
-    n = codes_1d.shape[0]
-    starts = np.flatnonzero(np.concatenate(([True], codes_1d[1:] != codes_1d[:-1])))
-    lengths = np.diff(np.append(starts, n))
-    return starts, lengths
-
-
-def _write_runs(codes_1d: np.ndarray, names: list[str]) -> str:
-    starts, lengths = _runs(codes_1d)
-    vals = codes_1d[starts].tolist()
-    return RUN_SEP.join(f"{names[v]} *{n}" for v, n in zip(vals, lengths.tolist()))
+def _write_runs(runs: list[tuple[str, int]]) -> str:
+    return RUN_SEP.join([f"{lab} *{n}" for lab, n in runs])
 
 
 def encode_rrle(grid) -> str:
-    codes, names = _codes(grid)
-    # Runs of the whole flattened grid with a break forced at every row start; then split per row.
-    return ROW_SEP.join(_write_runs(row, names) for row in codes) + "\n"
+    return ROW_SEP.join([_write_runs(row) for row in grid_runs(grid)]) + "\n"
 
 
 def encode_irle(grid) -> str:
-    codes, names = _codes(grid)
-    return _write_runs(codes.ravel(), names) + "\n"
+    return _write_runs(grid_runs(grid, row_wise=False)[0]) + "\n"
 
 
 def encode_full(grid) -> str:
-    codes, names = _codes(grid)
-    return ROW_SEP.join(RUN_SEP.join(names[c] for c in row) for row in codes.tolist()) + "\n"
+    arr = _as_grid(grid)
+    rows = [RUN_SEP.join([normalize_label(x) for x in row]) for row in arr.tolist()]
+    return ROW_SEP.join(rows) + "\n"
 
 
 # --------------------------------------------------------------------------------------------- decoding
@@ -194,7 +226,7 @@ class _Run(NamedTuple):
 
 
 _LEAD_COUNT = re.compile(r"[ \t]*(\d*)")
-_LABEL_STRIP = " \t\r\n,;/"
+_GLUE = ",;"  # unknown run separators the lenient parser also accepts
 
 
 def _parse_runs(row: str, max_cells: int, counted: bool, repairs: list[Repair], r: int | None) -> list[_Run]:
@@ -217,10 +249,10 @@ def _parse_runs(row: str, max_cells: int, counted: bool, repairs: list[Repair], 
             m = _LEAD_COUNT.match(tail)
             runs.append(_make_run(label, m.group(1), repairs, r))
             total += runs[-1].count
-            label = tail[m.end() :]
+            label = tail[m.end() :].lstrip().lstrip(_GLUE)
             if total > max_cells:
                 return runs
-        if len(parts) == 1 or label.strip(_LABEL_STRIP):
+        if len(parts) == 1 or label.strip():
             if counted:
                 repairs.append(Repair("missing_count", r, label.strip()[:40]))
             runs.append(_make_run(label, None, repairs, r))
@@ -231,7 +263,7 @@ def _parse_runs(row: str, max_cells: int, counted: bool, repairs: list[Repair], 
 
 
 def _make_run(label: str, digits: str | None, repairs: list[Repair], r: int | None) -> _Run:
-    text = label.strip(_LABEL_STRIP)
+    text = label.strip()
     if len(text) > MAX_LABEL_CHARS:
         repairs.append(Repair("long_label", r, text[:40]))
         text = text[:MAX_LABEL_CHARS].strip()
@@ -250,19 +282,48 @@ def _make_run(label: str, digits: str | None, repairs: list[Repair], r: int | No
     return _Run(text, int(significant))
 
 
-def _fill(runs: list[_Run], n: int, repairs: list[Repair], r: int | None) -> list[str]:
-    cells: list[str] = []
+def _fit(runs: list[_Run], n: int, repairs: list[Repair], r: int | None) -> list[_Run]:
+    """Crop or pad runs to exactly ``n`` cells (padding repeats the last label)."""
+    total = 0
+    out: list[_Run] = []
     for run in runs:
-        cells.extend([run.label] * min(run.count, n - len(cells)))
-        if len(cells) >= n:
-            break
-    total = sum(run.count for run in runs)
-    if total > n:
-        repairs.append(Repair("row_long", r, f"{total} cells for {n}"))
-    elif total < n:
-        repairs.append(Repair("row_short", r, f"{total} cells for {n}"))
-        cells.extend([cells[-1] if cells else BACKGROUND] * (n - len(cells)))
-    return cells
+        if run.count > 0:
+            take = min(run.count, n - total)
+            out.append(_Run(run.label, take))
+            total += take
+            if total == n:
+                break
+    claimed = sum(run.count for run in runs)
+    if claimed > n:
+        repairs.append(Repair("row_long", r, f"{claimed} cells for {n}"))
+    elif claimed < n:
+        repairs.append(Repair("row_short", r, f"{claimed} cells for {n}"))
+        out.append(_Run(out[-1].label if out else BACKGROUND, n - total))
+    return out
+
+
+def _fast_row(line: str, cols: int, counted: bool) -> list[_Run] | None:
+    """A well-formed row parsed with plain splits; None when anything needs the lenient parser.
+
+    Accepts exactly what the lenient parser would read without a repair, so both give the same runs.
+    """
+    out: list[_Run] = []
+    total = 0
+    for run in line.split(RUN_SEP):
+        if counted:
+            label, sep, digits = run.rpartition(" *")
+            if not sep or not (digits.isascii() and digits.isdigit()) or digits[0] == "0" or len(digits) > 7:
+                return None
+            count = int(digits)
+        else:
+            label, count = run, 1
+        if not label or label[0] == " " or label[-1] == " " or "*" in label or "|" in label:
+            return None
+        if len(label) > MAX_LABEL_CHARS:
+            return None
+        out.append((label, count))
+        total += count
+    return out if total == cols else None
 
 
 def _split_rows(body: str, rows: int, repairs: list[Repair]) -> list[str]:
@@ -276,20 +337,27 @@ def _split_rows(body: str, rows: int, repairs: list[Repair]) -> list[str]:
     return lines
 
 
-def _decode_rows(body: str, rows: int, cols: int, repairs: list[Repair], counted: bool) -> list[list[str]]:
-    grid = []
-    for r, line in enumerate(_split_rows(body, rows, repairs)):
-        runs = _parse_runs(line, cols, counted, repairs, r)
-        grid.append(_fill(runs, cols, repairs, r))
-    grid.extend([[BACKGROUND] * cols for _ in range(rows - len(grid))])
-    return grid
+def _decode_rows(body: str, rows: int, cols: int, repairs: list[Repair], counted: bool) -> list[_Run]:
+    out: list[_Run] = []
+    lines = _split_rows(body, rows, repairs)
+    for r, line in enumerate(lines):
+        line = line.strip()
+        runs = _fast_row(line, cols, counted)
+        if runs is None:
+            runs = _fit(_parse_runs(line, cols, counted, repairs, r), cols, repairs, r)
+        out.extend(runs)
+    if len(lines) < rows:
+        out.append(_Run(BACKGROUND, (rows - len(lines)) * cols))
+    return out
 
 
-def _decode_irle(body: str, rows: int, cols: int, repairs: list[Repair]) -> list[list[str]]:
+def _decode_irle(body: str, rows: int, cols: int, repairs: list[Repair]) -> list[_Run]:
     n = rows * cols
-    flat_text = " ".join(body.split("\n", n))  # a wrapped one-line answer
-    cells = _fill(_parse_runs(flat_text, n, True, repairs, None), n, repairs, None)
-    return [cells[i * cols : (i + 1) * cols] for i in range(rows)]
+    flat_text = " ".join(body.strip().split("\n", n))  # a wrapped one-line answer
+    runs = _fast_row(flat_text, n, True)
+    return (
+        runs if runs is not None else _fit(_parse_runs(flat_text, n, True, repairs, None), n, repairs, None)
+    )
 
 
 # ------------------------------------------------------------------------------------- strict checking
@@ -308,10 +376,10 @@ def _strict_rows(body: str, rows: int) -> list[str]:
     return [line[1:] if r else line for r, line in enumerate(lines)]
 
 
-def _strict_runs(line: str, r: int | None, cols: int, counted: bool) -> list[str]:
-    cells: list[str] = []
+def _strict_runs(line: str, r: int | None, cols: int, counted: bool) -> list[_Run]:
+    out: list[_Run] = []
+    col = 0
     for run in line.split(RUN_SEP):
-        col = len(cells)
         if counted:
             m = _STRICT_RUN.fullmatch(run)
             if not m:
@@ -319,37 +387,44 @@ def _strict_runs(line: str, r: int | None, cols: int, counted: bool) -> list[str
             label, count = m.group(1), int(m.group(2))
         else:
             label, count = run, 1
-        if label != normalize_label(label) or "|" in label:
+        if label != normalize_label(label) or len(label) > MAX_LABEL_CHARS:
             raise DescriptorError("malformed label", row=r, col=col, text=run)
         if col + count > cols:
             raise DescriptorError(f"runs exceed the {cols} cells of the row", row=r, col=col, text=run)
-        cells.extend([label] * count)
-    if len(cells) != cols:
-        raise DescriptorError(f"runs cover {len(cells)} of {cols} cells", row=r, col=len(cells), text=line)
-    return cells
+        out.append(_Run(label, count))
+        col += count
+    if col != cols:
+        raise DescriptorError(f"runs cover {col} of {cols} cells", row=r, col=col, text=line)
+    return out
 
 
-def _strict_decode(body: str, rows: int, cols: int, scheme: str) -> list[list[str]]:
+def _strict_decode(body: str, rows: int, cols: int, scheme: str) -> list[_Run]:
     if scheme == "irle":
         if not body.endswith("\n") or "\n" in body[:-1]:
             raise DescriptorError("irle text must be one line ending with a newline", text=body[:80])
-        cells = _strict_runs(body[:-1], None, rows * cols, True)
-        return [cells[i * cols : (i + 1) * cols] for i in range(rows)]
-    lines = _strict_rows(body, rows)
-    return [_strict_runs(line, r, cols, scheme == "rrle") for r, line in enumerate(lines)]
+        return _strict_runs(body[:-1], None, rows * cols, True)
+    out: list[_Run] = []
+    for r, line in enumerate(_strict_rows(body, rows)):
+        out.extend(_strict_runs(line, r, cols, scheme == "rrle"))
+    return out
 
 
 # ------------------------------------------------------------------------------------------- registry
 class Scheme(NamedTuple):
-    """A descriptor scheme: ``encode(grid) -> text`` and ``decode(body, rows, cols, repairs, strict)``."""
+    """A descriptor scheme.
+
+    ``encode(grid) -> text``; ``decode(body, rows, cols, repairs, strict) -> runs``: the row-major
+    ``(label, count)`` runs covering exactly ``rows * cols`` cells. Lenient decoders append
+    :class:`Repair` entries and never raise; strict ones raise :class:`DescriptorError`.
+    """
 
     encode: Callable[[object], str]
-    decode: Callable[[str, int, int, list, bool], list[list[str]]]
+    decode: Callable[[str, int, int, list, bool], list]
     doc: str
 
 
-def _make_decoder(scheme: str, lenient: Callable) -> Callable:
-    def decode(body: str, rows: int, cols: int, repairs: list, strict: bool) -> list[list[str]]:
+def _paper_decoder(scheme: str, lenient: Callable) -> Callable:
+    def decode(body: str, rows: int, cols: int, repairs: list, strict: bool) -> list[_Run]:
         if strict:
             return _strict_decode(body, rows, cols, scheme)
         return lenient(body, rows, cols, repairs)
@@ -358,9 +433,17 @@ def _make_decoder(scheme: str, lenient: Callable) -> Callable:
 
 
 SCHEMES: dict[str, Scheme] = {
-    "rrle": Scheme(encode_rrle, _make_decoder("rrle", partial(_decode_rows, counted=True)), "row-wise run-length (paper default)"),
-    "irle": Scheme(encode_irle, _make_decoder("irle", _decode_irle), "image-wise run-length"),
-    "full": Scheme(encode_full, _make_decoder("full", partial(_decode_rows, counted=False)), "full length, one label per cell"),
+    "rrle": Scheme(
+        encode_rrle,
+        _paper_decoder("rrle", partial(_decode_rows, counted=True)),
+        "row-wise run-length (paper)",
+    ),
+    "irle": Scheme(encode_irle, _paper_decoder("irle", _decode_irle), "image-wise run-length"),
+    "full": Scheme(
+        encode_full,
+        _paper_decoder("full", partial(_decode_rows, counted=False)),
+        "full length, a label per cell",
+    ),
 }
 
 
@@ -387,16 +470,19 @@ def wrap(text: str) -> str:
 def extract(text: str, repairs: list[Repair] | None = None, strict: bool = False) -> str | None:
     """The descriptor body of an answer: the first ``<seg>`` block, or the whole text without tags.
 
-    Returns None (lenient) when the text has no tag and nothing that looks like descriptors.
+    Lenient mode returns None when the text has no tag and does not look like descriptors (no ``*``, no
+    ``|``, no final newline): a prose answer is a "no target" answer.
     """
     start = text.find(SEG_OPEN)
     if start < 0:
-        if "*" in text or "|" in text:
-            if repairs is not None and SEG_CLOSE in text:
-                repairs.append(Repair("no_seg_tag", None, "</seg> without <seg>"))
+        # Bare descriptor text (what encode() returns) ends with a newline or has runs; prose has neither.
+        if strict or text.endswith("\n") or "*" in text or "|" in text:
+            if SEG_CLOSE in text:
+                if strict:
+                    raise DescriptorError("</seg> without <seg>", text=text[:80])
+                if repairs is not None:
+                    repairs.append(Repair("no_seg_tag", None, "</seg> without <seg>"))
             return text.split(SEG_CLOSE, 1)[0]
-        if strict:
-            raise DescriptorError("no <seg> block and no descriptor text", text=text[:80])
         if repairs is not None:
             repairs.append(Repair("no_descriptors", None, text[:40]))
         return None
@@ -416,7 +502,9 @@ def extract(text: str, repairs: list[Repair] | None = None, strict: bool = False
     return text[start:end]
 
 
-def decode(text: str, size: int | tuple[int, int] = 16, scheme: str = "rrle", strict: bool = False) -> Decoded:
+def decode(
+    text: str, size: int | tuple[int, int] = 16, scheme: str = "rrle", strict: bool = False
+) -> Decoded:
     """Parse an answer or bare descriptor text into a ``(rows, cols)`` grid of labels.
 
     Lenient (default) never raises on a ``str`` and reports repairs; ``strict=True`` raises
@@ -431,10 +519,8 @@ def decode(text: str, size: int | tuple[int, int] = 16, scheme: str = "rrle", st
     repairs: list[Repair] = []
     body = extract(text, repairs, strict)
     if body is None:
-        cells = [[BACKGROUND] * cols for _ in range(rows)]
-    else:
-        cells = sch.decode(body, rows, cols, repairs, strict)
-    return Decoded(np.asarray(cells, dtype=str).reshape(rows, cols), repairs)
+        return Decoded([(BACKGROUND, rows * cols)], (rows, cols), repairs)
+    return Decoded(sch.decode(body, rows, cols, repairs, strict), (rows, cols), repairs)
 
 
 def count_repairs(results: Sequence[Decoded]) -> dict[str, int]:

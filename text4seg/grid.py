@@ -64,6 +64,14 @@ def _nearest_index(src: int, dst: int) -> np.ndarray:
     return idx
 
 
+def _resize_nearest(arr: np.ndarray, height: int, width: int) -> np.ndarray:
+    """PIL-NEAREST resize of any 2-D array to ``(height, width)``, gathering the smaller side first."""
+    ridx, cidx = _nearest_index(arr.shape[0], height), _nearest_index(arr.shape[1], width)
+    if height <= arr.shape[0]:
+        return np.take(np.take(arr, ridx, axis=0), cidx, axis=1)
+    return np.take(np.take(arr, cidx, axis=1), ridx, axis=0)
+
+
 def _as_map(mask_or_label_map: np.ndarray) -> np.ndarray:
     arr = np.asarray(mask_or_label_map)
     if arr.ndim != 2:
@@ -157,7 +165,7 @@ def mask_to_grid(
         raise ValueError(f"unknown sampler {sampler!r}; choose one of {SAMPLERS}")
     if sampler == "nearest":
         h, w = arr.shape
-        arr = arr[_nearest_index(h, rows)][:, _nearest_index(w, cols)]
+        arr = _resize_nearest(arr, rows, cols)
         codes, names = _name_table(arr, labels, ignore_index)
     else:
         codes, names = _name_table(arr, labels, ignore_index)
@@ -193,7 +201,7 @@ def grid_to_label_map(grid: np.ndarray, height: int, width: int) -> tuple[np.nda
             names.append(lab)
         codes[i] = c
     codes = codes.reshape(g.shape)
-    up = codes[_nearest_index(g.shape[0], int(height))][:, _nearest_index(g.shape[1], int(width))]
+    up = _resize_nearest(codes, int(height), int(width))
     return up, names
 
 
@@ -209,7 +217,7 @@ def grid_to_mask(grid: np.ndarray, height: int, width: int, label: str | None = 
     if height < 1 or width < 1:
         raise ValueError(f"mask size must be positive, got {height}x{width}")
     fg = g != BACKGROUND if label is None else g == label
-    return fg[_nearest_index(g.shape[0], int(height))][:, _nearest_index(g.shape[1], int(width))]
+    return _resize_nearest(fg, int(height), int(width))
 
 
 def grid_labels(grid: np.ndarray) -> list[str]:
