@@ -31,6 +31,7 @@ DOG = [
 ]
 DOG_RRLE = "others *4\n others *1| dog *2| others *1\n others *1| dog *3\n others *4\n"
 PAPER_SCHEMES = ("rrle", "irle", "full")
+ALL_SCHEMES = (*PAPER_SCHEMES, "compact")
 
 
 def test_rrle_matches_the_published_format_byte_for_byte():
@@ -50,7 +51,7 @@ def test_count_one_is_always_written():
     assert encode([["a", "b"]]) == "a *1| b *1\n"
 
 
-@pytest.mark.parametrize("scheme", PAPER_SCHEMES)
+@pytest.mark.parametrize("scheme", ALL_SCHEMES)
 def test_golden_example_decodes_strictly_in_every_scheme(scheme):
     res = decode(encode(DOG, scheme), 4, scheme, strict=True)
     assert res.grid.tolist() == DOG and res.ok
@@ -106,7 +107,7 @@ def grids(draw):
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(grids(), st.sampled_from(PAPER_SCHEMES))
+@given(grids(), st.sampled_from(ALL_SCHEMES))
 def test_decode_inverts_encode_for_every_scheme_size_and_label(g, scheme):
     text = encode(g, scheme)
     res = decode(text, g.shape, scheme, strict=True)
@@ -237,7 +238,7 @@ def test_very_long_labels_are_cut_so_the_grid_stays_small():
         " *9" * 400_000,
     ],
 )
-@pytest.mark.parametrize("scheme", PAPER_SCHEMES)
+@pytest.mark.parametrize("scheme", ALL_SCHEMES)
 def test_lenient_decoder_never_raises_and_is_linear_on_a_megabyte_of_garbage(junk, scheme):
     t0 = time.perf_counter()
     res = decode("<seg>" + junk, 16, scheme)
@@ -249,7 +250,7 @@ def test_lenient_decoder_never_raises_and_is_linear_on_a_megabyte_of_garbage(jun
 @settings(max_examples=300, deadline=None)
 @given(st.text(alphabet=st.sampled_from(list("dog others*|\n 0123<seg>/é")), max_size=300))
 def test_lenient_decoder_never_raises_on_any_string(text):
-    for scheme in PAPER_SCHEMES:
+    for scheme in ALL_SCHEMES:
         res = decode(text, (3, 4), scheme)
         assert res.grid.shape == (3, 4)
         assert all(isinstance(r.kind, str) and r.kind in REPAIR_KINDS for r in res.repairs)

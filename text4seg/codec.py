@@ -96,6 +96,11 @@ REPAIR_KINDS = (
     "row_long",  # more cells than the row: cropped
     "bad_separator",  # an empty run between separators
     "long_label",  # a label over MAX_LABEL_CHARS characters: cut
+    # compact scheme only
+    "bad_line",  # a line that is not 'ROWS:SPANS': skipped
+    "bad_span",  # a span that is not 'c', 'c0-c1' or 'c0-c1=k', or names an unknown label: skipped
+    "out_of_range",  # a row or column beyond the grid: clipped or skipped
+    "overlap",  # a row written twice: the later line wins
 )
 
 
@@ -447,6 +452,12 @@ SCHEMES: dict[str, Scheme] = {
 }
 
 
+def _register_compact() -> None:
+    from text4seg.compact import decode_compact, encode_compact
+
+    SCHEMES["compact"] = Scheme(encode_compact, decode_compact, "sparse spans, labels once (text4seg)")
+
+
 def _scheme(name: str) -> Scheme:
     try:
         return SCHEMES[name]
@@ -532,3 +543,6 @@ def count_repairs(results: Sequence[Decoded]) -> dict[str, int]:
         for k in kinds:
             out[k] = out.get(k, 0) + 1
     return out
+
+
+_register_compact()
