@@ -117,7 +117,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     args = ap.parse_args(argv)
     results = {"synthetic": measure(synthetic_masks(args.n)), "refer-like": measure(refer_like_masks(args.n))}
-    for name, table in results.items():
+    for table in results.values():
         table["compact_saving_vs_rrle_16"] = 1 - table["compact@16"]["mean"] / table["rrle@16"]["mean"]
         table["moonshot_ratio"] = table["compact@32"]["mean"] / table["rrle@16"]["mean"]
     if args.json:
