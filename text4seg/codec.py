@@ -177,9 +177,13 @@ def normalize_grid(grid) -> np.ndarray:
     return np.asarray([normalize_label(x) for x in arr.ravel().tolist()], dtype=str).reshape(arr.shape)
 
 
-def grid_runs(grid, row_wise: bool = True) -> list[list[tuple[str, int]]]:
-    """Runs of equal normalised labels: one list of ``(label, count)`` per row (``row_wise``), or one
-    list for the row-major flattened grid. Vectorised run detection, then one Python step per run."""
+def _run_table(grid, row_wise: bool) -> tuple[list[str], list[int], list[int]]:
+    """``(labels, counts, row_starts)`` of the runs of a grid, labels normalised.
+
+    Runs are found on the raw labels with one vectorised comparison; ``row_starts`` are the indices of
+    the runs that open a row (``[0]`` when not ``row_wise``). A grid whose labels change under
+    normalisation is normalised first, so labels that normalise alike merge into one run.
+    """
     arr = _as_grid(grid)
     cols = arr.shape[1]
     flat = arr.ravel()
@@ -189,33 +193,36 @@ def grid_runs(grid, row_wise: bool = True) -> list[list[tuple[str, int]]]:
     if row_wise:
         change[::cols] = True
     idx = np.flatnonzero(change)
+    labels = flat[idx].tolist()
+    if any(normalize_label(lab) != lab for lab in set(labels)):
+        return _run_table(normalize_grid(arr), row_wise)
     starts = idx.tolist()
-    out: list[list[tuple[str, int]]] = []
-    row: list[tuple[str, int]] = []
-    for lab, start, end in zip(flat[idx].tolist(), starts, starts[1:] + [flat.shape[0]]):
-        lab = normalize_label(lab)
-        if row_wise and start % cols == 0:
-            row = []
-            out.append(row)
-        elif not out:
-            out.append(row)
-        if row and row[-1][0] == lab:  # two raw labels that normalise to the same text
-            row[-1] = (lab, row[-1][1] + end - start)
-        else:
-            row.append((lab, end - start))
-    return out
+    counts = [e - s for s, e in zip(starts, starts[1:] + [flat.shape[0]])]
+    row_starts = np.flatnonzero(idx % cols == 0).tolist() if row_wise else [0]
+    return labels, counts, row_starts
 
 
-def _write_runs(runs: list[tuple[str, int]]) -> str:
-    return RUN_SEP.join([f"{lab} *{n}" for lab, n in runs])
+def grid_runs(grid, row_wise: bool = True) -> list[list[tuple[str, int]]]:
+    """Runs of equal normalised labels: one list of ``(label, count)`` per row (``row_wise``), or one
+    list for the row-major flattened grid."""
+    labels, counts, row_starts = _run_table(grid, row_wise)
+    runs = list(zip(labels, counts))
+    return [runs[a:b] for a, b in zip(row_starts, row_starts[1:] + [len(runs)])]
+
+
+def _encode_runs(grid, row_wise: bool) -> str:
+    labels, counts, row_starts = _run_table(grid, row_wise)
+    texts = [f"{lab} *{n}" for lab, n in zip(labels, counts)]
+    rows = [RUN_SEP.join(texts[a:b]) for a, b in zip(row_starts, row_starts[1:] + [len(texts)])]
+    return ROW_SEP.join(rows) + "\n"
 
 
 def encode_rrle(grid) -> str:
-    return ROW_SEP.join([_write_runs(row) for row in grid_runs(grid)]) + "\n"
+    return _encode_runs(grid, row_wise=True)
 
 
 def encode_irle(grid) -> str:
-    return _write_runs(grid_runs(grid, row_wise=False)[0]) + "\n"
+    return _encode_runs(grid, row_wise=False)
 
 
 def encode_full(grid) -> str:
