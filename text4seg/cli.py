@@ -16,12 +16,22 @@ from collections.abc import Sequence
 
 # name -> module under text4seg.commands (a plain-dict registry: a new command is one entry)
 COMMANDS: dict[str, str] = {
+    "build": "build",
+    "stats": "stats",
+    "train": "train",
+    "export": "export",
+    "predict": "predict",
+    "decode": "decode",
+    "evaluate": "evaluate",
     "demo": "demo",
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="text4seg", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="text4seg",
+        description="text4seg: decoder-free, text-as-mask segmentation with multimodal LLMs.",
+    )
     from text4seg import __version__
 
     parser.add_argument("--version", action="version", version=f"text4seg {__version__}")
