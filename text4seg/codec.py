@@ -192,13 +192,13 @@ def _run_table(grid, row_wise: bool) -> tuple[list[str], list[int], list[int]]:
     np.not_equal(flat[1:], flat[:-1], out=change[1:])
     if row_wise:
         change[::cols] = True
-    idx = np.flatnonzero(change)
+    idx = change.nonzero()[0]
     labels = flat[idx].tolist()
     if any(normalize_label(lab) != lab for lab in set(labels)):
         return _run_table(normalize_grid(arr), row_wise)
     starts = idx.tolist()
     counts = [e - s for s, e in zip(starts, starts[1:] + [flat.shape[0]])]
-    row_starts = np.flatnonzero(idx % cols == 0).tolist() if row_wise else [0]
+    row_starts = ((idx % cols) == 0).nonzero()[0].tolist() if row_wise else [0]
     return labels, counts, row_starts
 
 
@@ -212,9 +212,11 @@ def grid_runs(grid, row_wise: bool = True) -> list[list[tuple[str, int]]]:
 
 def _encode_runs(grid, row_wise: bool) -> str:
     labels, counts, row_starts = _run_table(grid, row_wise)
-    texts = [f"{lab} *{n}" for lab, n in zip(labels, counts)]
-    rows = [RUN_SEP.join(texts[a:b]) for a, b in zip(row_starts, row_starts[1:] + [len(texts)])]
-    return ROW_SEP.join(rows) + "\n"
+    seps = [RUN_SEP] * len(labels)
+    for i in row_starts:
+        seps[i] = ROW_SEP
+    seps[0] = ""
+    return "".join([f"{sep}{lab} *{n}" for sep, lab, n in zip(seps, labels, counts)]) + "\n"
 
 
 def encode_rrle(grid) -> str:
