@@ -1,0 +1,87 @@
+"""Dataset builders: datasets on disk (or generated) -> instruction JSONL for ms-swift.
+
+``BUILDERS`` maps a builder name to its class (see :mod:`data_builders.base` for the contract).
+:func:`build_jsonl` builds one file in one call; ``text4seg build`` is its command line.
+
+>>> from data_builders import build_jsonl
+>>> report = build_jsonl("synthetic", "out/train.jsonl", split="train", limit=100)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+
+from .base import BadInput, BuildConfig, Builder, make_config, run_build
+from .hf import HFMask, HFRefer
+from .reason import ReasonSeg
+from .refer import GRefCOCO, RefCLEF, RefCOCO, RefCOCOg, RefCOCOPlus
+from .semantic import ADE20K, CocoStuff, PascalContext59, PascalVOC20
+from .synthetic import Synthetic
+
+BUILDERS: dict[str, type[Builder]] = {
+    "synthetic": Synthetic,
+    "refcoco": RefCOCO,
+    "refcoco+": RefCOCOPlus,
+    "refcocog": RefCOCOg,
+    "refclef": RefCLEF,
+    "grefcoco": GRefCOCO,
+    "coco-stuff": CocoStuff,
+    "ade20k": ADE20K,
+    "pc59": PascalContext59,
+    "voc20": PascalVOC20,
+    "reasonseg": ReasonSeg,
+    "hf-refer": HFRefer,
+    "hf-mask": HFMask,
+}
+
+
+def get_builder(name: str) -> type[Builder]:
+    """The builder class called ``name``; ``ValueError`` lists the valid names."""
+    try:
+        return BUILDERS[name]
+    except KeyError:
+        raise ValueError(f"unknown builder {name!r}; choose one of {sorted(BUILDERS)}") from None
+
+
+def build_jsonl(
+    name: str,
+    out: str | os.PathLike,
+    *,
+    root: str | os.PathLike | None = None,
+    split: str = "train",
+    grid: int | tuple[int, int] = 16,
+    scheme: str = "rrle",
+    limit: int | None = None,
+    seed: int = 0,
+    repeat: int = 1,
+    workers: int = 1,
+    shard: str | tuple[int, int] | None = None,
+    skip_bad: bool = False,
+    with_gt: bool | None = None,
+    progress: bool = False,
+    stats: bool = True,
+    options: dict | None = None,
+) -> dict:
+    """Build ``out`` (JSONL, written atomically) with builder ``name``; return the build report.
+
+    ``with_gt=None`` stores ground-truth masks except for the ``train`` split. ``options`` are
+    builder-specific settings (e.g. synthetic's ``image_size``). The report has ``samples``,
+    ``skipped_bad``, ``seconds``, ``samples_per_s`` and, with ``stats``, ``answers`` (length statistics).
+    """
+    cls = get_builder(name)
+    cfg = make_config(root, split, out, grid, scheme, seed, with_gt, options)
+    return run_build(
+        cls,
+        cfg,
+        out,
+        limit=limit,
+        repeat=repeat,
+        workers=workers,
+        shard=shard,
+        skip_bad=skip_bad,
+        progress=progress,
+        stats=stats,
+    )
+
+
+__all__ = ["BUILDERS", "BadInput", "BuildConfig", "Builder", "build_jsonl", "get_builder", "make_config"]

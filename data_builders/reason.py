@@ -1,0 +1,110 @@
+"""ReasonSeg (LISA's layout): one labelme-style JSON per image with the query text(s) and polygons.
+
+Layout::
+
+    <root>/<split>/<name>.jpg
+    <root>/<split>/<name>.json   {"text": ["query", ...], "is_sentence": true,
+                                  "shapes": [{"label": "target" | "ignore", "points": [[x, y], ...]}, ...]}
+
+(``--root`` may also be the folder that holds ``ReasonSeg/``.) Every query text is one sample. The target
+mask is the union of the ``target`` polygons, rasterised with pycocotools (COCO polygon rules); ``ignore``
+polygons are not targets (LISA scores them as background too). Image sizes come from the JSON's
+``imageHeight``/``imageWidth`` when present, else from the image header. Sentence queries use the
+``reason`` templates and the descriptor label ``label`` (option, default ``target``: a long sentence
+would make very long descriptors); phrase queries (``is_sentence`` false) use the ``refer`` templates
+with the phrase itself as the label.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from text4seg.codec import encode
+from text4seg.prompts import reason_turn, refer_turn, sample_rng
+from text4seg.records import Sample
+
+from .base import BadInput, BuildConfig, Builder
+from .coco import rle_of_segmentations, rle_to_json, sample_rle
+from .common import PLACEHOLDER, descriptor_template, empty_grid, image_size, label_of
+
+IMAGE_EXTS = (".jpg", ".jpeg", ".png")
+
+
+class ReasonSeg(Builder):
+    name = "reasonseg"
+    help = "ReasonSeg (LISA layout): <root>/<split>/*.jpg + one *.json per image with texts and polygons"
+    layout = "<root>/{train,val,test}/<name>.jpg + <name>.json (or <root>/ReasonSeg/<split>/...)"
+
+    def __init__(self, cfg: BuildConfig):
+        Builder.__init__(self, cfg)
+        root = Path(cfg.root)
+        if (root / "ReasonSeg").is_dir():
+            root = root / "ReasonSeg"
+        self.dir = root / cfg.split
+        if not self.dir.is_dir():
+            have = sorted(p.name for p in root.iterdir() if p.is_dir())
+            raise ValueError(f"unknown split {cfg.split!r}: {self.dir} not found; splits here: {have}")
+        self.label = cfg.opt("label", "target")
+        self.jsons = sorted(self.dir.glob("*.json"))
+
+    def units(self) -> list[int]:
+        return list(range(len(self.jsons)))
+
+    def _image(self, js: Path) -> Path:
+        for ext in IMAGE_EXTS:
+            p = js.with_suffix(ext)
+            if p.is_file():
+                return p
+        raise BadInput(f"image not found for {js} (looked for {', '.join(js.stem + e for e in IMAGE_EXTS)})")
+
+    def make(self, unit: int, rep: int) -> list[Sample]:
+        cfg = self.cfg
+        js = self.jsons[unit]
+        try:
+            anno = json.loads(js.read_text(encoding="utf-8"))
+            texts = anno["text"]
+            texts = [texts] if isinstance(texts, str) else list(texts)
+            polys = []
+            for s in anno.get("shapes", []):
+                if s.get("label") == "target":
+                    pts = [float(c) for p in s.get("points", []) for c in p]
+                    if len(pts) >= 6:
+                        polys.append(pts)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise BadInput(f"bad ReasonSeg annotation {js}: {type(exc).__name__}: {exc}") from None
+        image = self._image(js)
+        h, w = anno.get("imageHeight"), anno.get("imageWidth")
+        if not (isinstance(h, int) and isinstance(w, int)):
+            w, h = image_size(image)
+        rle = rle_of_segmentations([polys] if polys else [], h, w, where=f"in {js}")
+        tpl = descriptor_template(sample_rle(rle, *cfg.grid), cfg.scheme) if polys else None
+        empty = encode(empty_grid(cfg.grid), cfg.scheme)
+        is_sentence = bool(anno.get("is_sentence", True))
+        out = []
+        for k, text in enumerate(texts):
+            text = " ".join(str(text).split())
+            sid = f"{self.name}/{cfg.split}/{js.stem}/{k}" + (f"/r{rep}" if rep else "")
+            rng = sample_rng(cfg.seed, sid)
+            label = label_of(self.label if is_sentence else text)
+            desc = empty if tpl is None else tpl.replace(PLACEHOLDER, label)
+            if is_sentence:
+                turn = reason_turn(rng, text, desc, empty=tpl is None)
+            else:
+                turn = refer_turn(rng, text, desc, empty=tpl is None)
+            out.append(
+                Sample(
+                    id=sid,
+                    image=str(image),
+                    width=w,
+                    height=h,
+                    turns=[turn],
+                    task="reason",
+                    labels=[label],
+                    grid=cfg.grid,
+                    scheme=cfg.scheme,
+                    source={"dataset": self.name, "split": cfg.split, "image_id": js.stem, "sent_ids": [k]},
+                    masks=[rle_to_json(rle)] if cfg.with_gt else [],
+                )
+            )
+        return out

@@ -1,0 +1,68 @@
+"""Templates are data: every family parses, carries its placeholder, and builds Text4Seg-style answers."""
+
+from __future__ import annotations
+
+import pytest
+
+from text4seg.prompts import (
+    FAMILIES,
+    SEMANTIC_MODES,
+    answer,
+    load_templates,
+    reason_turn,
+    refer_turn,
+    sample_rng,
+    semantic_turn,
+)
+
+
+def _lists():
+    out = []
+    for fam in FAMILIES:
+        t = load_templates(fam)
+        groups = [(m, t[m]) for m in SEMANTIC_MODES] if fam == "semantic" else [("", t)]
+        for mode, g in groups:
+            out += [(fam, mode, k, v) for k, v in g.items() if isinstance(v, list)]
+    return out
+
+
+@pytest.mark.parametrize("family,mode,key,sentences", _lists())
+def test_template_lists_are_varied_unique_and_carry_their_placeholder(family, mode, key, sentences):
+    assert len(sentences) >= 2 and len(set(sentences)) == len(sentences)
+    placeholder = {"refer": "{target}", "semantic": "{classes}", "reason": "{query}"}[family]
+    if key == "question":  # open-vocabulary questions name no classes; every other question has its slot
+        assert all((placeholder in s) == (mode != "open_vocab") for s in sentences)
+    for s in sentences:
+        s.format(target="x", classes="x", query="x")  # no stray braces
+
+
+def test_answer_is_sentence_newline_then_seg_block():
+    assert answer("Here.", "others *16\n") == "Here.\n<seg>others *16\n</seg>"
+
+
+def test_turns_are_deterministic_by_seed_and_key_and_vary_across_keys():
+    a = refer_turn(sample_rng(0, "k1"), "the dog", "d\n")
+    assert a == refer_turn(sample_rng(0, "k1"), "the dog", "d\n")
+    many = {refer_turn(sample_rng(0, f"k{i}"), "the dog", "d\n") for i in range(50)}
+    assert len(many) > 10
+    q, ans = a
+    assert "the dog" in q and ans.endswith("\n<seg>d\n</seg>") and ans[0].isupper()
+
+
+def test_empty_answers_come_from_the_empty_family():
+    empty = set(load_templates("refer")["answer_empty"])
+    for i in range(20):
+        _, ans = refer_turn(sample_rng(1, str(i)), "the cat", "x", empty=True)
+        sentence = ans.split("\n<seg>")[0]
+        assert any(sentence.lower() == e.format(target="the cat").lower() for e in empty)
+
+
+def test_semantic_and_reason_turns_fill_their_placeholders():
+    q, a = semantic_turn(sample_rng(0, "s"), "conditioned", ["cat", "sky"], "d\n")
+    assert "cat, sky" in q and a.endswith("<seg>d\n</seg>")
+    q, _ = reason_turn(sample_rng(0, "r"), "  what holds water? ", "d\n")
+    assert q.startswith("what holds water?")
+    with pytest.raises(ValueError, match="unknown semantic mode 'x'.*open_vocab"):
+        semantic_turn(sample_rng(0, "s"), "x", [], "")
+    with pytest.raises(ValueError, match="unknown template family"):
+        load_templates("nope")

@@ -1,0 +1,236 @@
+"""The neutral sample record, its ms-swift JSONL row, and atomic JSONL files.
+
+A builder yields :class:`Sample` records; :func:`to_swift_row` turns one into the row that every backbone
+trains on (ms-swift's multimodal "messages" format); :func:`write_jsonl` writes rows atomically.
+
+JSONL row schema (one JSON object per line, keys in this order)
+----------------------------------------------------------------
+::
+
+    {
+      "messages": [                                   # 2 * n_turns messages, user first
+        {"role": "user", "content": "<image>Segment the red circle."},
+        {"role": "assistant", "content": "Here it is.\\n<seg>others *16\\n ...</seg>"},
+        ...                                           # further turns: no "<image>" tag
+      ],
+      "images": ["/abs/path/to/image.png"],           # exactly one absolute path
+      "text4seg": {                                   # FIXED schema: same keys and types in every row
+        "id": "refcoco/val/r123/s456",                # unique sample id (str)
+        "task": "res",                                # res|gres|semantic|reason|shapes (str)
+        "labels": ["red circle"],                     # target labels (list[str], [] for none)
+        "grid": [16, 16],                             # [rows, cols] (list[int])
+        "scheme": "rrle",                             # descriptor scheme (str)
+        "width": 640, "height": 480,                  # image size in pixels (int)
+        "source": {                                   # provenance, all strings
+          "dataset": "refcoco", "split": "val", "image_id": "581857",
+          "ref_id": "123", "ann_ids": ["1234"], "sent_ids": ["456"]
+        },
+        "gt": {                                       # ground truth for evaluation, no dataset root needed
+          "masks": [{"size": [480, 640], "counts": "..."}],   # COCO RLE per assistant turn ([] = not stored)
+          "label_map": "",                            # semantic: absolute path of the label-map PNG
+          "classes": [],                              # semantic: pixel value v -> classes[v]; "others" = bg
+          "ignore": [],                               # semantic: pixel values to ignore (e.g. [255])
+          "boxes": []                                 # target boxes [x, y, w, h] in pixels (floats)
+        }
+      }
+    }
+
+``gt.masks[i]`` is the full-resolution binary target mask of the i-th assistant turn as a COCO RLE with
+``counts`` as a ``str`` (``pycocotools.mask.decode`` accepts it after ``counts.encode()``). An empty target
+(no-target expression) is a valid all-zero RLE, never a missing entry. Absent values are ``""`` or ``[]``,
+never ``null``, so ``datasets.load_dataset("json", ...)`` infers one schema for the file. A list that is
+empty in every row of a file (e.g. ``gt.masks`` of a train file) is inferred as a list of nulls, which
+does not merge with another file's typed list: to load several files together pass
+``features=hf_features()``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+IMAGE_TAG = "<image>"
+TASKS = ("res", "gres", "semantic", "reason", "shapes")
+SOURCE_KEYS = ("dataset", "split", "image_id", "ref_id", "ann_ids", "sent_ids")
+
+
+@dataclass
+class Sample:
+    """One training or evaluation sample, independent of any backbone.
+
+    Attributes:
+        id: unique sample id.
+        image: absolute path of the image file.
+        width, height: image size in pixels.
+        turns: ``[(question, answer), ...]``; one pair for a single-round sample. Questions carry no
+            ``<image>`` tag (the writer adds it to the first); answers are complete (sentence + ``<seg>``).
+        task: one of :data:`TASKS`.
+        labels: target label strings.
+        grid: ``(rows, cols)``; scheme: descriptor scheme name.
+        source: provenance; keys of :data:`SOURCE_KEYS` (missing ones are written as ``""``/``[]``).
+        masks: per turn, a COCO RLE dict ``{"size": [h, w], "counts": str}`` (or ``[]`` when not stored).
+        label_map, classes, ignore: semantic ground truth (see the module docstring).
+        boxes: target boxes ``[x, y, w, h]`` in pixels.
+    """
+
+    id: str
+    image: str
+    width: int
+    height: int
+    turns: list[tuple[str, str]]
+    task: str
+    labels: list[str] = field(default_factory=list)
+    grid: tuple[int, int] = (16, 16)
+    scheme: str = "rrle"
+    source: dict = field(default_factory=dict)
+    masks: list[dict] = field(default_factory=list)
+    label_map: str = ""
+    classes: list[str] = field(default_factory=list)
+    ignore: list[int] = field(default_factory=list)
+    boxes: list[list[float]] = field(default_factory=list)
+
+
+def _source(src: dict) -> dict:
+    out = {}
+    for k in SOURCE_KEYS:
+        v = src.get(k, [] if k.endswith("_ids") else "")
+        out[k] = [str(x) for x in v] if k.endswith("_ids") else ("" if v is None else str(v))
+    return out
+
+
+def to_swift_row(sample: Sample) -> dict:
+    """The ms-swift JSONL row of a sample (see the module docstring for the schema)."""
+    if not sample.turns:
+        raise ValueError(f"sample {sample.id!r} has no turns")
+    if sample.task not in TASKS:
+        raise ValueError(f"sample {sample.id!r}: unknown task {sample.task!r}; choose one of {TASKS}")
+    messages = []
+    for i, (q, a) in enumerate(sample.turns):
+        messages.append({"role": "user", "content": (IMAGE_TAG if i == 0 else "") + q})
+        messages.append({"role": "assistant", "content": a})
+    masks = [
+        {"size": [int(m["size"][0]), int(m["size"][1])], "counts": str(m["counts"])} for m in sample.masks
+    ]
+    return {
+        "messages": messages,
+        "images": [str(sample.image)],
+        "text4seg": {
+            "id": str(sample.id),
+            "task": sample.task,
+            "labels": [str(x) for x in sample.labels],
+            "grid": [int(sample.grid[0]), int(sample.grid[1])],
+            "scheme": sample.scheme,
+            "width": int(sample.width),
+            "height": int(sample.height),
+            "source": _source(sample.source),
+            "gt": {
+                "masks": masks,
+                "label_map": str(sample.label_map),
+                "classes": [str(c) for c in sample.classes],
+                "ignore": [int(v) for v in sample.ignore],
+                "boxes": [[float(v) for v in b] for b in sample.boxes],
+            },
+        },
+    }
+
+
+def hf_features():
+    """The row schema as ``datasets.Features`` (for ``load_dataset("json", ..., features=...)``)."""
+    from text4seg._lazy import require
+
+    d = require("datasets")
+    string, int64 = d.Value("string"), d.Value("int64")
+    rle = {"size": d.Sequence(int64), "counts": string}
+    return d.Features(
+        {
+            "messages": [{"role": string, "content": string}],
+            "images": d.Sequence(string),
+            "text4seg": {
+                "id": string,
+                "task": string,
+                "labels": d.Sequence(string),
+                "grid": d.Sequence(int64),
+                "scheme": string,
+                "width": int64,
+                "height": int64,
+                "source": {k: d.Sequence(string) if k.endswith("_ids") else string for k in SOURCE_KEYS},
+                "gt": {
+                    "masks": [rle],
+                    "label_map": string,
+                    "classes": d.Sequence(string),
+                    "ignore": d.Sequence(int64),
+                    "boxes": d.Sequence(d.Sequence(d.Value("float64"))),
+                },
+            },
+        }
+    )
+
+
+def dumps_row(row: dict) -> str:
+    """One JSONL line (no newline): UTF-8 text, compact separators, key order as given (deterministic)."""
+    return json.dumps(row, ensure_ascii=False, separators=(",", ":"))
+
+
+class AtomicWriter:
+    """Write lines to ``path`` through a temporary file in the same folder, renamed on :meth:`commit`.
+
+    Use as a context manager; leaving the block with an exception removes the temporary file, so the
+    target is never half-written.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        self.tmp = Path(tmp)
+        self.fh = os.fdopen(fd, "w", encoding="utf-8", newline="\n")
+        self.count = 0
+
+    def write(self, line: str) -> None:
+        self.fh.write(line)
+        self.fh.write("\n")
+        self.count += 1
+
+    def commit(self) -> None:
+        self.fh.close()
+        os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        self.fh.close()
+        self.tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> AtomicWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+
+def write_jsonl(rows: Iterable[dict | Sample], path: str | os.PathLike) -> int:
+    """Write rows (dicts, or :class:`Sample` records converted with :func:`to_swift_row`) atomically.
+
+    Returns the number of rows written.
+    """
+    with AtomicWriter(path) as w:
+        for row in rows:
+            w.write(dumps_row(to_swift_row(row) if isinstance(row, Sample) else row))
+    return w.count
+
+
+def read_jsonl(path: str | os.PathLike) -> Iterator[dict]:
+    """Yield the rows of a JSONL file; a bad line raises ``ValueError`` naming the file and line."""
+    with open(path, encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{n}: not valid JSON ({exc.msg})") from None
