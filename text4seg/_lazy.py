@@ -18,6 +18,7 @@ EXTRAS: dict[str, str] = {
     "tqdm": "data",
     "segment_anything": "sam",
     "matplotlib": "dev",
+    "yaml": "train",
 }
 
 
