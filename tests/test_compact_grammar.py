@@ -82,3 +82,41 @@ def test_random_walks_through_allowed_tokens_always_decode_strictly(seed):
     assert s.phase == END
     res = decode("".join(out), size, "compact", strict=True)
     assert set(res.labels) <= {"red circle", "red"}
+
+
+def test_logits_processor_with_random_logits_gives_strict_compact_answers():
+    torch = pytest.importorskip("torch")
+    from text4seg.constrain import DescriptorLogitsProcessor
+
+    table = char_table()
+    eos = table.eos_ids[0]
+    specs = [("compact", (5, 7), ["red circle"]), ("compact", (5, 7), ["red", "red circle"])]
+    proc = DescriptorLogitsProcessor(table, specs, max_new_tokens=90)
+    rng = np.random.default_rng(3)
+    ids = torch.zeros((2, 2), dtype=torch.long)
+    texts, done = ["", ""], [False, False]
+    for _ in range(90):
+        scores = proc(ids, torch.as_tensor(rng.normal(size=(2, len(table.strings))), dtype=torch.float32))
+        nxt = scores.argmax(-1)
+        for i in range(2):
+            if not done[i]:
+                done[i] = nxt[i].item() == eos
+                texts[i] += "" if done[i] else table.strings[nxt[i].item()]
+        ids = torch.cat([ids, nxt[:, None]], 1)
+        if all(done):
+            break
+    assert all(done)
+    for text, (_, size, labels) in zip(texts, specs):
+        assert set(decode(text, size, "compact", strict=True).labels) <= set(labels)
+
+
+def test_compact_regex_matches_encoded_answers():
+    import re
+
+    from text4seg.constrain import descriptor_regex
+
+    rx = re.compile(descriptor_regex("compact", 16, LABELS))
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        assert rx.fullmatch("Sure.\n" + wrap(encode(random_grid(rng, 16, 16, LABELS), "compact")))
+    assert not rx.fullmatch(wrap("dog\n1:1\n"))

@@ -209,3 +209,30 @@ class CompactGrammar:
         from text4seg.constrain import DescriptorGrammar
 
         return DescriptorGrammar.advance_token(self, s, token_id, table)
+
+
+def _number_rx(hi: int) -> str:
+    """Regex for an integer 0..hi without leading zeros."""
+    return "(?:" + "|".join(str(v) for v in range(hi, -1, -1)) + ")"
+
+
+def compact_regex(size: int | tuple[int, int] = 16, labels: Iterable[str] = ()) -> str:
+    """A regex for a whole compact answer (free text without ``<``, then the block).
+
+    Rows and columns are in range and labels allowed; the order and overlap rules and the label index
+    bound are left to :class:`CompactGrammar` (a regex of them would be huge).
+    """
+    import re
+
+    rows, cols = grid_shape(size)
+    targets = sorted({normalize_label(x) for x in labels} - {BACKGROUND}, key=len, reverse=True)
+    r, c = _number_rx(rows - 1), _number_rx(cols - 1)
+    span = f"{c}(?:-{c})?(?:=[2-9][0-9]*)?"
+    line = f"{r}(?:-{r})?:{span}(?:,{span})*\\n"
+    empty = re.escape(BACKGROUND) + "\\n"
+    if not targets:
+        body = empty
+    else:
+        lab = "(?:" + "|".join(re.escape(t) for t in targets) + ")"
+        body = f"(?:{empty}|{lab}(?:\\| {lab})*\\n(?:{line})*)"
+    return "[^<]*" + re.escape(SEG_OPEN) + body + re.escape(SEG_CLOSE)

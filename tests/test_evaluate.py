@@ -1,0 +1,161 @@
+"""evaluate(): joins results with the built JSONL and scores raw and refined masks side by side."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from text4seg import encode, mask_to_grid, wrap
+from text4seg.evaluate import evaluate
+from text4seg.predict import answer_to_masks, mask_to_rle
+from text4seg.records import write_jsonl
+
+H, W = 32, 48
+
+
+def _row(sid, masks, labels=("red circle",), task="gres", extra_gt=None):
+    msgs = []
+    for i, _ in enumerate(masks):
+        msgs += [
+            {"role": "user", "content": ("<image>" if i == 0 else "") + "Segment it."},
+            {"role": "assistant", "content": "ok"},
+        ]
+    gt = {"masks": [mask_to_rle(m) for m in masks], "label_map": "", "classes": [], "ignore": [], "boxes": []}
+    gt.update(extra_gt or {})
+    return {
+        "messages": msgs,
+        "images": ["/x.png"],
+        "text4seg": {
+            "id": sid,
+            "task": task,
+            "labels": list(labels),
+            "grid": [16, 16],
+            "scheme": "rrle",
+            "width": W,
+            "height": H,
+            "source": {},
+            "gt": gt,
+        },
+    }
+
+
+def _pred(sid, turn, answer, refined=None):
+    return {
+        "id": sid,
+        "turn": turn,
+        "answer": answer,
+        "grid": [16, 16],
+        "scheme": "rrle",
+        "width": W,
+        "height": H,
+        "refined": None if refined is None else mask_to_rle(refined),
+        "num_tokens": 10,
+    }
+
+
+def _answer(mask, label="red circle"):
+    return "Sure.\n" + wrap(encode(mask_to_grid(mask, 16, labels=label)))
+
+
+def _write(path, rows):
+    with open(path, "w") as fh:
+        for r in rows:
+            fh.write(json.dumps(r) + "\n")
+
+
+def test_scores_match_hand_computed_values(tmp_path):
+    box = np.zeros((H, W), bool)
+    box[8:24, 12:36] = True  # grid-aligned (2 px rows, 3 px cols per cell): exact round trip
+    empty = np.zeros((H, W), bool)
+    half = box.copy()
+    half[16:24] = False
+    write_jsonl([_row("a", [box, empty]), _row("b", [box])], tmp_path / "gt.jsonl")
+    # a/0 perfect, a/1 no-target predicted empty, b/0 half the target
+    _write(
+        tmp_path / "res.jsonl",
+        [
+            _pred("a", 0, _answer(box), refined=box),
+            _pred("a", 1, _answer(empty)),
+            _pred("b", 0, _answer(half)),
+        ],
+    )
+    m = evaluate(tmp_path / "res.jsonl", tmp_path / "gt.jsonl", tmp_path / "ev")
+    c = m["referring"]["coarse"]
+    assert c["giou"] == pytest.approx((1 + 1 + 0.5) / 3)
+    assert c["ciou"] == pytest.approx((384 + 192) / (384 + 384))
+    assert c["n_acc"] == 1.0 and c["t_acc"] == 1.0
+    assert c["pr@0.5"] == 1.0 and c["pr@0.6"] == 0.5
+    assert c["rec_acc@0.5"] == 0.5  # half box has box IoU exactly 0.5: not counted
+    assert m["referring"]["refined"]["n"] == 1
+    assert m["parse_valid"] == 1.0 and m["tokens_per_answer"] == 10.0
+    assert (tmp_path / "ev" / "metrics.json").exists()
+    rows = [json.loads(x) for x in (tmp_path / "ev" / "per_sample.jsonl").read_text().splitlines()]
+    assert [(r["id"], r["turn"]) for r in rows] == [("a", 0), ("a", 1), ("b", 0)]
+
+
+def test_object_filling_the_whole_grid_is_not_empty():
+    full = np.ones((H, W), bool)
+    am = answer_to_masks(_answer(full), H, W)
+    assert am.mask.all() and am.parse_valid
+
+
+def test_label_only_scores_queried_label_and_counts_other_labels(tmp_path):
+    box = np.zeros((H, W), bool)
+    box[8:24, 12:36] = True
+    write_jsonl([_row("a", [box])], tmp_path / "gt.jsonl")
+    _write(tmp_path / "res.jsonl", [_pred("a", 0, _answer(box, label="blue square"))])
+    default = evaluate(tmp_path / "res.jsonl", tmp_path / "gt.jsonl")
+    only = evaluate(tmp_path / "res.jsonl", tmp_path / "gt.jsonl", label_only=True)
+    assert default["referring"]["coarse"]["giou"] == 1.0
+    assert only["referring"]["coarse"]["giou"] == 0.0
+    assert default["other_label_answers"] == 1
+
+
+def test_missing_and_unmatched_are_counted(tmp_path):
+    box = np.zeros((H, W), bool)
+    write_jsonl([_row("a", [box]), _row("b", [box])], tmp_path / "gt.jsonl")
+    _write(tmp_path / "res.jsonl", [_pred("a", 0, _answer(box)), _pred("zzz", 0, _answer(box))])
+    m = evaluate(tmp_path / "res.jsonl", tmp_path / "gt.jsonl")
+    assert (m["n"], m["missing"], m["unmatched"]) == (1, 1, 1)
+
+
+def test_semantic_miou_leaves_background_out_of_the_mean(tmp_path):
+    lm = np.zeros((H, W), np.uint8)
+    lm[:, : W // 2] = 1  # class "cat" on the left half
+    lm[0, 0] = 255
+    Image.fromarray(lm).save(tmp_path / "lm.png")
+    gt = {
+        "masks": [],
+        "label_map": str(tmp_path / "lm.png"),
+        "classes": ["others", "cat", "dog"],
+        "ignore": [255],
+    }
+    write_jsonl(
+        [_row("s", [np.zeros((H, W), bool)], labels=("cat", "dog"), task="semantic", extra_gt=gt)],
+        tmp_path / "gt.jsonl",
+    )
+    grid = mask_to_grid(lm.astype(np.int64), 16, labels=["others", "cat"], ignore_index=None)
+    _write(tmp_path / "res.jsonl", [_pred("s", 0, wrap(encode(grid)))])
+    m = evaluate(tmp_path / "res.jsonl", tmp_path / "gt.jsonl")
+    sem = m["semantic"]["coarse"]
+    assert sem["iou"]["cat"] == pytest.approx(1.0)
+    assert sem["iou"]["dog"] is None and "others" not in sem["iou"]
+    assert sem["miou"] == pytest.approx(1.0)
+
+
+def test_gt_file_without_ground_truth_is_a_clear_error(tmp_path):
+    _write(tmp_path / "gt.jsonl", [{"messages": [], "images": []}])
+    _write(tmp_path / "res.jsonl", [])
+    with pytest.raises(ValueError, match="no text4seg.gt"):
+        evaluate(tmp_path / "res.jsonl", tmp_path / "gt.jsonl")
+
+
+def test_multi_turn_rows_give_each_turn_its_own_label():
+    from text4seg.predict import queries_from_row
+
+    row = _row("m", [np.zeros((H, W), bool)] * 2, labels=("red circle", "blue square"))
+    qs = queries_from_row(row)
+    assert [q.labels for q in qs] == [["red circle"], ["blue square"]]

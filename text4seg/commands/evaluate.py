@@ -1,0 +1,39 @@
+"""``text4seg evaluate``: score predictions against the built ground truth (metrics + per-sample)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+HELP = "score a results JSONL against a built JSONL: cIoU, gIoU, N-acc, T-acc, Pr@X, REC Acc@0.5, mIoU"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--pred", type=Path, required=True, help="results.jsonl written by text4seg predict/decode"
+    )
+    p.add_argument("--gt", type=Path, required=True, help="the built JSONL (text4seg.gt holds the masks)")
+    p.add_argument("--root", type=Path, default=None, help="root for relative ground-truth paths")
+    p.add_argument("--out", type=Path, default=None, help="folder for metrics.json and per_sample.jsonl")
+    p.add_argument("--label-only", action="store_true", help="score only the queried label's cells")
+    p.add_argument("--semantic-background", action="store_true", help="include 'others' in the semantic mIoU")
+
+
+def run(args: argparse.Namespace) -> int:
+    from text4seg.evaluate import evaluate, format_table
+
+    for p in (args.pred, args.gt):
+        if not p.is_file():
+            raise OSError(f"no such file: {p}")
+    out = args.out if args.out is not None else args.pred.parent
+    metrics = evaluate(
+        args.pred,
+        args.gt,
+        out,
+        root=args.root,
+        label_only=args.label_only,
+        semantic_background=args.semantic_background,
+    )
+    print(format_table(metrics))
+    print(f"wrote {out / 'metrics.json'} and {out / 'per_sample.jsonl'}")
+    return 0

@@ -1,0 +1,237 @@
+"""Evaluate: join predictions (``results.jsonl`` of :mod:`text4seg.predict`) with the built ground truth.
+
+``evaluate(pred_path, gt_path, out_dir=None, ...) -> dict`` scores raw (coarse) and SAM-refined masks side
+by side and, with ``out_dir``, writes ``metrics.json`` and ``per_sample.jsonl`` (atomically).
+
+Join key: ``(text4seg.id, turn)``; the ground truth of turn ``t`` is ``text4seg.gt.masks[t]`` (full
+resolution COCO RLE) for referring tasks, and the label-map PNG ``text4seg.gt.label_map`` (pixel value
+``v`` is class ``classes[v]``, values in ``gt.ignore`` ignored) for ``task == "semantic"``. Relative
+paths resolve against ``root``. Ground-truth rows without a prediction are reported as ``missing``
+(not scored); predictions without ground truth as ``unmatched``.
+
+Scores (conventions in :mod:`text4seg.metrics`):
+
+* referring tasks (res, gres, reason, shapes): cIoU, gIoU, N-acc, T-acc, Pr@0.5..0.9, and REC
+  ``acc@0.5`` of the mask's box against the ground-truth mask's box (pixel-edge boxes, exclusive max).
+* semantic: per-class I and U summed over the set, mIoU over the benchmark's classes; the background
+  class (named ``others``) takes part in the confusion (a class predicted on background pixels is a
+  false positive) but is left out of the mean unless ``semantic_background=True``; ignored pixels count
+  nowhere; a predicted label that is not a benchmark class is wrong on its pixels.
+
+By default every non-``others`` label of an answer is foreground (published convention). With
+``label_only=True`` only the queried labels are (coarse masks; refined masks are used as stored), and
+``other_label_answers`` counts answers naming another label either way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from text4seg.codec import BACKGROUND, normalize_label
+from text4seg.metrics import (
+    aggregate_referring,
+    box_iou,
+    mask_stats,
+    mask_to_box,
+    semantic_counts,
+    semantic_scores_from_counts,
+)
+from text4seg.predict import answer_to_masks, repair_report, rle_to_mask, turn_labels
+from text4seg.records import AtomicWriter, read_jsonl
+
+IGNORE = 255
+
+
+def _resolve(path: str, root: str | os.PathLike | None) -> str:
+    return path if (root is None or os.path.isabs(path)) else os.path.join(root, path)
+
+
+def load_ground_truth(gt_path: str | os.PathLike, root=None) -> dict[tuple[str, int], dict]:
+    """``{(id, turn): {"task", "labels", "mask" | ("label_map", "classes", "ignore")}}`` (lazy masks:
+    ``"rle"`` / ``"label_map"`` paths are decoded by the caller)."""
+    out: dict[tuple[str, int], dict] = {}
+    for n, row in enumerate(read_jsonl(gt_path)):
+        meta = row.get("text4seg")
+        if not meta or "gt" not in meta:
+            raise ValueError(f"{gt_path}: row {n} has no text4seg.gt (is this a built JSONL?)")
+        gt, task = meta["gt"], meta.get("task", "res")
+        turns = sum(m.get("role") == "user" for m in row.get("messages", [])) or 1
+        for t in range(turns):
+            entry = {"task": task, "labels": turn_labels(meta, t, turns), "width": meta.get("width")}
+            if task == "semantic":
+                if not gt.get("label_map"):
+                    raise ValueError(f"{gt_path}: semantic row {meta['id']!r} has no gt.label_map")
+                entry.update(
+                    label_map=_resolve(gt["label_map"], root),
+                    classes=list(gt.get("classes", [])),
+                    ignore=list(gt.get("ignore", [])),
+                )
+            else:
+                masks = gt.get("masks") or []
+                if t >= len(masks):
+                    continue  # no stored mask for this turn: not scorable
+                entry["rle"] = masks[t]
+            out[(str(meta["id"]), t)] = entry
+    return out
+
+
+def _label_map_ids(pred_map: np.ndarray, names: list[str], classes: list[str]) -> np.ndarray:
+    """Predicted (label_map, names) -> class ids of ``classes`` (-1 = not a class)."""
+    lut_names = {normalize_label(c): i for i, c in enumerate(classes) if c}
+    lut = np.array([lut_names.get(n, -1) for n in names], np.int64)
+    return lut[pred_map]
+
+
+def evaluate(
+    pred_path: str | os.PathLike,
+    gt_path: str | os.PathLike,
+    out_dir: str | os.PathLike | None = None,
+    *,
+    root: str | os.PathLike | None = None,
+    label_only: bool = False,
+    semantic_background: bool = False,
+    thresholds: Sequence[float] = (0.5, 0.6, 0.7, 0.8, 0.9),
+) -> dict:
+    """Score a results JSONL against a built JSONL; returns the metrics dict (also written to out_dir).
+
+    Returned keys: ``n``, ``missing``, ``unmatched``, ``parse_valid`` (share of answers that parse
+    strictly), ``tokens_per_answer``, ``repairs`` (counts by kind), ``other_label_answers``,
+    ``referring`` = ``{"coarse": {...}, "refined": {...} | None}`` (cIoU, gIoU, N-acc, T-acc, Pr@X,
+    ``rec_acc@0.5``), ``semantic`` = ``{"coarse": {...}, "refined": ...}`` or None.
+    """
+    from PIL import Image
+
+    gts = load_ground_truth(gt_path, root)
+    preds = list(read_jsonl(pred_path))
+    stats = {"coarse": [], "refined": []}
+    sem = {"coarse": None, "refined": None}
+    per_sample: list[dict] = []
+    seen: set[tuple[str, int]] = set()
+    unmatched = other = 0
+    tokens: list[int] = []
+    for rec in preds:
+        key = (str(rec["id"]), int(rec.get("turn", 0)))
+        g = gts.get(key)
+        if g is None or key in seen:
+            unmatched += 1
+            continue
+        seen.add(key)
+        h, w = int(rec["height"]), int(rec["width"])
+        wanted = g["labels"] if label_only else None
+        am = answer_to_masks(
+            rec["answer"], h, w, tuple(rec.get("grid", (16, 16))), rec.get("scheme", "rrle"), wanted
+        )
+        allowed = {normalize_label(x) for x in g["labels"]}
+        names_other = [n for n in am.names[1:] if n not in allowed]
+        other += bool(names_other)
+        if rec.get("num_tokens") is not None:
+            tokens.append(int(rec["num_tokens"]))
+        row = {"id": key[0], "turn": key[1], "task": g["task"], "parse_valid": am.parse_valid}
+        row["other_labels"] = names_other
+        refined = rle_to_mask(rec["refined"]) if rec.get("refined") else None
+        if g["task"] == "semantic":
+            gt_map = np.asarray(Image.open(g["label_map"]))
+            if gt_map.shape != (h, w):
+                raise ValueError(
+                    f"sample {key}: label map {g['label_map']} is {gt_map.shape}, prediction {h}x{w}"
+                )
+            classes = g["classes"]
+            gt_ids = gt_map.astype(np.int64)
+            for v in g["ignore"]:
+                gt_ids[gt_map == v] = IGNORE
+            pred_ids = _label_map_ids(am.label_map, am.names, classes)
+            for kind, pm in (("coarse", pred_ids), ("refined", None)):
+                if pm is None:
+                    continue
+                i, u = semantic_counts(pm, gt_ids, len(classes), IGNORE)
+                acc = sem[kind]
+                sem[kind] = (i, u) if acc is None else (acc[0] + i, acc[1] + u)
+            per_sample.append(row)
+            continue
+        gt_mask = rle_to_mask(g["rle"])
+        if gt_mask.shape != (h, w):
+            raise ValueError(
+                f"sample {key}: ground truth is {gt_mask.shape[0]}x{gt_mask.shape[1]}, prediction {h}x{w}"
+            )
+        gbox = mask_to_box(gt_mask)
+        for kind, pm in (("coarse", am.mask), ("refined", refined)):
+            if pm is None:
+                continue
+            s = mask_stats(pm, gt_mask)
+            s["box_iou"] = box_iou(mask_to_box(pm), gbox)
+            stats[kind].append(s)
+            row[kind] = {k: s[k] for k in ("inter", "union", "iou", "pred_empty", "gt_empty", "box_iou")}
+        per_sample.append(row)
+
+    def _ref(kind: str):
+        ss = stats[kind]
+        if not ss:
+            return None
+        out = aggregate_referring(ss, thresholds)
+        targeted = [s for s in ss if not s["gt_empty"]]
+        out["rec_acc@0.5"] = (
+            None if not targeted else sum(s["box_iou"] > 0.5 for s in targeted) / len(targeted)
+        )
+        return out
+
+    def _sem(kind: str):
+        if sem[kind] is None:
+            return None
+        classes = next(g["classes"] for g in gts.values() if g["task"] == "semantic")
+        i, u = sem[kind]
+        if not semantic_background:
+            keep = [k for k, c in enumerate(classes) if normalize_label(c or BACKGROUND) != BACKGROUND]
+            i, u, classes = i[keep], u[keep], [classes[k] for k in keep]
+        return semantic_scores_from_counts(i, u, classes)
+
+    scored = [r for r in per_sample]
+    metrics = {
+        "n": len(scored),
+        "missing": len(set(gts) - seen),
+        "unmatched": unmatched,
+        "parse_valid": None if not scored else sum(r["parse_valid"] for r in scored) / len(scored),
+        "tokens_per_answer": float(np.mean(tokens)) if tokens else None,
+        "repairs": repair_report(p for p in preds if (str(p["id"]), int(p.get("turn", 0))) in seen),
+        "other_label_answers": other,
+        "label_only": label_only,
+        "referring": None if not stats["coarse"] else {"coarse": _ref("coarse"), "refined": _ref("refined")},
+        "semantic": None if sem["coarse"] is None else {"coarse": _sem("coarse"), "refined": _sem("refined")},
+    }
+    if out_dir is not None:
+        out = Path(out_dir)
+        with AtomicWriter(out / "per_sample.jsonl") as wr:
+            for r in per_sample:
+                wr.write(json.dumps(r, ensure_ascii=False))
+        with AtomicWriter(out / "metrics.json") as wr:
+            wr.write(json.dumps(metrics, indent=2))
+    return metrics
+
+
+def format_table(metrics: dict) -> str:
+    """A plain-text table, raw and refined side by side."""
+    lines = [
+        f"samples {metrics['n']} (missing {metrics['missing']}, unmatched {metrics['unmatched']}); "
+        f"strict parse {_fmt(metrics['parse_valid'])}; tokens/answer {_fmt(metrics['tokens_per_answer'])}; "
+        f"answers naming another label {metrics['other_label_answers']}"
+    ]
+    for section in ("referring", "semantic"):
+        block = metrics.get(section)
+        if not block:
+            continue
+        coarse, refined = block["coarse"] or {}, block["refined"] or {}
+        lines.append(f"{section:<14}{'raw':>10}{'refined':>10}")
+        for k, v in coarse.items():
+            if isinstance(v, (int, float)) or v is None:
+                lines.append(f"  {k:<12}{_fmt(v):>10}{_fmt(refined.get(k)) if refined else '-':>10}")
+    return "\n".join(lines)
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.4f}" if isinstance(v, float) else str(v)
