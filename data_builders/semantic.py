@@ -185,7 +185,7 @@ class SemanticBase(Builder):
             asked = present
         labels = {v: n for v, n in self.table.items() if n in keep_names}
         grid = mask_to_grid(lm, cfg.grid, labels=labels, ignore_index=None)
-        from text4seg.codec import encode
+        from text4seg.codec import encode, normalize_label
 
         template_mode = "conditioned" if mode == "all_classes" else mode
         turn = semantic_turn(rng, template_mode, asked, encode(grid, cfg.scheme))
@@ -212,6 +212,7 @@ class SemanticBase(Builder):
                 turns=[turn],
                 task="semantic",
                 labels=sorted({str(x) for x in grid.ravel().tolist()} - {"others"}),
+                asked=[normalize_label(n) for n in asked],
                 grid=cfg.grid,
                 scheme=cfg.scheme,
                 source={"dataset": self.name, "split": cfg.split, "image_id": ann.stem},

@@ -252,7 +252,7 @@ class Synthetic(Builder):
             sid = f"synthetic/{cfg.split}/{unit:06d}/{j}" + (f"/r{rep}" if rep else "")
             rng = sample_rng(cfg.seed, sid)
             turns, masks, labels, boxes = [], [], [], []
-            task, label_map_path, classes, ignore = "res", "", [], []
+            task, label_map_path, classes, ignore, asked = "res", "", [], [], []
             for t in range(self.turns):
                 u = rng.random()
                 if t == 0 and u < self.semantic_rate:
@@ -293,6 +293,7 @@ class Synthetic(Builder):
                     turns=turns,
                     task=task,
                     labels=labels,
+                    asked=asked,
                     grid=cfg.grid,
                     scheme=cfg.scheme,
                     source={"dataset": "synthetic", "split": cfg.split, "image_id": f"{unit:06d}"},

@@ -195,7 +195,9 @@ def turn_labels(meta: dict, turn: int, n_turns: int) -> list[str]:
     """The target labels of one turn: ``labels[turn]`` when a referring row lists one label per turn
     (the builders' convention), else all of the row's labels."""
     labels = [str(x) for x in (meta.get("labels") or [])]
-    if n_turns > 1 and len(labels) == n_turns and meta.get("task") != "semantic":
+    if meta.get("task") == "semantic":  # the classes the question asks for, present or not
+        return [str(x) for x in (meta.get("asked") or labels)]
+    if n_turns > 1 and len(labels) == n_turns:
         return [labels[turn]]
     return labels
 

@@ -18,6 +18,7 @@ JSONL row schema (one JSON object per line, keys in this order)
         "id": "refcoco/val/r123/s456",                # unique sample id (str)
         "task": "res",                                # res|gres|semantic|reason|shapes (str)
         "labels": ["red circle"],                     # target labels (list[str], [] for none)
+        "asked": ["red circle"],                      # labels the question asks for (list[str])
         "grid": [16, 16],                             # [rows, cols] (list[int])
         "scheme": "rrle",                             # descriptor scheme (str)
         "width": 640, "height": 480,                  # image size in pixels (int)
@@ -69,7 +70,10 @@ class Sample:
         turns: ``[(question, answer), ...]``; one pair for a single-round sample. Questions carry no
             ``<image>`` tag (the writer adds it to the first); answers are complete (sentence + ``<seg>``).
         task: one of :data:`TASKS`.
-        labels: target label strings.
+        labels: target label strings (what the answer's descriptors name).
+        asked: the labels the question asks for, when they differ from ``labels`` (semantic questions
+            list classes absent from the image); empty means "the same as ``labels``". Constrained
+            decoding allows these, so it never learns from the ground truth which classes are present.
         grid: ``(rows, cols)``; scheme: descriptor scheme name.
         source: provenance; keys of :data:`SOURCE_KEYS` (missing ones are written as ``""``/``[]``).
         masks: per turn, a COCO RLE dict ``{"size": [h, w], "counts": str}`` (or ``[]`` when not stored).
@@ -84,6 +88,7 @@ class Sample:
     turns: list[tuple[str, str]]
     task: str
     labels: list[str] = field(default_factory=list)
+    asked: list[str] = field(default_factory=list)
     grid: tuple[int, int] = (16, 16)
     scheme: str = "rrle"
     source: dict = field(default_factory=dict)
@@ -122,6 +127,7 @@ def to_swift_row(sample: Sample) -> dict:
             "id": str(sample.id),
             "task": sample.task,
             "labels": [str(x) for x in sample.labels],
+            "asked": [str(x) for x in (sample.asked or sample.labels)],
             "grid": [int(sample.grid[0]), int(sample.grid[1])],
             "scheme": sample.scheme,
             "width": int(sample.width),
@@ -153,6 +159,7 @@ def hf_features():
                 "id": string,
                 "task": string,
                 "labels": d.Sequence(string),
+                "asked": d.Sequence(string),
                 "grid": d.Sequence(int64),
                 "scheme": string,
                 "width": int64,
