@@ -354,11 +354,16 @@ def _split_rows(body: str, rows: int, repairs: list[Repair]) -> list[str]:
 def _decode_rows(body: str, rows: int, cols: int, repairs: list[Repair], counted: bool) -> list[_Run]:
     out: list[_Run] = []
     lines = _split_rows(body, rows, repairs)
+    seen: dict[str, list] = {}  # well-formed rows repeat (background rows above all): parse each once
     for r, line in enumerate(lines):
         line = line.strip()
-        runs = _fast_row(line, cols, counted)
+        runs = seen.get(line)
         if runs is None:
-            runs = _fit(_parse_runs(line, cols, counted, repairs, r), cols, repairs, r)
+            runs = _fast_row(line, cols, counted)
+            if runs is None:
+                runs = _fit(_parse_runs(line, cols, counted, repairs, r), cols, repairs, r)
+            else:
+                seen[line] = runs
         out.extend(runs)
     if len(lines) < rows:
         out.append(_Run(BACKGROUND, (rows - len(lines)) * cols))
