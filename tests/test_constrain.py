@@ -160,3 +160,18 @@ def test_per_request_processor_gives_strictly_parsable_answers():
         toks.append(t)
     assert t == 0
     assert set(decode("".join(table.strings[i] for i in toks), 4, strict=True).labels) <= {"cat"}
+
+
+def test_token_table_keeps_plain_added_tokens_and_drops_special_ones():
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import AddedToken, PreTrainedTokenizerFast
+
+    vocab = {c: i for i, c in enumerate(["<eos>", *"abcdefghijklmnopqrstuvwxyz |*\n<>/0123456789"])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<eos>"))
+    tok.pre_tokenizer = pre_tokenizers.Split("", "isolated")
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>")
+    fast.add_tokens([AddedToken("| cat", special=False), AddedToken("<|im_start|>", special=True)])
+    table = TokenTable.from_tokenizer(fast)
+    ids = fast.convert_tokens_to_ids(["| cat", "<|im_start|>"])
+    assert table.strings[ids[0]] == "| cat"  # a one-token cell stays usable by the grammar
+    assert table.strings[ids[1]] is None

@@ -293,7 +293,8 @@ class TokenTable:
         """Decode every token on its own (SentencePiece ``▁`` word starts keep their space)."""
         n = len(tokenizer)
         special = set(getattr(tokenizer, "all_special_ids", []) or [])
-        special |= set(getattr(tokenizer, "added_tokens_decoder", {}) or {})
+        added = getattr(tokenizer, "added_tokens_decoder", {}) or {}
+        special |= {i for i, tok in added.items() if getattr(tok, "special", True)}  # not plain added words
         ids = list(range(n))
         texts = tokenizer.batch_decode([[i] for i in ids], clean_up_tokenization_spaces=False)
         pieces = tokenizer.convert_ids_to_tokens(ids)

@@ -287,6 +287,21 @@ def finished_keys(results: str | os.PathLike) -> set[tuple[str, int]]:
 
 
 # ------------------------------------------------------------------------------------------- engine
+def _enable_kv_cache(engine) -> None:
+    """``swift sft`` saves ``use_cache: false`` in a trained checkpoint (gradient checkpointing needs it);
+    ``generate`` then recomputes the whole sequence at every step. Turn the cache back on for inference."""
+    model = getattr(engine, "model", None)
+    for cfg in (getattr(model, "config", None), getattr(model, "generation_config", None)):
+        if cfg is not None and getattr(cfg, "use_cache", None) is False:
+            cfg.use_cache = True
+    sub = getattr(getattr(model, "config", None), "text_config", None)
+    if sub is not None and getattr(sub, "use_cache", None) is False:
+        sub.use_cache = True
+    gc = getattr(engine, "generation_config", None)
+    if gc is not None and getattr(gc, "use_cache", None) is False:
+        gc.use_cache = True
+
+
 def _image_size(q: Query) -> tuple[int, int]:
     if q.width > 0 and q.height > 0:
         return q.height, q.width
@@ -328,6 +343,7 @@ class Predictor:
             max_batch_size=batch_size,
             **engine_kwargs,
         )
+        _enable_kv_cache(self.engine)
         self.batch_size = max(1, int(batch_size))
         self.max_new_tokens = max_new_tokens
         self.constrained = constrained
