@@ -23,7 +23,7 @@ from pathlib import Path
 
 from text4seg.codec import SCHEMES
 from text4seg.grid import grid_shape
-from text4seg.records import AtomicWriter, Sample, dumps_row, to_swift_row
+from text4seg.records import AtomicWriter, Sample, dumps_row, parse_shard, to_swift_row
 
 TRAIN_SPLITS = ("train", "train2017", "training", "trainaug")
 
@@ -86,22 +86,6 @@ class Builder:
 
     def make(self, unit, rep: int) -> list[Sample]:
         raise NotImplementedError
-
-
-def parse_shard(shard: str | tuple[int, int] | None) -> tuple[int, int]:
-    """``"2/8" -> (2, 8)``; ``None -> (0, 1)``. Raises ``ValueError`` naming the bad value."""
-    if shard is None:
-        return 0, 1
-    if isinstance(shard, str):
-        try:
-            i, n = (int(x) for x in shard.split("/"))
-        except ValueError:
-            raise ValueError(f"--shard must look like i/N (e.g. 0/4), got {shard!r}") from None
-    else:
-        i, n = shard
-    if n < 1 or not 0 <= i < n:
-        raise ValueError(f"--shard i/N needs 0 <= i < N, got {i}/{n}")
-    return i, n
 
 
 # ------------------------------------------------------------------------------------------ workers

@@ -21,6 +21,7 @@ from functools import lru_cache
 from typing import NamedTuple
 
 from text4seg.codec import BACKGROUND, SEG_CLOSE, SEG_OPEN, normalize_label
+from text4seg.constrain import DescriptorGrammar, Layout
 from text4seg.grid import grid_shape
 
 # phases (FREE and END share their values with text4seg.constrain)
@@ -44,12 +45,6 @@ class CState(NamedTuple):
     then: int = 0
 
 
-class Layout(NamedTuple):
-    rows: int
-    cols: int
-    counted: bool
-
-
 @lru_cache(maxsize=4096)
 def _extra_digits(buf: str, lo: int, hi: int) -> int | None:
     """Fewest digits to append to ``buf`` so it reads a number in ``[lo, hi]`` (None: impossible)."""
@@ -66,9 +61,9 @@ def _complete(buf: str, lo: int, hi: int) -> bool:
     return bool(buf) and (buf == "0" or buf[0] != "0") and lo <= int(buf) <= hi
 
 
-class CompactGrammar:
-    """Character-level grammar of compact answers for one query (interface of
-    :class:`text4seg.constrain.DescriptorGrammar`)."""
+class CompactGrammar(DescriptorGrammar):
+    """Character-level grammar of compact answers for one query. Overrides ``start``, ``step`` and
+    ``cost``; the token-level methods (``allowed``, ``advance_token``, ``accepts``) are inherited."""
 
     scheme = "compact"
 
@@ -165,17 +160,6 @@ class CompactGrammar:
             return s.first + 1, self.cols - 1
         return 2, len(s.used)  # K
 
-    def advance(self, s: CState | None, text: str) -> CState | None:
-        for c in text:
-            if s is None:
-                return None
-            s = self.step(s, c)
-        return s
-
-    def accepts(self, text: str) -> bool:
-        s = self.advance(self.start(), text)
-        return s is not None and s.phase == END
-
     def cost(self, s: CState) -> int:
         """Fewest characters, plus 1 for EOS, that finish the answer from ``s``."""
         ph = s.phase
@@ -198,17 +182,6 @@ class CompactGrammar:
         if ph in (R0, R1):  # then ":" one digit "\n" and the close
             return extra + 3 + _CLOSE
         return extra + 1 + _CLOSE  # "\n" and the close
-
-    # the token-level methods are shared with the run-length grammars
-    def allowed(self, s, table):
-        from text4seg.constrain import DescriptorGrammar
-
-        return DescriptorGrammar.allowed(self, s, table)
-
-    def advance_token(self, s, token_id, table):
-        from text4seg.constrain import DescriptorGrammar
-
-        return DescriptorGrammar.advance_token(self, s, token_id, table)
 
 
 def _number_rx(hi: int) -> str:

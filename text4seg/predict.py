@@ -45,6 +45,7 @@ import numpy as np
 from text4seg._lazy import require
 from text4seg.codec import BACKGROUND, Decoded, DescriptorError, decode, normalize_label
 from text4seg.grid import grid_to_label_map
+from text4seg.records import parse_shard
 
 RESULTS_NAME = "results.jsonl"
 
@@ -224,22 +225,6 @@ def queries_from_row(row: dict, root: str | os.PathLike | None = None, index: in
         )
         for t, q in enumerate(users)
     ]
-
-
-def parse_shard(shard: str | tuple[int, int] | None) -> tuple[int, int]:
-    """``"i/N"`` (0-based i) -> ``(i, N)``; None -> ``(0, 1)``."""
-    if shard is None:
-        return 0, 1
-    if isinstance(shard, str):
-        try:
-            i, n = (int(x) for x in shard.split("/"))
-        except ValueError:
-            raise ValueError(f"shard must look like i/N (e.g. 0/4), got {shard!r}") from None
-    else:
-        i, n = shard
-    if not (n >= 1 and 0 <= i < n):
-        raise ValueError(f"shard {shard!r}: need 0 <= i < N")
-    return i, n
 
 
 def load_queries(

@@ -241,3 +241,19 @@ def read_jsonl(path: str | os.PathLike) -> Iterator[dict]:
                 yield json.loads(line)
             except json.JSONDecodeError as exc:
                 raise ValueError(f"{path}:{n}: not valid JSON ({exc.msg})") from None
+
+
+def parse_shard(shard: str | tuple[int, int] | None) -> tuple[int, int]:
+    """``"2/8" -> (2, 8)``; ``None -> (0, 1)``. Raises ``ValueError`` naming the bad value."""
+    if shard is None:
+        return 0, 1
+    if isinstance(shard, str):
+        try:
+            i, n = (int(x) for x in shard.split("/"))
+        except ValueError:
+            raise ValueError(f"--shard must look like i/N (e.g. 0/4), got {shard!r}") from None
+    else:
+        i, n = shard
+    if n < 1 or not 0 <= i < n:
+        raise ValueError(f"--shard i/N needs 0 <= i < N, got {i}/{n}")
+    return i, n
