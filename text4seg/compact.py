@@ -14,8 +14,8 @@ foreground, as column spans, and merges identical consecutive rows into one line
 
 Worked example (the 4 x 4 dog of :mod:`text4seg.codec`)::
 
-    R-RLE   "others *4\\n others *1| dog *2| others *1\\n others *1| dog *3\\n others *4\\n"   (29 tokens)
-    compact "dog\\n1:1-2\\n2:1-3\\n"                                                       (12 tokens)
+    R-RLE   "others *4\\n others *1| dog *2| others *1\\n others *1| dog *3\\n others *4\\n"   (28 tokens)
+    compact "dog\\n1:1-2\\n2:1-3\\n"                                                       (14 tokens)
 
 and a two-label map, rows 0-3 sky, rows 4-7 sky with a boat at columns 5-9 of rows 5-6::
 
