@@ -177,17 +177,19 @@ def normalize_grid(grid) -> np.ndarray:
     return np.asarray([normalize_label(x) for x in arr.ravel().tolist()], dtype=str).reshape(arr.shape)
 
 
-def _run_table(grid, row_wise: bool) -> tuple[list[str], list[int], list[int]]:
-    """``(labels, counts, row_starts)`` of the runs of a grid, labels normalised.
+def _run_starts(grid, row_wise: bool) -> tuple[list[str], list[int], int]:
+    """``(labels, starts, cols)``: the normalised label and first cell of every run, row-major, with the
+    cell count appended to ``starts`` (so run k covers ``starts[k]:starts[k + 1]``).
 
-    Runs are found on the raw labels with one vectorised comparison; ``row_starts`` are the indices of
-    the runs that open a row (``[0]`` when not ``row_wise``). A grid whose labels change under
-    normalisation is normalised first, so labels that normalise alike merge into one run.
+    Runs are found on the raw labels with one vectorised comparison (``row_wise`` also breaks them at
+    every row start). A grid whose labels change under normalisation is normalised first, so labels
+    that normalise alike merge into one run.
     """
     arr = _as_grid(grid)
     cols = arr.shape[1]
     flat = arr.ravel()
-    change = np.empty(flat.shape[0], dtype=bool)
+    n = flat.shape[0]
+    change = np.empty(n, dtype=bool)
     change[0] = True
     np.not_equal(flat[1:], flat[:-1], out=change[1:])
     if row_wise:
@@ -195,28 +197,36 @@ def _run_table(grid, row_wise: bool) -> tuple[list[str], list[int], list[int]]:
     idx = change.nonzero()[0]
     labels = flat[idx].tolist()
     if any(normalize_label(lab) != lab for lab in set(labels)):
-        return _run_table(normalize_grid(arr), row_wise)
+        return _run_starts(normalize_grid(arr), row_wise)
     starts = idx.tolist()
-    counts = [e - s for s, e in zip(starts, starts[1:] + [flat.shape[0]])]
-    row_starts = ((idx % cols) == 0).nonzero()[0].tolist() if row_wise else [0]
-    return labels, counts, row_starts
+    starts.append(n)
+    return labels, starts, cols
 
 
 def grid_runs(grid, row_wise: bool = True) -> list[list[tuple[str, int]]]:
     """Runs of equal normalised labels: one list of ``(label, count)`` per row (``row_wise``), or one
     list for the row-major flattened grid."""
-    labels, counts, row_starts = _run_table(grid, row_wise)
-    runs = list(zip(labels, counts))
-    return [runs[a:b] for a, b in zip(row_starts, row_starts[1:] + [len(runs)])]
+    labels, starts, cols = _run_starts(grid, row_wise)
+    out: list[list[tuple[str, int]]] = []
+    for lab, s, e in zip(labels, starts, starts[1:]):
+        if not out or (row_wise and s % cols == 0):
+            out.append([])
+        out[-1].append((lab, e - s))
+    return out
 
 
 def _encode_runs(grid, row_wise: bool) -> str:
-    labels, counts, row_starts = _run_table(grid, row_wise)
-    seps = [RUN_SEP] * len(labels)
-    for i in row_starts:
-        seps[i] = ROW_SEP
-    seps[0] = ""
-    return "".join([f"{sep}{lab} *{n}" for sep, lab, n in zip(seps, labels, counts)]) + "\n"
+    """R-RLE (``row_wise``) or I-RLE text (the hot path: one comprehension over the runs)."""
+    labels, starts, cols = _run_starts(grid, row_wise)
+    if row_wise:
+        parts = [
+            f"{RUN_SEP if s % cols else ROW_SEP}{lab} *{e - s}"
+            for lab, s, e in zip(labels, starts, starts[1:])
+        ]
+    else:
+        parts = [f"{RUN_SEP}{lab} *{e - s}" for lab, s, e in zip(labels, starts, starts[1:])]
+    parts[0] = parts[0][2:]  # no separator before the first run
+    return "".join(parts) + "\n"
 
 
 def encode_rrle(grid) -> str:
