@@ -101,6 +101,40 @@ def small_object_loss(n: int = 2000, seed: int = 1) -> dict[str, float]:
     return {k: v / n for k, v in lost.items()}
 
 
+def import_seconds(repeat: int = 5) -> float:
+    """Best-of-``repeat`` wall time of ``import text4seg`` in a fresh interpreter (target < 0.3 s)."""
+    import subprocess
+    import sys
+
+    code = "import time; t = time.perf_counter(); import text4seg; print(time.perf_counter() - t)"
+    runs = [
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        for _ in range(repeat)
+    ]
+    return min(float(r.stdout) for r in runs)
+
+
+def garbage_seconds() -> float:
+    """Worst decode time of 1.2 MB of garbage over 8 kinds and every scheme (target < 1 s)."""
+    junks = [
+        "x" * 1_200_000,
+        "| *" * 400_000,
+        "*" * 1_200_000,
+        "\n" * 1_200_000,
+        "dog *1\n " * 150_000,
+        "<seg>" * 240_000,
+        "9" * 1_200_000,
+        " *9" * 400_000,
+    ]
+    worst = 0.0
+    for junk in junks:
+        for scheme in text4seg.SCHEMES:
+            t0 = time.perf_counter()
+            text4seg.decode("<seg>" + junk, SIZE, scheme)
+            worst = max(worst, time.perf_counter() - t0)
+    return worst
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=200)
@@ -125,6 +159,8 @@ def main(argv=None) -> dict:
         "texts_equal_to_loop": float(agree),
         "masks_equal_to_loop": float(same_masks),
         "small_objects_lost": small_object_loss(),
+        "import_s": import_seconds(),
+        "garbage_decode_s": garbage_seconds(),
     }
     if args.json:
         print(json.dumps(res))
@@ -139,6 +175,11 @@ def main(argv=None) -> dict:
         f"   speed-up {res['decode_speedup']:.1f}x (target >= 5x)"
     )
     print(f"  share of texts / masks identical to the loop's: {agree:.3f} / {same_masks:.3f}")
+    print(f"  import text4seg: {res['import_s']:.3f} s (target < 0.3 s)")
+    print(
+        f"  1.2 MB of garbage, worst of 8 kinds x {len(text4seg.SCHEMES)} schemes: "
+        f"{res['garbage_decode_s'] * 1000:.0f} ms (target < 1 s)"
+    )
     lost = res["small_objects_lost"]
     print(
         "  small objects (3-30 px squares) with no cell: "

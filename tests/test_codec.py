@@ -2,7 +2,6 @@
 
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -239,12 +238,10 @@ def test_very_long_labels_are_cut_so_the_grid_stays_small():
     ],
 )
 @pytest.mark.parametrize("scheme", ALL_SCHEMES)
-def test_lenient_decoder_never_raises_and_is_linear_on_a_megabyte_of_garbage(junk, scheme):
-    t0 = time.perf_counter()
+def test_lenient_decoder_never_raises_on_a_megabyte_of_garbage(junk, scheme):
+    # its time is printed by benchmarks/codec.py (a quadratic parser would take minutes here)
     res = decode("<seg>" + junk, 16, scheme)
-    assert res.grid.shape == (16, 16)
-    # generous bound: a quadratic parser takes minutes here
-    assert time.perf_counter() - t0 < 5.0
+    assert res.grid.shape == (16, 16) and not res.ok
 
 
 @settings(max_examples=300, deadline=None)
@@ -265,18 +262,12 @@ def test_scheme_registry_has_the_paper_schemes():
     assert set(PAPER_SCHEMES) <= set(SCHEMES)
 
 
-def test_import_is_light_and_fast():
-    code = (
-        "import time, sys; t = time.perf_counter(); import text4seg; dt = time.perf_counter() - t; "
-        "print(dt, any(m in sys.modules for m in ('torch', 'transformers', 'swift')))"
-    )
-    times = []
-    for _ in range(3):  # best of three, so a busy machine does not flake
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-        dt, heavy = out.stdout.split()
-        assert heavy == "False"
-        times.append(float(dt))
-    assert min(times) < 0.3
+def test_import_loads_no_heavy_dependency():
+    # the import time (target < 0.3 s) is printed by benchmarks/codec.py
+    heavy = "('torch', 'transformers', 'swift')"
+    code = f"import sys, text4seg; print(sorted(m for m in {heavy} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 def test_public_names_are_few():
