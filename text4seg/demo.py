@@ -405,18 +405,15 @@ def make_predictor(ckpt: Path, cfg: DemoConfig, bias: float, labels: Sequence[st
 
 
 def prepare_for_inference(ckpt: Path, max_positions: int = 8192) -> None:
-    """Fix a trained checkpoint's config for ``generate``: ``use_cache: true`` (ms-swift saves ``false``
-    after training, which makes ``generate`` recompute the whole sequence at every step, ~3-20x slower
-    here) and room for the constrained decoder's character budget (``max_position_embeddings``; the
-    rotary LM has no learned positions, so this costs nothing)."""
+    """Give a trained checkpoint room for the constrained decoder's character budget
+    (``max_position_embeddings``; the rotary LM has no learned positions, so this costs nothing). The KV
+    cache that ms-swift switches off in trained checkpoints is switched back on by ``Predictor``."""
     path = ckpt / "config.json"
     cfg = json.loads(path.read_text())
 
     def fix(d):
         for k, v in d.items():
-            if k == "use_cache":
-                d[k] = True
-            elif k == "max_position_embeddings":
+            if k == "max_position_embeddings":
                 d[k] = max(int(v), max_positions)
             elif isinstance(v, dict):
                 fix(v)
