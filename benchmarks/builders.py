@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # tests/support
 
 
 def grid_difference(root: Path, n_check: int, grid: int, seed: int) -> tuple[int, int]:
@@ -33,7 +34,7 @@ def grid_difference(root: Path, n_check: int, grid: int, seed: int) -> tuple[int
     from pycocotools import mask as mu
 
     from data_builders.coco import rle_of_segmentations, sample_rle
-    from text4seg.grid import mask_to_grid
+    from text4seg.descriptors import mask_to_grid
 
     inst = json.loads((root / "refcoco" / "instances.json").read_text())
     images = {im["id"]: im for im in inst["images"]}
@@ -62,8 +63,9 @@ def main() -> int:
     ap.add_argument("--keep", type=Path, default=None, help="build the fixture here and keep it")
     args = ap.parse_args()
 
+    from support.fakes import make_refer
+
     from data_builders import build_jsonl
-    from data_builders.fakes import make_refer
     from text4seg.commands.stats import answer_stats, file_answers, format_stats
 
     tmp = tempfile.TemporaryDirectory(prefix="t4s_bench_")

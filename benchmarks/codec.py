@@ -14,7 +14,7 @@ import time
 import numpy as np
 
 import text4seg
-from text4seg.grid import _nearest_index
+from text4seg.descriptors import nearest_index
 
 H, W, SIZE = 480, 640, 16
 
@@ -146,7 +146,7 @@ def main(argv=None) -> dict:
     # both implementations agree on the text (ours is PIL-exact; the loop uses the same centre rule)
     agree = np.mean([loop_encode(m, label) == t for m, t in zip(masks, texts)])
     same_masks = np.mean([(loop_decode(t, H, W) == ours_decode(t, H, W)).all() for t in texts])
-    _nearest_index.cache_clear()
+    nearest_index.cache_clear()
     enc_ours, enc_loop = per_sample([ours_encode, loop_encode], [(m, label) for m in masks])
     dec_ours, dec_loop = per_sample([ours_decode, loop_decode], [(t, H, W) for t in texts])
     res = {

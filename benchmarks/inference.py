@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # tests/support
 
 
 def main() -> None:
@@ -48,8 +51,10 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
 
-    from text4seg.predict import Predictor, Query, answer_to_masks
-    from text4seg.refine import Refiner, make_tiny_sam
+    from support.sam import make_tiny_sam
+
+    from text4seg.inference.predict import Predictor, Query, answer_to_masks
+    from text4seg.inference.refine import Refiner
     from text4seg.tiny import make_tiny_llava
 
     model = args.model or make_tiny_llava(tmp / "llava")

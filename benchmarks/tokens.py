@@ -23,7 +23,7 @@ from PIL import Image, ImageDraw
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import text4seg  # noqa: E402
-from text4seg.tokens import count_many  # noqa: E402
+from text4seg.data.tokens import count_many  # noqa: E402
 
 SCHEMES = ("full", "irle", "rrle", "compact")
 SIZES = (16, 24, 32)

@@ -21,9 +21,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from text4seg.codec import SCHEMES
-from text4seg.grid import grid_shape
-from text4seg.records import AtomicWriter, Sample, dumps_row, parse_shard, to_swift_row
+from text4seg.data.records import AtomicWriter, Sample, dumps_row, parse_shard, to_swift_row
+from text4seg.descriptors import SCHEMES, grid_shape
 
 TRAIN_SPLITS = ("train", "train2017", "training", "trainaug")
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from text4seg._lazy import require
-from text4seg.grid import _nearest_index
+from text4seg.descriptors import nearest_index
 
 from .base import BadInput
 
@@ -108,14 +108,5 @@ def sample_rle(rle: dict, rows: int, cols: int) -> np.ndarray:
     """The ``(rows, cols)`` bool grid PIL-nearest reads from the mask of ``rle`` (no full decode)."""
     h, w = int(rle["size"][0]), int(rle["size"][1])
     cum = np.cumsum(rle_counts(rle["counts"]))
-    idx = _nearest_index(w, cols)[None, :] * h + _nearest_index(h, rows)[:, None]  # column-major
+    idx = nearest_index(w, cols)[None, :] * h + nearest_index(h, rows)[:, None]  # column-major
     return (np.searchsorted(cum, idx, side="right") & 1).astype(bool)
-
-
-def rle_to_json(rle: dict) -> dict:
-    """``{"size": [h, w], "counts": str}`` (the JSONL ``gt`` form)."""
-    c = rle["counts"]
-    return {
-        "size": [int(rle["size"][0]), int(rle["size"][1])],
-        "counts": c.decode() if isinstance(c, bytes) else c,
-    }

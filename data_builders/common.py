@@ -7,26 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from text4seg._lazy import require
-from text4seg.codec import BACKGROUND, encode, normalize_label
-from text4seg.grid import mask_to_grid
+from text4seg.descriptors import BACKGROUND, encode, mask_to_grid, normalize_label
 
 from .base import BadInput
-
-
-def rle_of_mask(mask: np.ndarray) -> dict:
-    """COCO RLE ``{"size": [h, w], "counts": str}`` of an ``(H, W)`` bool mask (pycocotools)."""
-    mask_util = require("pycocotools.mask")
-    rle = mask_util.encode(np.asfortranarray(np.asarray(mask, dtype=np.uint8)))
-    return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": rle["counts"].decode("ascii")}
-
-
-def mask_of_rle(rle: dict) -> np.ndarray:
-    """Inverse of :func:`rle_of_mask`: ``(H, W)`` bool mask."""
-    mask_util = require("pycocotools.mask")
-    counts = rle["counts"]
-    r = {"size": list(rle["size"]), "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
-    return mask_util.decode(r).astype(bool)
 
 
 def empty_grid(grid: tuple[int, int]) -> np.ndarray:

@@ -28,13 +28,14 @@ from pathlib import Path
 import numpy as np
 
 from text4seg._lazy import require
-from text4seg.codec import encode
-from text4seg.prompts import refer_turn, sample_rng
-from text4seg.records import Sample
+from text4seg.data.prompts import refer_turn, sample_rng
+from text4seg.data.records import Sample
+from text4seg.data.rle import mask_to_rle, rle_to_json
+from text4seg.descriptors import encode
 
 from .base import BadInput, BuildConfig, Builder
-from .coco import rle_of_segmentations, rle_to_json, sample_rle
-from .common import PLACEHOLDER, descriptor_template, empty_grid, inside, label_of, rle_of_mask
+from .coco import rle_of_segmentations, sample_rle
+from .common import PLACEHOLDER, descriptor_template, empty_grid, inside, label_of
 
 EXT_OF_FORMAT = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "BMP": ".bmp", "GIF": ".gif", "TIFF": ".tif"}
 
@@ -246,4 +247,4 @@ class HFMask(HFBase):
             raise BadInput(f"row {index} of {self.root}: cannot read mask: {exc}") from None
         if mask.shape != (h, w):
             raise BadInput(f"row {index} of {self.root}: mask is {mask.shape} but the image is {(h, w)}")
-        return rle_of_mask(mask != 0), _texts(row[self.col["text"]], index, self.root), {}
+        return mask_to_rle(mask != 0), _texts(row[self.col["text"]], index, self.root), {}

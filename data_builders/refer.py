@@ -24,12 +24,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from text4seg.codec import encode
-from text4seg.prompts import refer_turn, sample_rng
-from text4seg.records import Sample
+from text4seg.data.prompts import refer_turn, sample_rng
+from text4seg.data.records import Sample
+from text4seg.data.rle import rle_to_json
+from text4seg.descriptors import encode
 
 from .base import BadInput, BuildConfig, Builder
-from .coco import CocoIndex, rle_of_segmentations, rle_to_json, sample_rle
+from .coco import CocoIndex, rle_of_segmentations, sample_rle
 from .common import PLACEHOLDER, descriptor_template, empty_grid, inside, label_of
 from .safe_pickle import safe_load
 

@@ -28,13 +28,14 @@ from pathlib import Path
 
 import numpy as np
 
-from text4seg.grid import mask_to_grid
-from text4seg.prompts import SEMANTIC_MODES, sample_rng, semantic_turn
-from text4seg.records import Sample
+from text4seg.data.prompts import SEMANTIC_MODES, sample_rng, semantic_turn
+from text4seg.data.records import Sample
+from text4seg.data.rle import mask_to_rle
+from text4seg.descriptors import mask_to_grid
 
 from . import classes as C
 from .base import TRAIN_SPLITS, BadInput, BuildConfig, Builder
-from .common import inside, rle_of_mask
+from .common import inside
 
 MODES = ("mix", *SEMANTIC_MODES, "all_classes")
 
@@ -185,7 +186,7 @@ class SemanticBase(Builder):
             asked = present
         labels = {v: n for v, n in self.table.items() if n in keep_names}
         grid = mask_to_grid(lm, cfg.grid, labels=labels, ignore_index=None)
-        from text4seg.codec import encode, normalize_label
+        from text4seg.descriptors import encode, normalize_label
 
         template_mode = "conditioned" if mode == "all_classes" else mode
         turn = semantic_turn(rng, template_mode, asked, encode(grid, cfg.scheme))
@@ -198,7 +199,7 @@ class SemanticBase(Builder):
                 self._write_label_png(label_map, lm)
             fg = np.isin(lm, [v for v, n in labels.items()])
             gt = {
-                "masks": [rle_of_mask(fg)],
+                "masks": [mask_to_rle(fg)],
                 "label_map": str(label_map),
                 "classes": list(self.gt_classes),
                 "ignore": [v for v in self.ignore],

@@ -25,13 +25,13 @@ from pathlib import Path
 
 import numpy as np
 
-from text4seg.codec import encode
-from text4seg.grid import mask_to_grid
-from text4seg.prompts import refer_turn, sample_rng, semantic_turn
-from text4seg.records import Sample
+from text4seg.data.prompts import refer_turn, sample_rng, semantic_turn
+from text4seg.data.records import Sample
+from text4seg.data.rle import mask_to_rle
+from text4seg.descriptors import encode, mask_to_grid
 
 from .base import BuildConfig, Builder
-from .common import descriptors_of_mask, empty_grid, label_of, rle_of_mask
+from .common import descriptors_of_mask, empty_grid, label_of
 
 COLORS: dict[str, tuple[int, int, int]] = {
     "red": (220, 30, 30),
@@ -260,7 +260,7 @@ class Synthetic(Builder):
                     turns.append(semantic_turn(rng, mode, asked, encode(grid, cfg.scheme)))
                     task, labels = "semantic", [s for s in asked if s in set(grid.ravel().tolist())]
                     if cfg.with_gt:
-                        masks.append(rle_of_mask(fg))
+                        masks.append(mask_to_rle(fg))
                         lm = self.image_dir / f"{cfg.split}_{unit:06d}_labels.png"
                         self._write_png(lm, label_map)
                         label_map_path, classes, ignore = str(lm), list(self.classes), [255]
@@ -283,7 +283,7 @@ class Synthetic(Builder):
                 labels.append(label_of(expr))
                 boxes.extend(_box(inst == k) for k in ids)
                 if cfg.with_gt:
-                    masks.append(rle_of_mask(mask))
+                    masks.append(mask_to_rle(mask))
             out.append(
                 Sample(
                     id=sid,

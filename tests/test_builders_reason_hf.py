@@ -10,12 +10,12 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from support.fakes import make_hf, make_reasonseg  # noqa: E402
 
 from data_builders import build_jsonl  # noqa: E402
-from data_builders.common import mask_of_rle  # noqa: E402
-from data_builders.fakes import make_hf, make_reasonseg  # noqa: E402
 from text4seg import decode, mask_to_grid  # noqa: E402
-from text4seg.records import read_jsonl  # noqa: E402
+from text4seg.data.records import read_jsonl  # noqa: E402
+from text4seg.data.rle import rle_to_mask as mask_of_rle  # noqa: E402
 
 pytest.importorskip("pycocotools")
 

@@ -9,15 +9,15 @@ import random
 
 import numpy as np
 import pytest
+from support.fakes import make_grefcoco, make_refer, random_polygon
 
 from data_builders import build_jsonl
 from data_builders.coco import rle_counts, rle_of_segmentations, sample_rle
-from data_builders.common import mask_of_rle
-from data_builders.fakes import make_grefcoco, make_refer, random_polygon
 from data_builders.safe_pickle import UnsafePickleError, safe_load, safe_loads
 from text4seg import decode, mask_to_grid
 from text4seg.cli import main
-from text4seg.records import read_jsonl
+from text4seg.data.records import read_jsonl
+from text4seg.data.rle import rle_to_mask as mask_of_rle
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -213,8 +213,8 @@ def test_segmentations_accept_polygons_uncompressed_and_compressed_rle_and_bad_o
     from pycocotools import mask as mu
 
     from data_builders.base import BadInput
-    from data_builders.coco import rle_to_json
-    from data_builders.common import rle_of_mask
+    from text4seg.data.rle import mask_to_rle as rle_of_mask
+    from text4seg.data.rle import rle_to_json
 
     m = np.zeros((30, 40), bool)
     m[3:20, 5:9] = True

@@ -7,11 +7,11 @@ import os
 import numpy as np
 import pytest
 from PIL import Image
+from support.fakes import make_semantic
 
 from data_builders import build_jsonl
-from data_builders.fakes import make_semantic
 from text4seg import decode, mask_to_grid
-from text4seg.records import read_jsonl
+from text4seg.data.records import read_jsonl
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")

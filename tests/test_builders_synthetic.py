@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from data_builders import BUILDERS, build_jsonl
-from data_builders.common import mask_of_rle
 from text4seg import decode, mask_to_grid
 from text4seg.cli import main
-from text4seg.records import read_jsonl
+from text4seg.data.records import read_jsonl
+from text4seg.data.rle import rle_to_mask as mask_of_rle
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")

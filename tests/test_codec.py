@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import text4seg
-from text4seg.codec import (
+from text4seg.descriptors.codec import (
     MAX_LABEL_CHARS,
     REPAIR_KINDS,
     SCHEMES,

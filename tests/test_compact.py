@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from text4seg import decode, encode
-from text4seg.codec import DescriptorError
+from text4seg.descriptors import DescriptorError
 
 DOG = [
     ["others"] * 4,

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from text4seg import decode, encode, wrap
-from text4seg.compact_grammar import END, CompactGrammar
-from text4seg.constrain import TokenTable
+from text4seg.descriptors.compact_grammar import END, CompactGrammar
+from text4seg.descriptors.constrain import TokenTable
 
 LABELS = ["red circle", "red", "blue square"]
 
@@ -86,7 +86,7 @@ def test_random_walks_through_allowed_tokens_always_decode_strictly(seed):
 
 def test_logits_processor_with_random_logits_gives_strict_compact_answers():
     torch = pytest.importorskip("torch")
-    from text4seg.constrain import DescriptorLogitsProcessor
+    from text4seg.descriptors.constrain import DescriptorLogitsProcessor
 
     table = char_table()
     eos = table.eos_ids[0]
@@ -113,7 +113,7 @@ def test_logits_processor_with_random_logits_gives_strict_compact_answers():
 def test_compact_regex_matches_encoded_answers():
     import re
 
-    from text4seg.constrain import descriptor_regex
+    from text4seg.descriptors.constrain import descriptor_regex
 
     rx = re.compile(descriptor_regex("compact", 16, LABELS))
     rng = np.random.default_rng(5)

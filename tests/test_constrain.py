@@ -8,7 +8,12 @@ import numpy as np
 import pytest
 
 from text4seg import decode, encode, mask_to_grid, wrap
-from text4seg.constrain import DescriptorGrammar, DescriptorLogitsProcessor, TokenTable, descriptor_regex
+from text4seg.descriptors.constrain import (
+    DescriptorGrammar,
+    DescriptorLogitsProcessor,
+    TokenTable,
+    descriptor_regex,
+)
 
 torch = pytest.importorskip("torch")
 
@@ -146,7 +151,7 @@ def test_regex_matches_encoded_answers_and_rejects_wrong_labels():
 
 
 def test_per_request_processor_gives_strictly_parsable_answers():
-    from text4seg.constrain import RequestLogitsProcessor
+    from text4seg.descriptors.constrain import RequestLogitsProcessor
 
     table, _ = _table()
     proc = RequestLogitsProcessor(table, "rrle", 4, ["cat"], max_new_tokens=100)

@@ -9,7 +9,7 @@ from PIL import Image
 
 from text4seg import encode, mask_to_grid, wrap
 from text4seg.cli import main
-from text4seg.predict import rle_to_mask
+from text4seg.data.rle import rle_to_mask
 
 
 def test_decode_one_answer_to_png(tmp_path):

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from text4seg import decode, encode, grid_to_mask, mask_to_grid
-from text4seg.grid import grid_labels, grid_shape, grid_to_label_map
+from text4seg.descriptors import grid_labels, grid_shape, grid_to_label_map
 
 
 @st.composite

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from text4seg.metrics import (
+from text4seg.evaluation.metrics import (
     box_iou,
     mask_stats,
     mask_to_box,

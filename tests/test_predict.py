@@ -13,7 +13,8 @@ pytest.importorskip("swift")
 pytest.importorskip("segment_anything")
 
 from text4seg import decode  # noqa: E402
-from text4seg.predict import Predictor, finished_keys, load_queries, predict_queries, rle_to_mask  # noqa: E402
+from text4seg.data.rle import rle_to_mask  # noqa: E402
+from text4seg.inference.predict import Predictor, finished_keys, load_queries, predict_queries  # noqa: E402
 
 GRID = 4  # small grids keep the random model's forced answers short
 BUDGET = 80
@@ -47,7 +48,7 @@ def env(tmp_path_factory):
         Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(img)
         gt = np.zeros((h, w), bool)
         gt[10:30, 10:30] = i == 0  # row 1's target is absent (no-target sample)
-        from text4seg.predict import mask_to_rle
+        from text4seg.data.rle import mask_to_rle
 
         turns = 2 if i == 0 else 1
         msgs = []
@@ -87,7 +88,9 @@ def env(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def predictor(env):
-    from text4seg.refine import Refiner, make_tiny_sam
+    from support.sam import make_tiny_sam
+
+    from text4seg.inference.refine import Refiner
 
     return Predictor(
         env["model"],
@@ -174,7 +177,7 @@ def test_cli_predict_then_evaluate_end_to_end(env, tmp_path, capsys):
 
 
 def test_predict_jsonl_one_call_with_shard_and_limit(env, tmp_path):
-    from text4seg.predict import predict_jsonl
+    from text4seg.inference.predict import predict_jsonl
 
     res = predict_jsonl(
         env["model"],
@@ -216,7 +219,7 @@ def test_cli_constrained_single_image_needs_a_label(tmp_path, capsys):
 def test_kv_cache_switched_off_by_training_is_switched_back_on():
     from types import SimpleNamespace as NS
 
-    from text4seg.predict import _enable_kv_cache
+    from text4seg.inference.predict import _enable_kv_cache
 
     text = NS(use_cache=False)
     model = NS(config=NS(text_config=text), generation_config=NS(use_cache=False))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from text4seg.prompts import (
+from text4seg.data.prompts import (
     FAMILIES,
     SEMANTIC_MODES,
     answer,

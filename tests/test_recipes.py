@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from text4seg import train
+from text4seg.training import recipes as train
 
 RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*.yaml"))
 PLUGIN = RECIPES[0].parent / "text4seg_plugin.py" if RECIPES else None

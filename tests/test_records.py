@@ -8,14 +8,14 @@ import os
 import numpy as np
 import pytest
 
-from text4seg.records import Sample, read_jsonl, to_swift_row, write_jsonl
+from text4seg.data.records import Sample, read_jsonl, to_swift_row, write_jsonl
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 
 def _sample(i: int, turns: int = 1, masks: bool = True) -> Sample:
-    from data_builders.common import rle_of_mask
+    from text4seg.data.rle import mask_to_rle as rle_of_mask
 
     m = np.zeros((6, 8), bool)
     m[1 : 1 + i, 2:5] = True
@@ -58,7 +58,8 @@ def test_row_extra_key_has_fixed_schema_with_strings_for_ids():
 
 
 def test_rle_roundtrips_through_the_row():
-    from data_builders.common import mask_of_rle, rle_of_mask
+    from text4seg.data.rle import mask_to_rle as rle_of_mask
+    from text4seg.data.rle import rle_to_mask as mask_of_rle
 
     m = np.random.default_rng(0).random((9, 13)) > 0.5
     row = json.loads(json.dumps(to_swift_row(_sample(1)) | {}))
@@ -116,7 +117,7 @@ def test_hf_datasets_loads_mixed_rows_without_schema_errors(tmp_path):
 
 def test_files_with_all_empty_lists_load_together_with_hf_features(tmp_path):
     datasets = pytest.importorskip("datasets")
-    from text4seg.records import hf_features
+    from text4seg.data.records import hf_features
 
     write_jsonl([_sample(0, masks=False)], tmp_path / "a.jsonl")  # every list empty: nulls if inferred
     write_jsonl([_sample(1), _sample(2, turns=2)], tmp_path / "b.jsonl")

@@ -10,7 +10,9 @@ import pytest
 pytest.importorskip("segment_anything")
 pytest.importorskip("torch")
 
-from text4seg.refine import Refiner, coarse_logits, longest_side_shape, make_tiny_sam, sample_points  # noqa: E402
+from support.sam import make_tiny_sam  # noqa: E402
+
+from text4seg.inference.refine import Refiner, coarse_logits, longest_side_shape, sample_points  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """The real ms-swift path, offline, on CPU: ``text4seg train`` (-> ``swift sft``, LoRA) on a tiny LLaVA-HF
 with JSONL from our synthetic builder, then ``text4seg export`` (-> ``swift export --merge_lora true``), then
-inference on the merged model through ``text4seg.predict``. About 1-3 minutes on 2 cores."""
+inference on the merged model through ``text4seg.inference.predict``. About 1-3 minutes on 2 cores."""
 
 from __future__ import annotations
 
@@ -176,8 +176,8 @@ def test_swift_lora_sft_trains_merges_and_predicts_offline(tmp_path: Path, monke
     # 5. inference on the merged model through the project's entry point
     for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "MODELSCOPE_CACHE", "HF_HOME"):
         monkeypatch.setenv(k, env[k])
-    from text4seg.align import register_swift_templates
-    from text4seg.predict import predict_jsonl
+    from text4seg.inference.predict import predict_jsonl
+    from text4seg.training.align import register_swift_templates
 
     register_swift_templates()  # merged/args.json names text4seg_llava1_5_hf
 

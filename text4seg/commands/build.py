@@ -17,7 +17,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="output JSONL file (written through a temporary file, renamed at the end)")
     p.add_argument("--grid", type=int, default=16, help="grid size, e.g. 16, 24, 32 (default 16)")
     p.add_argument(
-        "--scheme", default="rrle", help="descriptor scheme (default rrle; see text4seg.codec.SCHEMES)"
+        "--scheme",
+        default="rrle",
+        help="descriptor scheme (default rrle; see text4seg.SCHEMES)",
     )
     p.add_argument(
         "--repeat", type=int, default=1, help="passes over the data, re-drawing templates (default 1)"

@@ -21,7 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, required=True, help="output folder (or PNG file with --text)")
     p.add_argument("--images", type=Path, default=None, help="root for relative image paths")
     p.add_argument(
-        "--grid", default="16", help="grid size: N or RxC (default 16; a row's text4seg.grid wins)"
+        "--grid", default="16", help="grid size: N or RxC (default 16; a row's text4seg.grid field wins)"
     )
     p.add_argument("--scheme", default=None, help="descriptor scheme (default: the row's, else rrle)")
 
@@ -54,9 +54,10 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     from PIL import Image
 
-    from text4seg.codec import SCHEMES
-    from text4seg.predict import _atomic_png, answer_to_masks, mask_to_rle, repair_report
-    from text4seg.records import AtomicWriter, read_jsonl
+    from text4seg.data.records import AtomicWriter, read_jsonl
+    from text4seg.data.rle import mask_to_rle
+    from text4seg.descriptors import SCHEMES
+    from text4seg.inference.predict import _atomic_png, answer_to_masks, repair_report
 
     grid = parse_hw(args.grid, "--grid")
     if args.scheme is not None and args.scheme not in SCHEMES:

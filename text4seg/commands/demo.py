@@ -34,8 +34,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from text4seg.codec import SCHEMES
     from text4seg.demo import FULL, QUICK, format_summary, run_demo
+    from text4seg.descriptors import SCHEMES
 
     cfg = QUICK if args.quick else FULL
     if args.scheme is not None:

@@ -20,7 +20,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from text4seg.evaluate import evaluate, format_table
+    from text4seg.evaluation.evaluate import evaluate, format_table
 
     for p in (args.pred, args.gt):
         if not p.is_file():

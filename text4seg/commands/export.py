@@ -12,7 +12,7 @@ import os
 import subprocess
 from pathlib import Path
 
-LLAVA_WHOLE_IMAGE_TEMPLATE = "text4seg_llava1_5_hf"  # = text4seg.align.LLAVA_WHOLE_IMAGE_TEMPLATE
+LLAVA_WHOLE_IMAGE_TEMPLATE = "text4seg_llava1_5_hf"  # = text4seg.training.align.LLAVA_WHOLE_IMAGE_TEMPLATE
 HELP = "merge a LoRA checkpoint into its base model: swift export --adapters CKPT --merge_lora true"
 
 
@@ -37,7 +37,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def export_command(checkpoint: Path, out: Path, overrides: list[str], swift: str) -> tuple[list[str], dict]:
     """``(argv, env)`` of the ``swift export`` merge for a checkpoint."""
-    from text4seg import train
+    from text4seg.training import recipes as train
 
     ckpt = Path(checkpoint)
     if not (ckpt / "adapter_config.json").is_file():
@@ -48,16 +48,15 @@ def export_command(checkpoint: Path, out: Path, overrides: list[str], swift: str
 
 
 def run(args: argparse.Namespace) -> int:
-    from text4seg.commands.train import _swift_executable
-    from text4seg.train import format_command
+    from text4seg.training.recipes import format_command, swift_executable
 
-    argv, env = export_command(args.checkpoint, args.out, args.overrides, _swift_executable(args.swift))
+    argv, env = export_command(args.checkpoint, args.out, args.overrides, swift_executable(args.swift))
     print(format_command(argv, env), flush=True)
     if args.dry_run:
         return 0
     code = subprocess.call(argv, env={**os.environ, **env})
     if code == 0 and _trained_template(args.checkpoint) == LLAVA_WHOLE_IMAGE_TEMPLATE:
-        from text4seg.align import whole_image_saved
+        from text4seg.training.align import whole_image_saved
 
         for name in whole_image_saved(args.out):
             print(f"{args.out / name}: set to resize the whole image (no centre crop), as in training")

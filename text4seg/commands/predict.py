@@ -35,7 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from text4seg.predict import Predictor, Query, load_queries, predict_queries, repair_report
+    from text4seg.inference.predict import Predictor, Query, load_queries, predict_queries, repair_report
 
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         queries = load_queries(args.jsonl, args.root, args.limit, args.shard)
     sam = None
     if args.sam_checkpoint is not None:
-        from text4seg.refine import Refiner, load_sam
+        from text4seg.inference.refine import Refiner, load_sam
 
         sam = Refiner(load_sam(args.sam_checkpoint, args.sam_type))
     engine_kwargs = {}

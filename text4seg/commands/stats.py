@@ -66,7 +66,7 @@ class AnswerCollector:
     def stats(self, tokens: bool = True) -> dict:
         out = {"answers": len(self.chars), "chars": _summary(self.chars)}
         if tokens:
-            from text4seg.tokens import count_many
+            from text4seg.data.tokens import count_many
 
             step = max(1, -(-len(self.kept) // self.max_tokenized))
             subset = self.kept[::step]
@@ -77,7 +77,7 @@ class AnswerCollector:
 
 def file_answers(path: str) -> list[str]:
     """Every assistant message of every row of a JSONL file."""
-    from text4seg.records import read_jsonl
+    from text4seg.data.records import read_jsonl
 
     try:
         rows = list(read_jsonl(path))

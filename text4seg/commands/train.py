@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 HELP = (
@@ -34,15 +32,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _swift_executable(explicit: str | None) -> str:
-    if explicit:
-        return explicit
-    local = Path(sys.executable).parent / "swift"
-    return str(local) if local.exists() else (shutil.which("swift") or "swift")
-
-
 def run(args: argparse.Namespace) -> int:
-    from text4seg import train
+    from text4seg.training import recipes as train
 
     recipe = train.apply_overrides(train.load_recipe(args.recipe), train.parse_overrides(args.overrides))
     recipe = train.resolve_plugins(recipe, args.recipe)
@@ -57,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
             )
     if train.global_batch(recipe):
         print(f"global batch: {train.global_batch(recipe)} (per-device x accumulation x GPUs x nodes)")
-    argv, env = train.swift_command(recipe, swift=_swift_executable(args.swift))
+    argv, env = train.swift_command(recipe, swift=train.swift_executable(args.swift))
     print(train.format_command(argv, env), flush=True)
     if args.dry_run:
         return 0

@@ -8,8 +8,9 @@ reusable engine (``Predictor(model).predict([Query, ...])`` yields result record
 ``answer_to_masks(answer, height, width, ...)`` is the decoding step alone (used by ``text4seg decode``).
 
 Generation goes through ms-swift's ``TransformersEngine`` in batches (greedy). Constrained decoding
-(:mod:`text4seg.constrain`) reaches ``model.generate`` through the engine's ``pre_infer_hook`` (its
-``logits_processor`` generate argument); the engine's template still builds the inputs.
+(:mod:`~text4seg.descriptors.constrain`) reaches ``model.generate`` through the engine's
+``pre_infer_hook`` (its ``logits_processor`` generate argument);
+the engine's template still builds the inputs.
 
 Results JSONL (``OUT/results.jsonl``, one object per query, appended and flushed per sample)
 ------------------------------------------------------------------------------------------
@@ -43,43 +44,26 @@ from pathlib import Path
 import numpy as np
 
 from text4seg._lazy import require
-from text4seg.codec import BACKGROUND, Decoded, DescriptorError, decode, normalize_label
-from text4seg.grid import grid_to_label_map
-from text4seg.records import parse_shard
+from text4seg.data.records import parse_shard
+from text4seg.data.rle import mask_to_rle
+from text4seg.descriptors import (
+    BACKGROUND,
+    Decoded,
+    DescriptorError,
+    decode,
+    grid_to_label_map,
+    normalize_label,
+)
 
 RESULTS_NAME = "results.jsonl"
 
 
 # ---------------------------------------------------------------------------------------- masks / RLE
-def mask_to_rle(mask: np.ndarray) -> dict:
-    """COCO RLE ``{"size": [h, w], "counts": str}`` of an ``(H, W)`` bool mask (pycocotools)."""
-    mask_util = require("pycocotools.mask")
-    m = np.asfortranarray(np.asarray(mask, dtype=np.uint8))
-    if m.ndim != 2:
-        raise ValueError(f"expected a 2-D (H, W) mask, got shape {m.shape}")
-    rle = mask_util.encode(m)
-    return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": rle["counts"].decode("ascii")}
-
-
-def rle_to_mask(rle: dict) -> np.ndarray:
-    """``(H, W)`` bool mask of a COCO RLE (``counts`` as ``str``, ``bytes`` or an uncompressed list)."""
-    mask_util = require("pycocotools.mask")
-    if not isinstance(rle, dict) or "size" not in rle or "counts" not in rle:
-        raise ValueError(f"expected a COCO RLE dict with 'size' and 'counts', got {str(rle)[:80]!r}")
-    h, w = (int(v) for v in rle["size"])
-    counts = rle["counts"]
-    if isinstance(counts, list):
-        obj = mask_util.frPyObjects({"size": [h, w], "counts": counts}, h, w)
-    else:
-        obj = {"size": [h, w], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
-    return mask_util.decode(obj).astype(bool)
-
-
 @dataclass
 class AnswerMasks:
     """An answer decoded to pixels.
 
-    ``decoded``: the lenient :class:`~text4seg.codec.Decoded`; ``parse_valid``: strict parse succeeded;
+    ``decoded``: the lenient :class:`~text4seg.descriptors.Decoded`; ``parse_valid``: strict parse succeeded;
     ``label_map``: ``(H, W)`` int32, 0 = ``others``, k = ``names[k]``; ``mask``: ``(H, W)`` bool of the
     scored labels; ``other_labels``: labels named by the answer outside ``labels`` (when given).
     """
@@ -235,7 +219,7 @@ def load_queries(
 ) -> list[Query]:
     """Queries of a built JSONL (see :func:`queries_from_row`); ``shard`` ``i/N`` keeps rows i, i+N, ...;
     ``limit`` caps the number of queries."""
-    from text4seg.records import read_jsonl
+    from text4seg.data.records import read_jsonl
 
     i, n = parse_shard(shard)
     out: list[Query] = []
@@ -303,9 +287,11 @@ class Predictor:
         model: model folder (or hub id, if online); ``adapters``: LoRA folders.
         batch_size: queries per ``generate`` call.
         max_new_tokens: generation budget (default: enough for a 16x16 answer, see :meth:`budget`).
-        constrained: use :class:`text4seg.constrain.DescriptorLogitsProcessor` (strict parse guaranteed
+        constrained: use :class:`~text4seg.descriptors.constrain.DescriptorLogitsProcessor` (strict parse
             within the budget); max_free_tokens: its cap on the text before ``<seg>``.
-        sam: None, a :class:`text4seg.refine.Refiner` or a ``segment_anything`` ``Sam`` model.
+        sam: None, a :class:`text4seg.inference.refine.Refiner` or a ``segment_anything`` ``Sam`` model.
+        logits_processors: extra ``transformers`` logits processors applied at every step of every
+            batch, before the grammar (so the grammar still masks what they lift).
         engine_kwargs: passed to ``TransformersEngine`` (``model_type``, ``template_type``, ...).
     """
 
@@ -319,6 +305,7 @@ class Predictor:
         constrained: bool = False,
         max_free_tokens: int | None = 64,
         sam=None,
+        logits_processors: Sequence | None = None,
         **engine_kwargs,
     ):
         swift = require("swift")
@@ -333,10 +320,11 @@ class Predictor:
         self.max_new_tokens = max_new_tokens
         self.constrained = constrained
         self.max_free_tokens = max_free_tokens
+        self.logits_processors = list(logits_processors or [])
         self._token_table = None
         self.last_processor = None  # the constrained batch's processor (its .seconds = grammar overhead)
         if sam is not None and not hasattr(sam, "refine"):
-            from text4seg.refine import Refiner
+            from text4seg.inference.refine import Refiner
 
             sam = Refiner(sam)
         self.refiner = sam
@@ -352,7 +340,7 @@ class Predictor:
         return int(q.grid[0]) * 16 + 64
 
     def _processor(self, batch: Sequence[Query], max_new: int):
-        from text4seg.constrain import DescriptorLogitsProcessor, TokenTable
+        from text4seg.descriptors.constrain import DescriptorLogitsProcessor, TokenTable
 
         if self._token_table is None:
             self._token_table = TokenTable.from_tokenizer(self.tokenizer, self._eos_ids())
@@ -386,13 +374,16 @@ class Predictor:
             for q in batch
         ]
         cfg = swift.RequestConfig(max_tokens=max_new, temperature=0)
+        procs = list(self.logits_processors)
+        if constrained:  # the grammar last: it masks whatever the other processors lifted
+            procs.append(self._processor(batch, max_new))
+            self.last_processor = procs[-1]
         hook = None
-        if constrained:
-            proc = self.last_processor = self._processor(batch, max_new)
+        if procs:
 
             def hook(kwargs):
                 transformers = require("transformers")
-                kwargs["inputs"]["logits_processor"] = transformers.LogitsProcessorList([proc])
+                kwargs["inputs"]["logits_processor"] = transformers.LogitsProcessorList(procs)
                 return kwargs
 
         resps = self.engine._infer(reqs, cfg, pre_infer_hook=hook)

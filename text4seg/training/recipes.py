@@ -20,6 +20,8 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -315,6 +317,14 @@ def recipe_env(recipe: Mapping[str, Any], environ: Mapping[str, str] | None = No
     """The recipe's ``ENV`` entries that the current environment does not already set (ms-swift's rule)."""
     environ = os.environ if environ is None else environ
     return {str(k): str(v) for k, v in (recipe.get("ENV") or {}).items() if str(k) not in environ}
+
+
+def swift_executable(explicit: str | None = None) -> str:
+    """The ``swift`` command: ``explicit`` if given, else the one next to this Python, else ``PATH``'s."""
+    if explicit:
+        return explicit
+    local = Path(sys.executable).parent / "swift"
+    return str(local) if local.exists() else (shutil.which("swift") or "swift")
 
 
 def swift_command(

@@ -1,4 +1,4 @@
-"""Question and answer templates (data in ``text4seg/templates/*.json``) and seeded choice among them.
+"""Question and answer templates (data in ``text4seg/data/templates/*.json``) and seeded choice among them.
 
 Families: ``refer`` (RES, GRES, shapes: ``{target}``), ``semantic`` with modes ``open_vocab``, ``partial``
 and ``conditioned`` (``{classes}``), and ``reason`` (``{query}``). An answer is a template sentence, then
@@ -13,7 +13,7 @@ import random
 from functools import cache
 from pathlib import Path
 
-from text4seg.codec import wrap
+from text4seg.descriptors import wrap
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 FAMILIES = ("refer", "semantic", "reason")

@@ -12,7 +12,7 @@ foreground, as column spans, and merges identical consecutive rows into one line
                 ROWS  = r | r0-r1           0-based, inclusive; rows not written are background
                 SPANS = span ("," span)*    span = c | c0-c1, then "=k" for the k-th label (k >= 2)
 
-Worked example (the 4 x 4 dog of :mod:`text4seg.codec`)::
+Worked example (the 4 x 4 dog of :mod:`text4seg.descriptors.codec`)::
 
     R-RLE   "others *4\\n others *1| dog *2| others *1\\n others *1| dog *3\\n others *4\\n"   (28 tokens)
     compact "dog\\n1:1-2\\n2:1-3\\n"                                                       (14 tokens)
@@ -31,7 +31,7 @@ a truncated answer loses only the rows it did not reach.
 
 Decoding follows the codec's contract: the lenient decoder never raises, repairs per line (a bad line is
 skipped, out-of-range rows and columns are clipped, overlaps keep the later span), reports each repair,
-and is linear in the input; the strict decoder raises :class:`~text4seg.codec.DescriptorError` naming
+and is linear in the input; the strict decoder raises :class:`~.codec.DescriptorError` naming
 the row, column and text.
 """
 
@@ -41,7 +41,7 @@ import re
 
 import numpy as np
 
-from text4seg.codec import (
+from text4seg.descriptors.codec import (
     BACKGROUND,
     RUN_SEP,
     DescriptorError,

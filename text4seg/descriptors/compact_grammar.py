@@ -1,4 +1,4 @@
-"""The constrained-decoding grammar of the compact scheme (see :mod:`text4seg.compact`).
+"""The constrained-decoding grammar of the compact scheme (see :mod:`text4seg.descriptors.compact`).
 
 Language accepted for a ``rows x cols`` grid and allowed labels ``L`` (the query's targets)::
 
@@ -9,7 +9,7 @@ Language accepted for a ``rows x cols`` grid and allowed labels ``L`` (the query
     SPAN = c | c0 "-" c1, then "=" k     ascending within the line, c1 <= cols - 1, 2 <= k <= len(HEAD)
 
 Numbers are written without leading zeros. Every accepted answer decodes with
-``decode(text, size, "compact", strict=True)``. The class plugs into :mod:`text4seg.constrain`'s token
+``decode(text, size, "compact", strict=True)``. The class plugs into :mod:`.constrain`'s token
 machinery (``allowed``, ``advance_token``, the logits processors) through ``start``, ``step`` and
 ``cost``; ``cost`` is the fewest characters (plus one for EOS) that finish the answer from a state.
 """
@@ -20,11 +20,11 @@ from collections.abc import Iterable
 from functools import lru_cache
 from typing import NamedTuple
 
-from text4seg.codec import BACKGROUND, SEG_CLOSE, SEG_OPEN, normalize_label
-from text4seg.constrain import DescriptorGrammar, Layout
-from text4seg.grid import grid_shape
+from text4seg.descriptors.codec import BACKGROUND, SEG_CLOSE, SEG_OPEN, normalize_label
+from text4seg.descriptors.constrain import DescriptorGrammar, Layout
+from text4seg.descriptors.grid import grid_shape
 
-# phases (FREE and END share their values with text4seg.constrain)
+# phases (FREE and END share their values with text4seg.descriptors.constrain)
 FREE, END = 0, 4
 HEAD, LINE, R0, R1, C0, C1, K, LIT = 10, 11, 12, 13, 14, 15, 16, 17
 _CLOSE = len(SEG_CLOSE) + 1  # "</seg>" then EOS

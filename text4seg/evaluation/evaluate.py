@@ -1,4 +1,5 @@
-"""Evaluate: join predictions (``results.jsonl`` of :mod:`text4seg.predict`) with the built ground truth.
+"""Evaluate: join predictions (``results.jsonl`` of :mod:`text4seg.inference.predict`) with the built
+ground truth.
 
 ``evaluate(pred_path, gt_path, out_dir=None, ...) -> dict`` scores raw (coarse) and SAM-refined masks side
 by side and, with ``out_dir``, writes ``metrics.json`` and ``per_sample.jsonl`` (atomically).
@@ -9,7 +10,7 @@ resolution COCO RLE) for referring tasks, and the label-map PNG ``text4seg.gt.la
 paths resolve against ``root``. Ground-truth rows without a prediction are reported as ``missing``
 (not scored); predictions without ground truth as ``unmatched``.
 
-Scores (conventions in :mod:`text4seg.metrics`):
+Scores (conventions in :mod:`text4seg.evaluation.metrics`):
 
 * referring tasks (res, gres, reason, shapes): cIoU, gIoU, N-acc, T-acc, Pr@0.5..0.9, and REC
   ``acc@0.5`` of the mask's box against the ground-truth mask's box (pixel-edge boxes, exclusive max).
@@ -32,8 +33,10 @@ from pathlib import Path
 
 import numpy as np
 
-from text4seg.codec import BACKGROUND, normalize_label
-from text4seg.metrics import (
+from text4seg.data.records import AtomicWriter, read_jsonl
+from text4seg.data.rle import rle_to_mask
+from text4seg.descriptors import BACKGROUND, normalize_label
+from text4seg.evaluation.metrics import (
     aggregate_referring,
     box_iou,
     mask_stats,
@@ -41,8 +44,7 @@ from text4seg.metrics import (
     semantic_counts,
     semantic_scores_from_counts,
 )
-from text4seg.predict import answer_to_masks, repair_report, rle_to_mask, turn_labels
-from text4seg.records import AtomicWriter, read_jsonl
+from text4seg.inference.predict import answer_to_masks, repair_report, turn_labels
 
 IGNORE = 255
 

@@ -23,7 +23,7 @@ normalised, plus ``others``)::
 ``irle`` is one row of ``rows*cols`` cells; ``full`` writes every cell's label, no counts. A run-length
 scheme plugs in by adding a :class:`Layout` factory to :data:`LAYOUTS`; any other grammar with the same
 ``start``/``step``/``cost`` interface by an entry in :data:`GRAMMARS` (``compact``:
-:mod:`text4seg.compact_grammar`).
+:mod:`text4seg.descriptors.compact_grammar`).
 
 Budget: the processor knows ``max_new_tokens`` and never lets a row enter a state from which the rest
 cannot be finished in the tokens left (cost = characters still needed, a safe bound when every single
@@ -41,8 +41,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from text4seg.codec import BACKGROUND, SEG_CLOSE, SEG_OPEN, normalize_label
-from text4seg.grid import grid_shape
+from text4seg.descriptors.codec import BACKGROUND, SEG_CLOSE, SEG_OPEN, normalize_label
+from text4seg.descriptors.grid import grid_shape
 
 FREE, LABEL, COUNT, LIT, END = range(5)
 _DIGITS = "0123456789"
@@ -78,7 +78,7 @@ class DescriptorGrammar:
 
     Args:
         scheme: a key of :data:`LAYOUTS`; size: grid size ``int`` or ``(rows, cols)``;
-        labels: allowed target labels (normalised with :func:`~text4seg.codec.normalize_label`);
+        labels: allowed target labels (normalised with :func:`~text4seg.descriptors.codec.normalize_label`);
             ``others`` is always allowed.
     """
 
@@ -244,7 +244,7 @@ class DescriptorGrammar:
 
 
 def _compact_grammar(scheme: str, size, labels):
-    from text4seg.compact_grammar import CompactGrammar
+    from text4seg.descriptors.compact_grammar import CompactGrammar
 
     return CompactGrammar(scheme, size, labels)
 
@@ -432,7 +432,7 @@ def descriptor_regex(
     for those).
     """
     if scheme == "compact":
-        from text4seg.compact_grammar import compact_regex
+        from text4seg.descriptors.compact_grammar import compact_regex
 
         return compact_regex(size, labels)
     g = DescriptorGrammar(scheme, size, labels)

@@ -2,7 +2,7 @@
 
 The format
 ----------
-A mask is sampled to a ``rows x cols`` grid (16 x 16 by default, see :mod:`text4seg.grid`); every cell
+A mask is sampled to a ``rows x cols`` grid (16 x 16 by default, see :mod:`.grid`); every cell
 holds a text label, ``others`` for background. Three schemes write the grid as text:
 
 ``rrle`` (row-wise run-length, the default; what the released Text4Seg models write)
@@ -132,7 +132,7 @@ class Decoded:
 
     def mask(self, height: int, width: int, label: str | None = None) -> np.ndarray:
         """``(height, width)`` bool mask, same as ``grid_to_mask(self.grid, height, width, label)``."""
-        from text4seg.grid import _resize_nearest
+        from text4seg.descriptors.grid import _resize_nearest
 
         hit = [(lab != BACKGROUND) if label is None else (lab == label) for lab, _ in self.runs]
         cells = np.repeat(np.array(hit, dtype=bool), [run[1] for run in self.runs]).reshape(self.shape)
@@ -477,7 +477,7 @@ SCHEMES: dict[str, Scheme] = {
 
 
 def _register_compact() -> None:
-    from text4seg.compact import decode_compact, encode_compact
+    from text4seg.descriptors.compact import decode_compact, encode_compact
 
     SCHEMES["compact"] = Scheme(encode_compact, decode_compact, "sparse spans, labels once (text4seg)")
 
@@ -545,7 +545,7 @@ def decode(
     Lenient (default) never raises on a ``str`` and reports repairs; ``strict=True`` raises
     :class:`DescriptorError` at the first defect. ``size`` is ``int`` or ``(rows, cols)``.
     """
-    from text4seg.grid import grid_shape
+    from text4seg.descriptors.grid import grid_shape
 
     rows, cols = grid_shape(size)
     sch = _scheme(scheme)

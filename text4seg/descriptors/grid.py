@@ -20,7 +20,7 @@ data were made.
 Labels
 ------
 ``others`` is the background word. In an integer label map, ``ignore_index`` (255) pixels and ids with no
-name are background. Names are normalised with :func:`text4seg.codec.normalize_label`.
+name are background. Names are normalised with :func:`text4seg.descriptors.codec.normalize_label`.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image
 
-from text4seg.codec import BACKGROUND, normalize_label
+from text4seg.descriptors.codec import BACKGROUND, normalize_label
 
 SAMPLERS = ("nearest", "any", "majority")
 Size = int | tuple[int, int]
@@ -51,7 +51,7 @@ def grid_shape(size: Size) -> tuple[int, int]:
 
 
 @lru_cache(maxsize=512)
-def _nearest_index(src: int, dst: int) -> np.ndarray:
+def nearest_index(src: int, dst: int) -> np.ndarray:
     """Index into ``src`` samples that PIL's NEAREST resize from ``src`` to ``dst`` samples reads.
 
     Returns an int64 array of shape ``(dst,)`` (read-only, cached).
@@ -66,7 +66,7 @@ def _nearest_index(src: int, dst: int) -> np.ndarray:
 
 def _resize_nearest(arr: np.ndarray, height: int, width: int) -> np.ndarray:
     """PIL-NEAREST resize of any 2-D array to ``(height, width)``, gathering the smaller side first."""
-    ridx, cidx = _nearest_index(arr.shape[0], height), _nearest_index(arr.shape[1], width)
+    ridx, cidx = nearest_index(arr.shape[0], height), nearest_index(arr.shape[1], width)
     if height <= arr.shape[0]:
         return np.take(np.take(arr, ridx, axis=0), cidx, axis=1)
     return np.take(np.take(arr, cidx, axis=1), ridx, axis=0)
@@ -132,8 +132,8 @@ def _lookup(value: int, labels, ignore_index: int | None) -> str:
 
 def _footprint_codes(codes: np.ndarray, rows: int, cols: int) -> np.ndarray:
     h, w = codes.shape
-    rcell = _nearest_index(rows, h)  # pixel row -> cell row
-    ccell = _nearest_index(cols, w)
+    rcell = nearest_index(rows, h)  # pixel row -> cell row
+    ccell = nearest_index(cols, w)
     return rcell[:, None] * cols + ccell[None, :]
 
 

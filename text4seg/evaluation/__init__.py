@@ -1,0 +1,1 @@
+"""Evaluation: the metrics of the field and the join of results with the built ground truth."""
