@@ -66,7 +66,7 @@ def main() -> int:
     from support.fakes import make_refer
 
     from data_builders import build_jsonl
-    from text4seg.commands.stats import answer_stats, file_answers, format_stats
+    from text4seg.data.stats import file_stats, format_stats
 
     tmp = tempfile.TemporaryDirectory(prefix="t4s_bench_")
     root = args.keep or Path(tmp.name) / "refer"
@@ -97,7 +97,7 @@ def main() -> int:
           f"({diff / max(cells, 1):.4%})")  # fmt: skip
 
     t0 = time.perf_counter()
-    stats = answer_stats(file_answers(str(out)))
+    stats = file_stats(str(out))
     print(f"answer lengths ({time.perf_counter() - t0:.1f} s):\n{format_stats(stats)}")
     tmp.cleanup()
     return 0

