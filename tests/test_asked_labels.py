@@ -3,7 +3,7 @@ never the ground truth's list of present classes."""
 
 from data_builders import build_jsonl
 from text4seg.data.records import read_jsonl
-from text4seg.inference.predict import queries_from_row
+from text4seg.inference.queries import queries_from_row
 
 
 def test_semantic_rows_record_the_asked_classes_and_predict_allows_them(tmp_path):

@@ -22,7 +22,7 @@ def test_decode_one_answer_to_png(tmp_path):
     assert png.shape == (20, 30) and png[10, 15] and not png[0, 0]
 
 
-def test_decode_swift_infer_file_with_images_root(tmp_path):
+def test_decode_swift_infer_file_with_root(tmp_path):
     Image.new("RGB", (30, 20)).save(tmp_path / "im.png")
     full = wrap(encode(np.full((16, 16), "cat")))
     rows = [
@@ -32,7 +32,7 @@ def test_decode_swift_infer_file_with_images_root(tmp_path):
     ]
     (tmp_path / "res.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "dec"
-    assert main(["decode", str(tmp_path / "res.jsonl"), "--out", str(out), "--images", str(tmp_path)]) == 0
+    assert main(["decode", str(tmp_path / "res.jsonl"), "--out", str(out), "--root", str(tmp_path)]) == 0
     recs = [json.loads(x) for x in (out / "decoded.jsonl").read_text().splitlines()]
     assert rle_to_mask(recs[0]["coarse"]).all()  # object fills the grid: not empty
     assert not rle_to_mask(recs[1]["coarse"]).any()
@@ -45,7 +45,8 @@ def test_decode_swift_infer_file_with_images_root(tmp_path):
 
 def test_decode_bad_size_is_a_one_line_error(tmp_path, capsys):
     assert main(["decode", "--text", "x", "--size", "big", "--out", str(tmp_path / "m.png")]) == 2
-    assert "--size must look like HxW" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--size" in err and "HxW" in err and "big" in err and len(err.strip().splitlines()) == 1
 
 
 def test_decode_missing_image_names_the_file(tmp_path, capsys):

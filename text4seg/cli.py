@@ -1,9 +1,12 @@
 """The ``text4seg`` command line: ``text4seg <command> [options]``; ``main(argv=None)`` runs in-process.
 
 Commands live in ``text4seg/commands/<name>.py``; each module defines ``HELP``, ``add_arguments(parser)``
-and ``run(args) -> int`` and imports its heavy dependencies inside ``run``. Bad input (a ``ValueError``
-or ``OSError`` with a message naming the file or value) prints one line and exits 2; set
-``TEXT4SEG_DEBUG=1`` for the traceback.
+and ``run(args) -> int`` and imports its heavy dependencies inside ``run``; it parses arguments and
+calls one library function. Shared flags (``--grid``, ``--scheme``, ``--root``, ``--no-progress``,
+``--quiet``) come from :mod:`text4seg.commands._args`. A bad flag (unknown choice, malformed value) and
+bad input (a ``ValueError`` or ``OSError`` with a message naming the file or value) print one line
+``text4seg CMD: error: ...`` and exit 2; set ``TEXT4SEG_DEBUG=1`` for the traceback. ``--quiet`` also
+calls :func:`text4seg._lazy.quiet_libraries` before the command runs.
 """
 
 from __future__ import annotations
@@ -27,8 +30,19 @@ COMMANDS: dict[str, str] = {
 }
 
 
+class UsageError(Exception):
+    """A bad command line (argparse's message, prefixed with the command's name)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors become one line (no usage block), raised as :class:`UsageError`."""
+
+    def error(self, message: str):
+        raise UsageError(f"{self.prog}: error: {message} (see {self.prog} --help)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="text4seg",
         description="text4seg: decoder-free, text-as-mask segmentation with multimodal LLMs.",
     )
@@ -46,10 +60,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
+    if getattr(args, "quiet", False):
+        from text4seg._lazy import quiet_libraries
+
+        quiet_libraries()
     try:
         return int(args._run(args) or 0)
     except (ValueError, OSError, ImportError) as exc:

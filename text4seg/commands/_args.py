@@ -11,18 +11,27 @@ import argparse
 from text4seg.descriptors import DEFAULT_SCHEME, SCHEMES
 
 
-def parse_grid(text: str) -> tuple[int, int]:
-    """``"16"`` -> ``(16, 16)``; ``"24x32"`` -> ``(24, 32)`` (rows x cols); the ``--grid`` type."""
+def _pair(text: str, example: str) -> tuple[int, int]:
     parts = str(text).lower().split("x")
     try:
         vals = [int(v) for v in parts]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected N or RxC (e.g. 16 or 24x32), got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected N or {example}, got {text!r}") from None
     if len(vals) == 1:
         vals = vals * 2
     if len(vals) != 2 or min(vals) < 1:
-        raise argparse.ArgumentTypeError(f"expected N or RxC with positive sides, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected N or {example} with positive sides, got {text!r}")
     return vals[0], vals[1]
+
+
+def parse_grid(text: str) -> tuple[int, int]:
+    """``"16"`` -> ``(16, 16)``; ``"24x32"`` -> ``(24, 32)`` (rows x cols); the ``--grid`` type."""
+    return _pair(text, "RxC (e.g. 16 or 24x32)")
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"480x640"`` -> ``(480, 640)`` (height x width); ``"64"`` -> ``(64, 64)``; the ``--size`` type."""
+    return _pair(text, "HxW (e.g. 480x640)")
 
 
 def add_grid(p: argparse.ArgumentParser, default: str | None = "16", extra: str = "") -> None:
@@ -52,9 +61,14 @@ def add_root(p: argparse.ArgumentParser, help: str) -> None:
     p.add_argument("--root", default=None, metavar="DIR", help=help)
 
 
-def add_progress(p: argparse.ArgumentParser) -> None:
-    """``--no-progress`` (no progress bars) and ``--quiet`` (also silences ms-swift's INFO logging)."""
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+def add_progress(p: argparse.ArgumentParser, child: bool = False) -> None:
+    """``--no-progress`` (no progress bars) and ``--quiet`` (results and errors only; ms-swift's INFO
+    logging off, see :func:`text4seg._lazy.quiet_libraries`). ``child``: the command runs ms-swift in a
+    subprocess, which gets ``TQDM_DISABLE=1`` / ``LOG_LEVEL=WARNING``."""
+    where = " in the swift child process" if child else ""
+    p.add_argument("--no-progress", action="store_true", help=f"no progress bars{where}")
     p.add_argument(
-        "--quiet", action="store_true", help="print results and errors only (silences ms-swift INFO logs)"
+        "--quiet",
+        action="store_true",
+        help=f"print results and errors only; silences ms-swift's INFO logging{where}",
     )

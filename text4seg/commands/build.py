@@ -6,21 +6,23 @@ import argparse
 import json
 import sys
 
+from text4seg.commands._args import add_grid, add_progress, add_root, add_scheme
+
 HELP = "build instruction JSONL (ms-swift format) from a dataset on disk or the synthetic generator"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("builder", nargs="?", help="builder name (see --list)")
     p.add_argument("--list", action="store_true", help="list the builders, one line each, and exit")
-    p.add_argument("--root", help="dataset root folder (layout per builder: see --list and docs/builders.md)")
+    add_root(p, "dataset root folder (layout per builder: see --list and docs/builders.md)")
     p.add_argument("--split", default="train", help="split to build (default: train)")
-    p.add_argument("--out", help="output JSONL file (written through a temporary file, renamed at the end)")
-    p.add_argument("--grid", type=int, default=16, help="grid size, e.g. 16, 24, 32 (default 16)")
     p.add_argument(
-        "--scheme",
-        default="rrle",
-        help="descriptor scheme (default rrle; see text4seg.SCHEMES)",
+        "--out",
+        help="output JSONL file, ms-swift rows with text4seg metadata (written through a temporary file, "
+        "renamed at the end)",
     )
+    add_grid(p)
+    add_scheme(p)
     p.add_argument(
         "--repeat", type=int, default=1, help="passes over the data, re-drawing templates (default 1)"
     )
@@ -47,7 +49,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="builder option, repeatable (e.g. --set image_size=64 --set absent_rate=0.2)",
     )
     p.add_argument("--no-stats", action="store_true", help="skip the answer-length statistics")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_progress(p)
 
 
 def _options(items: list[str]) -> dict:
@@ -91,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         shard=args.shard,
         skip_bad=args.skip_bad,
         with_gt=args.with_gt,
-        progress=not args.no_progress and sys.stderr.isatty(),
+        progress=not (args.no_progress or args.quiet) and sys.stderr.isatty(),
         stats=not args.no_stats,
         options=_options(args.options),
     )

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from text4seg.commands._args import add_progress, add_root
+
 HELP = "score a results JSONL against a built JSONL: cIoU, gIoU, N-acc, T-acc, Pr@X, REC Acc@0.5, mIoU"
 
 
@@ -13,10 +15,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--pred", type=Path, required=True, help="results.jsonl written by text4seg predict/decode"
     )
     p.add_argument("--gt", type=Path, required=True, help="the built JSONL (text4seg.gt holds the masks)")
-    p.add_argument("--root", type=Path, default=None, help="root for relative ground-truth paths")
-    p.add_argument("--out", type=Path, default=None, help="folder for metrics.json and per_sample.jsonl")
+    add_root(p, "folder of relative ground-truth paths (semantic label maps)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="output folder: metrics.json and per_sample.jsonl (default: the folder of --pred)",
+    )
     p.add_argument("--label-only", action="store_true", help="score only the queried label's cells")
     p.add_argument("--semantic-background", action="store_true", help="include 'others' in the semantic mIoU")
+    add_progress(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -33,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
         root=args.root,
         label_only=args.label_only,
         semantic_background=args.semantic_background,
+        progress=not (args.no_progress or args.quiet),
     )
     print(format_table(metrics))
     print(f"wrote {out / 'metrics.json'} and {out / 'per_sample.jsonl'}")

@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from text4seg.commands._args import add_grid, add_progress, add_root, add_scheme
+
 HELP = "run a model on --image/--query or a built --jsonl; writes results.jsonl (COCO RLE masks) + overlays"
 
 
@@ -21,66 +23,52 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--label", action="append", default=None, help="target label for --constrained (repeatable)"
     )
-    p.add_argument("--root", type=Path, default=None, help="root for relative image paths in --jsonl")
-    p.add_argument("--out", type=Path, required=True, help="output folder (results.jsonl, overlays/)")
+    add_root(p, "folder of the relative image paths of --jsonl")
+    p.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="output folder: results.jsonl (one result record per query; resumed if present) and overlays/",
+    )
     p.add_argument("--sam-checkpoint", type=Path, default=None, help="SAM weights (.pth) for refinement")
     p.add_argument("--sam-type", default="vit_h", choices=["vit_h", "vit_l", "vit_b"], help="SAM variant")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--max-new-tokens", type=int, default=None)
-    p.add_argument("--grid", type=int, default=16, help="grid size for --image (default 16)")
+    add_grid(p, extra="; for --image (a --jsonl row carries its own)")
+    add_scheme(p, extra="; for --image (a --jsonl row carries its own)")
     p.add_argument("--constrained", action="store_true", help="grammar-constrained decoding (strict parse)")
     p.add_argument("--shard", default=None, help="i/N: this process takes rows i, i+N, ... of --jsonl")
     p.add_argument("--limit", type=int, default=None, help="at most this many queries")
     p.add_argument("--no-overlays", action="store_true", help="skip the overlay PNGs")
+    add_progress(p)
 
 
 def run(args: argparse.Namespace) -> int:
-    from text4seg.inference.predict import Predictor, Query, load_queries, predict_queries, repair_report
+    from text4seg.inference.predict import predict_image, predict_jsonl, results_report
 
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
-    if args.image is not None:
-        if not args.query:
-            raise ValueError("--image needs --query")
-        if args.constrained and not args.label:
-            raise ValueError("--constrained with --image needs the target label(s): --label TEXT")
-        if not args.image.is_file():
-            raise OSError(f"no such image: {args.image}")
-        queries = [
-            Query(
-                id=args.image.stem,
-                image=str(args.image.resolve()),
-                question=args.query,
-                labels=list(args.label or []),
-                grid=(args.grid, args.grid),
-            )
-        ]
-    else:
-        if not args.jsonl.is_file():
-            raise OSError(f"no such file: {args.jsonl}")
-        queries = load_queries(args.jsonl, args.root, args.limit, args.shard)
-    sam = None
-    if args.sam_checkpoint is not None:
-        from text4seg.inference.refine import Refiner, load_sam
-
-        sam = Refiner(load_sam(args.sam_checkpoint, args.sam_type))
-    engine_kwargs = {}
-    if args.model_type:
-        engine_kwargs["model_type"] = args.model_type
-    if args.template:
-        engine_kwargs["template_type"] = args.template
-    predictor = Predictor(
-        args.model,
+    if args.image is not None and not args.query:
+        raise ValueError("--image needs --query")
+    options = dict(
         adapters=args.adapters,
         batch_size=args.batch_size,
         max_new_tokens=args.max_new_tokens,
         constrained=args.constrained,
-        sam=sam,
-        **engine_kwargs,
+        sam=args.sam_checkpoint,
+        sam_type=args.sam_type,
+        overlays=not args.no_overlays,
+        progress=not (args.no_progress or args.quiet),
     )
-    results = predict_queries(predictor, queries, args.out, overlays=not args.no_overlays)
-    with open(results, encoding="utf-8") as fh:
-        report = repair_report(json.loads(line) for line in fh if line.strip())
-    print(f"repairs: {json.dumps(report)}")
+    if args.model_type:
+        options["model_type"] = args.model_type
+    if args.template:
+        options["template_type"] = args.template
+    if args.image is not None:
+        opts = dict(labels=args.label or [], grid=args.grid, scheme=args.scheme, **options)
+        results = predict_image(args.model, args.image, args.query, args.out, **opts)
+    else:
+        opts = dict(root=args.root, limit=args.limit, shard=args.shard, **options)
+        results = predict_jsonl(args.model, args.jsonl, args.out, **opts)
+    if not args.quiet:
+        print(f"repairs: {json.dumps(results_report(results))}")
     print(f"results: {results}")
     return 0

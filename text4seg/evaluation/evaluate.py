@@ -1,5 +1,5 @@
-"""Evaluate: join predictions (``results.jsonl`` of :mod:`text4seg.inference.predict`) with the built
-ground truth.
+"""Evaluate: join result records (``results.jsonl`` of ``text4seg predict``/``decode``, schema in
+:mod:`text4seg.inference.results`) with the built ground truth.
 
 ``evaluate(pred_path, gt_path, out_dir=None, ...) -> dict`` scores raw (coarse) and SAM-refined masks side
 by side and, with ``out_dir``, writes ``metrics.json`` and ``per_sample.jsonl`` (atomically).
@@ -20,8 +20,10 @@ Scores (conventions in :mod:`text4seg.evaluation.metrics`):
   nowhere; a predicted label that is not a benchmark class is wrong on its pixels.
 
 By default every non-``others`` label of an answer is foreground (published convention). With
-``label_only=True`` only the queried labels are (coarse masks; refined masks are used as stored), and
-``other_label_answers`` counts answers naming another label either way.
+``label_only=True`` only the queried labels are (coarse masks, and refined masks when the record has
+``refined_labels``; an older record's ``refined`` union is used as stored), and ``other_label_answers``
+counts answers naming another label either way. Refined semantic maps come from ``refined_labels``
+(records without it have no refined semantic score).
 """
 
 from __future__ import annotations
@@ -33,9 +35,10 @@ from pathlib import Path
 
 import numpy as np
 
+from text4seg._lazy import require
 from text4seg.data.records import AtomicWriter, read_jsonl
 from text4seg.data.rle import rle_to_mask
-from text4seg.descriptors import BACKGROUND, normalize_label
+from text4seg.descriptors import BACKGROUND, DEFAULT_SCHEME, normalize_label
 from text4seg.evaluation.metrics import (
     aggregate_referring,
     box_iou,
@@ -44,7 +47,8 @@ from text4seg.evaluation.metrics import (
     semantic_counts,
     semantic_scores_from_counts,
 )
-from text4seg.inference.predict import answer_to_masks, repair_report, turn_labels
+from text4seg.inference.queries import turn_labels
+from text4seg.inference.results import answer_to_masks, repair_report, rles_to_label_map, select_labels
 
 IGNORE = 255
 
@@ -98,6 +102,7 @@ def evaluate(
     label_only: bool = False,
     semantic_background: bool = False,
     thresholds: Sequence[float] = (0.5, 0.6, 0.7, 0.8, 0.9),
+    progress: bool = False,
 ) -> dict:
     """Score a results JSONL against a built JSONL; returns the metrics dict (also written to out_dir).
 
@@ -116,7 +121,8 @@ def evaluate(
     seen: set[tuple[str, int]] = set()
     unmatched = other = 0
     tokens: list[int] = []
-    for rec in preds:
+    tqdm = require("tqdm").tqdm
+    for rec in tqdm(preds, unit="answer", desc="evaluate", disable=not progress):
         key = (str(rec["id"]), int(rec.get("turn", 0)))
         g = gts.get(key)
         if g is None or key in seen:
@@ -126,7 +132,7 @@ def evaluate(
         h, w = int(rec["height"]), int(rec["width"])
         wanted = g["labels"] if label_only else None
         am = answer_to_masks(
-            rec["answer"], h, w, tuple(rec.get("grid", (16, 16))), rec.get("scheme", "rrle"), wanted
+            rec["answer"], h, w, tuple(rec.get("grid", (16, 16))), rec.get("scheme", DEFAULT_SCHEME), wanted
         )
         allowed = {normalize_label(x) for x in g["labels"]}
         names_other = [n for n in am.names[1:] if n not in allowed]
@@ -135,7 +141,13 @@ def evaluate(
             tokens.append(int(rec["num_tokens"]))
         row = {"id": key[0], "turn": key[1], "task": g["task"], "parse_valid": am.parse_valid}
         row["other_labels"] = names_other
-        refined = rle_to_mask(rec["refined"]) if rec.get("refined") else None
+        refined_map = None
+        if rec.get("refined_labels") is not None:
+            refined_map = rles_to_label_map(rec["refined_labels"], h, w)
+        if refined_map is not None:
+            refined = select_labels(*refined_map, wanted)[0]
+        else:
+            refined = rle_to_mask(rec["refined"]) if rec.get("refined") else None
         if g["task"] == "semantic":
             gt_map = np.asarray(Image.open(g["label_map"]))
             if gt_map.shape != (h, w):
@@ -147,7 +159,8 @@ def evaluate(
             for v in g["ignore"]:
                 gt_ids[gt_map == v] = IGNORE
             pred_ids = _label_map_ids(am.label_map, am.names, classes)
-            for kind, pm in (("coarse", pred_ids), ("refined", None)):
+            refined_ids = None if refined_map is None else _label_map_ids(*refined_map, classes)
+            for kind, pm in (("coarse", pred_ids), ("refined", refined_ids)):
                 if pm is None:
                     continue
                 i, u = semantic_counts(pm, gt_ids, len(classes), IGNORE)

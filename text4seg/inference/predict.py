@@ -3,33 +3,20 @@
 Python API
 ----------
 ``predict_jsonl(model, jsonl, out_dir, ...) -> Path`` runs every query of a built JSONL (one query per
-user turn of a row; the row's first image) and returns the results JSONL path; ``Predictor`` is the
-reusable engine (``Predictor(model).predict([Query, ...])`` yields result records);
-``answer_to_masks(answer, height, width, ...)`` is the decoding step alone (used by ``text4seg decode``).
+user turn of a row; the row's first image) and returns the results JSONL path; ``predict_image`` does the
+same for one image and question; ``Predictor`` is the reusable engine
+(``Predictor(model).predict([Query, ...])`` yields result records). Queries come from
+:mod:`text4seg.inference.queries`; the result record, its schema and the answer-to-mask step
+(``answer_to_masks``) live in :mod:`text4seg.inference.results` (shared with ``text4seg decode``).
 
 Generation goes through ms-swift's ``TransformersEngine`` in batches (greedy). Constrained decoding
 (:mod:`~text4seg.descriptors.constrain`) reaches ``model.generate`` through the engine's
 ``pre_infer_hook`` (its ``logits_processor`` generate argument);
 the engine's template still builds the inputs.
 
-Results JSONL (``OUT/results.jsonl``, one object per query, appended and flushed per sample)
-------------------------------------------------------------------------------------------
-::
-
-    {"id": "shapes/val/3", "turn": 0,            # key = (id, turn), joins with the built JSONL
-     "image": "/abs/img.png", "query": "Segment the red circle.", "labels": ["red circle"],
-     "answer": "Sure.\\n<seg>others *16\\n ...</seg>",  # raw model text
-     "scheme": "rrle", "grid": [16, 16], "width": 640, "height": 480,
-     "parse_valid": true,                         # the answer parses with decode(strict=True)
-     "repairs": [["row_short", 3, "14 cells for 16"]],  # lenient decoder repairs (kind, row, detail)
-     "pred_labels": ["red circle"],               # non-"others" labels the answer names
-     "coarse": {"size": [480, 640], "counts": "..."},   # COCO RLE (str counts) of the decoded mask
-     "refined": {"size": [480, 640], "counts": "..."} | null,  # after SAM (null without SAM)
-     "num_tokens": 57, "constrained": false, "overlay": "overlays/000003_t0.png" | null}
-
-Masks: every non-``others`` cell is foreground (the published convention); ``label_map`` is kept per
-label for multi-label refinement. A re-run with the same ``out_dir`` skips the (id, turn) keys already
-in ``results.jsonl`` (resume after a crash); a partial last line is dropped.
+Results JSONL: ``OUT/results.jsonl``, one record per query (schema: :mod:`text4seg.inference.results`),
+appended and flushed per sample; overlays in ``OUT/overlays/``. A re-run with the same ``out_dir`` skips
+the (id, turn) keys already in ``results.jsonl`` (resume after a crash); a partial last line is dropped.
 """
 
 from __future__ import annotations
@@ -38,221 +25,20 @@ import json
 import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from text4seg._lazy import require
-from text4seg.data.records import parse_shard
-from text4seg.data.rle import mask_to_rle
-from text4seg.descriptors import (
-    BACKGROUND,
-    Decoded,
-    DescriptorError,
-    decode,
-    grid_to_label_map,
-    normalize_label,
+from text4seg.data.records import read_jsonl
+from text4seg.descriptors import DEFAULT_SCHEME
+from text4seg.inference.queries import Query, load_queries
+from text4seg.inference.results import (
+    RESULTS_NAME,
+    answer_to_masks,
+    finished_keys,
+    make_record,
+    repair_report,
+    save_overlay,
 )
-
-RESULTS_NAME = "results.jsonl"
-
-
-# ---------------------------------------------------------------------------------------- masks / RLE
-@dataclass
-class AnswerMasks:
-    """An answer decoded to pixels.
-
-    ``decoded``: the lenient :class:`~text4seg.descriptors.Decoded`; ``parse_valid``: strict parse succeeded;
-    ``label_map``: ``(H, W)`` int32, 0 = ``others``, k = ``names[k]``; ``mask``: ``(H, W)`` bool of the
-    scored labels; ``other_labels``: labels named by the answer outside ``labels`` (when given).
-    """
-
-    decoded: Decoded
-    parse_valid: bool
-    label_map: np.ndarray
-    names: list[str]
-    mask: np.ndarray
-    other_labels: list[str] = field(default_factory=list)
-
-
-def answer_to_masks(
-    answer: str,
-    height: int,
-    width: int,
-    size: int | tuple[int, int] = 16,
-    scheme: str = "rrle",
-    labels: Sequence[str] | None = None,
-) -> AnswerMasks:
-    """Decode one answer (lenient) and paint it at ``height x width`` (PIL-nearest, whole image).
-
-    ``labels=None``: every non-``others`` label is foreground; otherwise only those labels (normalised)
-    are, and :attr:`AnswerMasks.other_labels` lists the others the answer named.
-    """
-    dec = decode(answer, size, scheme)
-    try:
-        decode(answer, size, scheme, strict=True)
-        valid = True
-    except DescriptorError:
-        valid = False
-    label_map, names = grid_to_label_map(dec.grid, height, width)
-    if labels is None:
-        mask, other = label_map > 0, []
-    else:
-        wanted = {normalize_label(x) for x in labels}
-        ids = [k for k, n in enumerate(names) if n in wanted and n != BACKGROUND]
-        mask = np.isin(label_map, ids)
-        other = [n for n in names[1:] if n not in wanted]
-    return AnswerMasks(dec, valid, label_map, names, mask, other)
-
-
-def save_overlay(
-    path: str | os.PathLike, image, coarse: np.ndarray, refined: np.ndarray | None = None
-) -> None:
-    """Write a PNG for people: the image (or black) with the coarse mask in red, the refined in green.
-
-    ``image``: a path, a PIL image, an ``(H, W, 3)`` uint8 array or None; masks ``(H, W)`` bool.
-    """
-    from PIL import Image
-
-    h, w = coarse.shape
-    if image is None:
-        base = np.zeros((h, w, 3), np.float32)
-    else:
-        img = Image.open(image) if isinstance(image, (str, os.PathLike)) else image
-        if not isinstance(img, np.ndarray):
-            img = np.asarray(img.convert("RGB"))
-        base = img.astype(np.float32)[:h, :w]
-    out = base.copy()
-    out[coarse] = 0.5 * base[coarse] + 0.5 * np.array([230, 30, 30], np.float32)
-    if refined is not None:
-        out[refined] = 0.5 * out[refined] + 0.5 * np.array([30, 220, 30], np.float32)
-    _atomic_png(path, out.clip(0, 255).astype(np.uint8))
-
-
-def _atomic_png(path: str | os.PathLike, array: np.ndarray) -> None:
-    from PIL import Image
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    Image.fromarray(array).save(tmp, format="PNG")
-    os.replace(tmp, path)
-
-
-# ------------------------------------------------------------------------------------------ queries
-@dataclass
-class Query:
-    """One inference query: an image and a question (no ``<image>`` tag).
-
-    ``labels``: the target labels (allowed by constrained decoding besides ``others``); ``grid`` is
-    ``(rows, cols)``; ``width``/``height`` 0 means "read from the image".
-    """
-
-    id: str
-    image: str
-    question: str
-    turn: int = 0
-    labels: list[str] = field(default_factory=list)
-    grid: tuple[int, int] = (16, 16)
-    scheme: str = "rrle"
-    width: int = 0
-    height: int = 0
-
-    @property
-    def key(self) -> tuple[str, int]:
-        return (self.id, self.turn)
-
-
-def _image_path(images, root: str | os.PathLike | None) -> str:
-    if not images:
-        raise ValueError("row has no image")
-    first = images[0]
-    p = first.get("path") if isinstance(first, dict) else first
-    if not isinstance(p, str):
-        raise ValueError(f"unsupported image entry {str(first)[:80]!r}: expected a path")
-    if root is not None and not os.path.isabs(p):
-        p = os.path.join(root, p)
-    return p
-
-
-def turn_labels(meta: dict, turn: int, n_turns: int) -> list[str]:
-    """The target labels of one turn: ``labels[turn]`` when a referring row lists one label per turn
-    (the builders' convention), else all of the row's labels."""
-    labels = [str(x) for x in (meta.get("labels") or [])]
-    if meta.get("task") == "semantic":  # the classes the question asks for, present or not
-        return [str(x) for x in (meta.get("asked") or labels)]
-    if n_turns > 1 and len(labels) == n_turns:
-        return [labels[turn]]
-    return labels
-
-
-def queries_from_row(row: dict, root: str | os.PathLike | None = None, index: int = 0) -> list[Query]:
-    """The queries of one built (ms-swift) JSONL row: one per user turn, all on the row's first image."""
-    meta = row.get("text4seg") or {}
-    image = _image_path(row.get("images"), root)
-    users = [m["content"] for m in row.get("messages", []) if m.get("role") == "user"]
-    if not users:
-        raise ValueError(f"row {index}: no user message")
-    grid = tuple(meta.get("grid") or (16, 16))
-    return [
-        Query(
-            id=str(meta.get("id", index)),
-            image=image,
-            question=q.replace("<image>", "").strip(),
-            turn=t,
-            labels=turn_labels(meta, t, len(users)),
-            grid=(int(grid[0]), int(grid[1])),
-            scheme=meta.get("scheme", "rrle"),
-            width=int(meta.get("width") or 0),
-            height=int(meta.get("height") or 0),
-        )
-        for t, q in enumerate(users)
-    ]
-
-
-def load_queries(
-    jsonl: str | os.PathLike,
-    root: str | os.PathLike | None = None,
-    limit: int | None = None,
-    shard: str | tuple[int, int] | None = None,
-) -> list[Query]:
-    """Queries of a built JSONL (see :func:`queries_from_row`); ``shard`` ``i/N`` keeps rows i, i+N, ...;
-    ``limit`` caps the number of queries."""
-    from text4seg.data.records import read_jsonl
-
-    i, n = parse_shard(shard)
-    out: list[Query] = []
-    for k, row in enumerate(read_jsonl(jsonl)):
-        if k % n != i:
-            continue
-        out.extend(queries_from_row(row, root, k))
-        if limit is not None and len(out) >= limit:
-            return out[:limit]
-    return out
-
-
-def finished_keys(results: str | os.PathLike) -> set[tuple[str, int]]:
-    """(id, turn) keys already in a results JSONL; a truncated last line (crash) is cut off the file."""
-    path = Path(results)
-    if not path.exists():
-        return set()
-    keys: set[tuple[str, int]] = set()
-    good = 0
-    with open(path, "rb") as fh:
-        for line in fh:
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                break
-            if not line.endswith(b"\n"):
-                break
-            keys.add((str(rec["id"]), int(rec.get("turn", 0))))
-            good += len(line)
-    if good != path.stat().st_size:
-        with open(path, "r+b") as fh:
-            fh.truncate(good)
-    return keys
 
 
 # ------------------------------------------------------------------------------------------- engine
@@ -414,32 +200,27 @@ class Predictor:
         am = answer_to_masks(text, h, w, q.grid, q.scheme)
         refined = None
         if self.refiner is not None:
-            refined = self.refiner.refine_label_map(q.image, am.label_map, key=q.image) > 0
+            refined = self.refiner.refine_label_map(q.image, am.label_map, key=q.image)
         overlay = None
         if out_dir is not None and overlays:
             safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in q.id)[-80:]
             overlay = f"overlays/{safe}_t{q.turn}.png"
-            save_overlay(Path(out_dir) / overlay, q.image, am.mask, refined)
-        return {
-            "id": q.id,
-            "turn": q.turn,
-            "image": q.image,
-            "query": q.question,
-            "labels": q.labels,
-            "answer": text,
-            "scheme": q.scheme,
-            "grid": list(q.grid),
-            "width": w,
-            "height": h,
-            "parse_valid": am.parse_valid,
-            "repairs": [list(r) for r in am.decoded.repairs],
-            "pred_labels": am.names[1:],
-            "coarse": mask_to_rle(am.mask),
-            "refined": None if refined is None else mask_to_rle(refined),
-            "num_tokens": ntok,
-            "constrained": bool(self.constrained if constrained is None else constrained),
-            "overlay": overlay,
-        }
+            save_overlay(Path(out_dir) / overlay, q.image, am.mask, None if refined is None else refined > 0)
+        return make_record(
+            id=q.id,
+            turn=q.turn,
+            image=q.image,
+            query=q.question,
+            labels=q.labels,
+            answer=text,
+            scheme=q.scheme,
+            grid=q.grid,
+            masks=am,
+            refined_map=refined,
+            num_tokens=ntok,
+            constrained=bool(self.constrained if constrained is None else constrained),
+            overlay=overlay,
+        )
 
 
 def predict_queries(
@@ -474,9 +255,20 @@ def predict_queries(
     return results
 
 
-def predict_jsonl(
+def _load_sam(sam, sam_type: str):
+    """``sam`` as given, or the SAM model of a checkpoint path (``.pth``) wrapped in a Refiner."""
+    if isinstance(sam, (str, os.PathLike)):
+        from text4seg.inference.refine import Refiner, load_sam
+
+        if not os.path.isfile(sam):
+            raise OSError(f"no such SAM checkpoint: {sam}")
+        return Refiner(load_sam(sam, sam_type))
+    return sam
+
+
+def predict_to(
     model: str | os.PathLike,
-    jsonl: str | os.PathLike,
+    queries: Sequence[Query],
     out_dir: str | os.PathLike,
     *,
     adapters: Sequence[str] | None = None,
@@ -485,18 +277,19 @@ def predict_jsonl(
     constrained: bool = False,
     max_free_tokens: int | None = 64,
     sam=None,
-    limit: int | None = None,
-    shard: str | tuple[int, int] | None = None,
-    root: str | os.PathLike | None = None,
+    sam_type: str = "vit_h",
+    logits_processors: Sequence | None = None,
     overlays: bool = True,
     progress: bool = True,
     **engine_kwargs,
 ) -> Path:
-    """Predict every query of a built JSONL into ``out_dir/results.jsonl`` (resumable); returns its path.
+    """Load a :class:`Predictor` and run ``queries`` into ``out_dir/results.jsonl`` (resumable).
 
-    ``engine_kwargs`` go to ``TransformersEngine`` (e.g. ``model_type="llava1_5_hf"``).
+    ``sam``: None, a SAM checkpoint path (of ``sam_type``), a ``Refiner`` or a ``Sam`` model;
+    ``logits_processors`` and ``engine_kwargs`` go to :class:`Predictor` (e.g. ``model_type="llava1_5_hf"``).
     """
-    queries = load_queries(jsonl, root, limit, shard)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     predictor = Predictor(
         model,
         adapters=adapters,
@@ -504,20 +297,64 @@ def predict_jsonl(
         max_new_tokens=max_new_tokens,
         constrained=constrained,
         max_free_tokens=max_free_tokens,
-        sam=sam,
+        sam=_load_sam(sam, sam_type),
+        logits_processors=logits_processors,
         **engine_kwargs,
     )
     return predict_queries(predictor, queries, out_dir, overlays=overlays, progress=progress)
 
 
-def repair_report(records: Iterable[dict]) -> dict:
-    """``{"answers", "parse_valid", "answers_repaired", <repair kind>: answers with it, ...}``."""
-    out: dict = {"answers": 0, "parse_valid": 0, "answers_repaired": 0}
-    for rec in records:
-        out["answers"] += 1
-        out["parse_valid"] += bool(rec.get("parse_valid"))
-        kinds = {r[0] for r in rec.get("repairs", [])}
-        out["answers_repaired"] += bool(kinds)
-        for k in sorted(kinds):
-            out[k] = out.get(k, 0) + 1
-    return out
+def predict_jsonl(
+    model: str | os.PathLike,
+    jsonl: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    limit: int | None = None,
+    shard: str | tuple[int, int] | None = None,
+    root: str | os.PathLike | None = None,
+    **options,
+) -> Path:
+    """Predict every query of a built JSONL into ``out_dir/results.jsonl`` (resumable); returns its path.
+
+    ``root``: folder of relative image paths; ``shard`` ``i/N`` keeps rows i, i+N, ...; ``limit`` caps
+    the queries; ``options``: those of :func:`predict_to` (``logits_processors``, ``sam``, ...).
+    """
+    if not os.path.isfile(jsonl):
+        raise OSError(f"no such file: {jsonl}")
+    return predict_to(model, load_queries(jsonl, root, limit, shard), out_dir, **options)
+
+
+def predict_image(
+    model: str | os.PathLike,
+    image: str | os.PathLike,
+    question: str,
+    out_dir: str | os.PathLike,
+    *,
+    labels: Sequence[str] = (),
+    grid: tuple[int, int] = (16, 16),
+    scheme: str = DEFAULT_SCHEME,
+    **options,
+) -> Path:
+    """Predict one question on one image (id = the file's stem) into ``out_dir/results.jsonl``.
+
+    ``labels``: the target labels (constrained decoding needs them); ``grid`` ``(rows, cols)`` and
+    ``scheme`` of the answer; ``options``: those of :func:`predict_to`.
+    """
+    if options.get("constrained") and not labels:
+        raise ValueError("constrained decoding on one image needs the target label(s): --label TEXT")
+    if not os.path.isfile(image):
+        raise OSError(f"no such image: {image}")
+    q = Query(
+        id=Path(image).stem,
+        image=str(Path(image).resolve()),
+        question=question,
+        labels=list(labels),
+        grid=(int(grid[0]), int(grid[1])),
+        scheme=scheme,
+    )
+    return predict_to(model, [q], out_dir, **options)
+
+
+def results_report(results: str | os.PathLike) -> dict:
+    """:func:`~text4seg.inference.results.repair_report` of a results JSONL."""
+    return repair_report(read_jsonl(results))

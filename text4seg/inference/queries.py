@@ -1,0 +1,105 @@
+"""Inference queries: one image plus one question, read from a built (ms-swift) JSONL.
+
+A built row (schema: :mod:`text4seg.data.records`) gives one :class:`Query` per user turn, all on the
+row's first image; the key ``(text4seg.id, turn)`` joins a query, its result record
+(:mod:`text4seg.inference.results`) and its ground truth (:mod:`text4seg.evaluation.evaluate`).
+No heavy imports: prediction, decoding and evaluation all read queries from here.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from text4seg.data.records import parse_shard, read_jsonl
+from text4seg.descriptors import DEFAULT_SCHEME
+
+
+@dataclass
+class Query:
+    """One inference query: an image and a question (no ``<image>`` tag).
+
+    ``labels``: the target labels (allowed by constrained decoding besides ``others``); ``grid`` is
+    ``(rows, cols)``; ``width``/``height`` 0 means "read from the image".
+    """
+
+    id: str
+    image: str
+    question: str
+    turn: int = 0
+    labels: list[str] = field(default_factory=list)
+    grid: tuple[int, int] = (16, 16)
+    scheme: str = DEFAULT_SCHEME
+    width: int = 0
+    height: int = 0
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.id, self.turn)
+
+
+def image_path(images, root: str | os.PathLike | None) -> str:
+    """The first entry of a row's ``images`` (a path or ``{"path": ...}``), joined to ``root`` if relative."""
+    if not images:
+        raise ValueError("row has no image")
+    first = images[0]
+    p = first.get("path") if isinstance(first, dict) else first
+    if not isinstance(p, str):
+        raise ValueError(f"unsupported image entry {str(first)[:80]!r}: expected a path")
+    if root is not None and not os.path.isabs(p):
+        p = os.path.join(root, p)
+    return p
+
+
+def turn_labels(meta: dict, turn: int, n_turns: int) -> list[str]:
+    """The target labels of one turn: ``labels[turn]`` when a referring row lists one label per turn
+    (the builders' convention), else all of the row's labels; semantic rows: the classes asked for."""
+    labels = [str(x) for x in (meta.get("labels") or [])]
+    if meta.get("task") == "semantic":  # the classes the question asks for, present or not
+        return [str(x) for x in (meta.get("asked") or labels)]
+    if n_turns > 1 and len(labels) == n_turns:
+        return [labels[turn]]
+    return labels
+
+
+def queries_from_row(row: dict, root: str | os.PathLike | None = None, index: int = 0) -> list[Query]:
+    """The queries of one built (ms-swift) JSONL row: one per user turn, all on the row's first image."""
+    meta = row.get("text4seg") or {}
+    image = image_path(row.get("images"), root)
+    users = [m["content"] for m in row.get("messages", []) if m.get("role") == "user"]
+    if not users:
+        raise ValueError(f"row {index}: no user message")
+    grid = tuple(meta.get("grid") or (16, 16))
+    return [
+        Query(
+            id=str(meta.get("id", index)),
+            image=image,
+            question=q.replace("<image>", "").strip(),
+            turn=t,
+            labels=turn_labels(meta, t, len(users)),
+            grid=(int(grid[0]), int(grid[1])),
+            scheme=meta.get("scheme", DEFAULT_SCHEME),
+            width=int(meta.get("width") or 0),
+            height=int(meta.get("height") or 0),
+        )
+        for t, q in enumerate(users)
+    ]
+
+
+def load_queries(
+    jsonl: str | os.PathLike,
+    root: str | os.PathLike | None = None,
+    limit: int | None = None,
+    shard: str | tuple[int, int] | None = None,
+) -> list[Query]:
+    """Queries of a built JSONL (see :func:`queries_from_row`); ``shard`` ``i/N`` keeps rows i, i+N, ...;
+    ``limit`` caps the number of queries."""
+    i, n = parse_shard(shard)
+    out: list[Query] = []
+    for k, row in enumerate(read_jsonl(jsonl)):
+        if k % n != i:
+            continue
+        out.extend(queries_from_row(row, root, k))
+        if limit is not None and len(out) >= limit:
+            return out[:limit]
+    return out

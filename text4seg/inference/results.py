@@ -1,0 +1,295 @@
+"""Result records: one model answer turned into masks, the schema every results JSONL follows.
+
+``text4seg predict`` (:mod:`text4seg.inference.predict`) and ``text4seg decode``
+(:mod:`text4seg.inference.decode`) both write their records through :func:`make_record`;
+``text4seg evaluate`` and the demo read them. Only numpy, PIL and pycocotools are needed here (no torch,
+no ms-swift), so evaluation never imports the inference engine.
+
+Record schema (one JSON object per line; every record has every key, in this order)
+----------------------------------------------------------------------------------
+::
+
+    {"id": "shapes/val/3",            # str: text4seg.id of the built row (decode: the row's, else its index)
+     "turn": 0,                       # int: user turn of the row; key = (id, turn) joins with the built JSONL
+     "image": "/abs/img.png",         # str | null: the image the answer is about (null: decode given a size)
+     "query": "Segment the red circle.",   # str: the question ("" when unknown, e.g. decode without messages)
+     "labels": ["red circle"],        # list[str]: the target labels asked for ([] when unknown)
+     "answer": "Sure.\\n<seg>...</seg>",   # str: the raw model text
+     "scheme": "rrle", "grid": [16, 16],   # descriptor scheme and [rows, cols] the answer was decoded with
+     "width": 640, "height": 480,     # int: image size in pixels; every mask below is height x width
+     "parse_valid": true,             # bool: the answer parses with decode(strict=True)
+     "repairs": [["row_short", 3, "14 cells for 16"]],  # lenient decoder repairs [kind, row|null, detail]
+     "pred_labels": ["red circle"],   # list[str]: the non-"others" labels the answer names, in order
+     "coarse": {"size": [480, 640], "counts": "..."},   # COCO RLE: every non-"others" cell (decoded answer)
+     "refined": {"size": ..., "counts": ...} | null,  # COCO RLE: union of the refined labels (null: no SAM)
+     "refined_labels": {"red circle": {"size": ..., "counts": ...}} | null,
+                                      # per pred_label, its pixels of the refined label map (disjoint masks;
+                                      # each label refined alone, later labels win overlaps); null: no SAM
+     "num_tokens": 57 | null,         # int: generated tokens (null: unknown, e.g. decode)
+     "constrained": false | null,     # bool: grammar-constrained decoding (null: unknown, e.g. decode)
+     "overlay": "overlays/shapes_val_3_t0.png" | null,  # PNG for people, relative to the output folder
+     "mask_png": "masks/000003.png" | null}             # coarse mask PNG (0/255), relative (decode only)
+
+COCO RLE as in :mod:`text4seg.data.rle` (``counts`` a ``str``). A worked example: the answer
+``"<seg>others *2\\n cat *2\\n</seg>"`` decoded on a 2 x 2 grid for a 2 x 2 image without SAM gives
+``parse_valid: true``, ``repairs: []``, ``pred_labels: ["cat"]``, ``coarse: {"size": [2, 2], "counts":
+"1110"}`` (the bottom row is the cat: column-major runs 1, 1, 1, 1, which pycocotools compresses to
+"1110"), ``refined: null`` and ``refined_labels: null``.
+
+Masks: every non-``others`` cell is foreground (the published convention); the per-label map is kept so
+that semantic answers are refined and scored label by label.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from text4seg.data.rle import mask_to_rle, rle_to_mask
+from text4seg.descriptors import (
+    BACKGROUND,
+    DEFAULT_SCHEME,
+    Decoded,
+    DescriptorError,
+    Repair,
+    count_repairs,
+    decode,
+    grid_to_label_map,
+    normalize_label,
+)
+
+RESULTS_NAME = "results.jsonl"
+RECORD_KEYS = (
+    "id",
+    "turn",
+    "image",
+    "query",
+    "labels",
+    "answer",
+    "scheme",
+    "grid",
+    "width",
+    "height",
+    "parse_valid",
+    "repairs",
+    "pred_labels",
+    "coarse",
+    "refined",
+    "refined_labels",
+    "num_tokens",
+    "constrained",
+    "overlay",
+    "mask_png",
+)
+
+
+# ---------------------------------------------------------------------------------------- masks
+@dataclass
+class AnswerMasks:
+    """An answer decoded to pixels.
+
+    ``decoded``: the lenient :class:`~text4seg.descriptors.Decoded`; ``parse_valid``: strict parse succeeded;
+    ``label_map``: ``(H, W)`` int32, 0 = ``others``, k = ``names[k]``; ``mask``: ``(H, W)`` bool of the
+    scored labels; ``other_labels``: labels named by the answer outside ``labels`` (when given).
+    """
+
+    decoded: Decoded
+    parse_valid: bool
+    label_map: np.ndarray
+    names: list[str]
+    mask: np.ndarray
+    other_labels: list[str] = field(default_factory=list)
+
+
+def answer_to_masks(
+    answer: str,
+    height: int,
+    width: int,
+    size: int | tuple[int, int] = 16,
+    scheme: str = DEFAULT_SCHEME,
+    labels: Sequence[str] | None = None,
+) -> AnswerMasks:
+    """Decode one answer (lenient) and paint it at ``height x width`` (PIL-nearest, whole image).
+
+    ``labels=None``: every non-``others`` label is foreground; otherwise only those labels (normalised)
+    are, and :attr:`AnswerMasks.other_labels` lists the others the answer named.
+    """
+    dec = decode(answer, size, scheme)
+    try:
+        decode(answer, size, scheme, strict=True)
+        valid = True
+    except DescriptorError:
+        valid = False
+    label_map, names = grid_to_label_map(dec.grid, height, width)
+    mask, other = select_labels(label_map, names, labels)
+    return AnswerMasks(dec, valid, label_map, names, mask, other)
+
+
+def select_labels(
+    label_map: np.ndarray, names: Sequence[str], labels: Sequence[str] | None
+) -> tuple[np.ndarray, list[str]]:
+    """``(mask, other_labels)`` of an ``(H, W)`` int label map (0 = ``others``, k = ``names[k]``).
+
+    ``labels=None``: every non-zero pixel; otherwise the pixels of those labels (normalised), and the
+    names outside them.
+    """
+    if labels is None:
+        return label_map > 0, []
+    wanted = {normalize_label(x) for x in labels}
+    ids = [k for k, n in enumerate(names) if n in wanted and n != BACKGROUND]
+    return np.isin(label_map, ids), [n for n in names[1:] if n not in wanted]
+
+
+def label_map_to_rles(label_map: np.ndarray, names: Sequence[str]) -> dict[str, dict]:
+    """``{names[k]: COCO RLE of label_map == k}`` for k >= 1 (the ``refined_labels`` form)."""
+    return {n: mask_to_rle(label_map == k) for k, n in enumerate(names) if k > 0}
+
+
+def rles_to_label_map(rles: dict[str, dict], height: int, width: int) -> tuple[np.ndarray, list[str]]:
+    """Inverse of :func:`label_map_to_rles`: ``((H, W) int32 map, ["others", *labels])`` (``{}``: all 0)."""
+    out = np.zeros((height, width), np.int32)
+    for k, rle in enumerate(rles.values(), 1):
+        m = rle_to_mask(rle)
+        if m.shape != out.shape:
+            raise ValueError(f"refined_labels mask is {m.shape[0]}x{m.shape[1]}, record is {height}x{width}")
+        out[m] = k
+    return out, [BACKGROUND, *rles]
+
+
+# ---------------------------------------------------------------------------------------- records
+def make_record(
+    *,
+    id: str,
+    turn: int,
+    image: str | None,
+    query: str,
+    labels: Sequence[str],
+    answer: str,
+    scheme: str,
+    grid: tuple[int, int],
+    masks: AnswerMasks,
+    refined_map: np.ndarray | None = None,
+    num_tokens: int | None = None,
+    constrained: bool | None = None,
+    overlay: str | None = None,
+    mask_png: str | None = None,
+) -> dict:
+    """One result record (schema: module docstring) of an answer decoded to ``masks``.
+
+    ``refined_map``: the SAM-refined ``(H, W)`` int label map (same ids as ``masks.names``), or None.
+    """
+    h, w = masks.label_map.shape
+    names = masks.names
+    rec = {
+        "id": str(id),
+        "turn": int(turn),
+        "image": image,
+        "query": query,
+        "labels": list(labels),
+        "answer": answer,
+        "scheme": scheme,
+        "grid": [int(grid[0]), int(grid[1])],
+        "width": int(w),
+        "height": int(h),
+        "parse_valid": masks.parse_valid,
+        "repairs": [list(r) for r in masks.decoded.repairs],
+        "pred_labels": names[1:],
+        "coarse": mask_to_rle(masks.mask),
+        "refined": None if refined_map is None else mask_to_rle(refined_map > 0),
+        "refined_labels": None if refined_map is None else label_map_to_rles(refined_map, names),
+        "num_tokens": None if num_tokens is None else int(num_tokens),
+        "constrained": None if constrained is None else bool(constrained),
+        "overlay": overlay,
+        "mask_png": mask_png,
+    }
+    return rec
+
+
+def finished_keys(results: str | os.PathLike) -> set[tuple[str, int]]:
+    """(id, turn) keys already in a results JSONL; a truncated last line (crash) is cut off the file."""
+    path = Path(results)
+    if not path.exists():
+        return set()
+    keys: set[tuple[str, int]] = set()
+    good = 0
+    with open(path, "rb") as fh:
+        for line in fh:
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                break
+            if not line.endswith(b"\n"):
+                break
+            keys.add((str(rec["id"]), int(rec.get("turn", 0))))
+            good += len(line)
+    if good != path.stat().st_size:
+        with open(path, "r+b") as fh:
+            fh.truncate(good)
+    return keys
+
+
+def repair_report(records: Iterable[dict]) -> dict:
+    """``{"answers", "parse_valid", "answers_repaired", <repair kind>: answers with it, ...}`` of records.
+
+    The per-kind counts are :func:`text4seg.descriptors.count_repairs` of the records' repairs.
+    """
+    answers = valid = 0
+    decoded = []
+    for rec in records:
+        answers += 1
+        valid += bool(rec.get("parse_valid"))
+        decoded.append(Decoded([], (0, 0), [Repair(*r) for r in rec.get("repairs", [])]))
+    counts = count_repairs(decoded)
+    repaired = counts.pop("answers_repaired")
+    return {
+        "answers": answers,
+        "parse_valid": valid,
+        "answers_repaired": repaired,
+        **dict(sorted(counts.items())),
+    }
+
+
+# ---------------------------------------------------------------------------------------- pictures
+def save_overlay(
+    path: str | os.PathLike, image, coarse: np.ndarray, refined: np.ndarray | None = None
+) -> None:
+    """Write a PNG for people: the image (or black) with the coarse mask in red, the refined in green.
+
+    ``image``: a path, a PIL image, an ``(H, W, 3)`` uint8 array or None; masks ``(H, W)`` bool.
+    """
+    from PIL import Image
+
+    h, w = coarse.shape
+    if image is None:
+        base = np.zeros((h, w, 3), np.float32)
+    else:
+        img = Image.open(image) if isinstance(image, (str, os.PathLike)) else image
+        if not isinstance(img, np.ndarray):
+            img = np.asarray(img.convert("RGB"))
+        base = img.astype(np.float32)[:h, :w]
+    out = base.copy()
+    out[coarse] = 0.5 * base[coarse] + 0.5 * np.array([230, 30, 30], np.float32)
+    if refined is not None:
+        out[refined] = 0.5 * out[refined] + 0.5 * np.array([30, 220, 30], np.float32)
+    save_png(path, out.clip(0, 255).astype(np.uint8))
+
+
+def save_mask_png(path: str | os.PathLike, mask: np.ndarray) -> None:
+    """Write an ``(H, W)`` bool mask as a 0/255 grey PNG (atomically)."""
+    save_png(path, np.asarray(mask, bool).astype(np.uint8) * 255)
+
+
+def save_png(path: str | os.PathLike, array: np.ndarray) -> None:
+    """Write a uint8 ``(H, W)`` or ``(H, W, 3)`` array as PNG through a temporary file and a rename."""
+    from PIL import Image
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    Image.fromarray(array).save(tmp, format="PNG")
+    os.replace(tmp, path)
