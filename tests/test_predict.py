@@ -13,8 +13,11 @@ pytest.importorskip("swift")
 pytest.importorskip("segment_anything")
 
 from text4seg import decode  # noqa: E402
-from text4seg.data.rle import rle_to_mask  # noqa: E402
-from text4seg.inference.predict import Predictor, finished_keys, load_queries, predict_queries  # noqa: E402
+from text4seg.data.records import Sample, write_jsonl  # noqa: E402
+from text4seg.data.rle import mask_to_rle, rle_to_mask  # noqa: E402
+from text4seg.inference.predict import Predictor, predict_queries  # noqa: E402
+from text4seg.inference.queries import load_queries  # noqa: E402
+from text4seg.inference.results import RECORD_KEYS, finished_keys  # noqa: E402
 
 GRID = 4  # small grids keep the random model's forced answers short
 BUDGET = 80
@@ -33,57 +36,40 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
+    """A tiny LLaVA and a built JSONL written by the record writer (row s0: two turns; s1: no target)."""
     root = tmp_path_factory.mktemp("predict")
-    for k, v in {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}.items():
-        os.environ.setdefault(k, v)
-    os.environ.setdefault("MODELSCOPE_CACHE", str(root / "ms"))
-    os.environ.setdefault("HF_HOME", str(root / "hf"))
-    from text4seg.tiny import make_tiny_llava
+    with pytest.MonkeyPatch.context() as mp:  # restored when the module's tests are done
+        for k, v in {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}.items():
+            mp.setenv(k, os.environ.get(k, v))
+        mp.setenv("MODELSCOPE_CACHE", os.environ.get("MODELSCOPE_CACHE", str(root / "ms")))
+        mp.setenv("HF_HOME", os.environ.get("HF_HOME", str(root / "hf")))
+        from text4seg.tiny import make_tiny_llava
 
-    model = make_tiny_llava(root / "llava")
-    rng = np.random.default_rng(0)
-    rows = []
-    for i, (h, w) in enumerate([(48, 80), (80, 48)]):
-        img = root / f"img{i}.png"
-        Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(img)
-        gt = np.zeros((h, w), bool)
-        gt[10:30, 10:30] = i == 0  # row 1's target is absent (no-target sample)
-        from text4seg.data.rle import mask_to_rle
-
-        turns = 2 if i == 0 else 1
-        msgs = []
-        for t in range(turns):
-            msgs += [
-                {"role": "user", "content": ("<image>" if t == 0 else "") + "Please segment the red circle."},
-                {"role": "assistant", "content": "ok"},
-            ]
-        gt_meta = {
-            "masks": [mask_to_rle(gt)] * turns,
-            "label_map": "",
-            "classes": [],
-            "ignore": [],
-            "boxes": [],
-        }
-        rows.append(
-            {
-                "messages": msgs,
-                "images": [str(img)],
-                "text4seg": {
-                    "id": f"s{i}",
-                    "task": "gres",
-                    "labels": ["red circle"],
-                    "grid": [GRID, GRID],
-                    "scheme": "rrle",
-                    "width": w,
-                    "height": h,
-                    "source": {},
-                    "gt": gt_meta,
-                },
-            }
-        )
-    jsonl = root / "built.jsonl"
-    jsonl.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return {"root": root, "model": model, "jsonl": jsonl}
+        model = make_tiny_llava(root / "llava")
+        rng = np.random.default_rng(0)
+        samples = []
+        for i, (h, w) in enumerate([(48, 80), (80, 48)]):
+            img = root / f"img{i}.png"
+            Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(img)
+            gt = np.zeros((h, w), bool)
+            gt[10:30, 10:30] = i == 0  # row 1's target is absent (no-target sample)
+            turns = 2 if i == 0 else 1
+            samples.append(
+                Sample(
+                    id=f"s{i}",
+                    image=str(img),
+                    width=w,
+                    height=h,
+                    turns=[("Please segment the red circle.", "ok")] * turns,
+                    task="gres",
+                    labels=["red circle"],
+                    grid=(GRID, GRID),
+                    masks=[mask_to_rle(gt)] * turns,
+                )
+            )
+        jsonl = root / "built.jsonl"
+        write_jsonl(samples, jsonl)
+        yield {"root": root, "model": model, "jsonl": jsonl}
 
 
 @pytest.fixture(scope="module")
@@ -124,6 +110,14 @@ def test_constrained_predict_parses_strictly_and_embeds_each_image_once(env, pre
         assert coarse.shape == (r["height"], r["width"])
         assert (r["refined"] is None) or rle_to_mask(r["refined"]).shape == coarse.shape
         assert (tmp_path / r["overlay"]).is_file()
+        assert tuple(r) == RECORD_KEYS
+        if r["refined"] is not None:  # per-label refined masks, disjoint, their union is "refined"
+            assert set(r["refined_labels"]) == set(r["pred_labels"])
+            union = np.zeros(coarse.shape, bool)
+            for m in r["refined_labels"].values():
+                assert not (union & rle_to_mask(m)).any()
+                union |= rle_to_mask(m)
+            assert (union == rle_to_mask(r["refined"])).all()
     refined_images = {r["image"] for r in recs if rle_to_mask(r["coarse"]).any()}
     assert predictor.refiner.encoder_passes == len(refined_images)  # one encoder pass per image
 
@@ -226,3 +220,35 @@ def test_kv_cache_switched_off_by_training_is_switched_back_on():
     engine = NS(model=model, generation_config=NS(use_cache=False))
     _enable_kv_cache(engine)
     assert text.use_cache and model.generation_config.use_cache and engine.generation_config.use_cache
+
+
+def test_decode_of_predicted_answers_writes_the_same_record_schema_and_masks(env, predictor, tmp_path):
+    from text4seg.inference.decode import decode_jsonl
+
+    qs = load_queries(env["jsonl"])
+    res = predict_queries(predictor, qs, tmp_path / "pred", overlays=False, progress=False)
+    decode_jsonl(res, tmp_path / "dec", grid=(GRID, GRID))  # predict's records as foreign answers
+    predicted, decoded = _lines(res), _lines(tmp_path / "dec" / "decoded.jsonl")
+    assert [tuple(r) for r in decoded] == [tuple(r) for r in predicted] == [RECORD_KEYS] * len(qs)
+    for p, d in zip(predicted, decoded):
+        assert (d["answer"], d["image"], d["coarse"]) == (p["answer"], p["image"], p["coarse"])
+
+
+def test_quiet_silences_ms_swift_info_lines(env, tmp_path):
+    import subprocess
+    import sys
+
+    Image.new("RGB", (40, 32)).save(tmp_path / "a.png")
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    child_env = {**os.environ, "PYTHONPATH": repo, "HF_HUB_OFFLINE": "1", "HF_HOME": str(env["root"] / "hf")}
+    child_env.pop("LOG_LEVEL", None)
+    out = {}
+    for flag in ("", "--quiet"):
+        argv = [sys.executable, "-m", "text4seg.cli", "predict", "--model", str(env["model"])]
+        argv += ["--model-type", "llava1_5_hf", "--image", str(tmp_path / "a.png"), "--query", "Segment it."]
+        argv += ["--grid", str(GRID), "--max-new-tokens", "8", "--out", str(tmp_path / f"o{flag}")]
+        proc = subprocess.run(argv + ([flag] if flag else []), capture_output=True, text=True, env=child_env)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        out[flag] = proc.stdout + proc.stderr
+    assert "[INFO:swift]" in out[""]
+    assert "[INFO:swift]" not in out["--quiet"] and "results: " in out["--quiet"]
