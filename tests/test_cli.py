@@ -31,3 +31,66 @@ def test_unknown_builder_lists_the_valid_ones(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "'nope'" in err and "synthetic" in err and "refcoco" in err
     assert not (tmp_path / "x.jsonl").exists()
+
+
+LONG_RUNNING = ("build", "predict", "decode", "evaluate", "train", "export")
+
+
+@pytest.mark.parametrize("name", LONG_RUNNING)
+def test_long_running_commands_offer_quiet_and_no_progress(name, capsys):
+    with pytest.raises(SystemExit):
+        cli.main([name, "--help"])
+    out = capsys.readouterr().out
+    assert "--quiet" in out and "--no-progress" in out
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["build", "synthetic", "--scheme", "nope"],
+        ["decode", "--text", "x", "--size", "4x4", "--scheme", "nope"],
+        ["predict", "--model", "m", "--image", "a.png", "--query", "q", "--scheme", "nope"],
+    ],
+)
+def test_unknown_scheme_is_one_line_listing_the_choices(argv, tmp_path, capsys):
+    from text4seg.descriptors import SCHEMES
+
+    assert cli.main([*argv, "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith(f"text4seg {argv[0]}: error:")
+    assert "'nope'" in err and all(s in err for s in SCHEMES)
+
+
+@pytest.mark.parametrize(
+    "cmd", ["build synthetic", "decode --text x --size 4x4", "predict --model m --jsonl j"]
+)
+@pytest.mark.parametrize("grid", ["0", "4x", "16x16x2", "big"])
+def test_bad_grid_is_one_line_naming_the_value(cmd, grid, tmp_path, capsys):
+    assert cli.main([*cmd.split(), "--grid", grid, "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--grid" in err and repr(grid) in err
+
+
+def test_grid_rows_by_cols_reaches_the_built_rows(tmp_path):
+    from text4seg.data.records import read_jsonl
+
+    out = tmp_path / "b.jsonl"
+    argv = [
+        "build",
+        "synthetic",
+        "--out",
+        str(out),
+        "--grid",
+        "8x12",
+        "--limit",
+        "2",
+        "--quiet",
+        "--no-stats",
+    ]
+    assert cli.main(argv) == 0
+    assert [r["text4seg"]["grid"] for r in read_jsonl(out)] == [[8, 12], [8, 12]]
+
+
+def test_decode_has_root_not_images(tmp_path, capsys):
+    assert cli.main(["decode", "r.jsonl", "--out", str(tmp_path), "--images", str(tmp_path)]) == 2
+    assert "--images" in capsys.readouterr().err

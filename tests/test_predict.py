@@ -190,6 +190,30 @@ def test_predict_jsonl_one_call_with_shard_and_limit(env, tmp_path):
     assert recs[0]["refined"] is None  # no SAM given
 
 
+def test_predict_jsonl_passes_extra_logits_processors_to_generate(env, tmp_path):
+    from text4seg.inference.predict import predict_jsonl
+
+    class Counting:
+        calls = 0
+
+        def __call__(self, input_ids, scores):
+            Counting.calls += 1
+            return scores
+
+    res = predict_jsonl(
+        env["model"],
+        env["jsonl"],
+        tmp_path,
+        max_new_tokens=4,
+        limit=1,
+        logits_processors=[Counting()],
+        overlays=False,
+        progress=False,
+        model_type="llava1_5_hf",
+    )
+    assert Counting.calls == _lines(res)[0]["num_tokens"] > 0  # called once per generated token
+
+
 def test_cli_constrained_single_image_needs_a_label(tmp_path, capsys):
     from text4seg.cli import main
 
