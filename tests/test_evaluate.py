@@ -160,3 +160,50 @@ def test_multi_turn_rows_give_each_turn_its_own_label():
     row = _row("m", [np.zeros((H, W), bool)] * 2, labels=("red circle", "blue square"))
     qs = queries_from_row(row)
     assert [q.labels for q in qs] == [["red circle"], ["blue square"]]
+
+
+def test_refined_semantic_label_map_is_scored_from_the_record(tmp_path):
+    pytest.importorskip("segment_anything")
+    from support.sam import make_tiny_sam
+
+    from text4seg.inference.refine import Refiner
+    from text4seg.inference.results import make_record
+
+    lm = np.zeros((H, W), np.uint8)
+    lm[:, : W // 2] = 1  # class "cat" on the left half
+    lm[0, 0] = 255
+    Image.fromarray(lm).save(tmp_path / "lm.png")
+    image = np.random.default_rng(0).integers(0, 255, (H, W, 3), dtype=np.uint8)
+    gt = {
+        "masks": [],
+        "label_map": str(tmp_path / "lm.png"),
+        "classes": ["others", "cat", "dog"],
+        "ignore": [255],
+    }
+    row = _row("s", [np.zeros((H, W), bool)], labels=("cat", "dog"), task="semantic", extra_gt=gt)
+    write_jsonl([row], tmp_path / "gt.jsonl")
+    grid = mask_to_grid(lm.astype(np.int64), 16, labels=["others", "cat"], ignore_index=None)
+    answer = wrap(encode(grid))
+    am = answer_to_masks(answer, H, W)
+    refined = Refiner(make_tiny_sam()).refine_label_map(image, am.label_map)
+    rec = make_record(
+        id="s",
+        turn=0,
+        image=None,
+        query="",
+        labels=["cat", "dog"],
+        answer=answer,
+        scheme="rrle",
+        grid=(16, 16),
+        masks=am,
+        refined_map=refined,
+    )
+    _write(tmp_path / "res.jsonl", [rec])
+    m = evaluate(tmp_path / "res.jsonl", tmp_path / "gt.jsonl")
+    valid = lm != 255
+    cat_pred, cat_gt = refined == am.names.index("cat"), lm == 1
+    want = (cat_pred & cat_gt & valid).sum() / ((cat_pred | cat_gt) & valid).sum()
+    sem = m["semantic"]["refined"]
+    assert sem is not None and sem["iou"]["cat"] == pytest.approx(want) and sem["miou"] == pytest.approx(want)
+    assert m["semantic"]["coarse"]["miou"] == pytest.approx(1.0)
+    assert not (refined == am.label_map).all()  # the random SAM changed the map: refined is scored apart
