@@ -83,11 +83,17 @@ def main() -> int:
 
     out = Path(tmp.name) / "train.jsonl"
     cpu0 = time.process_time()
+    # skip_bad: samples whose target would be lost on the grid are dropped and counted (the safe default
+    # without it fails the build after counting them)
     report = build_jsonl("refcoco", out, root=root, split="train", grid=args.grid, workers=args.workers,
-                         stats=False)  # fmt: skip
+                         stats=False, skip_bad=True)  # fmt: skip
     print(f"build: {report['samples']:,} samples in {report['seconds']:.2f} s end to end "
           f"(loading {report['load_s']:.2f} s), workers={args.workers}: "
           f"{report['samples_per_s']:,.0f} samples/s; output {out.stat().st_size / 1e6:.0f} MB")  # fmt: skip
+    t = report["targets"]
+    print(f"targets: {t['empty_target']} empty_target, {t['lost_on_grid']} lost_on_grid, "
+          f"{t['dropped']} dropped; "
+          f"skipped bad: {report['skipped_bad']}")  # fmt: skip
     if args.workers == 1:  # the machine may be shared: CPU time of this process says what one idle core does
         cpu = time.process_time() - cpu0
         print(f"build CPU time: {cpu:.2f} s = {report['samples'] / cpu:,.0f} samples per CPU-second")

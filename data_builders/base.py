@@ -18,7 +18,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from text4seg.data.records import AtomicWriter, Sample, dumps_row, parse_shard, to_swift_row
@@ -28,7 +28,22 @@ TRAIN_SPLITS = ("train", "train2017", "training", "trainaug")
 
 
 class BadInput(ValueError):
-    """A missing or corrupt image or annotation; the message names the file."""
+    """A missing or corrupt image or annotation; the message names the file (and the record).
+
+    ``cause`` is a short category (``image_not_found``, ``bad_segmentation``, ...) that ``--skip-bad``
+    counts in the build report's ``bad_causes``.
+    """
+
+    def __init__(self, message: str, cause: str = "bad_input"):
+        super().__init__(message)
+        self.cause = cause
+
+
+# Referring samples that should have a target but would be written without one (see Builder.flag).
+EMPTY_TARGET = "empty_target"  # the decoded full-resolution target mask has no pixel
+LOST_ON_GRID = "lost_on_grid"  # the mask has pixels, but no grid cell's sample point falls on one
+TARGET_ISSUES = (EMPTY_TARGET, LOST_ON_GRID)
+EMPTY_POLICIES = ("drop", "keep", "fail")
 
 
 @dataclass
@@ -43,6 +58,7 @@ class BuildConfig:
     seed: int = 0
     with_gt: bool = True
     options: dict = field(default_factory=dict)
+    skip_bad: bool = False
 
     def opt(self, key: str, default):
         """A builder option, converted to the type of ``default`` (options may arrive as CLI strings)."""
@@ -70,6 +86,9 @@ class Builder:
 
     def __init__(self, cfg: BuildConfig):
         self.cfg = cfg
+        self.tally: dict[str, int] = {}
+        self.flag_examples: list[str] = []
+        self.empty_policy = self._empty_policy()
         if self.needs_root:
             if cfg.root is None:
                 raise ValueError(f"builder {self.name!r} needs --root (expected layout: {self.layout})")
@@ -79,6 +98,41 @@ class Builder:
             raise ValueError(
                 f"unknown split {cfg.split!r} for {self.name}; choose one of {list(self.splits)}"
             )
+
+    def _empty_policy(self) -> str:
+        """What happens to a sample flagged :data:`EMPTY_TARGET` or :data:`LOST_ON_GRID`.
+
+        Option ``empty_targets`` (``drop``, ``keep`` or ``fail``); default: on a training split ``drop``
+        with ``--skip-bad``, else ``fail`` (after the whole build, with the counts, nothing written): a
+        model must never be trained to answer "nothing" for an object that is there. On other splits
+        ``keep``: the benchmark's set stays whole and is scored on the full-resolution mask.
+        """
+        if self.cfg.split in TRAIN_SPLITS:
+            default = "drop" if self.cfg.skip_bad else "fail"
+        else:
+            default = "keep"
+        policy = str(self.cfg.options.get("empty_targets", default)).lower()
+        if policy not in EMPTY_POLICIES:
+            raise ValueError(f"option empty_targets={policy!r}: choose one of {list(EMPTY_POLICIES)}")
+        return policy
+
+    def flag(self, issue: str, n: int, where: str) -> bool:
+        """Count ``n`` samples with ``issue`` (``where`` names them); True if they must be dropped."""
+        self.count(issue, n)
+        if len(self.flag_examples) < 5:
+            self.flag_examples.append(f"{issue}: {where}")
+        if self.empty_policy == "drop":
+            self.count("dropped", n)
+            return True
+        return False
+
+    def count(self, key: str, n: int = 1) -> None:
+        """Add ``n`` to the report counter ``key`` (summed over units and workers by the driver)."""
+        self.tally[key] = self.tally.get(key, 0) + n
+
+    def conventions(self) -> dict:
+        """Dataset conventions this builder applies (settings and counter names, for the report)."""
+        return {}
 
     def units(self) -> Sequence:
         raise NotImplementedError
@@ -91,26 +145,33 @@ class Builder:
 _WORKER: Builder | None = None
 
 
-def _lines(builder: Builder, unit, rep: int, skip_bad: bool) -> tuple[list[str], list[str], str | None]:
+_Result = tuple[list[str], list[str], "tuple[str, str] | None", dict, list[str]]
+
+
+def _lines(builder: Builder, unit, rep: int, skip_bad: bool) -> _Result:
+    """(JSONL lines, answers, (cause, message) of a skipped bad unit or None, counters, flag examples)."""
+    builder.tally, builder.flag_examples = {}, []
     try:
         try:
             samples = builder.make(unit, rep)
         except (KeyError, TypeError, IndexError, AttributeError) as exc:  # malformed annotation record
             raise BadInput(
-                f"{builder.name}: malformed annotation for item {unit!r}: {type(exc).__name__}: {exc}"
+                f"{builder.name}: malformed annotation for item {unit!r}: {type(exc).__name__}: {exc}",
+                cause="malformed_record",
             ) from exc
     except (BadInput, OSError) as exc:
         if not skip_bad:
             raise
-        return [], [], str(exc)
+        cause = getattr(exc, "cause", "bad_input") if isinstance(exc, BadInput) else "os_error"
+        return [], [], (cause, str(exc)), {}, []
     lines, answers = [], []
     for s in samples:
         lines.append(dumps_row(to_swift_row(s)))
         answers.extend(a for _, a in s.turns)
-    return lines, answers, None
+    return lines, answers, None, builder.tally, builder.flag_examples
 
 
-def _work(job: tuple) -> tuple[list[str], list[str], str | None]:
+def _work(job: tuple) -> _Result:
     unit, rep, skip_bad = job
     return _lines(_WORKER, unit, rep, skip_bad)
 
@@ -144,6 +205,7 @@ def run_build(
         raise ValueError(f"--limit must be >= 0, got {limit}")
     si, sn = parse_shard(shard)
     t0 = time.perf_counter()
+    cfg = replace(cfg, skip_bad=bool(skip_bad))
     # Annotation indexes are millions of long-lived objects: build them with the cyclic GC off, then
     # freeze them so later collections (triggered by the per-sample allocations) do not rescan them.
     gc_was_enabled = gc.isenabled()
@@ -162,6 +224,9 @@ def run_build(
 
     answers = AnswerCollector()
     bad: list[str] = []
+    causes: dict[str, int] = {}
+    tally: dict[str, int] = {}
+    flagged: list[str] = []
     n_units = 0
     tqdm = _tqdm(progress)
     bar = tqdm(total=len(units) * repeat, unit="unit", disable=not progress, file=sys.stderr, smoothing=0.1)
@@ -177,12 +242,16 @@ def run_build(
                 results = pool.imap(_work, jobs, chunksize=64)
             else:
                 results = (_lines(builder, u, r, s) for u, r, s in jobs)
-            for lines, ans, err in results:
+            for lines, ans, err, counts, examples in results:
                 n_units += 1
                 bar.update(1)
                 if err is not None:
-                    bad.append(err)
+                    causes[err[0]] = causes.get(err[0], 0) + 1
+                    bad.append(err[1])
                     continue
+                for k, v in counts.items():
+                    tally[k] = tally.get(k, 0) + v
+                flagged.extend(examples[: 5 - len(flagged)])
                 if limit is not None and w.count + len(lines) > limit:
                     lines, ans = lines[: limit - w.count], ans[: limit - w.count]
                 for line in lines:
@@ -193,6 +262,9 @@ def run_build(
                     break
                 if progress and n_units % 256 == 0:
                     bar.set_postfix(samples_s=f"{w.count / max(time.perf_counter() - t0, 1e-9):.0f}")
+            targets = _targets_report(builder, tally, flagged)
+            if builder.empty_policy == "fail" and targets["empty_target"] + targets["lost_on_grid"]:
+                raise ValueError(_fail_message(cfg.split, targets))
     finally:
         bar.close()
         if pool is not None:
@@ -200,6 +272,7 @@ def run_build(
         _WORKER = None
         gc.unfreeze()
     elapsed = time.perf_counter() - t0
+    conv_keys = set(builder.conventions())
     report = {
         "builder": builder_cls.name,
         "split": cfg.split,
@@ -207,7 +280,10 @@ def run_build(
         "samples": w.count,
         "units": n_units,
         "skipped_bad": len(bad),
+        "bad_causes": dict(sorted(causes.items())),
         "bad_examples": bad[:5],
+        "targets": targets,
+        "conventions": {**builder.conventions(), **{k: v for k, v in tally.items() if k in conv_keys}},
         "shard": f"{si}/{sn}",
         "repeat": repeat,
         "grid": list(cfg.grid),
@@ -220,6 +296,27 @@ def run_build(
     if stats:
         report["answers"] = answers.stats()
     return report
+
+
+def _targets_report(builder: Builder, tally: dict, examples: list[str]) -> dict:
+    """The build report's ``targets`` entry: flagged samples by issue and what happened to them."""
+    return {
+        "policy": builder.empty_policy,
+        **{k: tally.get(k, 0) for k in TARGET_ISSUES},
+        "dropped": tally.get("dropped", 0),
+        "examples": examples[:5],
+    }
+
+
+def _fail_message(split: str, targets: dict) -> str:
+    n = targets["empty_target"] + targets["lost_on_grid"]
+    ex = f"; e.g. {targets['examples'][0]}" if targets["examples"] else ""
+    return (
+        f"{n} samples of training split {split!r} have a target that would be written as no target "
+        f"(empty_target: {targets['empty_target']}, lost_on_grid: {targets['lost_on_grid']}{ex}): a model "
+        "would learn to answer 'nothing' for an object that is there; pass --skip-bad to drop and count "
+        "them (or --set empty_targets=keep to keep them, or a finer --grid); nothing was written"
+    )
 
 
 def _tqdm(progress: bool):

@@ -1,4 +1,15 @@
-"""COCO ``instances.json`` index and fast, exact mask sampling from COCO RLE.
+"""COCO ``instances.json`` index, every segmentation form of the REFER files, fast exact grid sampling.
+
+Segmentation forms (one annotation's ``segmentation``; :func:`segmentation_rles`)::
+
+    [[x0, y0, x1, y1, ...], ...]                    polygons (COCO, refCOCO/+/g, gRefCOCO, part of refCLEF)
+    [{"size": [h, w], "counts": "..."}, ...]        a list of RLE dicts (refCLEF: the REFER API decodes
+                                                    them and sums over the parts)
+    {"size": [h, w], "counts": [n0, n1, ...]}       a bare RLE dict (COCO crowd annotations: uncompressed)
+    {"size": [h, w], "counts": "..."}               a bare compressed RLE dict
+    []                                              no region
+
+Anything else is a bad annotation (``BadInput`` naming the file and the annotation id).
 
 Masks stay in COCO's compressed RLE (pycocotools ``frPyObjects`` + ``merge``: polygons, uncompressed and
 compressed RLE alike). For the grid we never decode the full-resolution mask: the RLE counts are decoded
@@ -21,7 +32,7 @@ from .base import BadInput
 
 
 class CocoIndex:
-    """``images[id] = (file_name, height, width)``, ``anns[id] = (image_id, segmentation)``."""
+    """``images[id] = (file_name, height, width)``, ``anns[id] = (image_id, segmentation, iscrowd)``."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -36,7 +47,10 @@ class CocoIndex:
             self.images = {
                 im["id"]: (im["file_name"], int(im["height"]), int(im["width"])) for im in data["images"]
             }
-            self.anns = {a["id"]: (a["image_id"], a["segmentation"]) for a in data["annotations"]}
+            self.anns = {
+                a["id"]: (a["image_id"], a["segmentation"], bool(a.get("iscrowd", 0)))
+                for a in data["annotations"]
+            }
             self.categories = {c["id"]: c["name"] for c in data.get("categories", [])}
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{self.path} is not a COCO instances file (missing or bad {exc})") from None
@@ -45,43 +59,126 @@ class CocoIndex:
         try:
             return self.images[image_id]
         except KeyError:
-            raise BadInput(f"image id {image_id!r} is not in {self.path}") from None
+            raise BadInput(
+                f"image id {image_id!r} is not in {self.path}", cause="missing_image_record"
+            ) from None
+
+    def _ann(self, ann_id) -> tuple:
+        try:
+            return self.anns[ann_id]
+        except (KeyError, TypeError):
+            raise BadInput(
+                f"annotation id {ann_id!r} is not in {self.path}", cause="missing_annotation"
+            ) from None
 
     def segmentation(self, ann_id):
-        try:
-            return self.anns[ann_id][1]
-        except KeyError:
-            raise BadInput(f"annotation id {ann_id!r} is not in {self.path}") from None
+        return self._ann(ann_id)[1]
+
+    def is_crowd(self, ann_id) -> bool:
+        return self._ann(ann_id)[2]
+
+    def rle(self, ann_ids: list, h: int, w: int) -> dict:
+        """Union of the annotations ``ann_ids`` as one compressed RLE (``BadInput`` names the bad one)."""
+        rles = []
+        for a in ann_ids:
+            try:
+                rles.extend(segmentation_rles(self.segmentation(a), h, w))
+            except (TypeError, ValueError, KeyError, IndexError) as exc:
+                if isinstance(exc, BadInput):
+                    raise
+                raise BadInput(
+                    f"bad segmentation of annotation {a!r} in {self.path}: {exc}", cause="bad_segmentation"
+                ) from None
+        return union_rle(rles, h, w)
+
+
+def _rle_of_dict(seg: dict, h: int, w: int) -> dict:
+    """One RLE dict (``counts`` compressed str/bytes or an uncompressed list) as a pycocotools RLE."""
+    mu = require("pycocotools.mask")
+    if "counts" not in seg or "size" not in seg:
+        raise ValueError(f"RLE dict without 'size' and 'counts' (keys: {sorted(seg)})")
+    size = [int(v) for v in seg["size"]]
+    if size != [h, w]:
+        raise ValueError(f"RLE size {size} differs from the image size {[h, w]}")
+    c = seg["counts"]
+    if isinstance(c, list):
+        if sum(int(v) for v in c) != h * w:
+            raise ValueError(f"uncompressed RLE counts sum to {sum(c)}, not height*width = {h * w}")
+        return mu.frPyObjects({"size": size, "counts": c}, h, w)
+    if not isinstance(c, (str, bytes)):
+        raise ValueError(f"RLE counts of type {type(c).__name__}; expected a string or a list of ints")
+    rle = {"size": size, "counts": c.encode("ascii") if isinstance(c, str) else c}
+    total = int(rle_counts(rle["counts"]).sum())
+    if total != h * w:
+        raise ValueError(f"compressed RLE counts sum to {total}, not height*width = {h * w}")
+    return rle
+
+
+def segmentation_rles(seg, h: int, w: int) -> list[dict]:
+    """The pycocotools RLEs of one annotation's ``segmentation``, in every form the REFER files use.
+
+    * a list of polygons ``[[x0, y0, x1, y1, ...], ...]`` (COCO, refCOCO*, part of refCLEF); polygons with
+      fewer than 3 points (< 6 numbers) have no area and are left out, as detectron2/ReLA do;
+    * a list of RLE dicts ``[{"size": [h, w], "counts": ...}, ...]`` (refCLEF: the REFER API decodes them
+      with ``mask.decode`` and sums over the parts);
+    * a bare RLE dict (COCO crowd annotations: uncompressed ``list`` counts; or compressed counts);
+    * ``[]``: no region (the caller decides whether that is a problem).
+
+    RLE counts may be compressed (``str``/``bytes``) or uncompressed (``list``); an RLE's ``size`` must be
+    the image's ``[h, w]`` and its counts must cover ``h * w`` pixels. Anything else raises ``ValueError``
+    describing the problem (the caller adds the file and annotation id).
+    """
+    mu = require("pycocotools.mask")
+    if isinstance(seg, dict):
+        return [_rle_of_dict(seg, h, w)]
+    if not isinstance(seg, list):
+        raise ValueError(
+            f"segmentation of type {type(seg).__name__}; expected polygon lists, a list of RLE dicts "
+            "or an RLE dict"
+        )
+    if not seg:
+        return []
+    if all(isinstance(p, dict) for p in seg):
+        return [_rle_of_dict(p, h, w) for p in seg]
+    if all(isinstance(p, list) for p in seg):
+        polys = []
+        for p in seg:
+            if len(p) % 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in p):
+                raise ValueError(f"polygon {str(p)[:60]} is not an even-length list of numbers")
+            if len(p) >= 6:
+                polys.append([float(v) for v in p])
+        return mu.frPyObjects(polys, h, w) if polys else []
+    kinds = sorted({type(p).__name__ for p in seg})
+    raise ValueError(
+        f"segmentation list of {'/'.join(kinds)}; expected polygon lists (lists of numbers) or RLE dicts"
+    )
+
+
+def union_rle(rles: list[dict], h: int, w: int) -> dict:
+    """Union of pycocotools RLEs as one compressed RLE; the all-zero ``h x w`` mask for ``[]``."""
+    mu = require("pycocotools.mask")
+    if not rles:
+        return mu.frPyObjects({"size": [h, w], "counts": [h * w]}, h, w)
+    return rles[0] if len(rles) == 1 else mu.merge(rles, intersect=False)
 
 
 def rle_of_segmentations(segs: list, h: int, w: int, where: str = "") -> dict:
-    """Union of COCO segmentations (polygon lists or RLE dicts) as one compressed RLE (bytes counts).
+    """Union of COCO segmentations (each in any form :func:`segmentation_rles` reads) as one compressed RLE.
 
     An empty list gives the all-zero mask. ``BadInput`` (naming ``where``) on malformed input.
     """
-    mu = require("pycocotools.mask")
     rles = []
     try:
         for seg in segs:
-            if isinstance(seg, list):
-                polys = [p for p in seg if len(p) >= 6]
-                if polys:
-                    rles.extend(mu.frPyObjects(polys, h, w))
-            elif isinstance(seg, dict):
-                if isinstance(seg.get("counts"), list):
-                    rles.append(mu.frPyObjects(seg, h, w))
-                else:
-                    c = seg["counts"]
-                    rles.append(
-                        {"size": list(seg["size"]), "counts": c.encode() if isinstance(c, str) else c}
-                    )
-            else:
-                raise TypeError(f"segmentation of type {type(seg).__name__}")
-        if not rles:
-            return mu.frPyObjects({"size": [h, w], "counts": [h * w]}, h, w)
-        return rles[0] if len(rles) == 1 else mu.merge(rles, intersect=False)
+            rles.extend(segmentation_rles(seg, h, w))
+        return union_rle(rles, h, w)
     except (TypeError, ValueError, KeyError, IndexError) as exc:
-        raise BadInput(f"bad segmentation {where}: {exc}") from None
+        raise BadInput(f"bad segmentation {where}: {exc}", cause="bad_segmentation") from None
+
+
+def rle_area(rle: dict) -> int:
+    """Foreground pixel count of a compressed RLE (no decode)."""
+    return int(rle_counts(rle["counts"])[1::2].sum())
 
 
 def rle_counts(counts: bytes | str) -> np.ndarray:

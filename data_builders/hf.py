@@ -33,7 +33,7 @@ from text4seg.data.records import Sample
 from text4seg.data.rle import mask_to_rle, rle_to_json
 from text4seg.descriptors import encode
 
-from .base import BadInput, BuildConfig, Builder
+from .base import LOST_ON_GRID, BadInput, BuildConfig, Builder
 from .coco import rle_of_segmentations, sample_rle
 from .common import PLACEHOLDER, descriptor_template, empty_grid, inside, label_of
 
@@ -154,6 +154,13 @@ class HFBase(Builder):
         rle, texts, source = self.targets(row, unit, h, w)
         fg = sample_rle(rle, *cfg.grid)
         tpl = descriptor_template(fg, cfg.scheme) if fg.any() or _has_fg(rle) else None
+        # an empty segmentation/mask is a no-target row by design; a target no grid cell samples is not
+        if (
+            tpl is not None
+            and not fg.any()
+            and self.flag(LOST_ON_GRID, len(texts), f"row {unit} of {self.root}")
+        ):
+            return []
         empty = encode(empty_grid(cfg.grid), cfg.scheme)
         out = []
         for k, text in enumerate(texts):
@@ -213,7 +220,8 @@ class HFRefer(HFBase):
         if isinstance(seg, dict):
             segs = [seg]
         elif isinstance(seg, list):
-            segs = [seg] if seg and isinstance(seg[0], list) else [[seg]] if seg else []
+            # polygon lists or a list of RLE dicts (refCLEF's form); a flat [x0, y0, ...] is one polygon
+            segs = [seg] if seg and isinstance(seg[0], (list, dict)) else [[seg]] if seg else []
         else:
             raise BadInput(f"row {index} of {self.root}: segmentation must be polygons or an RLE dict")
         rle = rle_of_segmentations(segs, h, w, where=f"in row {index} of {self.root}")

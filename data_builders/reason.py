@@ -25,8 +25,8 @@ from text4seg.data.records import Sample
 from text4seg.data.rle import rle_to_json
 from text4seg.descriptors import encode
 
-from .base import BadInput, BuildConfig, Builder
-from .coco import rle_of_segmentations, sample_rle
+from .base import EMPTY_TARGET, LOST_ON_GRID, BadInput, BuildConfig, Builder
+from .coco import rle_area, rle_of_segmentations, sample_rle
 from .common import PLACEHOLDER, descriptor_template, empty_grid, image_size, label_of
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png")
@@ -79,7 +79,13 @@ class ReasonSeg(Builder):
         if not (isinstance(h, int) and isinstance(w, int)):
             w, h = image_size(image)
         rle = rle_of_segmentations([polys] if polys else [], h, w, where=f"in {js}")
-        tpl = descriptor_template(sample_rle(rle, *cfg.grid), cfg.scheme) if polys else None
+        tpl = None
+        if polys:  # a target polygon: it must survive rasterising and grid sampling (no silent empties)
+            fg = sample_rle(rle, *cfg.grid)
+            issue = EMPTY_TARGET if rle_area(rle) == 0 else None if fg.any() else LOST_ON_GRID
+            if issue and self.flag(issue, len(texts), str(js)):
+                return []
+            tpl = descriptor_template(fg, cfg.scheme)
         empty = encode(empty_grid(cfg.grid), cfg.scheme)
         is_sentence = bool(anno.get("is_sentence", True))
         out = []

@@ -11,12 +11,28 @@ Layout under ``--root`` (LISA's and the official Text4Seg instructions)::
     <root>/images/saiapr_tc-12/<file_name from instances.json>      (refclef)
 
 Every sentence of every ref is one sample, whose descriptor label is the sentence itself (the paper's
-recipe). A ref's mask is computed once for all its sentences, from its COCO polygons or RLE; gRefCOCO's
-several targets make one union mask and no-target expressions an all-``others`` grid. Image sizes come
-from ``instances.json`` (images are never opened; their existence is checked once per image unless
-``--set check_images=false``). The ``.p`` pickles go through :mod:`data_builders.safe_pickle`.
+recipe). A ref's mask is computed once for all its sentences, from its segmentation in any form the REFER
+files use (polygons, a list of RLE dicts as in refCLEF, a bare RLE dict as COCO's crowd annotations:
+:func:`data_builders.coco.segmentation_rles`); gRefCOCO's several targets make one union mask and
+no-target expressions an all-``others`` grid. Image sizes come from ``instances.json`` (images are never
+opened; their existence is checked once per image unless ``--set check_images=false``). The ``.p``
+pickles go through :mod:`data_builders.safe_pickle`.
+
+Split names as the REFER API: ``train``/``val`` exactly; ``testA``/``testB``/``testC`` every split whose
+name is ``test`` + letters including that one (REFER also counts ``testAB``...); ``test`` the union of
+every split whose name contains ``test`` (refcoco/refcoco+ unc: testA + testB; refcocog umd: test).
+A sample's id and ``source.split`` carry its ref's own split.
+
+No silent empty targets: a ref that should have a target but whose decoded mask is empty
+(``empty_target``) or whose grid has no foreground cell (``lost_on_grid``) is counted in the report and
+dropped, kept or fails the build per :meth:`data_builders.base.Builder._empty_policy`.
+
+gRefCOCO follows ReLA (its authors): crowd annotations are left out of a ref's target
+(``--set keep_crowd=true`` keeps them); the report counts the refs this changed.
+
 Options: ``split_by`` (unc/umd/google/berkeley), ``image_dir`` (relative to root), ``check_images``,
-``turns`` (> 1: several expressions of one image in one multi-round sample).
+``turns`` (> 1: several expressions of one image in one multi-round sample), ``empty_targets``
+(drop/keep/fail), ``keep_crowd`` (grefcoco).
 """
 
 from __future__ import annotations
@@ -29,13 +45,22 @@ from text4seg.data.records import Sample
 from text4seg.data.rle import rle_to_json
 from text4seg.descriptors import encode
 
-from .base import BadInput, BuildConfig, Builder
-from .coco import CocoIndex, rle_of_segmentations, sample_rle
+from .base import EMPTY_TARGET, LOST_ON_GRID, BadInput, BuildConfig, Builder
+from .coco import CocoIndex, rle_area, sample_rle
 from .common import PLACEHOLDER, descriptor_template, empty_grid, inside, label_of
 from .safe_pickle import safe_load
 
 COCO_IMAGES = "images/mscoco/images/train2014"
 CLEF_IMAGES = "images/saiapr_tc-12"
+
+
+def split_matches(wanted: str, split: str) -> bool:
+    """Whether a ref of ``split`` belongs to the requested split ``wanted`` (the REFER API's rule)."""
+    if wanted == "test":
+        return "test" in split
+    if wanted in ("testA", "testB", "testC"):
+        return split.startswith("test") and wanted[-1] in split[4:]
+    return split == wanted
 
 
 def _sent_text(sent: dict) -> str:
@@ -53,6 +78,7 @@ class ReferBase(Builder):
 
     def __init__(self, cfg: BuildConfig):
         Builder.__init__(self, cfg)
+        self.refs_path = Path()
         self.split_by = cfg.opt("split_by", self.split_bys[0])
         if self.split_by not in self.split_bys:
             raise ValueError(
@@ -66,12 +92,13 @@ class ReferBase(Builder):
             raise ValueError(f"turns must be >= 1, got {self.turns}")
         refs = self.load_refs()
         splits = sorted({str(r.get("split")) for r in refs})
-        if cfg.split not in splits:
+        choices = splits + (["test"] if any("test" in s for s in splits) and "test" not in splits else [])
+        if cfg.split not in choices:
             raise ValueError(
-                f"unknown split {cfg.split!r} for {self.name} ({self.split_by}); choose one of {splits}"
+                f"unknown split {cfg.split!r} for {self.name} ({self.split_by}); choose one of {choices}"
             )
         self.coco = CocoIndex(self.ddir / "instances.json")
-        self.refs = [r for r in refs if str(r.get("split")) == cfg.split]
+        self.refs = [r for r in refs if split_matches(cfg.split, str(r.get("split")))]
         self._exists: dict[str, tuple[str, bool]] = {}
         self._empty = ""
         if self.turns > 1:  # one unit per image: its refs in file order, chunked into samples of `turns`
@@ -85,7 +112,8 @@ class ReferBase(Builder):
     def load_refs(self) -> list[dict]:
         raise NotImplementedError
 
-    def target_ann_ids(self, ref: dict) -> list:
+    def target_ann_ids(self, ref: dict, rep: int) -> tuple[list, bool]:
+        """(annotation ids that make the ref's target, whether the ref is meant to have a target)."""
         raise NotImplementedError
 
     def units(self) -> list[tuple[int, ...]]:
@@ -101,16 +129,15 @@ class ReferBase(Builder):
             raise BadInput(f"image not found: {hit[0]}")
         return hit[0]
 
-    def _ref_items(self, ref: dict) -> tuple[dict, list, list[dict]]:
-        """(compressed RLE of the ref's target, target ann ids, sentences)."""
+    def _ref_items(self, ref: dict, rep: int) -> tuple[dict, list, bool, list[dict]]:
+        """(compressed RLE of the ref's target, target ann ids, meant to have a target, sentences)."""
         file_name, h, w = self.coco.image(ref["image_id"])
-        ann_ids = self.target_ann_ids(ref)
-        segs = [self.coco.segmentation(a) for a in ann_ids]
-        rle = rle_of_segmentations(segs, h, w, where=f"of ref {ref.get('ref_id')} in {self.coco.path}")
+        ann_ids, wants_target = self.target_ann_ids(ref, rep)
+        rle = self.coco.rle(ann_ids, h, w)
         sents = ref.get("sentences") or []
         if not isinstance(sents, list):
-            raise BadInput(f"ref {ref.get('ref_id')} in {self.ddir} has no sentence list")
-        return rle, ann_ids, sents
+            raise BadInput(f"ref {ref.get('ref_id')} in {self.ddir} has no sentence list", "malformed_record")
+        return rle, ann_ids, wants_target, sents
 
     def make(self, unit: tuple[int, ...], rep: int) -> list[Sample]:
         cfg = self.cfg
@@ -118,8 +145,15 @@ class ReferBase(Builder):
         items = []  # (ref, rle, ann_ids, sentence, descriptor template or None)
         for i in unit:
             ref = self.refs[i]
-            rle, ann_ids, sents = self._ref_items(ref)
-            tpl = descriptor_template(sample_rle(rle, rows, cols), cfg.scheme) if ann_ids else None
+            rle, ann_ids, wants_target, sents = self._ref_items(ref, rep)
+            tpl = None
+            if wants_target:
+                fg = sample_rle(rle, rows, cols)
+                issue = EMPTY_TARGET if rle_area(rle) == 0 else None if fg.any() else LOST_ON_GRID
+                where = f"ref {ref.get('ref_id')} (ann_id {ref.get('ann_id')!r}) in {self.refs_path}"
+                if issue and self.flag(issue, len(sents), where):
+                    continue
+                tpl = descriptor_template(fg, cfg.scheme)
             for sent in sents:
                 items.append((ref, rle, ann_ids, sent, tpl))
         if not items:
@@ -132,7 +166,8 @@ class ReferBase(Builder):
         for start in range(0, len(items), self.turns):
             chunk = items[start : start + self.turns]
             ref0, sent0 = chunk[0][0], chunk[0][3]
-            sid = f"{self.name}/{cfg.split}/{ref0.get('ref_id')}/{sent0.get('sent_id', start)}"
+            split = str(ref0.get("split"))
+            sid = f"{self.name}/{split}/{ref0.get('ref_id')}/{sent0.get('sent_id', start)}"
             if rep:
                 sid += f"/r{rep}"
             rng = sample_rng(cfg.seed, sid)
@@ -162,7 +197,7 @@ class ReferBase(Builder):
                     scheme=cfg.scheme,
                     source={
                         "dataset": self.name,
-                        "split": cfg.split,
+                        "split": split,
                         "image_id": ref0["image_id"],
                         "ref_id": ",".join(ref_ids),
                         "ann_ids": ann_all,
@@ -178,16 +213,16 @@ class Refer(ReferBase):
     """REFER pickles: ``refs(<split_by>).p``."""
 
     def load_refs(self) -> list[dict]:
-        path = self.ddir / f"refs({self.split_by}).p"
+        path = self.refs_path = self.ddir / f"refs({self.split_by}).p"
         refs = safe_load(path)
         if not isinstance(refs, list) or not all(isinstance(r, dict) for r in refs[:100]):
             raise ValueError(f"{path} is not a REFER refs file (expected a list of dicts)")
         return refs
 
-    def target_ann_ids(self, ref: dict) -> list:
+    def target_ann_ids(self, ref: dict, rep: int) -> tuple[list, bool]:
         if "ann_id" not in ref:
-            raise BadInput(f"ref {ref.get('ref_id')} in {self.ddir} has no ann_id")
-        return [ref["ann_id"]]
+            raise BadInput(f"ref {ref.get('ref_id')} in {self.ddir} has no ann_id", "malformed_record")
+        return [ref["ann_id"]], True
 
 
 class RefCOCO(Refer):
@@ -229,7 +264,7 @@ class GRefCOCO(ReferBase):
     layout = "<root>/grefcoco/grefs(unc).json, <root>/grefcoco/instances.json, <root>/" + COCO_IMAGES + "/"
 
     def load_refs(self) -> list[dict]:
-        path = self.ddir / f"grefs({self.split_by}).json"
+        path = self.refs_path = self.ddir / f"grefs({self.split_by}).json"
         try:
             with open(path, encoding="utf-8") as fh:
                 refs = json.load(fh)
@@ -241,9 +276,25 @@ class GRefCOCO(ReferBase):
             raise ValueError(f"{path} is not a gRefCOCO grefs file (expected a list)")
         return refs
 
-    def target_ann_ids(self, ref: dict) -> list:
+    def __init__(self, cfg: BuildConfig):
+        self.keep_crowd = cfg.opt("keep_crowd", False)
+        ReferBase.__init__(self, cfg)
+
+    def conventions(self) -> dict:
+        return {
+            "crowd": "kept in targets" if self.keep_crowd else "left out of targets (ReLA)",
+            "crowd_removed_refs": 0,
+        }
+
+    def target_ann_ids(self, ref: dict, rep: int) -> tuple[list, bool]:
         if ref.get("no_target"):
-            return []
+            return [], False
         ids = ref.get("ann_id", [])
         ids = ids if isinstance(ids, list) else [ids]
-        return [a for a in ids if a != -1 and a is not None]
+        ids = [a for a in ids if a != -1 and a is not None]
+        if not ids or self.keep_crowd:
+            return ids, bool(ids)
+        kept = [a for a in ids if not self.coco.is_crowd(a)]
+        if len(kept) < len(ids) and rep == 0:
+            self.count("crowd_removed_refs")
+        return kept, True

@@ -107,3 +107,18 @@ def test_hf_unknown_split_lists_the_splits(tmp_path):
     make_hf(tmp_path / "ds", "refer", "parquet", n_rows=1)
     with pytest.raises(ValueError, match=r"unknown split 'test'.*\['train', 'val'\]"):
         build_jsonl("hf-refer", tmp_path / "x.jsonl", root=tmp_path / "ds", split="test")
+
+
+def test_reasonseg_target_lost_on_the_grid_is_counted_and_dropped_on_request(tmp_path):
+    names = make_reasonseg(tmp_path, n_images=3)
+    js = tmp_path / "ReasonSeg" / "val" / f"{names[1]}.json"
+    anno = json.loads(js.read_text())
+    anno["shapes"] = [
+        {"label": "target", "points": [[0, 0], [2, 0], [2, 2], [0, 2]], "shape_type": "polygon"}
+    ]
+    js.write_text(json.dumps(anno))
+    kw = dict(root=tmp_path, split="val", stats=False)
+    keep = build_jsonl("reasonseg", tmp_path / "k.jsonl", **kw)
+    drop = build_jsonl("reasonseg", tmp_path / "d.jsonl", options={"empty_targets": "drop"}, **kw)
+    assert keep["targets"]["lost_on_grid"] == drop["targets"]["dropped"] == len(anno["text"]) == 2
+    assert keep["samples"] - drop["samples"] == 2 and str(js) in keep["targets"]["examples"][0]

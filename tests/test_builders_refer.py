@@ -9,6 +9,7 @@ import random
 
 import numpy as np
 import pytest
+from support.cocoref import target_mask
 from support.fakes import make_grefcoco, make_refer, random_polygon
 
 from data_builders import build_jsonl
@@ -24,20 +25,6 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 pytest.importorskip("pycocotools")
 
 
-def _full_mask(seg_list, h, w):
-    from pycocotools import mask as mu
-
-    if not seg_list:
-        return np.zeros((h, w), bool)
-    masks = []
-    for seg in seg_list:
-        if isinstance(seg, list):
-            masks.append(mu.decode(mu.merge(mu.frPyObjects(seg, h, w))).astype(bool))
-        else:
-            masks.append(mu.decode(mu.frPyObjects(seg, h, w)).astype(bool))
-    return np.logical_or.reduce(masks)
-
-
 def _check_rows_against_instances(rows, inst_path, refs, grid=16):
     inst = json.loads(inst_path.read_text())
     anns = {a["id"]: a for a in inst["annotations"]}
@@ -50,7 +37,7 @@ def _check_rows_against_instances(rows, inst_path, refs, grid=16):
         assert (meta["width"], meta["height"]) == (im["width"], im["height"])
         assert row["images"][0].endswith(im["file_name"]) and os.path.isabs(row["images"][0])
         ids = [int(a) for a in meta["source"]["ann_ids"]]
-        full = _full_mask([anns[a]["segmentation"] for a in ids], im["height"], im["width"])
+        full = target_mask([anns[a] for a in ids], im["height"], im["width"])
         assert (mask_of_rle(meta["gt"]["masks"][0]) == full).all()
         got = decode(row["messages"][1]["content"], grid, strict=True).grid
         assert ((got != "others") == (mask_to_grid(full, grid) != "others")).all()
@@ -78,7 +65,13 @@ def test_grefcoco_unions_targets_and_gives_empty_grid_without_target(tmp_path):
     rows = []
     for split in ("train", "val", "testA"):
         build_jsonl(
-            "grefcoco", tmp_path / f"{split}.jsonl", root=tmp_path, split=split, with_gt=True, stats=False
+            "grefcoco",
+            tmp_path / f"{split}.jsonl",
+            root=tmp_path,
+            split=split,
+            with_gt=True,
+            stats=False,
+            options={"keep_crowd": "1"},
         )
         rows += list(read_jsonl(tmp_path / f"{split}.jsonl"))
     assert len(rows) == len(refs)
@@ -146,7 +139,7 @@ def test_multi_round_groups_expressions_of_one_image(tmp_path):
 
 def test_unknown_split_error_lists_the_splits_in_the_file(tmp_path):
     make_refer(tmp_path, "refcoco", n_images=3)
-    with pytest.raises(ValueError, match=r"unknown split 'testC'.*\['testA', 'train', 'val'\]"):
+    with pytest.raises(ValueError, match=r"unknown split 'testC'.*\['testA', 'train', 'val', 'test'\]"):
         build_jsonl("refcoco", tmp_path / "x.jsonl", root=tmp_path, split="testC")
 
 

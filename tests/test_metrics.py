@@ -134,3 +134,31 @@ def test_semantic_all_ignore_gives_none():
 def test_semantic_rejects_out_of_range_ground_truth():
     with pytest.raises(ValueError, match="ground-truth id 7"):
         semantic_counts(np.zeros((1, 1), int), np.full((1, 1), 7), 2)
+
+
+# ------------------------------------------------- degenerate cases (metrics.py header, with LISA/ReLA)
+T = _m(4, 4, (0, 2, 0, 2))
+
+
+def test_all_empty_vs_empty_set_is_perfect_where_lisa_gives_ciou_zero_and_rela_divides_by_zero():
+    r = referring_scores([E, E, E], [E, E, E])
+    assert (r["ciou"], r["giou"], r["n_acc"]) == (1.0, 1.0, 1.0)
+    assert r["t_acc"] is None and all(r[f"pr@{t:g}"] is None for t in (0.5, 0.6, 0.7, 0.8, 0.9))
+    assert (r["n"], r["n_no_target"], r["n_targeted"]) == (3, 3, 0)
+
+
+def test_without_no_target_samples_n_acc_is_none_not_relas_zero():
+    r = referring_scores([T, E], [T, T])  # one hit, one rejection of a present target
+    assert r["n_acc"] is None and r["t_acc"] == 0.5
+    assert r["ciou"] == pytest.approx(4 / 8) and r["giou"] == pytest.approx(0.5)
+
+
+def test_all_no_target_samples_give_t_acc_none_and_ciou_over_false_positives_only():
+    r = referring_scores([E, T], [E, E])  # one correct rejection, one false positive of 4 px
+    assert r["t_acc"] is None and r["n_acc"] == 0.5
+    assert r["ciou"] == 0.0 and r["giou"] == 0.5  # sum I = 0 over sum U = 4; IoUs 1 and 0
+
+
+def test_ciou_is_one_exactly_when_the_union_sum_is_zero():
+    assert referring_scores([E], [E])["ciou"] == 1.0
+    assert referring_scores([E, E], [E, T])["ciou"] == 0.0  # U > 0 from the missed target

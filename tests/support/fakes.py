@@ -46,6 +46,28 @@ def _write_png(path: Path, h: int, w: int, value: int) -> None:
     Image.new("RGB", (w, h), (value, 100, 150)).save(path)
 
 
+def _rle_list(rng: random.Random, h: int, w: int, compressed: bool) -> list[dict]:
+    """refCLEF's form: a list of RLE dicts (one per part), compressed string counts or uncompressed lists."""
+    from pycocotools import mask as mu
+
+    if not compressed:
+        y, x = rng.randrange(h // 2), rng.randrange(w // 2)
+        return [{"size": [h, w], "counts": _rect_counts(h, w, y, x, h // 4 + 1, w // 5 + 1)}]
+    parts = mu.frPyObjects([random_polygon(rng, h, w) for _ in range(rng.choice((1, 2)))], h, w)
+    return [{"size": [h, w], "counts": p["counts"].decode("ascii")} for p in parts]
+
+
+def _degenerate_segmentation(kind: str, clef: bool, h: int, w: int):
+    """An annotation whose mask is empty (``empty``) or a 3 x 3 px corner no 16 x 16 grid sample hits."""
+    if kind == "empty":
+        if clef:
+            return [{"size": [h, w], "counts": [h * w]}]
+        return [[1.0, 1.0, 2.0, 2.0]]  # a polygon of 2 points: no area, left out
+    if clef:
+        return [{"size": [h, w], "counts": _rect_counts(h, w, 0, 0, 3, 3)}]
+    return [[0.0, 0.0, 3.0, 0.0, 3.0, 3.0, 0.0, 3.0]]
+
+
 def make_refer(
     root: str | Path,
     dataset: str = "refcoco",
@@ -59,11 +81,21 @@ def make_refer(
     image_size: tuple[int, int] | None = None,
     crowd_every: int = 5,
     protocol: int = 2,
+    degenerate: bool = False,
 ) -> dict:
     """Write ``<root>/<dataset>/refs(<split_by>).p`` + ``instances.json`` (+ images) in REFER layout.
 
-    Refs are spread over ``splits`` image by image; every ``crowd_every``-th annotation is an
-    uncompressed-RLE crowd annotation, the rest polygons (sometimes two parts). ``image_size`` is
+    The real files' keys and value types: refs are dicts with ``ref_id``, ``ann_id`` (int), ``image_id``,
+    ``split``, ``sentences`` (``[{tokens, raw, sent_id, sent}]``), ``sent_ids``, ``file_name``,
+    ``category_id``; ``instances.json`` has ``images``, ``annotations`` (``id``, ``image_id``,
+    ``segmentation``, ``area``, ``iscrowd``, ``bbox``, ``category_id``) and ``categories``.
+
+    Segmentation forms per dataset, as in the real releases: refCOCO/+/g annotations are polygon lists
+    (sometimes two parts), and every ``crowd_every``-th one is a crowd annotation, a bare RLE dict with
+    uncompressed list counts; refCLEF mixes polygon lists with lists of RLE dicts (compressed string
+    counts, or uncompressed list counts), cycling through the three by annotation id. Refs are spread
+    over ``splits`` image by image. ``degenerate``: on the first image of each split, ref 0's annotation
+    has an empty mask and ref 1's is a 3 x 3 px corner object (lost on a 16 x 16 grid). ``image_size`` is
     ``(h, w)``; default: COCO-like sizes. Returns ``{"refs": n, "sentences": n, "images": n}``.
     """
     rng = random.Random(seed)
@@ -85,37 +117,54 @@ def make_refer(
         elif write_images:
             _write_png(img_dir / fname, h, w, i % 256)
         split = splits[i % len(splits)]
-        for _ in range(refs_per_image):
-            if crowd_every and ann_id % crowd_every == 0:
+        for j in range(refs_per_image):
+            crowd = 0
+            if degenerate and i < len(splits) and j < 2:
+                seg = _degenerate_segmentation(("empty", "tiny")[j], clef, h, w)
+            elif clef and ann_id % 3:
+                seg = _rle_list(rng, h, w, compressed=ann_id % 3 == 1)
+            elif not clef and crowd_every and ann_id % crowd_every == 0:
                 y, x = rng.randrange(h // 2), rng.randrange(w // 2)
                 counts = _rect_counts(h, w, y, x, h // 3, w // 4)
                 seg, crowd = {"size": [h, w], "counts": counts}, 1
             else:
                 seg = [random_polygon(rng, h, w) for _ in range(rng.choice((1, 1, 2)))]
-                crowd = 0
             anns.append({"id": ann_id, "image_id": image_id, "segmentation": seg, "iscrowd": crowd,
-                         "category_id": 1, "bbox": [0, 0, 1, 1], "area": 1.0})  # fmt: skip
+                         "category_id": 1, "bbox": [0.0, 0.0, 1.0, 1.0], "area": 1.0})  # fmt: skip
             sents = []
             for _ in range(sents_per_ref):
                 words = rng.sample(["man", "left", "red", "shirt", "dog", "the", "small", "car", "near"], 3)
-                sents.append({"sent_id": sent_id, "sent": " ".join(words), "raw": " ".join(words).title(),
-                              "tokens": words})  # fmt: skip
+                sents.append({"tokens": words, "raw": " ".join(words).title(), "sent_id": sent_id,
+                              "sent": " ".join(words)})  # fmt: skip
                 sent_id += 1
-            refs.append({"ref_id": ref_id, "ann_id": ann_id, "image_id": image_id, "split": split,
-                         "sentences": sents, "sent_ids": [s["sent_id"] for s in sents], "category_id": 1,
-                         "file_name": fname})  # fmt: skip
+            refs.append({"sent_ids": [s["sent_id"] for s in sents], "file_name": f"{fname[:-4]}_{ann_id}.jpg",
+                         "ann_id": ann_id, "ref_id": ref_id, "image_id": image_id, "split": split,
+                         "sentences": sents, "category_id": 1})  # fmt: skip
             ann_id += 1
             ref_id += 1
-    inst = {"images": images, "annotations": anns, "categories": [{"id": 1, "name": "thing"}]}
+    inst = {
+        "images": images,
+        "annotations": anns,
+        "categories": [{"id": 1, "name": "thing", "supercategory": "x"}],
+    }
     (ddir / "instances.json").write_text(json.dumps(inst))
     with open(ddir / f"refs({split_by}).p", "wb") as fh:
         pickle.dump(refs, fh, protocol=protocol)
     return {"refs": len(refs), "sentences": sent_id, "images": n_images}
 
 
-def make_grefcoco(root: str | Path, n_images: int = 3, seed: int = 0) -> dict:
-    """REFER-layout gRefCOCO: ``<root>/grefcoco/grefs(unc).json``; refs with 1, 2 and no targets."""
-    make_refer(root, "grefcoco", "unc", n_images=n_images, refs_per_image=2, seed=seed)
+def make_grefcoco(
+    root: str | Path, n_images: int = 3, seed: int = 0, splits: tuple[str, ...] = ("train", "val", "testA")
+) -> dict:
+    """REFER-layout gRefCOCO: ``<root>/grefcoco/grefs(unc).json`` + ``instances.json`` (refCOCO's forms).
+
+    Per image three refs: the first annotation alone, all annotations, and no target (``ann_id`` ``[-1]``,
+    ``no_target`` true), with the real keys (``ann_id`` and ``category_id`` lists). With the default seed
+    and sizes, image 0's first annotation and image 2's second are crowd annotations (bare RLE, list
+    counts): ref 0 has only a crowd target, refs 1 and 21 have crowd members. Images go to ``splits`` in
+    turn.
+    """
+    make_refer(root, "grefcoco", "unc", n_images=n_images, refs_per_image=2, seed=seed, splits=splits)
     ddir = Path(root) / "grefcoco"
     (ddir / "refs(unc).p").unlink()
     inst = json.loads((ddir / "instances.json").read_text())
@@ -126,10 +175,13 @@ def make_grefcoco(root: str | Path, n_images: int = 3, seed: int = 0) -> dict:
     for k, im in enumerate(inst["images"]):
         ids = by_image[im["id"]]
         for j, (targets, no_target) in enumerate(((ids[:1], False), (ids, False), ([-1], True))):
-            sents = [{"sent_id": sent_id, "sent": f"expression {sent_id}", "raw": "x"}]
-            split = ("train", "val", "testA")[k % 3]
+            words = ["expression", str(sent_id)]
+            sents = [{"tokens": words, "raw": " ".join(words), "sent_id": sent_id, "sent": " ".join(words)}]
             ref = {"ref_id": k * 10 + j, "image_id": im["id"], "ann_id": targets, "no_target": no_target}
-            grefs.append(ref | {"split": split, "category_id": [1], "sentences": sents})
+            cats = [1] if targets != [-1] else []
+            split = splits[k % len(splits)]
+            ref |= {"split": split, "category_id": cats, "sentences": sents, "sent_ids": [sent_id]}
+            grefs.append(ref | {"file_name": im["file_name"]})
             sent_id += 1
     (ddir / "grefs(unc).json").write_text(json.dumps(grefs))
     return {"refs": len(grefs), "sentences": sent_id, "images": n_images}

@@ -7,13 +7,11 @@ Conventions
 * A mask is an ``(H, W)`` bool array. An all-False ground truth is a **no-target** sample (gRefCOCO);
   an all-False prediction is the model's **rejection** (in text-as-mask: an answer with no foreground
   cell).
-* ``cIoU`` = sum of intersections / sum of unions over the set (LISA, ReLA). When every union is 0
-  (every sample empty vs empty) cIoU is 1.0.
-* ``gIoU`` = mean of per-sample IoU, empty prediction on empty ground truth = 1.0 (ReLA/GSVA); a
+* ``cIoU`` = sum of intersections / sum of unions over the set (LISA, ReLA).
+* ``gIoU`` = mean of per-sample IoU, empty prediction on empty ground truth = 1.0 (LISA, ReLA/GSVA); a
   non-empty prediction on an empty ground truth scores 0.
 * ``N-acc`` = TP / (TP + FN) over no-target samples = share of them predicted empty; ``T-acc`` =
-  TN / (TN + FP) over targeted samples = share of them predicted non-empty. ``None`` when the set has
-  no such sample.
+  TN / (TN + FP) over targeted samples = share of them predicted non-empty (ReLA).
 * ``Pr@X`` = share of **targeted** samples with IoU >= X (X in 0.5 .. 0.9). ``None`` without targets.
 * REC by mask to box: a box is ``(x0, y0, x1, y1)`` in pixel-edge coordinates, ``x1``/``y1``
   exclusive (the tight box of the foreground pixels: ``x0 = min col``, ``x1 = max col + 1``), so its
@@ -26,6 +24,33 @@ Conventions
   they add to the union of the ground-truth class only. Per-class I and U are summed over the whole
   set; ``mIoU`` is the mean of I/U over classes with U > 0 (classes that never occur in the ground
   truth and are never predicted are left out and reported as ``None``).
+
+Degenerate cases (defined here, tested in tests/test_metrics.py), next to the reference evaluators
+(LISA: ``train_ds.validate``, cIoU = sum I / (sum U + 1e-10), per-sample IoU = I / (U + 1e-5) + 1 if U = 0;
+ReLA: ``ReferEvaluator.evaluate``, no-target decided by the dataset's ``empty`` flag):
+
+==========================================  ==============  ======================  ======================
+case                                        here            LISA                    ReLA
+==========================================  ==============  ======================  ======================
+empty set (n = 0)                           every score     (not run)               no result for the set
+                                            None
+every sample empty vs empty (sum U = 0,     cIoU 1.0,       cIoU 0.0 (0 / 1e-10),   crash: cIoU is 0 / 0
+so every sample is no-target)               gIoU 1.0,       gIoU 1.0                (T-acc and Pr@X too)
+                                            N-acc 1.0
+one sample empty vs empty (U = 0)           IoU 1.0         IoU 1.0                 1.0 (no-target) /
+                                                                                    0.0 (flagged targeted)
+no no-target sample                         N-acc None,     (no N-acc/T-acc)        N-acc = T-acc = 0
+                                            T-acc defined                           (both reported as 0)
+every sample no-target                      T-acc None,     (no N-acc/T-acc)        crash: T-acc and Pr@X
+                                            Pr@X None                               are 0 / 0
+==========================================  ==============  ======================  ======================
+
+So cIoU and gIoU agree with LISA exactly except for LISA's epsilons (its per-sample IoU of a perfect
+non-empty prediction is I / (I + 1e-5), a hair under 1) and for the all-empty set, where LISA's
+epsilon gives 0 and we give 1 (nothing to find, nothing predicted: perfect, and the same value as gIoU).
+Here a no-target sample is one whose ground-truth mask is empty; ReLA reads a per-sample flag instead,
+so a sample flagged targeted whose mask is empty (gRefCOCO refs whose every target is a crowd region
+left out, counted as ``empty_target`` by the builder) is no-target here and targeted with IoU 0 there.
 """
 
 from __future__ import annotations
