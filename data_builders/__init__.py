@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 
 from .base import BadInput, BuildConfig, Builder, make_config, run_build
+from .coco_format import CocoFormat
 from .hf import HFMask, HFRefer
 from .reason import ReasonSeg
 from .refer import GRefCOCO, RefCLEF, RefCOCO, RefCOCOg, RefCOCOPlus
@@ -32,6 +33,7 @@ BUILDERS: dict[str, type[Builder]] = {
     "reasonseg": ReasonSeg,
     "hf-refer": HFRefer,
     "hf-mask": HFMask,
+    "coco-format": CocoFormat,
 }
 
 
