@@ -14,6 +14,8 @@ import os
 from .base import BadInput, BuildConfig, Builder, make_config, run_build
 from .coco_format import CocoFormat
 from .hf import HFMask, HFRefer
+from .labelme import LabelMe
+from .mask_folder import MaskFolder
 from .reason import ReasonSeg
 from .refer import GRefCOCO, RefCLEF, RefCOCO, RefCOCOg, RefCOCOPlus
 from .semantic import ADE20K, CocoStuff, PascalContext59, PascalVOC20
@@ -34,6 +36,8 @@ BUILDERS: dict[str, type[Builder]] = {
     "hf-refer": HFRefer,
     "hf-mask": HFMask,
     "coco-format": CocoFormat,
+    "labelme": LabelMe,
+    "mask-folder": MaskFolder,
 }
 
 

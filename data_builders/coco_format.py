@@ -181,8 +181,8 @@ class CocoFormat(Builder):
             )
         if isinstance(seg, dict) and [int(v) for v in seg["size"]] != [h, w]:
             raise BadInput(
-                f"annotation {a.get('id')!r} in {self.ann_path}: RLE size {seg['size']} differs from its image's "
-                f"height x width [{h}, {w}]"
+                f"annotation {a.get('id')!r} in {self.ann_path}: RLE size {seg['size']} differs from"
+                f" the image's height x width [{h}, {w}]"
             )
         return rle_of_segmentations([seg], h, w, where=where)
 

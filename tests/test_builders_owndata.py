@@ -15,7 +15,7 @@ from data_builders.owndata import split_of, target_summary
 from text4seg.cli import main
 from text4seg.data.records import read_jsonl
 from text4seg.data.rle import rle_to_mask
-from text4seg.descriptors import decode, grid_to_mask, mask_to_grid
+from text4seg.descriptors import decode, mask_to_grid
 
 pytest.importorskip("pycocotools")
 
@@ -189,3 +189,90 @@ def test_target_summary_counts_targets_and_empty_samples(tmp_path):
     assert s["samples"] == len(rows) and s["tasks"] == {"res": len(rows)}
     assert s["empty_targets"] == sum(not r["text4seg"]["labels"] for r in rows) > 0
     assert s["targets_per_sample"]["max"] == 1
+
+
+# ------------------------------------------------------------------------------------------------ labelme
+def test_labelme_every_shape_kind_and_groups(tmp_path):
+    from data_builders.labelme import shape_mask
+
+    docs = make_labelme(tmp_path, n_images=2)
+    rep, rows = _build("labelme", tmp_path, tmp_path, with_gt=True)
+    assert rep["skipped_bad"] == 0
+    first = [r for r in rows if r["text4seg"]["source"]["image_id"] == "ann/shot0.json"]
+    by_label = {r["text4seg"]["labels"][0]: r for r in first}
+    # the point ("eye") has no area: no sample; every other label is one target
+    assert set(by_label) == {"cat", "box", "ball", "wire", "path", "car", "blob"}
+    gt = {k: rle_to_mask(r["text4seg"]["gt"]["masks"][0]) for k, r in by_label.items()}
+    assert gt["box"][2:13, 30:41].all() and gt["box"].sum() == 11 * 11  # rectangle corners inclusive
+    assert gt["blob"].sum() == 16 and gt["blob"][21:25, 12:16].all()  # mask shape pasted at its box
+    assert gt["ball"][30, 50] and gt["ball"].sum() > 30  # circle of radius 4
+    assert 28 * 3 <= gt["wire"].sum() <= 31 * 4  # a 3-pixel-wide line
+    assert gt["car"].sum() == sum(
+        shape_mask(s, 48, 64).sum() for s in docs[0]["shapes"] if s["label"] == "car"
+    )
+    assert first[0]["images"][0] == str((tmp_path / "images" / "shot0.png").resolve())
+    embedded = [r for r in rows if r["text4seg"]["source"]["image_id"] == "ann/shot1.json"]
+    assert embedded and Path(embedded[0]["images"][0]).is_file()  # imageData written out
+
+
+def test_labelme_group_targets_split_same_label_by_group_id(tmp_path):
+    make_labelme(tmp_path, n_images=1)
+    _, rows = _build("labelme", tmp_path, tmp_path, options={"targets": "group"})
+    cars = sorted(r["text4seg"]["source"]["ref_id"] for r in rows if r["text4seg"]["labels"] == ["car"])
+    assert cars == ["1", "8"]  # group 1 (two polygons) and the ungrouped shape 8
+
+
+def test_labelme_image_path_escaping_the_root_is_refused(tmp_path, capsys):
+    make_labelme(tmp_path, n_images=2)
+    doc = json.loads((tmp_path / "ann" / "shot0.json").read_text())
+    doc["imagePath"] = "../../../etc/passwd"
+    (tmp_path / "ann" / "shot0.json").write_text(json.dumps(doc))
+    code = main(["build", "labelme", "--root", str(tmp_path), "--out", str(tmp_path / "o.jsonl")])
+    assert code == 2 and "escapes the dataset root" in capsys.readouterr().err
+    doc["shapes"][0]["shape_type"], doc["imagePath"] = "cuboid", "../images/shot0.png"
+    (tmp_path / "ann" / "shot1.json").write_text(json.dumps(doc))
+    rep = build_jsonl("labelme", tmp_path / "o.jsonl", root=tmp_path, skip_bad=True)
+    assert rep["skipped_bad"] == 2 and any("shot1.json shape 0" in b for b in rep["bad_examples"])
+
+
+# -------------------------------------------------------------------------------------------- mask-folder
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_mask_folder_binary_class_and_instance_masks(tmp_path, fmt):
+    queries = make_mask_folder(tmp_path, fmt=fmt)
+    rep, rows = _build("mask-folder", tmp_path, tmp_path, with_gt=True)
+    assert rep["skipped_bad"] == 0 and len(rows) == len(queries)
+    masks = [rle_to_mask(r["text4seg"]["gt"]["masks"][0]) for r in rows]
+    assert masks[0].sum() == 16 * 26  # binary 255
+    assert masks[1][:10].all() and masks[1].sum() == 10 * 64  # class "sky" by name
+    assert masks[2].sum() == 18 * 30  # class id 2 (road)
+    assert masks[3].sum() == 0 and rows[3]["text4seg"]["labels"] == []  # building absent: no target
+    assert decode(rows[3]["messages"][1]["content"], 16).is_empty
+    assert masks[4].sum() == 100 and masks[5].sum() == 20 * 30  # 16-bit instance ids 7 and 300
+    assert (
+        rows[1]["text4seg"]["labels"] == ["sky"] and "where cars drive" in rows[2]["messages"][0]["content"]
+    )
+
+
+def test_mask_folder_bad_row_names_file_and_line(tmp_path, capsys):
+    make_mask_folder(tmp_path)
+    with open(tmp_path / "queries.jsonl", "a") as fh:
+        fh.write(json.dumps({"image": "p1.jpg", "mask": "p1_classes.png", "id": "tree", "query": "x"}) + "\n")
+    code = main(["build", "mask-folder", "--root", str(tmp_path), "--out", str(tmp_path / "o.jsonl")])
+    assert code == 2 and "queries.jsonl:7" in capsys.readouterr().err and not (tmp_path / "o.jsonl").exists()
+
+
+def test_owndata_builders_are_byte_identical_for_a_seed_and_split_by_ratio(tmp_path):
+    make_mask_folder(tmp_path)
+    make_labelme(tmp_path / "lm", n_images=3)
+    opts = {"image_dir": str(tmp_path / "embedded")}  # else <out stem>_images/, which differs for a and b
+    for name, root in (("mask-folder", tmp_path), ("labelme", tmp_path / "lm")):
+        a = build_jsonl(name, tmp_path / "a.jsonl", root=root, seed=3, workers=2, options=opts)
+        b = build_jsonl(name, tmp_path / "b.jsonl", root=root, seed=3, options=opts)
+        assert a["samples"] == b["samples"] > 0
+        assert (tmp_path / "a.jsonl").read_bytes() == (tmp_path / "b.jsonl").read_bytes()
+        n = 0
+        for split in ("train", "val"):
+            n += build_jsonl(
+                name, tmp_path / "s.jsonl", root=root, split=split, options={"split_ratio": 0.5}
+            )["samples"]
+        assert n == a["samples"]
