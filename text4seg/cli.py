@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "decode": "decode",
     "evaluate": "evaluate",
     "demo": "demo",
+    "mix": "mix",
 }
 
 
