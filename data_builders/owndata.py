@@ -4,7 +4,7 @@
   ``train`` when ``sha1(f"{seed}:{key}")``, read as a fraction in [0, 1), is below ``split_ratio``.
   The split depends on the key (image id or file name) and the seed only, not on order or sharding.
 * :func:`target_summary`: what a built file holds: samples, targets per sample, empty targets, by task
-  (``python -m data_builders.owndata FILE.jsonl`` prints it as JSON).
+  (``python -m data_builders.summary FILE.jsonl`` prints it as JSON).
 * :func:`instance_turn`: question/answer templates of the instance-numbered task.
 * :func:`write_label_png`: atomic label-map PNG (8-bit, or 16-bit when values exceed 255).
 """
@@ -12,10 +12,8 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import random
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -114,8 +112,3 @@ def target_summary(path: str | os.PathLike) -> dict:
         "targets_per_sample": {"mean": round(total / n, 3) if n else 0.0, "max": most},
         "empty_targets": empty,
     }
-
-
-if __name__ == "__main__":  # python -m data_builders.owndata FILE.jsonl
-    for p in sys.argv[1:]:
-        print(json.dumps({"file": p, **target_summary(p)}))

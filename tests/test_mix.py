@@ -88,3 +88,53 @@ def test_cli_preset_gsva_and_bad_line_leaves_no_output(tmp_path, capsys):
     out = tmp_path / "bad.jsonl"
     assert main(["mix", f"{files[0]}:1", f"{files[1]}:1", "--total", "200", "--out", str(out)]) == 2
     assert "r.jsonl:41" in capsys.readouterr().err and not out.exists()
+
+
+@pytest.mark.slow
+def test_tiny_llava_trains_three_steps_on_a_mixed_file(tmp_path):
+    """coco-format + labelme + a plain ms-swift VQA file (no text4seg key) -> mix -> text4seg train."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("swift")
+    pytest.importorskip("pycocotools")
+    from support.owndata import make_coco_format, make_labelme
+    from test_sft_e2e import _offline_env, _recipe
+
+    from data_builders import build_jsonl
+    from text4seg.tiny import make_tiny_llava
+
+    make_coco_format(tmp_path / "coco", n_images=4)
+    make_labelme(tmp_path / "lm", n_images=2)
+    ref, lm = tmp_path / "ref.jsonl", tmp_path / "lm.jsonl"
+    build_jsonl(
+        "coco-format",
+        ref,
+        root=tmp_path / "coco" / "images",
+        stats=False,
+        options={"ann": str(tmp_path / "coco" / "instances.json")},
+    )
+    build_jsonl("labelme", lm, root=tmp_path / "lm", stats=False)
+    image = str((tmp_path / "coco" / "images" / "img0.png").resolve())
+    vqa = tmp_path / "vqa.jsonl"
+    with open(vqa, "w") as fh:
+        for q in ("What colour dominates?", "Is there text?", "How many objects?"):
+            msgs = [{"role": "user", "content": "<image>" + q}, {"role": "assistant", "content": "Noise."}]
+            fh.write(json.dumps({"messages": msgs, "images": [image]}) + "\n")
+    mixed = tmp_path / "mixed.jsonl"
+    rep = mix_jsonl([(ref, 3), (lm, 2), (vqa, 1)], mixed, total=12, seed=0)
+    assert [s["taken"] for s in rep["sources"]] == [6, 4, 2]
+    corpus = [m["content"] for line in mixed.read_text().splitlines() for m in json.loads(line)["messages"]]
+    model = make_tiny_llava(tmp_path / "tiny_llava", seed=0, corpus=corpus)
+    recipe = _recipe(tmp_path, model, mixed)
+    text = (
+        recipe.read_text().replace("max_steps: 20", "max_steps: 3").replace("save_steps: 20", "save_steps: 3")
+    )
+    recipe.write_text(text)
+    cmd = [sys.executable, "-m", "text4seg.cli", "train", str(recipe)]
+    env = _offline_env(tmp_path)
+    proc = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    assert f"data ok: {mixed} (12 rows)" in proc.stdout
+    logged = [json.loads(x) for x in (tmp_path / "out" / "logging.jsonl").read_text().splitlines()]
+    assert sum(x.get("loss") is not None for x in logged) >= 2

@@ -185,34 +185,16 @@ def make_labelme(root: str | Path, n_images: int = 2, seed: int = 0, size=(48, 6
     return out
 
 
-def make_mask_folder(root: str | Path, seed: int = 0, size=(48, 64), fmt: str = "jsonl") -> list[dict]:
+def make_mask_folder(
+    root: str | Path, seed: int = 0, size=(48, 64), fmt: str = "jsonl", copies: int = 1
+) -> list[dict]:
     """Write ``images/``, ``masks/`` (binary, class-id and instance-id PNGs), ``classes.txt`` and
-    ``queries.jsonl`` (or ``queries.csv``). Returns the query records."""
+    ``queries.jsonl`` (or ``queries.csv``); ``copies`` > 1 repeats the 3 images (prefix ``c<k>_``) for
+    benchmarks. Returns the query records."""
     root = Path(root)
-    h, w = size
-    for i in range(3):
-        _image(root / "images" / f"p{i}.jpg", h, w, seed * 10 + i)
-    (root / "masks").mkdir(parents=True, exist_ok=True)
-    binary = np.zeros((h, w), np.uint8)
-    binary[4:20, 4:30] = 255
-    Image.fromarray(binary).save(root / "masks" / "p0.png")
-    classes = np.zeros((h, w), np.uint8)
-    classes[:10, :] = 1  # sky
-    classes[30:, 10:40] = 2  # road
-    Image.fromarray(classes).save(root / "masks" / "p1_classes.png")
-    inst = np.zeros((h, w), np.uint16)
-    inst[5:15, 5:15] = 7
-    inst[20:40, 30:60] = 300  # instance ids beyond 8 bits
-    Image.fromarray(inst).save(root / "masks" / "p2_instances.png")
-    (root / "classes.txt").write_text("background\nsky\nroad\nbuilding\n")
-    queries = [
-        {"image": "p0.jpg", "mask": "p0.png", "query": "the thing you would sit on"},
-        {"image": "p1.jpg", "mask": "p1_classes.png", "id": "sky", "query": ""},
-        {"image": "p1.jpg", "mask": "p1_classes.png", "id": 2, "query": "where cars drive"},
-        {"image": "p1.jpg", "mask": "p1_classes.png", "id": "building", "query": "the building"},
-        {"image": "p2.jpg", "mask": "p2_instances.png", "id": 7, "query": "the small square"},
-        {"image": "p2.jpg", "mask": "p2_instances.png", "id": 300, "query": "the large box"},
-    ]
+    queries = []
+    for c in range(copies):
+        queries += _mask_folder_copy(root, seed + c, size, "" if c == 0 else f"c{c}_")
     if fmt == "jsonl":
         (root / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in queries))
     else:
@@ -224,3 +206,31 @@ def make_mask_folder(root: str | Path, seed: int = 0, size=(48, 64), fmt: str = 
             for q in queries:
                 wr.writerow({"id": "", **q})
     return queries
+
+
+def _mask_folder_copy(root: Path, seed: int, size, pre: str) -> list[dict]:
+    h, w = size
+    for i in range(3):
+        _image(root / "images" / f"{pre}p{i}.jpg", h, w, seed * 10 + i)
+    (root / "masks").mkdir(parents=True, exist_ok=True)
+    binary = np.zeros((h, w), np.uint8)
+    binary[4:20, 4:30] = 255
+    Image.fromarray(binary).save(root / "masks" / f"{pre}p0.png")
+    classes = np.zeros((h, w), np.uint8)
+    classes[:10, :] = 1  # sky
+    classes[30:, 10:40] = 2  # road
+    Image.fromarray(classes).save(root / "masks" / f"{pre}p1_classes.png")
+    inst = np.zeros((h, w), np.uint16)
+    inst[5:15, 5:15] = 7
+    inst[20:40, 30:60] = 300  # instance ids beyond 8 bits
+    Image.fromarray(inst).save(root / "masks" / f"{pre}p2_instances.png")
+    (root / "classes.txt").write_text("background\nsky\nroad\nbuilding\n")
+    p0, p1, p2 = f"{pre}p0", f"{pre}p1", f"{pre}p2"
+    return [
+        {"image": f"{p0}.jpg", "mask": f"{p0}.png", "query": "the thing you would sit on"},
+        {"image": f"{p1}.jpg", "mask": f"{p1}_classes.png", "id": "sky", "query": ""},
+        {"image": f"{p1}.jpg", "mask": f"{p1}_classes.png", "id": 2, "query": "where cars drive"},
+        {"image": f"{p1}.jpg", "mask": f"{p1}_classes.png", "id": "building", "query": "the building"},
+        {"image": f"{p2}.jpg", "mask": f"{p2}_instances.png", "id": 7, "query": "the small square"},
+        {"image": f"{p2}.jpg", "mask": f"{p2}_instances.png", "id": 300, "query": "the large box"},
+    ]
