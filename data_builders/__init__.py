@@ -12,7 +12,10 @@ from __future__ import annotations
 import os
 
 from .base import BadInput, BuildConfig, Builder, make_config, run_build
+from .coco_format import CocoFormat
 from .hf import HFMask, HFRefer
+from .labelme import LabelMe
+from .mask_folder import MaskFolder
 from .reason import ReasonSeg
 from .refer import GRefCOCO, RefCLEF, RefCOCO, RefCOCOg, RefCOCOPlus
 from .semantic import ADE20K, CocoStuff, PascalContext59, PascalVOC20
@@ -32,6 +35,9 @@ BUILDERS: dict[str, type[Builder]] = {
     "reasonseg": ReasonSeg,
     "hf-refer": HFRefer,
     "hf-mask": HFMask,
+    "coco-format": CocoFormat,
+    "labelme": LabelMe,
+    "mask-folder": MaskFolder,
 }
 
 

@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "decode": "decode",
     "evaluate": "evaluate",
     "demo": "demo",
+    "mix": "mix",
 }
 
 

@@ -1,0 +1,208 @@
+"""``labelme``: a folder of images with LabelMe JSON files -> referring samples.
+
+Layout: every ``*.json`` under ``--root`` (recursively, sorted) is one LabelMe file::
+
+    {"shapes": [{"label": "car", "points": [[x, y], ...], "shape_type": "polygon", "group_id": 1,
+                 "mask": null}, ...],
+     "imagePath": "../images/a.jpg", "imageData": null | "<base64>", "imageHeight": 480, "imageWidth": 640}
+
+``imagePath`` is resolved relative to the JSON file and must stay inside ``--root``; when that file is
+missing and ``imageData`` is embedded, the image is written once to ``--set image_dir=`` (default
+``<out stem>_images/``). Shapes are rasterised at full resolution with Pillow (pixel centres; LabelMe's
+own ``shape_to_mask`` draws the same way):
+
+* ``polygon`` (also when ``shape_type`` is missing), ``rectangle`` (two corners), ``circle`` (centre,
+  a point on the circle), ``mask`` (a base64 PNG covering the box of its two points; non-zero = inside);
+* ``line`` and ``linestrip`` have no area: they are drawn ``line_width`` pixels wide (default 3);
+* ``point`` and ``points`` have no area and are skipped; a target made only of points yields no sample.
+
+Targets (``--set targets=``): ``label`` (default): one sample per distinct label of an image, the union
+of its shapes (what "car" refers to); ``group``: one sample per ``(label, group_id)``, shapes with the same
+label and ``group_id`` forming one target and each ungrouped shape its own. The label is the referring
+text. Options: ``targets``, ``line_width``, ``image_dir``, ``split_ratio`` (by JSON path hash).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from text4seg.data.prompts import refer_turn, sample_rng
+from text4seg.data.records import Sample
+from text4seg.data.rle import mask_to_rle
+from text4seg.descriptors import encode, mask_to_grid
+
+from .base import BadInput, BuildConfig, Builder
+from .common import inside, label_of
+from .owndata import split_of, split_ratio_of
+
+AREA_SHAPES = ("polygon", "rectangle", "circle", "mask", "line", "linestrip")
+POINT_SHAPES = ("point", "points")
+
+
+def _png(data: str, what: str):
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        im = Image.open(io.BytesIO(base64.b64decode(data, validate=False)))
+        im.load()
+        return im
+    except (binascii.Error, UnidentifiedImageError, OSError, ValueError) as exc:
+        raise BadInput(f"{what}: cannot decode the embedded base64 image ({exc})") from None
+
+
+def shape_mask(shape: dict, h: int, w: int, line_width: int = 3, where: str = "") -> np.ndarray | None:
+    """``(h, w)`` bool mask of one LabelMe shape, or None for a point (no area)."""
+    from PIL import Image, ImageDraw
+
+    kind = shape.get("shape_type") or "polygon"
+    if kind in POINT_SHAPES:
+        return None
+    if kind not in AREA_SHAPES:
+        raise BadInput(f"{where}: unknown shape_type {kind!r}; known: {[*AREA_SHAPES, *POINT_SHAPES]}")
+    try:
+        pts = [(float(x), float(y)) for x, y in shape["points"]]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BadInput(f"{where}: points must be a list of [x, y] pairs ({exc!r})") from None
+    need = {"polygon": 3, "rectangle": 2, "circle": 2, "mask": 2, "line": 2, "linestrip": 2}[kind]
+    if len(pts) < need:
+        raise BadInput(f"{where}: a {kind} needs at least {need} points, got {len(pts)}")
+    canvas = Image.new("L", (w, h), 0)
+    draw = ImageDraw.Draw(canvas)
+    if kind == "polygon":
+        draw.polygon(pts, outline=1, fill=1)
+    elif kind == "rectangle":
+        (x0, y0), (x1, y1) = pts[:2]
+        draw.rectangle([min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)], outline=1, fill=1)
+    elif kind == "circle":
+        (cx, cy), (px, py) = pts[:2]
+        r = ((cx - px) ** 2 + (cy - py) ** 2) ** 0.5
+        draw.ellipse([cx - r, cy - r, cx + r, cy + r], outline=1, fill=1)
+    elif kind in ("line", "linestrip"):
+        draw.line(pts, fill=1, width=line_width)
+    else:  # mask: a PNG of the box whose top-left corner is the first point
+        if not isinstance(shape.get("mask"), str):
+            raise BadInput(f"{where}: a mask shape needs a base64 PNG in 'mask'")
+        m = np.asarray(_png(shape["mask"], where)) != 0
+        if m.ndim == 3:
+            m = m.any(axis=2)
+        x0, y0 = (int(round(min(p[0] for p in pts[:2]))), int(round(min(p[1] for p in pts[:2]))))
+        out = np.zeros((h, w), bool)
+        ys, xs = slice(max(y0, 0), min(y0 + m.shape[0], h)), slice(max(x0, 0), min(x0 + m.shape[1], w))
+        out[ys, xs] = m[ys.start - y0 : ys.stop - y0, xs.start - x0 : xs.stop - x0]
+        return out
+    return np.asarray(canvas, dtype=bool)
+
+
+class LabelMe(Builder):
+    name = "labelme"
+    help = "LabelMe folder: <root>/**/*.json (polygon, rectangle, circle, line, mask shapes) + their images"
+    layout = "<root>/**/*.json (LabelMe), images at each file's imagePath (inside <root>) or embedded"
+
+    def __init__(self, cfg: BuildConfig):
+        Builder.__init__(self, cfg)
+        self.root = Path(cfg.root)
+        self.targets = cfg.opt("targets", "label")
+        if self.targets not in ("label", "group"):
+            raise ValueError(f"unknown targets {self.targets!r}; choose one of ['label', 'group']")
+        self.line_width = cfg.opt("line_width", 3)
+        if self.line_width < 1:
+            raise ValueError(f"line_width must be >= 1, got {self.line_width}")
+        d = cfg.options.get("image_dir")
+        if d:
+            self.image_dir = Path(d).expanduser().resolve()
+        elif cfg.out is not None:
+            self.image_dir = cfg.out.parent / f"{cfg.out.stem}_images"
+        else:
+            self.image_dir = self.root / "text4seg_images"
+        files = sorted(p.relative_to(self.root).as_posix() for p in self.root.rglob("*.json"))
+        ratio = split_ratio_of(cfg)
+        if ratio is not None:
+            files = [f for f in files if split_of(f, cfg.seed, ratio) == cfg.split]
+        self._units = files
+
+    def units(self) -> list[str]:
+        return self._units
+
+    def _image(self, rel: str, doc: dict) -> str:
+        where = self.root / rel
+        ip = doc.get("imagePath")
+        if ip:
+            target = os.path.normpath(os.path.join(os.path.dirname(rel), str(ip).replace("\\", "/")))
+            path = inside(self.root, target)
+            if path.is_file():
+                return str(path)
+        if doc.get("imageData"):
+            out = self.image_dir / (Path(rel).with_suffix("").as_posix().replace("/", "__") + ".png")
+            if not out.exists():
+                im = _png(doc["imageData"], str(where))
+                out.parent.mkdir(parents=True, exist_ok=True)
+                tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+                im.convert("RGB").save(tmp, format="PNG")
+                tmp.replace(out)
+            return str(out)
+        raise BadInput(f"{where}: image not found (imagePath {ip!r}) and no imageData embedded")
+
+    def make(self, unit: str, rep: int) -> list[Sample]:
+        cfg = self.cfg
+        where = self.root / unit
+        try:
+            doc = json.loads(where.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise BadInput(f"corrupt LabelMe file {where}: {exc}") from None
+        if not isinstance(doc, dict) or not isinstance(doc.get("shapes"), list):
+            raise BadInput(f"{where} is not a LabelMe file (no 'shapes' list)")
+        try:
+            h, w = int(doc["imageHeight"]), int(doc["imageWidth"])
+        except (KeyError, TypeError, ValueError):
+            raise BadInput(f"{where}: imageHeight and imageWidth must be integers") from None
+        image = self._image(unit, doc)
+        groups: dict[tuple, np.ndarray | None] = {}
+        for n, shape in enumerate(doc["shapes"]):
+            sw = f"{where} shape {n}"
+            if not isinstance(shape, dict) or not str(shape.get("label", "")).strip():
+                raise BadInput(f"{sw}: a shape needs a non-empty label")
+            label = str(shape["label"]).strip()
+            gid = shape.get("group_id")
+            key = (
+                (label,) if self.targets == "label" else (label, ("g", gid) if gid is not None else ("s", n))
+            )
+            m = shape_mask(shape, h, w, self.line_width, sw)
+            prev = groups.get(key)
+            groups[key] = m if prev is None else (prev if m is None else prev | m)
+        out = []
+        for key, m in groups.items():
+            if m is None:  # points only: no area, no sample
+                continue
+            text = key[0]
+            tag = "" if len(key) == 1 else f"/{key[1][0]}{key[1][1]}"
+            sid = f"{self.name}/{cfg.split}/{unit}/{text}{tag}" + (f"/r{rep}" if rep else "")
+            grid = mask_to_grid(m, cfg.grid, labels=text)
+            turn = refer_turn(sample_rng(cfg.seed, sid), text, encode(grid, cfg.scheme), empty=not m.any())
+            out.append(
+                Sample(
+                    id=sid,
+                    image=image,
+                    width=w,
+                    height=h,
+                    turns=[turn],
+                    task="res",
+                    labels=[label_of(text)] if (grid != "others").any() else [],
+                    grid=cfg.grid,
+                    scheme=cfg.scheme,
+                    source={
+                        "dataset": self.name,
+                        "split": cfg.split,
+                        "image_id": unit,
+                        "ref_id": "" if len(key) == 1 else str(key[1][1]),
+                    },
+                    masks=[mask_to_rle(m)] if cfg.with_gt else [],
+                )
+            )
+        return out

@@ -1,0 +1,210 @@
+"""``mask-folder``: images, mask PNGs and a table of queries (LISA's ReasonSeg layout, generalised).
+
+Layout under ``--root``::
+
+    images/<name>.jpg|png...        the images
+    masks/<name>.png                single-channel PNGs, in one of three forms:
+                                      binary: non-zero = the target (no ``id`` in the query);
+                                      class ids: pixel value v is class v (``classes.txt`` names them);
+                                      instance ids: pixel value v is instance v (8- or 16-bit PNG)
+    classes.txt                     optional: line v (0-based) is the name of class value v
+    queries.jsonl | queries.csv     one query per line / row (``--set queries=FILE`` for another file)
+
+A query has ``image`` (relative to ``images/``), ``mask`` (relative to ``masks/``; default: the image's
+stem + ``.png``), optional ``id`` (the pixel value, or a class name from ``classes.txt``), ``query`` (the
+free text; may be empty when ``id`` is a class name, which is then the text), optional ``split``::
+
+    {"image": "p1.jpg", "mask": "p1.png", "id": "road", "query": "where cars drive"}
+    image,mask,id,query                          (CSV: the same columns, a header line first)
+    p1.jpg,p1.png,2,where cars drive
+
+Every query is one sample; a query whose id is absent from its mask is a no-target sample. Splits: the
+``split`` column when present (rows of other splits are left out), else ``--set split_ratio=`` (hash of
+the image name), else every row. ``--set task=reason`` uses the reasoning templates (default ``res``).
+Errors name the queries file and line.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+
+from text4seg.data.prompts import reason_turn, refer_turn, sample_rng
+from text4seg.data.records import Sample
+from text4seg.data.rle import mask_to_rle
+from text4seg.descriptors import encode, mask_to_grid
+
+from .base import BadInput, BuildConfig, Builder
+from .common import inside, label_of
+from .owndata import split_of, split_ratio_of
+
+FIELDS = ("image", "mask", "id", "query", "split")
+
+
+def _read_queries(path: Path) -> list[tuple[int, dict]]:
+    """``[(line number, record), ...]`` of a queries JSONL or CSV; ``ValueError`` names file:line."""
+    rows: list[tuple[int, dict]] = []
+    try:
+        with open(path, encoding="utf-8", newline="") as fh:
+            if path.suffix.lower() == ".csv":
+                reader = csv.DictReader(fh)
+                if not reader.fieldnames or "image" not in reader.fieldnames:
+                    raise ValueError(f"{path}:1: the header must name the columns image,mask,id,query")
+                for rec in reader:
+                    rows.append(
+                        (reader.line_num, {k: v for k, v in rec.items() if k and v not in ("", None)})
+                    )
+            else:
+                for n, line in enumerate(fh, 1):
+                    if not line.strip():
+                        continue
+                    try:
+                        rec = json.loads(line)
+                    except json.JSONDecodeError as exc:
+                        raise ValueError(f"{path}:{n}: not valid JSON ({exc.msg})") from None
+                    if not isinstance(rec, dict):
+                        raise ValueError(f"{path}:{n}: expected a JSON object, got {type(rec).__name__}")
+                    rows.append((n, rec))
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text ({exc})") from None
+    return rows
+
+
+class MaskFolder(Builder):
+    name = "mask-folder"
+    help = "images/ + masks/ (binary, class-id or instance-id PNGs) + queries.jsonl|csv (+ classes.txt)"
+    layout = "<root>/images/, <root>/masks/*.png, <root>/queries.jsonl or queries.csv, [<root>/classes.txt]"
+
+    def __init__(self, cfg: BuildConfig):
+        Builder.__init__(self, cfg)
+        self.root = Path(cfg.root)
+        self.task = cfg.opt("task", "res")
+        if self.task not in ("res", "reason"):
+            raise ValueError(f"unknown task {self.task!r}; choose one of ['res', 'reason']")
+        q = cfg.options.get("queries")
+        if q:
+            self.qpath = Path(q).expanduser().resolve()
+        else:
+            found = [self.root / n for n in ("queries.jsonl", "queries.csv") if (self.root / n).is_file()]
+            if not found:
+                raise FileNotFoundError(
+                    f"no queries.jsonl or queries.csv in {self.root} (layout: {self.layout})"
+                )
+            self.qpath = found[0]
+        if not self.qpath.is_file():
+            raise FileNotFoundError(f"queries file not found: {self.qpath}")
+        cls_file = self.root / "classes.txt"
+        self.classes = (
+            [s.strip() for s in cls_file.read_text(encoding="utf-8").splitlines()]
+            if cls_file.is_file()
+            else []
+        )
+        rows = _read_queries(self.qpath)
+        ratio = split_ratio_of(cfg)
+        kept = []
+        for n, rec in rows:
+            if "split" in rec:
+                if str(rec["split"]) != cfg.split:
+                    continue
+            elif ratio is not None and split_of(str(rec.get("image", "")), cfg.seed, ratio) != cfg.split:
+                continue
+            kept.append((n, rec))
+        self.rows = kept
+
+    def units(self) -> list[int]:
+        return list(range(len(self.rows)))
+
+    def _value(self, raw, where: str) -> int | None:
+        if raw is None:
+            return None
+        if isinstance(raw, int) and not isinstance(raw, bool):
+            return raw
+        s = str(raw).strip()
+        if s.lstrip("-").isdigit():
+            return int(s)
+        if s in self.classes:
+            return self.classes.index(s)
+        raise BadInput(
+            f"{where}: id {s!r} is neither a pixel value nor a name in classes.txt {self.classes[:20]}"
+        )
+
+    def make(self, unit: int, rep: int) -> list[Sample]:
+        from PIL import Image, UnidentifiedImageError
+
+        cfg = self.cfg
+        n, rec = self.rows[unit]
+        where = f"{self.qpath}:{n}"
+        if not rec.get("image"):
+            raise BadInput(f"{where}: no 'image'")
+        image = inside(self.root / "images", str(rec["image"]))
+        if not image.is_file():
+            raise BadInput(f"{where}: image not found: {image}")
+        mask_rel = str(rec.get("mask") or Path(str(rec["image"])).with_suffix(".png").as_posix())
+        mpath = inside(self.root / "masks", mask_rel)
+        try:
+            with Image.open(mpath) as im:
+                arr = np.asarray(im)
+        except FileNotFoundError:
+            raise BadInput(f"{where}: mask not found: {mpath}") from None
+        except (UnidentifiedImageError, OSError) as exc:
+            raise BadInput(f"{where}: cannot read mask {mpath}: {exc}") from None
+        value = self._value(rec.get("id"), where)
+        if value is None:
+            m = (
+                arr != 0
+                if arr.ndim == 2
+                else np.asarray(arr).reshape(arr.shape[0], arr.shape[1], -1).any(axis=2)
+            )
+        elif arr.ndim != 2:
+            raise BadInput(
+                f"{where}: mask {mpath} has {arr.shape[2]} channels; an id needs a single-channel PNG"
+            )
+        else:
+            m = arr == value
+        text = str(rec.get("query") or "").strip()
+        if not text:
+            if value is not None and isinstance(rec.get("id"), str) and rec["id"] in self.classes:
+                text = rec["id"]
+            else:
+                raise BadInput(f"{where}: empty query (give 'query', or an 'id' that is a class name)")
+        h, w = m.shape
+        with Image.open(image) as im:
+            if im.size != (w, h):
+                raise BadInput(
+                    f"{where}: image {image} is {im.size[0]}x{im.size[1]} but mask {mpath} is {w}x{h}"
+                )
+        sid = f"{self.name}/{cfg.split}/{n}" + (f"/r{rep}" if rep else "")
+        label = label_of(text)
+        grid = mask_to_grid(m, cfg.grid, labels=text)
+        empty = not (grid != "others").any()
+        rng = sample_rng(cfg.seed, sid)
+        desc = encode(grid, cfg.scheme)
+        turn = (
+            reason_turn(rng, text, desc, empty)
+            if self.task == "reason"
+            else refer_turn(rng, text, desc, empty)
+        )
+        return [
+            Sample(
+                id=sid,
+                image=str(image),
+                width=w,
+                height=h,
+                turns=[turn],
+                task=self.task,
+                labels=[] if empty else [label],
+                grid=cfg.grid,
+                scheme=cfg.scheme,
+                source={
+                    "dataset": self.name,
+                    "split": cfg.split,
+                    "image_id": str(rec["image"]),
+                    "ref_id": "" if value is None else str(value),
+                    "sent_ids": [str(n)],
+                },
+                masks=[mask_to_rle(m)] if cfg.with_gt else [],
+            )
+        ]

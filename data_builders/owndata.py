@@ -1,0 +1,114 @@
+"""Helpers shared by the own-data builders (``coco-format``, ``labelme``, ``mask-folder``).
+
+* :func:`split_of`: a deterministic train/val split for sources that have none: an item goes to
+  ``train`` when ``sha1(f"{seed}:{key}")``, read as a fraction in [0, 1), is below ``split_ratio``.
+  The split depends on the key (image id or file name) and the seed only, not on order or sharding.
+* :func:`target_summary`: what a built file holds: samples, targets per sample, empty targets, by task
+  (``python -m data_builders.summary FILE.jsonl`` prints it as JSON).
+* :func:`instance_turn`: question/answer templates of the instance-numbered task.
+* :func:`write_label_png`: atomic label-map PNG (8-bit, or 16-bit when values exceed 255).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+
+from text4seg.data.prompts import answer, join_classes
+from text4seg.data.records import read_jsonl
+
+SPLITS = ("train", "val")
+
+INSTANCE_QUESTIONS = (
+    "Segment each instance of {classes} in the image and number them.",
+    "Find every {classes} in this image; label each instance with its own number.",
+    "Please give an instance segmentation of {classes}, one number per object.",
+    "Can you separate the individual instances of {classes} in this picture?",
+)
+INSTANCE_ANSWERS = (
+    "Sure, here is the instance segmentation, numbered top to bottom, then left to right.",
+    "Here are the instances, each with its own number.",
+    "The instances, numbered from the top left:",
+)
+
+
+def split_ratio_of(cfg) -> float | None:
+    """The ``split_ratio`` option (``None`` when unset); checks it and the split name."""
+    raw = cfg.options.get("split_ratio")
+    if raw is None or raw == "":
+        return None
+    try:
+        ratio = float(raw)
+    except ValueError:
+        raise ValueError(f"option split_ratio={raw!r}: expected a number in (0, 1)") from None
+    if not 0 < ratio < 1:
+        raise ValueError(f"option split_ratio={raw!r}: expected a number in (0, 1)")
+    if cfg.split not in SPLITS:
+        raise ValueError(f"with split_ratio, --split must be one of {list(SPLITS)}, got {cfg.split!r}")
+    return ratio
+
+
+def split_of(key: str, seed: int, ratio: float) -> str:
+    """``"train"`` or ``"val"`` for ``key`` (see the module docstring)."""
+    h = hashlib.sha1(f"{seed}:{key}".encode()).hexdigest()
+    return "train" if int(h[:15], 16) / 16**15 < ratio else "val"
+
+
+def instance_turn(rng: random.Random, classes: list[str], descriptors: str) -> tuple[str, str]:
+    """(question, answer) of the instance task; ``classes`` are the class names asked for."""
+    q = rng.choice(INSTANCE_QUESTIONS).format(classes=join_classes(classes) or "all objects")
+    return q, answer(rng.choice(INSTANCE_ANSWERS), descriptors)
+
+
+def write_label_png(path: Path, label_map: np.ndarray) -> None:
+    """Write an integer label map as a PNG through a temporary file (8-bit up to 255, else 16-bit)."""
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arr = np.asarray(label_map)
+    if arr.max(initial=0) > 65535:
+        raise ValueError(f"label map {path}: value {int(arr.max())} does not fit a 16-bit PNG")
+    im = (
+        Image.fromarray(arr.astype(np.uint8))
+        if arr.max(initial=0) < 256
+        else Image.fromarray(arr.astype(np.uint16))
+    )
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    im.save(tmp, format="PNG")
+    tmp.replace(path)
+
+
+def label_dir_of(cfg, default_name: str) -> Path:
+    """Folder for ground-truth label maps: option ``label_dir``, else ``<out stem>_labels/``."""
+    d = cfg.options.get("label_dir")
+    if d:
+        return Path(d).expanduser().resolve()
+    if cfg.out is not None:
+        return cfg.out.parent / f"{cfg.out.stem}_labels"
+    return Path(cfg.root) / default_name
+
+
+def target_summary(path: str | os.PathLike) -> dict:
+    """Stream a built JSONL: ``samples``, ``tasks`` (count per task), ``targets_per_sample`` (mean and
+    max of ``len(text4seg.labels)``), ``empty_targets`` (samples whose labels are ``[]``)."""
+    n = empty = total = most = 0
+    tasks: dict[str, int] = {}
+    for row in read_jsonl(path):
+        meta = row.get("text4seg") or {}
+        k = len(meta.get("labels") or [])
+        n += 1
+        total += k
+        most = max(most, k)
+        empty += k == 0
+        t = str(meta.get("task", ""))
+        tasks[t] = tasks.get(t, 0) + 1
+    return {
+        "samples": n,
+        "tasks": dict(sorted(tasks.items())),
+        "targets_per_sample": {"mean": round(total / n, 3) if n else 0.0, "max": most},
+        "empty_targets": empty,
+    }
