@@ -108,15 +108,3 @@ def test_logits_processor_with_random_logits_gives_strict_compact_answers():
     assert all(done)
     for text, (_, size, labels) in zip(texts, specs):
         assert set(decode(text, size, "compact", strict=True).labels) <= set(labels)
-
-
-def test_compact_regex_matches_encoded_answers():
-    import re
-
-    from text4seg.descriptors.constrain import descriptor_regex
-
-    rx = re.compile(descriptor_regex("compact", 16, LABELS))
-    rng = np.random.default_rng(5)
-    for _ in range(20):
-        assert rx.fullmatch("Sure.\n" + wrap(encode(random_grid(rng, 16, 16, LABELS), "compact")))
-    assert not rx.fullmatch(wrap("dog\n1:1\n"))
