@@ -31,11 +31,11 @@ from functools import lru_cache
 import numpy as np
 
 from text4seg.descriptors.core import DEFAULT_SCHEME, SEG_OPEN, Size, grid_shape
-from text4seg.descriptors.grammar import END, FREE
+from text4seg.descriptors.grammar import END, FREE, Grammar
 from text4seg.descriptors.schemes import get_scheme
 
 
-def make_grammar(scheme: str, size: Size = 16, labels: Iterable[str] = ()):
+def make_grammar(scheme: str, size: Size = 16, labels: Iterable[str] = ()) -> Grammar:
     """The character-level grammar of ``scheme`` (a key of the registry) for one query."""
     rows, cols = grid_shape(size)
     return get_scheme(scheme).grammar(rows, cols, tuple(labels))

@@ -16,9 +16,11 @@ here) and budget are :mod:`text4seg.descriptors.grammar`'s with a ``rows x cols`
 
 from __future__ import annotations
 
+from functools import partial
+
 from text4seg.descriptors.core import ROW_SEP, RUN_SEP, as_grid, normalize_label
 from text4seg.descriptors.grammar import Layout, run_scheme
-from text4seg.descriptors.runs import decode_rows, strict_rows, strict_runs
+from text4seg.descriptors.runs import decode_rows, strict_decode_rows
 
 
 def encode(grid) -> str:
@@ -27,13 +29,8 @@ def encode(grid) -> str:
     return ROW_SEP.join(rows) + "\n"
 
 
-def lenient(body: str, rows: int, cols: int, repairs: list) -> list:
-    return decode_rows(body, rows, cols, repairs, counted=False)
-
-
-def strict(body: str, rows: int, cols: int) -> list:
-    lines = strict_rows(body, rows)
-    return [run for r, line in enumerate(lines) for run in strict_runs(line, r, cols, False)]
+lenient = partial(decode_rows, counted=False)
+strict = partial(strict_decode_rows, counted=False)
 
 
 def layout(rows: int, cols: int) -> Layout:

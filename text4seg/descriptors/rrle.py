@@ -20,9 +20,11 @@ are :mod:`text4seg.descriptors.grammar`'s run-length ones with a ``rows x cols``
 
 from __future__ import annotations
 
+from functools import partial
+
 from text4seg.descriptors.core import ROW_SEP, RUN_SEP
 from text4seg.descriptors.grammar import Layout, run_scheme
-from text4seg.descriptors.runs import decode_rows, run_starts, strict_rows, strict_runs
+from text4seg.descriptors.runs import decode_rows, run_starts, strict_decode_rows
 
 
 def encode(grid) -> str:
@@ -35,13 +37,8 @@ def encode(grid) -> str:
     return "".join(parts) + "\n"
 
 
-def lenient(body: str, rows: int, cols: int, repairs: list) -> list:
-    return decode_rows(body, rows, cols, repairs, counted=True)
-
-
-def strict(body: str, rows: int, cols: int) -> list:
-    lines = strict_rows(body, rows)
-    return [run for r, line in enumerate(lines) for run in strict_runs(line, r, cols, True)]
+lenient = partial(decode_rows, counted=True)
+strict = partial(strict_decode_rows, counted=True)
 
 
 def layout(rows: int, cols: int) -> Layout:

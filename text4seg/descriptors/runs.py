@@ -244,3 +244,9 @@ def strict_runs(line: str, r: int | None, cols: int, counted: bool) -> list[_Run
     if col != cols:
         raise DescriptorError(f"runs cover {col} of {cols} cells", row=r, col=col, text=line)
     return out
+
+
+def strict_decode_rows(body: str, rows: int, cols: int, counted: bool) -> list[_Run]:
+    """Strict decoder of ``rows`` lines of runs (``counted``: ``label *count``; else one label a cell)."""
+    lines = strict_rows(body, rows)
+    return [run for r, line in enumerate(lines) for run in strict_runs(line, r, cols, counted)]
