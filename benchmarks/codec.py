@@ -114,6 +114,24 @@ def import_seconds(repeat: int = 5) -> float:
     return min(float(r.stdout) for r in runs)
 
 
+def scheme_microseconds(masks: list[np.ndarray], label: str) -> dict[str, dict[str, float]]:
+    """Per registered scheme: microseconds per grid to encode, and to decode the text strictly."""
+    grids = [text4seg.mask_to_grid(m, SIZE, labels=label) for m in masks]
+    out = {}
+    for scheme in text4seg.SCHEMES:
+        texts = [text4seg.encode(g, scheme) for g in grids]
+        enc, dec = per_sample(
+            [
+                lambda g, t, s=scheme: text4seg.encode(g, s),
+                lambda g, t, s=scheme: text4seg.decode(t, SIZE, s, strict=True),
+            ],
+            list(zip(grids, texts)),
+            repeat=3,
+        )
+        out[scheme] = {"encode_us": enc * 1e6, "decode_us": dec * 1e6}
+    return out
+
+
 def garbage_seconds() -> float:
     """Worst decode time of 1.2 MB of garbage over 8 kinds and every scheme (target < 1 s)."""
     junks = [
@@ -158,6 +176,7 @@ def main(argv=None) -> dict:
         "decode_speedup": dec_loop / dec_ours,
         "texts_equal_to_loop": float(agree),
         "masks_equal_to_loop": float(same_masks),
+        "schemes": scheme_microseconds(masks[:50], label),
         "small_objects_lost": small_object_loss(),
         "import_s": import_seconds(),
         "garbage_decode_s": garbage_seconds(),
@@ -180,6 +199,9 @@ def main(argv=None) -> dict:
         f"  1.2 MB of garbage, worst of 8 kinds x {len(text4seg.SCHEMES)} schemes: "
         f"{res['garbage_decode_s'] * 1000:.0f} ms (target < 1 s)"
     )
+    print(f"  per scheme, {SIZE}x{SIZE} grid of the same masks (encode / strict decode, us per grid):")
+    for scheme, t in res["schemes"].items():
+        print(f"    {scheme:<10}{t['encode_us']:8.1f} / {t['decode_us']:8.1f}")
     lost = res["small_objects_lost"]
     print(
         "  small objects (3-30 px squares) with no cell: "

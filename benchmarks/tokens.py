@@ -1,4 +1,4 @@
-"""Answer length in real Qwen2 tokens for every descriptor scheme at 16/24/32.
+"""Answer length in real Qwen2 tokens for every registered descriptor scheme at 16/24/32.
 
 Two mask sets, the same masks and expressions for every scheme:
   * ``synthetic``: scenes of the project's synthetic-shapes builder at 640x480 (one referred shape each);
@@ -25,7 +25,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import text4seg  # noqa: E402
 from text4seg.data.tokens import count_many  # noqa: E402
 
-SCHEMES = ("full", "irle", "rrle", "compact")
 SIZES = (16, 24, 32)
 H, W = 480, 640
 
@@ -87,7 +86,7 @@ def measure(masks: list[tuple[np.ndarray, str]]) -> dict:
     table: dict = {}
     for size in SIZES:
         grids = [text4seg.mask_to_grid(m, size, labels=label) for m, label in masks]
-        for scheme in SCHEMES:
+        for scheme in text4seg.SCHEMES:
             toks = np.asarray(count_many([text4seg.encode(g, scheme) for g in grids]))
             table[f"{scheme}@{size}"] = {"mean": float(toks.mean()), "p95": float(np.percentile(toks, 95))}
     return table
@@ -96,7 +95,7 @@ def measure(masks: list[tuple[np.ndarray, str]]) -> dict:
 def report(name: str, table: dict) -> None:
     print(f"\n{name}: answer tokens (real Qwen2 tokenizer), mean / p95")
     print("scheme    " + "".join(f"{s:>18}" for s in (f"{z}x{z}" for z in SIZES)))
-    for scheme in SCHEMES:
+    for scheme in text4seg.SCHEMES:
         cells = "".join(
             f"{table[f'{scheme}@{z}']['mean']:>10.1f} /{table[f'{scheme}@{z}']['p95']:>6.0f}" for z in SIZES
         )

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from text4seg import decode, encode, wrap
-from text4seg.descriptors.compact_grammar import END, CompactGrammar
-from text4seg.descriptors.constrain import TokenTable
+from text4seg.descriptors.constrain import TokenTable, grammar_for, make_grammar
+from text4seg.descriptors.grammar import END
 
 LABELS = ["red circle", "red", "blue square"]
 
@@ -27,11 +27,11 @@ def test_grammar_accepts_every_encoded_grid(size):
     for _ in range(40):
         g = random_grid(rng, *size, LABELS)
         text = "Here you go.\n" + wrap(encode(g, "compact"))
-        assert CompactGrammar("compact", size, LABELS).accepts(text), text
+        assert make_grammar("compact", size, LABELS).accepts(text), text
 
 
 def test_grammar_rejects_what_strict_decoding_rejects():
-    g = CompactGrammar("compact", 4, ["dog"])
+    g = make_grammar("compact", 4, ["dog"])
     assert g.accepts("<seg>dog\n1:1-2\n2:1-3\n</seg>")
     for bad in [
         "<seg>dog\n2:1\n1:1\n</seg>",  # rows must ascend
@@ -63,7 +63,7 @@ def test_random_walks_through_allowed_tokens_always_decode_strictly(seed):
     table = char_table()
     eos = table.eos_ids[0]
     size = (6, 9)
-    g = CompactGrammar("compact", size, ["red circle", "red"])
+    g = grammar_for("compact", size, ("red", "red circle"))
     rng = random.Random(seed)
     budget = 120
     s, out = g.start(), []
@@ -108,15 +108,3 @@ def test_logits_processor_with_random_logits_gives_strict_compact_answers():
     assert all(done)
     for text, (_, size, labels) in zip(texts, specs):
         assert set(decode(text, size, "compact", strict=True).labels) <= set(labels)
-
-
-def test_compact_regex_matches_encoded_answers():
-    import re
-
-    from text4seg.descriptors.constrain import descriptor_regex
-
-    rx = re.compile(descriptor_regex("compact", 16, LABELS))
-    rng = np.random.default_rng(5)
-    for _ in range(20):
-        assert rx.fullmatch("Sure.\n" + wrap(encode(random_grid(rng, 16, 16, LABELS), "compact")))
-    assert not rx.fullmatch(wrap("dog\n1:1\n"))

@@ -7,13 +7,15 @@ import re
 import numpy as np
 import pytest
 
-from text4seg import decode, encode, mask_to_grid, wrap
+from text4seg import SCHEMES, decode, encode, mask_to_grid, wrap
+from text4seg.descriptors import SEG_CLOSE, SEG_OPEN, get_scheme
 from text4seg.descriptors.constrain import (
-    DescriptorGrammar,
     DescriptorLogitsProcessor,
     TokenTable,
     descriptor_regex,
+    make_grammar,
 )
+from text4seg.descriptors.grammar import END
 
 torch = pytest.importorskip("torch")
 
@@ -24,9 +26,9 @@ def _answer(scheme="rrle", label="red circle", size=4):
     return "Sure, here it is.\n" + wrap(encode(mask_to_grid(m, size, labels=label), scheme))
 
 
-@pytest.mark.parametrize("scheme", ["rrle", "irle", "full"])
+@pytest.mark.parametrize("scheme", SCHEMES)
 def test_grammar_accepts_encoded_answers(scheme):
-    g = DescriptorGrammar(scheme, 4, ["red circle"])
+    g = make_grammar(scheme, 4, ["red circle"])
     assert g.accepts(_answer(scheme))
     assert g.accepts(wrap(encode(np.full((4, 4), "red circle"), scheme)))  # object fills the grid
 
@@ -45,36 +47,49 @@ def test_grammar_accepts_encoded_answers(scheme):
     ],
 )
 def test_grammar_rejects_malformed_descriptors(bad):
-    assert not DescriptorGrammar("rrle", 4, ["red circle"]).accepts(bad)
+    assert not make_grammar("rrle", 4, ["red circle"]).accepts(bad)
 
 
-def test_unknown_scheme_names_the_available_ones():
-    with pytest.raises(ValueError, match="available"):
-        DescriptorGrammar("zigzag", 4)
+def test_unknown_scheme_names_the_registered_ones():
+    with pytest.raises(ValueError, match="zigzag.*compact.*full.*irle.*rrle"):
+        make_grammar("zigzag", 4)
+    with pytest.raises(ValueError, match="zigzag.*rrle"):
+        descriptor_regex("zigzag", 4)
 
 
-@pytest.mark.parametrize("scheme", ["rrle", "irle", "full"])
+@pytest.mark.parametrize("scheme", SCHEMES)
 def test_every_state_has_a_character_that_lowers_the_cost_by_one(scheme):
     # the budget guarantee: from any state the cheapest completion is walkable one character at a time
-    g = DescriptorGrammar(scheme, 4, ["cat", "ca"])
-    chars = "abcdefghijklmnopqrstuvwxyz *|\n<>/0123456789"
+    g = make_grammar(scheme, 4, ["cat", "ca"])
+    chars = "abcdefghijklmnopqrstuvwxyz *|\n<>/0123456789:-,="
     s = g.start()
-    text = "hi <se" + wrap(encode(np.array([["cat", "ca", "others", "others"]] * 4), scheme))
+    grid = np.array([["cat", "ca", "others", "others"], ["others"] * 4, ["ca"] * 4, ["cat"] * 4])
+    text = "hi <se" + wrap(encode(grid, scheme))
     for c in text:
-        if s.phase != 4:
+        if s.phase != END:
             nxt = [g.step(s, x) for x in chars]
             assert any(n is not None and g.cost(n) == g.cost(s) - 1 for n in nxt), s
         s = g.step(s, c)
         assert s is not None
-    assert s.phase == 4 and g.cost(s) == 1
+    assert s.phase == END and g.cost(s) == 1
 
 
 def test_minimum_cost_is_the_all_background_answer():
-    g = DescriptorGrammar("rrle", 4, ["cat"])
+    g = make_grammar("rrle", 4, ["cat"])
     assert g.cost(g.start()) == len("<seg>cat *4\n cat *4\n cat *4\n cat *4\n</seg>") + 1
 
 
-CHARS = list("abcdefghijklmnopqrstuvwxyz *|\n<>/0123456789") + ["<seg>", "</seg>", "others", " *1", "| "]
+@pytest.mark.parametrize("size", [4, (3, 12), (16, 16)])
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_minimum_cost_is_the_schemes_fewest_characters(scheme, size):
+    labels = ["cat", "a dog"]
+    rows, cols = (size, size) if isinstance(size, int) else size
+    g = make_grammar(scheme, size, labels)
+    fewest = get_scheme(scheme).budget(rows, cols, labels).fewest
+    assert g.cost(g.start()) == len(SEG_OPEN) + fewest + len(SEG_CLOSE) + 1
+
+
+CHARS = list("abcdefghijklmnopqrstuvwxyz *|\n<>/0123456789:-,=") + ["<seg>", "</seg>", "others", " *1", "| "]
 
 
 def _table():
@@ -101,7 +116,15 @@ def _rollout(proc, table, batch, steps, rng):
     return texts, done
 
 
-@pytest.mark.parametrize("scheme", ["rrle", "irle", "full"])
+def _default_budget(scheme, size, labels):
+    from text4seg.inference.predict import Predictor, Query
+
+    predictor = Predictor.__new__(Predictor)  # no model: budget() reads only these two settings
+    predictor.max_new_tokens, predictor.max_free_tokens = None, 64
+    return predictor.budget(Query("q", "img.png", "?", labels=list(labels), grid=size, scheme=scheme))
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
 def test_random_logits_always_give_strictly_parsable_answers(scheme):
     table, _ = _table()
     size, budget = 4, 160
@@ -115,9 +138,30 @@ def test_random_logits_always_give_strictly_parsable_answers(scheme):
         assert set(res.labels) <= set(labels)
 
 
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_default_budget_of_a_16x16_query_fits_the_grammar_and_gives_strict_answers(scheme):
+    # the old default (rows * 16 + 64 = 320) was below what a 16x16 full answer needs: the processor raised
+    table, _ = _table()
+    specs = [(scheme, (16, 16), ["cat"]), (scheme, (16, 16), ["a dog", "cat"])]
+    budget = max(_default_budget(*spec) for spec in specs)
+    proc = DescriptorLogitsProcessor(table, specs, budget)
+    texts, done = _rollout(proc, table, 2, budget, np.random.default_rng(5))
+    assert all(done)
+    for t, (_, size, labels) in zip(texts, specs):
+        assert set(decode(t, size, scheme, strict=True).labels) <= set(labels)
+
+
+def test_explicit_max_new_tokens_is_the_budget():
+    from text4seg.inference.predict import Predictor, Query
+
+    predictor = Predictor.__new__(Predictor)
+    predictor.max_new_tokens, predictor.max_free_tokens = 77, 64
+    assert predictor.budget(Query("q", "img.png", "?", grid=(16, 16), scheme="full")) == 77
+
+
 def test_tight_budget_forces_the_block_early():
     table, _ = _table()
-    g = DescriptorGrammar("rrle", 4, [])
+    g = make_grammar("rrle", 4, [])
     need = g.cost(g.start())
     proc = DescriptorLogitsProcessor(table, [("rrle", 4, [])], need)
     texts, done = _rollout(proc, table, 1, need, np.random.default_rng(1))

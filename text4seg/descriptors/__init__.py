@@ -3,37 +3,46 @@
 Everything outside this package imports descriptor names from here (``from text4seg.descriptors import
 decode``), never from a submodule, so the package may be reorganised freely. The token-level
 constrained-decoding machinery is :mod:`text4seg.descriptors.constrain` (torch imported lazily).
+
+Modules (each imports only those above it): ``core`` (labels, tags, errors, the ``Scheme`` interface),
+``grid`` (PIL-nearest geometry), ``runs`` (run parsing), ``grammar`` (character-level grammars), one
+module per scheme (``rrle``, ``irle``, ``full``, ``compact``), ``schemes`` (the registry), ``codec``
+(answers: ``encode``/``decode``), ``constrain`` (tokens).
 """
 
 from text4seg.descriptors.codec import (
-    BACKGROUND,
-    REPAIR_KINDS,
-    SCHEMES,
-    SEG_CLOSE,
-    SEG_OPEN,
     Decoded,
-    DescriptorError,
-    Repair,
     count_repairs,
     decode,
     encode,
     extract,
-    grid_runs,
+    max_answer_tokens,
+    wrap,
+)
+from text4seg.descriptors.core import (
+    BACKGROUND,
+    DEFAULT_SCHEME,
+    REPAIR_KINDS,
+    SEG_CLOSE,
+    SEG_OPEN,
+    Budget,
+    DescriptorError,
+    Repair,
+    Scheme,
+    grid_shape,
     normalize_grid,
     normalize_label,
-    wrap,
 )
 from text4seg.descriptors.grid import (
     SAMPLERS,
     grid_labels,
-    grid_shape,
     grid_to_label_map,
     grid_to_mask,
     mask_to_grid,
     nearest_index,
 )
-
-DEFAULT_SCHEME = "rrle"
+from text4seg.descriptors.runs import grid_runs
+from text4seg.descriptors.schemes import SCHEMES, get_scheme
 
 __all__ = [
     "BACKGROUND",
@@ -43,19 +52,23 @@ __all__ = [
     "SCHEMES",
     "SEG_CLOSE",
     "SEG_OPEN",
+    "Budget",
     "Decoded",
     "DescriptorError",
     "Repair",
+    "Scheme",
     "count_repairs",
     "decode",
     "encode",
     "extract",
+    "get_scheme",
     "grid_labels",
     "grid_runs",
     "grid_shape",
     "grid_to_label_map",
     "grid_to_mask",
     "mask_to_grid",
+    "max_answer_tokens",
     "nearest_index",
     "normalize_grid",
     "normalize_label",

@@ -20,7 +20,7 @@ data were made.
 Labels
 ------
 ``others`` is the background word. In an integer label map, ``ignore_index`` (255) pixels and ids with no
-name are background. Names are normalised with :func:`text4seg.descriptors.codec.normalize_label`.
+name are background. Names are normalised with :func:`text4seg.descriptors.core.normalize_label`.
 """
 
 from __future__ import annotations
@@ -31,23 +31,9 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image
 
-from text4seg.descriptors.codec import BACKGROUND, normalize_label
+from text4seg.descriptors.core import BACKGROUND, Size, grid_shape, normalize_label
 
 SAMPLERS = ("nearest", "any", "majority")
-Size = int | tuple[int, int]
-
-
-def grid_shape(size: Size) -> tuple[int, int]:
-    """``16 -> (16, 16)``; ``(rows, cols)`` passes through. Raises ``ValueError`` on a bad value."""
-    if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
-        rows = cols = int(size)
-    elif isinstance(size, (tuple, list)) and len(size) == 2:
-        rows, cols = int(size[0]), int(size[1])
-    else:
-        raise ValueError(f"size must be an int or a (rows, cols) pair, got {size!r}")
-    if rows < 1 or cols < 1:
-        raise ValueError(f"grid size must be positive, got {size!r}")
-    return rows, cols
 
 
 @lru_cache(maxsize=512)
@@ -64,7 +50,7 @@ def nearest_index(src: int, dst: int) -> np.ndarray:
     return idx
 
 
-def _resize_nearest(arr: np.ndarray, height: int, width: int) -> np.ndarray:
+def resize_nearest(arr: np.ndarray, height: int, width: int) -> np.ndarray:
     """PIL-NEAREST resize of any 2-D array to ``(height, width)``, gathering the smaller side first."""
     ridx, cidx = nearest_index(arr.shape[0], height), nearest_index(arr.shape[1], width)
     if height <= arr.shape[0]:
@@ -165,7 +151,7 @@ def mask_to_grid(
         raise ValueError(f"unknown sampler {sampler!r}; choose one of {SAMPLERS}")
     if sampler == "nearest":
         h, w = arr.shape
-        arr = _resize_nearest(arr, rows, cols)
+        arr = resize_nearest(arr, rows, cols)
         codes, names = _name_table(arr, labels, ignore_index)
     else:
         codes, names = _name_table(arr, labels, ignore_index)
@@ -201,7 +187,7 @@ def grid_to_label_map(grid: np.ndarray, height: int, width: int) -> tuple[np.nda
             names.append(lab)
         codes[i] = c
     codes = codes.reshape(g.shape)
-    up = _resize_nearest(codes, int(height), int(width))
+    up = resize_nearest(codes, int(height), int(width))
     return up, names
 
 
@@ -217,7 +203,7 @@ def grid_to_mask(grid: np.ndarray, height: int, width: int, label: str | None = 
     if height < 1 or width < 1:
         raise ValueError(f"mask size must be positive, got {height}x{width}")
     fg = g != BACKGROUND if label is None else g == label
-    return _resize_nearest(fg, int(height), int(width))
+    return resize_nearest(fg, int(height), int(width))
 
 
 def grid_labels(grid: np.ndarray) -> list[str]:

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from text4seg._lazy import require
 from text4seg.data.records import read_jsonl
-from text4seg.descriptors import DEFAULT_SCHEME
+from text4seg.descriptors import DEFAULT_SCHEME, max_answer_tokens
 from text4seg.inference.queries import Query, load_queries
 from text4seg.inference.results import (
     RESULTS_NAME,
@@ -120,10 +120,13 @@ class Predictor:
         return self.engine.tokenizer
 
     def budget(self, q: Query) -> int:
-        """max_new_tokens for a query: the explicit value, or a generous R-RLE bound (rows * 16 + 64)."""
+        """max_new_tokens for a query: the explicit value, or the scheme's bound for ``q.grid`` and
+        ``q.labels`` (:func:`~text4seg.descriptors.max_answer_tokens`: the longest well-formed answer in
+        characters, after ``max_free_tokens`` (64 when None) for the sentence before ``<seg>``)."""
         if self.max_new_tokens:
             return int(self.max_new_tokens)
-        return int(q.grid[0]) * 16 + 64
+        free = 64 if self.max_free_tokens is None else self.max_free_tokens
+        return max_answer_tokens(q.scheme, q.grid, q.labels, free)
 
     def _processor(self, batch: Sequence[Query], max_new: int):
         from text4seg.descriptors.constrain import DescriptorLogitsProcessor, TokenTable
