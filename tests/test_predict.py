@@ -38,7 +38,7 @@ def env(tmp_path_factory):
         os.environ.setdefault(k, v)
     os.environ.setdefault("MODELSCOPE_CACHE", str(root / "ms"))
     os.environ.setdefault("HF_HOME", str(root / "hf"))
-    from text4seg.tiny import make_tiny_llava
+    from text4seg.demo.model import make_tiny_llava
 
     model = make_tiny_llava(root / "llava")
     rng = np.random.default_rng(0)
