@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from text4seg._lazy import require
+from text4seg.training.align import CLIP_MEAN, CLIP_STD
 
 # llava-hf/llava-1.5-*-hf's template: "USER: <image>\n{text} ASSISTANT: {answer}"
 LLAVA_1_5_CHAT_TEMPLATE = (
@@ -36,8 +37,6 @@ LLAVA_1_5_CHAT_TEMPLATE = (
     "{{ content['text'] + ' ' }}{% endfor %}{% endif %}{% endfor %}"
     "{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}"
 )
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 SPECIAL_TOKENS = ("<unk>", "<s>", "</s>", "<pad>", "<image>")  # ids 0..4
 # The tokenizer's training text when the caller gives none: the R-RLE vocabulary and prompt words.
 BASE_CORPUS: tuple[str, ...] = (
