@@ -13,9 +13,16 @@ pytest.importorskip("swift")
 pytest.importorskip("torch")
 
 KEYS = (
-    "ciou", "giou", "n_acc", "t_acc", "parse_valid", "parse_valid_constrained", "baseline_ciou",
-    "tokens_per_answer", "train_seconds",
-)  # fmt: skip
+    "ciou",
+    "giou",
+    "n_acc",
+    "t_acc",
+    "parse_valid",
+    "parse_valid_constrained",
+    "baseline_ciou",
+    "tokens_per_answer",
+    "train_seconds",
+)
 
 
 @pytest.mark.slow
