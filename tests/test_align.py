@@ -42,7 +42,7 @@ def test_whole_image_clip_makes_llava_see_the_whole_image(size):
 def test_tiny_llava_processor_shows_the_whole_image(tmp_path):
     from transformers import AutoProcessor
 
-    from text4seg.tiny import make_tiny_llava
+    from text4seg.demo.model import make_tiny_llava
 
     ip = AutoProcessor.from_pretrained(make_tiny_llava(tmp_path / "m", image_size=64)).image_processor
     assert not align.crops_image(ip)
@@ -58,7 +58,7 @@ def test_ms_swift_plugin_template_uncrops_a_centre_cropping_llava_checkpoint(tmp
     from swift.template import get_template
     from swift.utils import import_external_file
 
-    from text4seg.tiny import make_tiny_llava
+    from text4seg.demo.model import make_tiny_llava
 
     model_dir = make_tiny_llava(tmp_path / "m", image_size=64)
     for name in ("preprocessor_config.json", "processor_config.json"):  # make it crop, like the release

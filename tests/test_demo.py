@@ -13,9 +13,16 @@ pytest.importorskip("swift")
 pytest.importorskip("torch")
 
 KEYS = (
-    "ciou", "giou", "n_acc", "t_acc", "parse_valid", "parse_valid_constrained", "baseline_ciou",
-    "tokens_per_answer", "train_seconds",
-)  # fmt: skip
+    "ciou",
+    "giou",
+    "n_acc",
+    "t_acc",
+    "parse_valid",
+    "parse_valid_constrained",
+    "baseline_ciou",
+    "tokens_per_answer",
+    "train_seconds",
+)
 
 
 @pytest.mark.slow
@@ -40,14 +47,40 @@ def test_demo_quick_runs_the_whole_path(tmp_path, monkeypatch, capsys):
     assert metrics["tokens_per_answer"] > 0
     assert (out / "loss.png").stat().st_size > 0
     assert list((out / "overlays").glob("*.png"))
-    assert (out / "train").glob("checkpoint-*")
+    ckpt = out / "train" / "checkpoint-4"  # QUICK trains 4 steps; the checkpoint is what gets evaluated
+    assert (ckpt / "model.safetensors").stat().st_size > 0 and (ckpt / "config.json").is_file()
     for split in ("test_greedy", "test_constrained"):
         rows = (out / "pred" / split / "results.jsonl").read_text().splitlines()
         assert len(rows) == metrics["n_test"]
 
 
-def test_demo_rejects_a_bad_scheme(tmp_path, capsys):
+@pytest.mark.parametrize(
+    "argv", [["--scheme", "nope"], ["--from-scratch"]], ids=["bad-scheme", "from-scratch"]
+)
+def test_demo_rejects_unknown_schemes_and_flags_before_any_work(tmp_path, capsys, argv):
     from text4seg.cli import main
 
-    assert main(["demo", "--quick", "--scheme", "nope", "--out", str(tmp_path)]) == 2
-    assert "'nope'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["demo", "--quick", *argv, "--out", str(tmp_path / "out")])
+    assert exc.value.code == 2
+    assert argv[-1] in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_demo_recipe_is_the_recipe_file_with_the_runs_values_filled_in(tmp_path):
+    from text4seg.demo.config import FULL, QUICK
+    from text4seg.demo.train import demo_recipe, demo_steps
+    from text4seg.training.recipes import load_recipe
+
+    base = load_recipe(FULL.recipe)
+    full = demo_recipe(FULL, tmp_path / "m", tmp_path / "t.jsonl", tmp_path / "o", "cpu")
+    assert full["model"] == str(tmp_path / "m") and full["dataset"] == str(tmp_path / "t.jsonl")
+    assert full["output_dir"] == str(tmp_path / "o") and full["use_cpu"] is True
+    run_keys = ("model", "dataset", "output_dir", "use_cpu")
+    assert {k: v for k, v in full.items() if k not in run_keys} == {
+        k: v for k, v in base.items() if k not in run_keys
+    }
+    assert demo_steps(FULL) == base["max_steps"] == 2000
+    quick = demo_recipe(QUICK, tmp_path / "m", tmp_path / "t.jsonl", tmp_path / "o", "cuda")
+    assert quick["max_steps"] == demo_steps(QUICK) == 4 and quick["per_device_train_batch_size"] == 4
+    assert quick["use_cpu"] is False

@@ -102,7 +102,7 @@ def test_tiny_llava_trains_three_steps_on_a_mixed_file(tmp_path):
     from test_sft_e2e import _offline_env, _recipe
 
     from data_builders import build_jsonl
-    from text4seg.tiny import make_tiny_llava
+    from text4seg.demo.model import make_tiny_llava
 
     make_coco_format(tmp_path / "coco", n_images=4)
     make_labelme(tmp_path / "lm", n_images=2)

