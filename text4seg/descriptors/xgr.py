@@ -1,0 +1,276 @@
+"""Constrained decoding with xgrammar: the exact grammars of :mod:`.ebnf`, compiled per query.
+
+* :class:`XgrBackend`: one vocabulary (an ``xgrammar.TokenizerInfo``), its ``GrammarCompiler`` and an LRU
+  cache of compiled grammars keyed by ``(scheme, rows, cols, labels, max_free_chars)``, at most
+  ``cache_size`` entries (default :data:`CACHE_SIZE`; each entry is a few MB on a 152k vocabulary, see
+  ``benchmarks/constrain.py``), so memory stays bounded however many distinct labels arrive.
+* :class:`XgrLogitsProcessor`: a ``transformers`` ``LogitsProcessor`` with the interface of
+  :class:`text4seg.descriptors.constrain.DescriptorLogitsProcessor` (per-row specs, one
+  ``GrammarMatcher`` per batch row; rows that finished are left alone).
+* :class:`XgrRequestProcessor`: the per-request form ``fn(token_ids, logits)`` (vLLM-style).
+
+Budget guarantee: the grammar bounds the free text to ``max_free_chars`` characters and the block has a
+longest form, so an answer has at most :func:`~text4seg.descriptors.ebnf.max_answer_tokens` tokens
+(every token is at least one character), EOS included. That is the default ``max_new_tokens``; a caller
+who passes fewer gets a ``ValueError`` naming the number needed, so within the budget every answer is
+complete and parses with ``decode(..., strict=True)``. (Unlike the own engine, xgrammar's masks do not
+know the tokens left, so a smaller budget could cut an answer; ``allow_short_budget=True`` accepts that
+risk, and the lenient decoder then repairs the cut answer.)
+
+``xgrammar`` is imported lazily (``pip install 'text4seg[train]'``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from text4seg import _lazy
+from text4seg.descriptors.ebnf import MAX_FREE_CHARS, allowed_labels, answer_ebnf, max_answer_tokens
+from text4seg.descriptors.grid import grid_shape
+
+CACHE_SIZE = 64  # compiled grammars kept per backend (LRU); ~2-5 MB each on the Qwen vocabulary
+
+
+def _xgr():
+    return _lazy.require("xgrammar")
+
+
+def tokenizer_info(tokenizer, vocab_size: int | None = None, stop_token_ids: Sequence[int] | None = None):
+    """``xgrammar.TokenizerInfo`` of a Hugging Face tokenizer. ``vocab_size``: the logits width (may
+    exceed ``len(tokenizer)``, e.g. 152,064 for Qwen2.5); ``stop_token_ids``: default the EOS id."""
+    xgr = _xgr()
+    if stop_token_ids is None and getattr(tokenizer, "eos_token_id", None) is not None:
+        stop_token_ids = [tokenizer.eos_token_id]
+    return xgr.TokenizerInfo.from_huggingface(
+        tokenizer, vocab_size=vocab_size, stop_token_ids=list(stop_token_ids) if stop_token_ids else None
+    )
+
+
+def _spec_key(scheme: str, size, labels: Iterable[str], max_free_chars: int) -> tuple:
+    rows, cols = grid_shape(size)
+    return (scheme, rows, cols, tuple(allowed_labels(labels)), int(max_free_chars))
+
+
+class XgrBackend:
+    """A vocabulary, its grammar compiler and an LRU of compiled grammars (at most ``cache_size``).
+
+    Args:
+        tokenizer: a Hugging Face tokenizer or an ``xgrammar.TokenizerInfo``.
+        vocab_size, stop_token_ids: see :func:`tokenizer_info` (ignored for a ``TokenizerInfo``).
+        cache_size: compiled grammars kept (least recently used dropped first).
+        dynamic: xgrammar's dynamic compilation (token masks built on first use, not at compile time):
+            a new label compiles in a few ms instead of tens; chosen by ``benchmarks/constrain.py``.
+        max_threads: compiler threads.
+    """
+
+    def __init__(
+        self,
+        tokenizer,
+        vocab_size: int | None = None,
+        stop_token_ids: Sequence[int] | None = None,
+        cache_size: int = CACHE_SIZE,
+        dynamic: bool = True,
+        max_threads: int = 1,
+    ):
+        xgr = _xgr()
+        if cache_size < 1:
+            raise ValueError(f"cache_size must be >= 1, got {cache_size!r}")
+        if isinstance(tokenizer, xgr.TokenizerInfo):
+            self.info = tokenizer
+        else:
+            self.info = tokenizer_info(tokenizer, vocab_size, stop_token_ids)
+        self.compiler = xgr.GrammarCompiler(
+            self.info, max_threads=max_threads, cache_enabled=False, enable_dynamic_compilation=dynamic
+        )
+        self.cache_size = int(cache_size)
+        self._cache: OrderedDict[tuple, Any] = OrderedDict()
+        self.compile_seconds = 0.0
+        self.compiles = 0
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+    def compiled(
+        self, scheme: str, size: int | tuple[int, int] = 16, labels: Iterable[str] = (), max_free_chars=None
+    ):
+        """The compiled grammar of one query (from the LRU cache, or compiled and cached)."""
+        mf = MAX_FREE_CHARS if max_free_chars is None else max_free_chars
+        key = _spec_key(scheme, size, labels, mf)
+        hit = self._cache.get(key)
+        if hit is not None:
+            self._cache.move_to_end(key)
+            return hit
+        t0 = time.perf_counter()
+        out = self.compiler.compile_grammar(answer_ebnf(scheme, key[1:3], key[3], mf))
+        self.compile_seconds += time.perf_counter() - t0
+        self.compiles += 1
+        self._cache[key] = out
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+        return out
+
+    def matcher(self, scheme: str, size=16, labels: Iterable[str] = (), max_free_chars=None):
+        """A fresh ``xgrammar.GrammarMatcher`` for one query."""
+        return _xgr().GrammarMatcher(self.compiled(scheme, size, labels, max_free_chars))
+
+
+_BACKENDS: OrderedDict[int, tuple[Any, XgrBackend]] = OrderedDict()
+
+
+def backend_for(tokenizer, **kwargs) -> XgrBackend:
+    """A shared :class:`XgrBackend` per tokenizer object (the last 4 kept), so that the compiled-grammar
+    cache outlives one ``generate`` call. A ``TokenizerInfo`` or an :class:`XgrBackend` works too."""
+    if isinstance(tokenizer, XgrBackend):
+        return tokenizer
+    key = id(tokenizer)
+    hit = _BACKENDS.get(key)
+    if hit is not None and hit[0] is tokenizer:
+        _BACKENDS.move_to_end(key)
+        return hit[1]
+    backend = XgrBackend(tokenizer, **kwargs)
+    _BACKENDS[key] = (tokenizer, backend)  # keeps the tokenizer alive, so its id stays unique
+    while len(_BACKENDS) > 4:
+        _BACKENDS.popitem(last=False)
+    return backend
+
+
+def _check_budget(specs, max_new_tokens, max_free_chars, allow_short_budget) -> int:
+    need = max(max_answer_tokens(sch, size, labels, max_free_chars) for sch, size, labels in specs)
+    if max_new_tokens is None:
+        return need
+    if int(max_new_tokens) < need and not allow_short_budget:
+        raise ValueError(
+            f"max_new_tokens={max_new_tokens} is below the {need} tokens an answer of this grammar may "
+            f"take (max_free_chars={max_free_chars} free characters, the longest block, EOS); raise it, "
+            "lower max_free_chars, or pass allow_short_budget=True (answers may then be cut)"
+        )
+    return int(max_new_tokens)
+
+
+class XgrLogitsProcessor:
+    """``transformers`` logits processor: row ``i`` of the batch follows the exact grammar of ``specs[i]``.
+
+    Args:
+        tokenizer: a Hugging Face tokenizer, an ``xgrammar.TokenizerInfo`` or an :class:`XgrBackend`.
+        specs: per batch row ``(scheme, size, labels)``.
+        max_new_tokens: the generation budget (default: :func:`~.ebnf.max_answer_tokens`, see the module
+            docstring); fewer raises ``ValueError`` unless ``allow_short_budget``.
+        max_free_chars: the free-text bound before ``<seg>`` (characters).
+        max_threads: threads for filling the batch's masks (xgrammar's ``BatchGrammarMatcher``; 1 fills
+            them in this thread).
+
+    Greedy / sampling with one sequence per row (no beams). The first call records the prompt length;
+    each later call feeds every unfinished row's last token to its matcher. A row that finished (EOS
+    accepted) or whose token the grammar rejected is left alone. ``scores``: ``(batch, vocab)`` float,
+    modified in place and returned.
+    """
+
+    def __init__(
+        self,
+        tokenizer,
+        specs: Sequence[tuple],
+        max_new_tokens: int | None = None,
+        max_free_chars: int = MAX_FREE_CHARS,
+        allow_short_budget: bool = False,
+        max_threads: int = 1,
+    ):
+        xgr = _xgr()
+        self.backend = backend_for(tokenizer)
+        self.specs = list(specs)
+        self.max_free_chars = int(max_free_chars)
+        self.max_new_tokens = _check_budget(self.specs, max_new_tokens, max_free_chars, allow_short_budget)
+        self.grammars = [
+            self.backend.compiled(sch, size, labels, max_free_chars) for sch, size, labels in specs
+        ]
+        self.matchers: list = []
+        self.active: list[bool] = []
+        self.prompt_len: int | None = None
+        self.bitmask = xgr.allocate_token_bitmask(len(self.specs), self.backend.info.vocab_size)
+        self._batch = xgr.BatchGrammarMatcher(max_threads) if max_threads > 1 else None
+        self.seconds = 0.0  # time spent in this processor (for the overhead benchmark)
+        self.calls = 0
+
+    def __call__(self, input_ids, scores):
+        t0 = time.perf_counter()
+        try:
+            return self._call(input_ids, scores)
+        finally:
+            self.seconds += time.perf_counter() - t0
+            self.calls += 1
+
+    def _call(self, input_ids, scores):
+        xgr = _xgr()
+        b = input_ids.shape[0]
+        if b != len(self.specs):
+            raise ValueError(f"batch has {b} rows, the processor was built for {len(self.specs)}")
+        if self.prompt_len is None:
+            self.prompt_len = input_ids.shape[1]
+            self.matchers = [xgr.GrammarMatcher(g) for g in self.grammars]
+            self.active = [True] * b
+        else:
+            last = input_ids[:, -1].tolist()
+            for i, m in enumerate(self.matchers):
+                if self.active[i]:
+                    self.active[i] = m.accept_token(last[i]) and not m.is_terminated()
+        rows = [i for i in range(b) if self.active[i]]
+        if not rows:
+            return scores
+        if self._batch is not None and len(rows) > 1:
+            self._batch.batch_fill_next_token_bitmask([self.matchers[i] for i in rows], self.bitmask, rows)
+        else:
+            for i in rows:
+                self.matchers[i].fill_next_token_bitmask(self.bitmask, i)
+        _apply(scores, self.bitmask, rows, self.backend.info.vocab_size)
+        return scores
+
+
+def _apply(scores, bitmask, rows: list[int], vocab_size: int) -> None:
+    """Mask the 2-D ``scores[rows]`` in place; columns beyond the tokenizer's vocabulary (logits padding)
+    become ``-inf`` too."""
+    mask = bitmask if scores.device.type == "cpu" else bitmask.to(scores.device, non_blocking=True)
+    if scores.shape[-1] > vocab_size:
+        scores[rows, vocab_size:] = float("-inf")
+    _xgr().apply_token_bitmask_inplace(scores, mask, vocab_size=vocab_size, indices=rows)
+
+
+class XgrRequestProcessor:
+    """Per-request form ``fn(token_ids, logits) -> logits`` (vLLM's per-request logits processors):
+    ``token_ids`` are the tokens generated so far for this request, ``logits`` a 1-D tensor.
+
+    Same budget rule as :class:`XgrLogitsProcessor`. Token ids are fed to the matcher incrementally, so a
+    call costs one token plus one mask fill."""
+
+    def __init__(
+        self,
+        tokenizer,
+        scheme: str,
+        size,
+        labels: Sequence[str],
+        max_new_tokens: int | None = None,
+        max_free_chars: int = MAX_FREE_CHARS,
+        allow_short_budget: bool = False,
+    ):
+        xgr = _xgr()
+        self.backend = backend_for(tokenizer)
+        self.max_new_tokens = _check_budget(
+            [(scheme, size, labels)], max_new_tokens, max_free_chars, allow_short_budget
+        )
+        self.matcher = self.backend.matcher(scheme, size, labels, max_free_chars)
+        self.bitmask = xgr.allocate_token_bitmask(1, self.backend.info.vocab_size)
+        self.fed = 0
+        self.alive = True
+
+    def __call__(self, token_ids: Sequence[int], logits):
+        while self.alive and self.fed < len(token_ids):
+            tok = int(token_ids[self.fed])
+            self.fed += 1
+            self.alive = self.matcher.accept_token(tok) and not self.matcher.is_terminated()
+        if not self.alive:
+            return logits
+        self.matcher.fill_next_token_bitmask(self.bitmask, 0)
+        row = logits[None, :]
+        _apply(row, self.bitmask, [0], self.backend.info.vocab_size)
+        return row[0]
