@@ -1,0 +1,136 @@
+"""The xgrammar logits processors: random logits always give strictly decodable answers within the
+default budget (tiny and real Qwen vocabularies), and the compiled-grammar cache stays within its cap."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from text4seg import decode
+from text4seg.descriptors.ebnf import max_answer_tokens
+
+xgr = pytest.importorskip("xgrammar")
+torch = pytest.importorskip("torch")
+
+from text4seg.descriptors.xgr import XgrBackend, XgrLogitsProcessor, XgrRequestProcessor  # noqa: E402
+
+SCHEMES = ("rrle", "irle", "full", "compact")
+PIECES = [*"abcdefghijklmnopqrstuvwxyz *|\n<>/-:,=0123456789"]
+PIECES += ["<seg>", "</seg>", "others", " *1", "| ", "cat", "dog", "\n ", "12", ":0-", "a dog"]
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    strings = ["</s>", *PIECES]
+    info = xgr.TokenizerInfo(strings, xgr.VocabType.RAW, stop_token_ids=[0])
+    return XgrBackend(info), strings
+
+
+def _rollout(proc, width, steps, batch, rng, eos_ids):
+    ids = torch.zeros((batch, 3), dtype=torch.long)  # a 3-token "prompt"
+    done = [False] * batch
+    out: list[list[int]] = [[] for _ in range(batch)]
+    for _ in range(steps):
+        scores = proc(ids, torch.as_tensor(rng.normal(size=(batch, width)), dtype=torch.float32))
+        nxt = scores.argmax(-1)
+        for i in range(batch):
+            if not done[i]:
+                t = int(nxt[i])
+                done[i] = t in eos_ids
+                if not done[i]:
+                    out[i].append(t)
+        ids = torch.cat([ids, nxt[:, None]], 1)
+        if all(done):
+            break
+    return out, done
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_random_logits_give_strictly_decodable_answers_within_the_default_budget_tiny_vocab(tiny, scheme):
+    backend, strings = tiny
+    specs = [(scheme, 4, ["cat"]), (scheme, 4, ["a dog", "cat"]), (scheme, 4, [])]
+    proc = XgrLogitsProcessor(backend, specs)
+    assert proc.max_new_tokens == max(max_answer_tokens(s, z, lab) for s, z, lab in specs)
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        proc = XgrLogitsProcessor(backend, specs)
+        answers, done = _rollout(proc, len(strings) + 5, proc.max_new_tokens, 3, rng, {0})
+        assert all(done)
+        for toks, (_, _, labels) in zip(answers, specs):
+            res = decode("".join(strings[t] for t in toks), 4, scheme, strict=True)
+            assert set(res.labels) <= set(labels)
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_random_logits_give_strictly_decodable_answers_on_the_real_qwen_vocabulary(scheme):
+    from text4seg.tiny import qwen_tokenizer_fast
+
+    tok = qwen_tokenizer_fast()
+    eos = tok.convert_tokens_to_ids("<|im_end|>")
+    backend = XgrBackend(tok, vocab_size=152064, stop_token_ids=[eos])
+    specs = [(scheme, 4, ["red circle"]), (scheme, (2, 3), ["cat", "dog"])]
+    proc = XgrLogitsProcessor(backend, specs, max_free_chars=32)
+    answers, done = _rollout(proc, 152064, proc.max_new_tokens, 2, np.random.default_rng(1), {eos})
+    assert all(done)
+    for toks, (_, size, labels) in zip(answers, specs):
+        assert len(toks) < proc.max_new_tokens
+        res = decode(tok.decode(toks), size, scheme, strict=True)
+        assert set(res.labels) <= set(labels)
+
+
+def test_per_request_processor_gives_strictly_decodable_answers(tiny):
+    backend, strings = tiny
+    proc = XgrRequestProcessor(backend, "rrle", 4, ["cat"])
+    rng = np.random.default_rng(4)
+    toks: list[int] = []
+    for _ in range(proc.max_new_tokens):
+        t = int(proc(toks, torch.as_tensor(rng.normal(size=len(strings)), dtype=torch.float32)).argmax())
+        if t == 0:
+            break
+        toks.append(t)
+    assert t == 0
+    assert set(decode("".join(strings[i] for i in toks), 4, strict=True).labels) <= {"cat"}
+
+
+def test_finished_rows_are_left_alone(tiny):
+    backend, strings = tiny
+    proc = XgrLogitsProcessor(backend, [("rrle", 1, [])] * 2, max_free_chars=0)
+    seq = [strings.index(x) for x in ("<seg>", "others", " *1", "\n", "</seg>")]
+    ids = torch.zeros((2, 1), dtype=torch.long)
+    for t in [*seq, 0]:
+        proc(ids, torch.zeros((2, len(strings))))
+        ids = torch.cat([ids, torch.tensor([[t], [t]])], 1)
+    scores = torch.randn(2, len(strings))
+    assert torch.equal(proc(ids, scores.clone()), scores)  # after EOS nothing is masked
+
+
+def test_a_budget_below_the_longest_answer_is_a_clear_error(tiny):
+    backend, _ = tiny
+    need = max_answer_tokens("rrle", 16, ["cat"])
+    with pytest.raises(ValueError, match=f"max_new_tokens=100 is below the {need} tokens"):
+        XgrLogitsProcessor(backend, [("rrle", 16, ["cat"])], max_new_tokens=100)
+    assert (
+        XgrLogitsProcessor(backend, [("rrle", 16, ["cat"])], 100, allow_short_budget=True).max_new_tokens
+        == 100
+    )
+
+
+def test_compiled_grammar_cache_never_grows_beyond_its_cap(tiny):
+    backend = XgrBackend(tiny[0].info, cache_size=3)
+    first = backend.compiled("rrle", 4, ["label 0"])
+    for i in range(1, 50):
+        backend.compiled("rrle", 4, [f"label {i}"])
+        backend.compiled("rrle", 4, ["label 0"])  # kept: recently used
+        assert len(backend) <= 3
+    assert backend.compiled("rrle", 4, ["label 0"]) is first
+    assert backend.compiles == 50  # every other label compiled once, label 0 never again
+
+
+def test_importing_text4seg_imports_no_xgrammar():
+    import subprocess
+    import sys
+
+    code = "import sys, text4seg, text4seg.descriptors; print('xgrammar' in sys.modules)"
+    assert (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+    )
