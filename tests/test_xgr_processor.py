@@ -134,3 +134,18 @@ def test_importing_text4seg_imports_no_xgrammar():
     assert (
         subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
     )
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_numpy_mask_application_equals_xgrammars_kernel(dtype):
+    from text4seg.descriptors.xgr import _apply
+
+    gen = torch.Generator().manual_seed(0)
+    vocab, width, rows = 100, 104, [0, 2]  # logits padded beyond the vocabulary; row 1 unconstrained
+    bitmask = torch.randint(-(2**31), 2**31 - 1, (3, 4), dtype=torch.int32, generator=gen)
+    scores = torch.randn(3, width, generator=gen).to(getattr(torch, dtype))
+    ref = scores.clone()
+    ref[rows, vocab:] = float("-inf")
+    xgr.apply_token_bitmask_inplace(ref, bitmask, vocab_size=vocab, indices=rows)
+    _apply(scores, bitmask, rows, vocab)
+    assert torch.equal(scores, ref)

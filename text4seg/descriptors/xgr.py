@@ -22,10 +22,13 @@ risk, and the lenient decoder then repairs the cut answer.)
 
 from __future__ import annotations
 
+import sys
 import time
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from typing import Any
+
+import numpy as np
 
 from text4seg import _lazy
 from text4seg.descriptors.ebnf import MAX_FREE_CHARS, allowed_labels, answer_ebnf, max_answer_tokens
@@ -228,12 +231,34 @@ class XgrLogitsProcessor:
 
 
 def _apply(scores, bitmask, rows: list[int], vocab_size: int) -> None:
-    """Mask the 2-D ``scores[rows]`` in place; columns beyond the tokenizer's vocabulary (logits padding)
-    become ``-inf`` too."""
-    mask = bitmask if scores.device.type == "cpu" else bitmask.to(scores.device, non_blocking=True)
+    """Mask the 2-D ``scores[rows]`` in place (``bitmask``: xgrammar's int32 ``(batch, ceil(V/32))``, bit
+    ``j`` of word ``w`` allows token ``32 w + j``); columns beyond the tokenizer's vocabulary (logits
+    padding) become ``-inf`` too.
+
+    On the CPU the bitmask is unpacked with numpy and written with one ``copyto`` per row: measured 6x
+    faster than ``xgrammar.apply_token_bitmask_inplace`` at batch 8 on the Qwen vocabulary
+    (``benchmarks/constrain.py``); elsewhere (GPU) xgrammar's kernel is used.
+    """
     if scores.shape[-1] > vocab_size:
         scores[rows, vocab_size:] = float("-inf")
-    _xgr().apply_token_bitmask_inplace(scores, mask, vocab_size=vocab_size, indices=rows)
+    if scores.device.type != "cpu" or sys.byteorder != "little":
+        mask = bitmask.to(scores.device, non_blocking=True)
+        _xgr().apply_token_bitmask_inplace(scores, mask, vocab_size=vocab_size, indices=rows)
+        return
+    words = np.bitwise_not(bitmask.numpy()[rows])
+    drop = np.unpackbits(words.view(np.uint8), axis=-1, bitorder="little")[:, :vocab_size].view(bool)
+    if scores.dtype == _torch().float32:
+        arr = scores.detach().numpy()
+        for j, i in enumerate(rows):
+            np.copyto(arr[i, :vocab_size], -np.inf, where=drop[j])
+    else:  # float16 / bfloat16: torch's masked_fill on the same boolean mask
+        full = _torch().from_numpy(drop)
+        for j, i in enumerate(rows):
+            scores[i, :vocab_size].masked_fill_(full[j], float("-inf"))
+
+
+def _torch():
+    return _lazy.require("torch")
 
 
 class XgrRequestProcessor:
