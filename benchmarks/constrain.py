@@ -69,7 +69,7 @@ def main(argv=None) -> int:
     ap.add_argument("--batches", nargs="*", type=int, default=[1, 8])
     ap.add_argument("--own-steps", type=int, default=48, help="own engine: steps per answer (0: all)")
     ap.add_argument("--labels", type=int, default=1000, help="distinct labels for the memory figure")
-    ap.add_argument("--threads", type=int, default=2, help="xgrammar batch-matcher threads (batch > 1)")
+    ap.add_argument("--variants", nargs="*", default=["xgr split", "xgr whole", "xgr whole dyn"])
     ap.add_argument("--skip-own", action="store_true")
     args = ap.parse_args(argv)
 
@@ -88,6 +88,14 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     backend = XgrBackend(tok, vocab_size=WIDTH, stop_token_ids=[eos])
     print(f"xgrammar TokenizerInfo + compiler: {time.perf_counter() - t0:.2f} s (once per process)")
+    t0 = time.perf_counter()
+    backend.free(), backend.straddlers()
+    print(f"xgrammar free-text grammar + tokens running past <seg>: {time.perf_counter() - t0:.2f} s (once)")
+    variants = {  # name -> backend (the default first)
+        "xgr split": backend,
+        "xgr whole": XgrBackend(backend.info, split=False),
+        "xgr whole dyn": XgrBackend(backend.info, split=False, dynamic=True),
+    }
     table = None
     if not args.skip_own:
         t0 = time.perf_counter()
@@ -110,14 +118,14 @@ def main(argv=None) -> int:
             steps = max(len(s) for s in seqs)
             arg = drive(lambda ids, sc: sc.argmax(-1), seqs, torch)
             print(f"{scheme:8} {b:>2} {'argmax (none)':16} {fmt(arg):>17} {'':>17} {'':>17}  {steps}")
-            engines = [("xgrammar", 1)] + ([(f"xgrammar {args.threads}thr", args.threads)] if b > 1 else [])
-            for name, thr in engines:
-                if thr > 1:
-                    specs, seqs = batch_specs(scheme, b)  # new labels again: a cold start for this row
+            for name, be in variants.items():
+                if name not in args.variants:
+                    continue
+                specs, seqs = batch_specs(scheme, b)  # new labels: a cold start for every variant
                 row = []
                 for _ in range(3):
                     t0 = time.perf_counter()
-                    proc = XgrLogitsProcessor(backend, specs, max_threads=thr)
+                    proc = XgrLogitsProcessor(be, specs)
                     setup = time.perf_counter() - t0
                     times = drive(proc, seqs, torch)
                     times[0] += setup  # the cold row pays for compiling its grammars
@@ -135,21 +143,21 @@ def main(argv=None) -> int:
     print()
     rss0 = rss_mb()
     comp, rss_at = [], {}
+    mask = xgr.allocate_token_bitmask(1, backend.info.vocab_size)
     for k in range(args.labels):
         scheme = args.schemes[k % len(args.schemes)]
         lab = f"distinct label {k}"
         t0 = time.perf_counter()
-        m = backend.matcher(scheme, 16, [lab])
+        row = backend.row(scheme, 16, [lab])
         comp.append(time.perf_counter() - t0)
-        mask = xgr.allocate_token_bitmask(1, backend.info.vocab_size)
-        for t in tok.encode(answer(scheme, lab, rng)):  # use it: masks are built on first use
-            m.fill_next_token_bitmask(mask)
-            m.accept_token(t)
+        for t in tok.encode(answer(scheme, lab, rng)):  # use it (dynamic masks are built on first use)
+            row.fill(mask, 0)
+            row.accept(t)
         if k + 1 in (100, args.labels // 2, args.labels):
             rss_at[k + 1] = rss_mb()
     ms = np.asarray(comp) * 1000
     print(
-        f"compile per new label ({args.labels} labels, {'/'.join(args.schemes)}, dynamic): "
+        f"compile per new label ({args.labels} labels, {'/'.join(args.schemes)}, xgr split): "
         f"mean {ms.mean():.2f} ms, p99 {np.percentile(ms, 99):.2f} ms (target <= 25 ms)"
     )
     print(
@@ -158,25 +166,26 @@ def main(argv=None) -> int:
         + f" (LRU cap {backend.cache_size} grammars; target: bounded); peak RSS "
         f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB"
     )
-    static = XgrBackend(backend.info, dynamic=False)
-    for scheme in args.schemes:
-        t0 = time.perf_counter()
-        for k in range(5):
-            static.compiled(scheme, 16, [f"static {k}"])
-        print(
-            f"compile without dynamic compilation, {scheme}: {(time.perf_counter() - t0) / 5 * 1000:.1f} ms"
-        )
-
+    print("compile ms per new label (mean of 5):")
+    for name, be in variants.items():
+        cells = []
+        for scheme in args.schemes:
+            t0 = time.perf_counter()
+            for _ in range(5):
+                labs = [f"fresh {next(counter)}"]
+                be.block(scheme, 16, labs) if be.split else be.compiled(scheme, 16, labs)
+            cells.append(f"{scheme} {(time.perf_counter() - t0) / 5 * 1000:6.1f}")
+        print(f"  {name:14} " + "  ".join(cells) + "   (target <= 25 ms)")
     print()
-    print("compact: compile ms (dynamic / static) by number of allowed labels (any order up to 8)")
+    print("compact: compile ms by number of allowed labels (any order up to 8; xgr split / xgr whole)")
     for m in (1, 2, 4, 6, 8, 9, 16, 32):
         labs = [f"thing {next(counter)}" for _ in range(m)]
         t0 = time.perf_counter()
-        backend.compiled("compact", 16, labs)
-        dyn = (time.perf_counter() - t0) * 1000
+        backend.block("compact", 16, labs)
+        split_ms = (time.perf_counter() - t0) * 1000
         t0 = time.perf_counter()
-        static.compiled("compact", 16, labs)
-        print(f"  {m:3} labels: {dyn:8.1f} / {(time.perf_counter() - t0) * 1000:8.1f}")
+        variants["xgr whole"].compiled("compact", 16, labs)
+        print(f"  {m:3} labels: {split_ms:8.1f} / {(time.perf_counter() - t0) * 1000:8.1f}")
     return 0
 
 

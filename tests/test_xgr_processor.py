@@ -17,6 +17,19 @@ from text4seg.descriptors.xgr import XgrBackend, XgrLogitsProcessor, XgrRequestP
 SCHEMES = ("rrle", "irle", "full", "compact")
 PIECES = [*"abcdefghijklmnopqrstuvwxyz *|\n<>/-:,=0123456789"]
 PIECES += ["<seg>", "</seg>", "others", " *1", "| ", "cat", "dog", "\n ", "12", ":0-", "a dog"]
+PIECES += [
+    ">a",
+    "g>o",
+    "eg>c",
+    "<seg>d",
+    "x<seg>",
+    "x<seg>o",
+    "<s",
+    "<se",
+    "seg>",
+    ">1",
+    ">\n",
+]  # run past <seg>
 
 
 @pytest.fixture(scope="module")
@@ -149,3 +162,62 @@ def test_numpy_mask_application_equals_xgrammars_kernel(dtype):
     xgr.apply_token_bitmask_inplace(ref, bitmask, vocab_size=vocab, indices=rows)
     _apply(scores, bitmask, rows, vocab)
     assert torch.equal(scores, ref)
+
+
+def _masks_along(backend_a, backend_b, scheme, size, labels, tokens, max_free_chars=64):
+    """Both backends' masks at every step of ``tokens`` (must be accepted by both)."""
+    rows = [be.row(scheme, size, labels, max_free_chars) for be in (backend_a, backend_b)]
+    bm = xgr.allocate_token_bitmask(2, backend_a.info.vocab_size)
+    for t in tokens:
+        for i, row in enumerate(rows):
+            row.fill(bm, i)
+        assert torch.equal(bm[0], bm[1]), t
+        alive = [row.accept(t) for row in rows]
+        assert alive[0] == alive[1]
+        if not alive[0]:
+            assert t in backend_a.info.stop_token_ids  # the walk ends with EOS, never with a rejection
+            return
+    raise AssertionError("the token walk did not end with EOS")
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_split_decoding_masks_equal_the_whole_answer_grammars_masks_tiny_vocab(tiny, scheme):
+    # random walks through the whole-answer grammar's masks, with tokens that run past "<seg>"
+    info, strings = tiny[0].info, tiny[1]
+    split, whole = XgrBackend(info, split=True), XgrBackend(info, split=False)
+    rng = np.random.default_rng(3)
+    past = {i for i, t in enumerate(strings) if t in (">a", "g>o", "eg>c", "<seg>d", "x<seg>o", ">1", ">\n")}
+    used = 0
+    for n in range(24):
+        labels = ["a dog", "cat"][: n % 3]
+        row = whole.row(scheme, 3, labels, 8)
+        bm = xgr.allocate_token_bitmask(1, info.vocab_size)
+        tokens = []
+        while True:
+            row.fill(bm, 0)
+            allowed = np.flatnonzero(
+                np.unpackbits(bm.numpy().view(np.uint8), bitorder="little")[: len(strings)]
+            )
+            t = int(rng.choice(allowed))
+            tokens.append(t)
+            if not row.accept(t):
+                break
+        _masks_along(split, whole, scheme, 3, labels, tokens, 8)
+        used += bool(past & set(tokens))
+    assert used  # some walks wrote a token that runs past "<seg>"
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_split_decoding_masks_equal_the_whole_answer_grammars_masks_qwen(scheme):
+    from text4seg import encode, wrap
+    from text4seg.tiny import qwen_tokenizer_fast
+
+    tok = qwen_tokenizer_fast()
+    eos = tok.convert_tokens_to_ids("<|im_end|>")
+    split = XgrBackend(tok, vocab_size=152064, stop_token_ids=[eos], split=True)
+    whole = XgrBackend(split.info, split=False)
+    for label in ("a dog", "others", "1 cat"):  # Qwen writes "<seg>a dog" as "<", "seg", ">a", " dog"
+        g = np.full((3, 4), "others", dtype=object)
+        g[1:, 1:3] = label
+        text = "Sure:" + wrap(encode(g.astype(str), scheme))
+        _masks_along(split, whole, scheme, (3, 4), [label], [*tok.encode(text), eos])

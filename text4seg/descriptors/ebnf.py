@@ -79,15 +79,26 @@ def allowed_labels(labels: Iterable[str]) -> list[str]:
     return sorted({normalize_label(x) for x in labels} | {BACKGROUND})
 
 
-def _root(block_rules: list[str], max_free_chars: int) -> str:
+def _root(block_rules: list[str], max_free_chars: int | None) -> str:
+    """The whole answer; ``max_free_chars=None``: the block alone (``body "</seg>"``, see
+    :func:`block_ebnf`)."""
+    close = ebnf_literal(SEG_CLOSE)
+    if max_free_chars is None:
+        return "\n".join([f"root ::= body {close}", *block_rules]) + "\n"
+    head = [f"root ::= free {ebnf_literal(SEG_OPEN)} body {close}", f"free ::= {_free(max_free_chars)}"]
+    return "\n".join(head + block_rules) + "\n"
+
+
+def _free(max_free_chars: int) -> str:
     if max_free_chars < 0:
         raise ValueError(f"max_free_chars must be >= 0, got {max_free_chars!r}")
-    free = f"[^<]{{0,{max_free_chars}}}" if max_free_chars else '""'
-    head = [
-        f"root ::= free {ebnf_literal(SEG_OPEN)} body {ebnf_literal(SEG_CLOSE)}",
-        f"free ::= {free}",
-    ]
-    return "\n".join(head + block_rules) + "\n"
+    return f"[^<]{{0,{max_free_chars}}}" if max_free_chars else '""'
+
+
+def free_ebnf(max_free_chars: int = MAX_FREE_CHARS) -> str:
+    """The free text and the opening tag alone: ``root ::= [^<]{0,N} "<seg>"`` (label-independent, so
+    it is compiled once per vocabulary; :mod:`.xgr` then continues with :func:`block_ebnf`)."""
+    return f"root ::= {_free(max_free_chars)} {ebnf_literal(SEG_OPEN)}\n"
 
 
 def _label_rule(labels: Iterable[str]) -> str:
@@ -107,19 +118,25 @@ def _run_rules(cells: int) -> list[str]:
     return out
 
 
-def rrle_ebnf(rows: int, cols: int, labels: Iterable[str] = (), max_free_chars: int = MAX_FREE_CHARS) -> str:
+def rrle_ebnf(
+    rows: int, cols: int, labels: Iterable[str] = (), max_free_chars: int | None = MAX_FREE_CHARS
+) -> str:
     """Exact grammar of an R-RLE answer (row sums enforced)."""
     rules = [_label_rule(labels), *_run_rules(cols), _rows_body(f"r{cols}", rows)]
     return _root(rules, max_free_chars)
 
 
-def irle_ebnf(rows: int, cols: int, labels: Iterable[str] = (), max_free_chars: int = MAX_FREE_CHARS) -> str:
+def irle_ebnf(
+    rows: int, cols: int, labels: Iterable[str] = (), max_free_chars: int | None = MAX_FREE_CHARS
+) -> str:
     """Exact grammar of an I-RLE answer: one row of ``rows * cols`` cells."""
     n = rows * cols
     return _root([_label_rule(labels), *_run_rules(n), f'body ::= r{n} "\\n"'], max_free_chars)
 
 
-def full_ebnf(rows: int, cols: int, labels: Iterable[str] = (), max_free_chars: int = MAX_FREE_CHARS) -> str:
+def full_ebnf(
+    rows: int, cols: int, labels: Iterable[str] = (), max_free_chars: int | None = MAX_FREE_CHARS
+) -> str:
     """Exact grammar of a full-length answer: ``cols`` labels per row."""
     row = "lab" + ' "| " lab' * (cols - 1)
     rules = [_label_rule(labels), f"row ::= {row}", _rows_body("row", rows)]
@@ -159,7 +176,7 @@ def compact_ebnf(
     rows: int,
     cols: int,
     labels: Iterable[str] = (),
-    max_free_chars: int = MAX_FREE_CHARS,
+    max_free_chars: int | None = MAX_FREE_CHARS,
     any_order_max: int = COMPACT_ANY_ORDER_MAX,
 ) -> str:
     """Exact grammar of a compact answer (see the module docstring for many labels)."""
@@ -210,6 +227,15 @@ def answer_ebnf(
         raise ValueError(f"no EBNF grammar for scheme {scheme!r}; available: {sorted(EMITTERS)}")
     rows, cols = grid_shape(size)
     return EMITTERS[scheme](rows, cols, labels, max_free_chars)
+
+
+def block_ebnf(scheme: str, size: int | tuple[int, int] = 16, labels: Iterable[str] = ()) -> str:
+    """The grammar of what follows ``<seg>``: the block and ``</seg>`` (``answer_ebnf`` is
+    ``free_ebnf`` then this)."""
+    if scheme not in EMITTERS:
+        raise ValueError(f"no EBNF grammar for scheme {scheme!r}; available: {sorted(EMITTERS)}")
+    rows, cols = grid_shape(size)
+    return EMITTERS[scheme](rows, cols, labels, None)
 
 
 def max_block_chars(scheme: str, size: int | tuple[int, int] = 16, labels: Iterable[str] = ()) -> int:

@@ -31,7 +31,15 @@ from typing import Any
 import numpy as np
 
 from text4seg import _lazy
-from text4seg.descriptors.ebnf import MAX_FREE_CHARS, allowed_labels, answer_ebnf, max_answer_tokens
+from text4seg.descriptors.codec import SEG_OPEN
+from text4seg.descriptors.ebnf import (
+    MAX_FREE_CHARS,
+    allowed_labels,
+    answer_ebnf,
+    block_ebnf,
+    free_ebnf,
+    max_answer_tokens,
+)
 from text4seg.descriptors.grid import grid_shape
 
 CACHE_SIZE = 64  # compiled grammars kept per backend (LRU); ~2-5 MB each on the Qwen vocabulary
@@ -63,10 +71,18 @@ class XgrBackend:
     Args:
         tokenizer: a Hugging Face tokenizer or an ``xgrammar.TokenizerInfo``.
         vocab_size, stop_token_ids: see :func:`tokenizer_info` (ignored for a ``TokenizerInfo``).
-        cache_size: compiled grammars kept (least recently used dropped first).
-        dynamic: xgrammar's dynamic compilation (token masks built on first use, not at compile time):
-            a new label compiles in a few ms instead of tens; chosen by ``benchmarks/constrain.py``.
+        cache_size: compiled per-query grammars kept (least recently used dropped first).
+        split: decode in two phases: the label-independent free text + ``<seg>`` grammar
+            (:func:`~.ebnf.free_ebnf`, compiled once per ``max_free_chars``), then the query's block
+            grammar (:func:`~.ebnf.block_ebnf`), which compiles several times faster than the whole
+            answer because the free-text states are not rebuilt per label. A token that runs past
+            ``<seg>`` into the block (Qwen's ``">a"``) is allowed exactly when the block grammar accepts
+            its tail, so the masks equal those of the whole-answer grammar (tested). False: one
+            whole-answer grammar per query.
+        dynamic: xgrammar's dynamic compilation (token masks built on first use instead of at compile
+            time; moves the cost of a new label from compile time into its first answer's steps).
         max_threads: compiler threads.
+    Defaults chosen by ``benchmarks/constrain.py``.
     """
 
     def __init__(
@@ -75,7 +91,8 @@ class XgrBackend:
         vocab_size: int | None = None,
         stop_token_ids: Sequence[int] | None = None,
         cache_size: int = CACHE_SIZE,
-        dynamic: bool = True,
+        split: bool = True,
+        dynamic: bool = False,
         max_threads: int = 1,
     ):
         xgr = _xgr()
@@ -88,26 +105,25 @@ class XgrBackend:
         self.compiler = xgr.GrammarCompiler(
             self.info, max_threads=max_threads, cache_enabled=False, enable_dynamic_compilation=dynamic
         )
+        self.split = split
         self.cache_size = int(cache_size)
         self._cache: OrderedDict[tuple, Any] = OrderedDict()
+        self._free: dict[int, Any] = {}
+        self._straddlers: list[dict[int, tuple[bytes, bytes]]] | None = None
+        self._vocab: list[bytes] | None = None
         self.compile_seconds = 0.0
         self.compiles = 0
 
     def __len__(self) -> int:
         return len(self._cache)
 
-    def compiled(
-        self, scheme: str, size: int | tuple[int, int] = 16, labels: Iterable[str] = (), max_free_chars=None
-    ):
-        """The compiled grammar of one query (from the LRU cache, or compiled and cached)."""
-        mf = MAX_FREE_CHARS if max_free_chars is None else max_free_chars
-        key = _spec_key(scheme, size, labels, mf)
+    def _cached(self, key: tuple, make):
         hit = self._cache.get(key)
         if hit is not None:
             self._cache.move_to_end(key)
             return hit
         t0 = time.perf_counter()
-        out = self.compiler.compile_grammar(answer_ebnf(scheme, key[1:3], key[3], mf))
+        out = make()
         self.compile_seconds += time.perf_counter() - t0
         self.compiles += 1
         self._cache[key] = out
@@ -115,9 +131,140 @@ class XgrBackend:
             self._cache.popitem(last=False)
         return out
 
+    def compiled(
+        self, scheme: str, size: int | tuple[int, int] = 16, labels: Iterable[str] = (), max_free_chars=None
+    ):
+        """The compiled whole-answer grammar of one query (:func:`~.ebnf.answer_ebnf`; LRU-cached)."""
+        mf = MAX_FREE_CHARS if max_free_chars is None else max_free_chars
+        key = _spec_key(scheme, size, labels, mf)
+        return self._cached(
+            ("answer", *key), lambda: self.compiler.compile_grammar(answer_ebnf(scheme, key[1:3], key[3], mf))
+        )
+
+    def block(self, scheme: str, size: int | tuple[int, int] = 16, labels: Iterable[str] = ()) -> _Block:
+        """The compiled block grammar of one query (:func:`~.ebnf.block_ebnf`; LRU-cached)."""
+        key = _spec_key(scheme, size, labels, 0)[:4]
+        return self._cached(
+            ("block", *key),
+            lambda: _Block(self.compiler.compile_grammar(block_ebnf(scheme, key[1:3], key[3]))),
+        )
+
+    def free(self, max_free_chars: int = MAX_FREE_CHARS):
+        """The compiled free-text grammar (:func:`~.ebnf.free_ebnf`), kept for the backend's life."""
+        if max_free_chars not in self._free:
+            self._free[max_free_chars] = self.compiler.compile_grammar(free_ebnf(max_free_chars))
+        return self._free[max_free_chars]
+
+    def straddlers(self) -> list[dict[int, tuple[bytes, bytes]]]:
+        """``[k][token id] = (head, tail)``: tokens that finish ``<seg>`` when its first ``k`` bytes are
+        written (``head``; for ``k = 0`` free text before it) and go on into the block (``tail``)."""
+        if self._straddlers is None:
+            seg = SEG_OPEN.encode()
+            skip = set(self.info.special_token_ids) | set(self.info.stop_token_ids)
+            self._vocab = vocab = list(self.info.decoded_vocab)
+            out: list[dict[int, tuple[bytes, bytes]]] = [{} for _ in seg]
+            for i, t in enumerate(vocab):
+                if i in skip or b">" not in t:
+                    continue
+                at = t.find(seg)
+                if at >= 0 and len(t) > at + len(seg):
+                    out[0][i] = (t[: at + len(seg)], t[at + len(seg) :])
+                for k in range(1, len(seg)):
+                    if t.startswith(seg[k:]) and len(t) > len(seg) - k:
+                        out[k][i] = (seg[k:], t[len(seg) - k :])
+            self._straddlers = out
+        return self._straddlers
+
+    def row(self, scheme: str, size=16, labels: Iterable[str] = (), max_free_chars: int = MAX_FREE_CHARS):
+        """A fresh matcher for one query and one sequence (``fill``, ``accept``)."""
+        if self.split:
+            return _SplitRow(self, self.block(scheme, size, labels), max_free_chars)
+        return _WholeRow(_xgr().GrammarMatcher(self.compiled(scheme, size, labels, max_free_chars)))
+
     def matcher(self, scheme: str, size=16, labels: Iterable[str] = (), max_free_chars=None):
-        """A fresh ``xgrammar.GrammarMatcher`` for one query."""
+        """A fresh ``xgrammar.GrammarMatcher`` of the whole-answer grammar of one query."""
         return _xgr().GrammarMatcher(self.compiled(scheme, size, labels, max_free_chars))
+
+
+class _Block:
+    """A compiled block grammar and which token tails (bytes) it accepts as a start (cached)."""
+
+    def __init__(self, compiled):
+        self.compiled = compiled
+        self._starts: dict[bytes, bool] = {}
+
+    def accepts_start(self, tail: bytes) -> bool:
+        hit = self._starts.get(tail)
+        if hit is None:
+            hit = self._starts[tail] = bool(_xgr().GrammarMatcher(self.compiled).accept_string(tail))
+        return hit
+
+
+class _WholeRow:
+    """One sequence on the whole-answer grammar."""
+
+    def __init__(self, matcher):
+        self.m = matcher
+
+    def fill(self, bitmask, i: int) -> None:
+        self.m.fill_next_token_bitmask(bitmask, i)
+
+    def accept(self, token: int) -> bool:
+        """Feed a token; False once the row is finished (EOS) or the grammar rejected it."""
+        return self.m.accept_token(token) and not self.m.is_terminated()
+
+
+class _SplitRow:
+    """One sequence in two phases: free text + ``<seg>`` (``a``), then the block (``b``)."""
+
+    def __init__(self, backend: XgrBackend, block: _Block, max_free_chars: int):
+        xgr = _xgr()
+        self.backend, self.block = backend, block
+        self.straddlers = backend.straddlers()
+        self.vocab = backend._vocab
+        self.a = xgr.GrammarMatcher(backend.free(max_free_chars))
+        self.b = None
+        self.k = 0  # bytes of "<seg>" written so far (phase a)
+
+    def _straddles(self, token: int) -> bytes | None:
+        """The block part of a token that finishes ``<seg>`` from here, if the block accepts it."""
+        hit = self.straddlers[self.k].get(token)
+        if hit is None:
+            return None
+        head, tail = hit
+        if self.k == 0:
+            probe = self.a.fork()
+            if not (probe.accept_string(head) and probe.is_completed()):
+                return None
+        return tail if self.block.accepts_start(tail) else None
+
+    def fill(self, bitmask, i: int) -> None:
+        if self.b is not None:
+            self.b.fill_next_token_bitmask(bitmask, i)
+            return
+        self.a.fill_next_token_bitmask(bitmask, i)
+        cands = self.straddlers[self.k]
+        if cands:
+            words = bitmask[i].numpy().view(np.uint32)
+            for tok in cands:
+                if self._straddles(tok) is not None:
+                    words[tok >> 5] |= np.uint32(1 << (tok & 31))
+
+    def accept(self, token: int) -> bool:
+        if self.b is not None:
+            return self.b.accept_token(token) and not self.b.is_terminated()
+        if self.a.accept_token(token):
+            if self.a.is_completed():
+                self.b = _xgr().GrammarMatcher(self.block.compiled)
+            else:
+                t = self.vocab[token]
+                self.k = len(t) - t.rindex(b"<") if b"<" in t else self.k + len(t) if self.k else 0
+            return True
+        tail = self._straddles(token)
+        if tail is None:
+            return False
+        self.b = _xgr().GrammarMatcher(self.block.compiled)
+        return bool(self.b.accept_string(tail))
 
 
 _BACKENDS: OrderedDict[int, tuple[Any, XgrBackend]] = OrderedDict()
@@ -162,13 +309,12 @@ class XgrLogitsProcessor:
         max_new_tokens: the generation budget (default: :func:`~.ebnf.max_answer_tokens`, see the module
             docstring); fewer raises ``ValueError`` unless ``allow_short_budget``.
         max_free_chars: the free-text bound before ``<seg>`` (characters).
-        max_threads: threads for filling the batch's masks (xgrammar's ``BatchGrammarMatcher``; 1 fills
-            them in this thread).
 
     Greedy / sampling with one sequence per row (no beams). The first call records the prompt length;
     each later call feeds every unfinished row's last token to its matcher. A row that finished (EOS
     accepted) or whose token the grammar rejected is left alone. ``scores``: ``(batch, vocab)`` float,
-    modified in place and returned.
+    modified in place and returned. Masks are filled row by row: at batch 8 filling costs a fraction of
+    applying them (measured), so xgrammar's threaded ``BatchGrammarMatcher`` buys nothing here.
     """
 
     def __init__(
@@ -178,21 +324,21 @@ class XgrLogitsProcessor:
         max_new_tokens: int | None = None,
         max_free_chars: int = MAX_FREE_CHARS,
         allow_short_budget: bool = False,
-        max_threads: int = 1,
     ):
         xgr = _xgr()
         self.backend = backend_for(tokenizer)
         self.specs = list(specs)
         self.max_free_chars = int(max_free_chars)
         self.max_new_tokens = _check_budget(self.specs, max_new_tokens, max_free_chars, allow_short_budget)
-        self.grammars = [
-            self.backend.compiled(sch, size, labels, max_free_chars) for sch, size, labels in specs
-        ]
-        self.matchers: list = []
+        for sch, size, labels in self.specs:  # compile now (and fail early on a bad spec)
+            if self.backend.split:
+                self.backend.block(sch, size, labels)
+            else:
+                self.backend.compiled(sch, size, labels, max_free_chars)
+        self.rows: list = []
         self.active: list[bool] = []
         self.prompt_len: int | None = None
         self.bitmask = xgr.allocate_token_bitmask(len(self.specs), self.backend.info.vocab_size)
-        self._batch = xgr.BatchGrammarMatcher(max_threads) if max_threads > 1 else None
         self.seconds = 0.0  # time spent in this processor (for the overhead benchmark)
         self.calls = 0
 
@@ -205,28 +351,25 @@ class XgrLogitsProcessor:
             self.calls += 1
 
     def _call(self, input_ids, scores):
-        xgr = _xgr()
         b = input_ids.shape[0]
         if b != len(self.specs):
             raise ValueError(f"batch has {b} rows, the processor was built for {len(self.specs)}")
         if self.prompt_len is None:
             self.prompt_len = input_ids.shape[1]
-            self.matchers = [xgr.GrammarMatcher(g) for g in self.grammars]
+            self.rows = [
+                self.backend.row(sch, size, lab, self.max_free_chars) for sch, size, lab in self.specs
+            ]
             self.active = [True] * b
         else:
             last = input_ids[:, -1].tolist()
-            for i, m in enumerate(self.matchers):
+            for i, row in enumerate(self.rows):
                 if self.active[i]:
-                    self.active[i] = m.accept_token(last[i]) and not m.is_terminated()
-        rows = [i for i in range(b) if self.active[i]]
-        if not rows:
-            return scores
-        if self._batch is not None and len(rows) > 1:
-            self._batch.batch_fill_next_token_bitmask([self.matchers[i] for i in rows], self.bitmask, rows)
-        else:
-            for i in rows:
-                self.matchers[i].fill_next_token_bitmask(self.bitmask, i)
-        _apply(scores, self.bitmask, rows, self.backend.info.vocab_size)
+                    self.active[i] = row.accept(last[i])
+        todo = [i for i in range(b) if self.active[i]]
+        if todo:
+            for i in todo:
+                self.rows[i].fill(self.bitmask, i)
+            _apply(scores, self.bitmask, todo, self.backend.info.vocab_size)
         return scores
 
 
@@ -283,19 +426,18 @@ class XgrRequestProcessor:
         self.max_new_tokens = _check_budget(
             [(scheme, size, labels)], max_new_tokens, max_free_chars, allow_short_budget
         )
-        self.matcher = self.backend.matcher(scheme, size, labels, max_free_chars)
+        self.row = self.backend.row(scheme, size, labels, max_free_chars)
         self.bitmask = xgr.allocate_token_bitmask(1, self.backend.info.vocab_size)
         self.fed = 0
         self.alive = True
 
     def __call__(self, token_ids: Sequence[int], logits):
         while self.alive and self.fed < len(token_ids):
-            tok = int(token_ids[self.fed])
+            self.alive = self.row.accept(int(token_ids[self.fed]))
             self.fed += 1
-            self.alive = self.matcher.accept_token(tok) and not self.matcher.is_terminated()
         if not self.alive:
             return logits
-        self.matcher.fill_next_token_bitmask(self.bitmask, 0)
+        self.row.fill(self.bitmask, 0)
         row = logits[None, :]
         _apply(row, self.bitmask, [0], self.backend.info.vocab_size)
         return row[0]
