@@ -1,9 +1,11 @@
 """Constrained decoding with xgrammar: the exact grammars of :mod:`.ebnf`, compiled per query.
 
 * :class:`XgrBackend`: one vocabulary (an ``xgrammar.TokenizerInfo``), its ``GrammarCompiler`` and an LRU
-  cache of compiled grammars keyed by ``(scheme, rows, cols, labels, max_free_chars)``, at most
-  ``cache_size`` entries (default :data:`CACHE_SIZE`; each entry is a few MB on a 152k vocabulary, see
-  ``benchmarks/constrain.py``), so memory stays bounded however many distinct labels arrive.
+  cache of compiled per-query grammars keyed by ``(scheme, rows, cols, labels)`` (plus ``max_free_chars``
+  for whole-answer grammars), at most ``cache_size`` entries (default :data:`CACHE_SIZE`), so memory stays
+  bounded however many distinct labels arrive (``benchmarks/constrain.py`` prints the RSS over 1,000).
+  By default an answer is decoded in two phases (:mod:`.xgr_rows`): the label-independent free text and
+  ``<seg>``, compiled once, then the query's block grammar, which compiles in a few ms.
 * :class:`XgrLogitsProcessor`: a ``transformers`` ``LogitsProcessor`` with the interface of
   :class:`text4seg.descriptors.constrain.DescriptorLogitsProcessor` (per-row specs, one
   ``GrammarMatcher`` per batch row; rows that finished are left alone).
@@ -41,6 +43,7 @@ from text4seg.descriptors.ebnf import (
     max_answer_tokens,
 )
 from text4seg.descriptors.grid import grid_shape
+from text4seg.descriptors.xgr_rows import Block, SplitRow, WholeRow
 
 CACHE_SIZE = 64  # compiled grammars kept per backend (LRU); ~2-5 MB each on the Qwen vocabulary
 
@@ -110,7 +113,7 @@ class XgrBackend:
         self._cache: OrderedDict[tuple, Any] = OrderedDict()
         self._free: dict[int, Any] = {}
         self._straddlers: list[dict[int, tuple[bytes, bytes]]] | None = None
-        self._vocab: list[bytes] | None = None
+        self.vocab: list[bytes] | None = None  # token bytes (set by straddlers())
         self.compile_seconds = 0.0
         self.compiles = 0
 
@@ -141,12 +144,12 @@ class XgrBackend:
             ("answer", *key), lambda: self.compiler.compile_grammar(answer_ebnf(scheme, key[1:3], key[3], mf))
         )
 
-    def block(self, scheme: str, size: int | tuple[int, int] = 16, labels: Iterable[str] = ()) -> _Block:
+    def block(self, scheme: str, size: int | tuple[int, int] = 16, labels: Iterable[str] = ()) -> Block:
         """The compiled block grammar of one query (:func:`~.ebnf.block_ebnf`; LRU-cached)."""
         key = _spec_key(scheme, size, labels, 0)[:4]
         return self._cached(
             ("block", *key),
-            lambda: _Block(self.compiler.compile_grammar(block_ebnf(scheme, key[1:3], key[3]))),
+            lambda: Block(self.compiler.compile_grammar(block_ebnf(scheme, key[1:3], key[3]))),
         )
 
     def free(self, max_free_chars: int = MAX_FREE_CHARS):
@@ -161,7 +164,7 @@ class XgrBackend:
         if self._straddlers is None:
             seg = SEG_OPEN.encode()
             skip = set(self.info.special_token_ids) | set(self.info.stop_token_ids)
-            self._vocab = vocab = list(self.info.decoded_vocab)
+            self.vocab = vocab = list(self.info.decoded_vocab)
             out: list[dict[int, tuple[bytes, bytes]]] = [{} for _ in seg]
             for i, t in enumerate(vocab):
                 if i in skip or b">" not in t:
@@ -178,93 +181,12 @@ class XgrBackend:
     def row(self, scheme: str, size=16, labels: Iterable[str] = (), max_free_chars: int = MAX_FREE_CHARS):
         """A fresh matcher for one query and one sequence (``fill``, ``accept``)."""
         if self.split:
-            return _SplitRow(self, self.block(scheme, size, labels), max_free_chars)
-        return _WholeRow(_xgr().GrammarMatcher(self.compiled(scheme, size, labels, max_free_chars)))
+            return SplitRow(self, self.block(scheme, size, labels), max_free_chars)
+        return WholeRow(_xgr().GrammarMatcher(self.compiled(scheme, size, labels, max_free_chars)))
 
     def matcher(self, scheme: str, size=16, labels: Iterable[str] = (), max_free_chars=None):
         """A fresh ``xgrammar.GrammarMatcher`` of the whole-answer grammar of one query."""
         return _xgr().GrammarMatcher(self.compiled(scheme, size, labels, max_free_chars))
-
-
-class _Block:
-    """A compiled block grammar and which token tails (bytes) it accepts as a start (cached)."""
-
-    def __init__(self, compiled):
-        self.compiled = compiled
-        self._starts: dict[bytes, bool] = {}
-
-    def accepts_start(self, tail: bytes) -> bool:
-        hit = self._starts.get(tail)
-        if hit is None:
-            hit = self._starts[tail] = bool(_xgr().GrammarMatcher(self.compiled).accept_string(tail))
-        return hit
-
-
-class _WholeRow:
-    """One sequence on the whole-answer grammar."""
-
-    def __init__(self, matcher):
-        self.m = matcher
-
-    def fill(self, bitmask, i: int) -> None:
-        self.m.fill_next_token_bitmask(bitmask, i)
-
-    def accept(self, token: int) -> bool:
-        """Feed a token; False once the row is finished (EOS) or the grammar rejected it."""
-        return self.m.accept_token(token) and not self.m.is_terminated()
-
-
-class _SplitRow:
-    """One sequence in two phases: free text + ``<seg>`` (``a``), then the block (``b``)."""
-
-    def __init__(self, backend: XgrBackend, block: _Block, max_free_chars: int):
-        xgr = _xgr()
-        self.backend, self.block = backend, block
-        self.straddlers = backend.straddlers()
-        self.vocab = backend._vocab
-        self.a = xgr.GrammarMatcher(backend.free(max_free_chars))
-        self.b = None
-        self.k = 0  # bytes of "<seg>" written so far (phase a)
-
-    def _straddles(self, token: int) -> bytes | None:
-        """The block part of a token that finishes ``<seg>`` from here, if the block accepts it."""
-        hit = self.straddlers[self.k].get(token)
-        if hit is None:
-            return None
-        head, tail = hit
-        if self.k == 0:
-            probe = self.a.fork()
-            if not (probe.accept_string(head) and probe.is_completed()):
-                return None
-        return tail if self.block.accepts_start(tail) else None
-
-    def fill(self, bitmask, i: int) -> None:
-        if self.b is not None:
-            self.b.fill_next_token_bitmask(bitmask, i)
-            return
-        self.a.fill_next_token_bitmask(bitmask, i)
-        cands = self.straddlers[self.k]
-        if cands:
-            words = bitmask[i].numpy().view(np.uint32)
-            for tok in cands:
-                if self._straddles(tok) is not None:
-                    words[tok >> 5] |= np.uint32(1 << (tok & 31))
-
-    def accept(self, token: int) -> bool:
-        if self.b is not None:
-            return self.b.accept_token(token) and not self.b.is_terminated()
-        if self.a.accept_token(token):
-            if self.a.is_completed():
-                self.b = _xgr().GrammarMatcher(self.block.compiled)
-            else:
-                t = self.vocab[token]
-                self.k = len(t) - t.rindex(b"<") if b"<" in t else self.k + len(t) if self.k else 0
-            return True
-        tail = self._straddles(token)
-        if tail is None:
-            return False
-        self.b = _xgr().GrammarMatcher(self.block.compiled)
-        return bool(self.b.accept_string(tail))
 
 
 _BACKENDS: OrderedDict[int, tuple[Any, XgrBackend]] = OrderedDict()
