@@ -194,6 +194,14 @@ def test_compact_with_many_labels_keeps_the_given_order_and_stays_strictly_decod
             decode(text, 4, "compact", strict=True)
 
 
+def test_rrle_grammar_is_the_worked_example_of_the_module_docstring():
+    import text4seg.descriptors.ebnf as ebnf
+
+    doc = ebnf.__doc__.split("Worked example")[1].split("::\n\n", 1)[1].split("\n\naccepts")[0]
+    expected = "\n".join(line.strip() for line in doc.splitlines()).replace("\\\\", "\\") + "\n"
+    assert answer_ebnf("rrle", (2, 3), ["cat"]) == expected
+
+
 def test_ebnf_literal_escapes_quotes_backslashes_and_control_characters():
     assert ebnf_literal('a"b\\c\nd\x01') == '"a\\"b\\\\c\\nd\\u0001"'
 
