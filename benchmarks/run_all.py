@@ -25,6 +25,7 @@ BENCHMARKS: dict[str, list[str]] = {
     "tokens": [],
     "builders": [],
     "inference": [],
+    "constrain": [],
 }
 PACKAGES = (
     "text4seg",

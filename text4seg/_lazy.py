@@ -19,6 +19,7 @@ EXTRAS: dict[str, str] = {
     "segment_anything": "sam",
     "matplotlib": "dev",
     "yaml": "train",
+    "xgrammar": "train",
 }
 
 
