@@ -19,12 +19,16 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
 import text4seg
 from text4seg.descriptors import wrap
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # tests/support
 
 SENTENCE = "Sure, here is the segmentation mask of the object.\n"
 WIDTH = 152064  # Qwen2.5 logits width
@@ -80,10 +84,10 @@ def main(argv=None) -> int:
 
     import torch
     import xgrammar as xgr
+    from support.tiny_qwen import qwen_tokenizer_fast
 
     from text4seg.descriptors.constrain import DescriptorLogitsProcessor, TokenTable
     from text4seg.descriptors.xgr import XgrBackend, XgrLogitsProcessor
-    from text4seg.tiny import qwen_tokenizer_fast
 
     torch.set_num_threads(1)
     print(f"load average at start: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs (timings scale with it)")

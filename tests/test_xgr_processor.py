@@ -76,7 +76,7 @@ def test_random_logits_give_strictly_decodable_answers_within_the_default_budget
 
 @pytest.mark.parametrize("scheme", SCHEMES)
 def test_random_logits_give_strictly_decodable_answers_on_the_real_qwen_vocabulary(scheme):
-    from text4seg.tiny import qwen_tokenizer_fast
+    from support.tiny_qwen import qwen_tokenizer_fast
 
     tok = qwen_tokenizer_fast()
     eos = tok.convert_tokens_to_ids("<|im_end|>")
@@ -209,8 +209,9 @@ def test_split_decoding_masks_equal_the_whole_answer_grammars_masks_tiny_vocab(t
 
 @pytest.mark.parametrize("scheme", SCHEMES)
 def test_split_decoding_masks_equal_the_whole_answer_grammars_masks_qwen(scheme):
+    from support.tiny_qwen import qwen_tokenizer_fast
+
     from text4seg import encode, wrap
-    from text4seg.tiny import qwen_tokenizer_fast
 
     tok = qwen_tokenizer_fast()
     eos = tok.convert_tokens_to_ids("<|im_end|>")
