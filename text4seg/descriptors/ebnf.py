@@ -59,8 +59,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from text4seg.descriptors.codec import BACKGROUND, SEG_CLOSE, SEG_OPEN, normalize_label
-from text4seg.descriptors.grid import grid_shape
+from text4seg.descriptors.core import BACKGROUND, SEG_CLOSE, SEG_OPEN, grid_shape, normalize_label
 
 MAX_FREE_CHARS = 256  # default bound on the free text before <seg> (characters, none of them "<")
 COMPACT_ANY_ORDER_MAX = 8  # compact: label line in any order up to this many labels, else given order

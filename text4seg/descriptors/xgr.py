@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from text4seg import _lazy
-from text4seg.descriptors.codec import SEG_OPEN
+from text4seg.descriptors.core import SEG_OPEN, grid_shape
 from text4seg.descriptors.ebnf import (
     MAX_FREE_CHARS,
     allowed_labels,
@@ -42,7 +42,6 @@ from text4seg.descriptors.ebnf import (
     free_ebnf,
     max_answer_tokens,
 )
-from text4seg.descriptors.grid import grid_shape
 from text4seg.descriptors.xgr_rows import Block, SplitRow, WholeRow
 
 CACHE_SIZE = 64  # compiled grammars kept per backend (LRU); ~2-5 MB each on the Qwen vocabulary
