@@ -35,8 +35,8 @@ def main() -> int:
     from support.owndata import make_coco_format, make_labelme, make_mask_folder
 
     from data_builders import build_jsonl
-    from data_builders.owndata import target_summary
     from text4seg.data.mix import mix_jsonl
+    from text4seg.data.stats import target_summary
 
     print(f"python {platform.python_version()}, {platform.machine()}, workers {args.workers}")
     with tempfile.TemporaryDirectory() as tmp:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 
+from text4seg.descriptors import DEFAULT_SCHEME
+
 from .base import BadInput, BuildConfig, Builder, make_config, run_build
 from .coco_format import CocoFormat
 from .hf import HFMask, HFRefer
@@ -56,7 +58,7 @@ def build_jsonl(
     root: str | os.PathLike | None = None,
     split: str = "train",
     grid: int | tuple[int, int] = 16,
-    scheme: str = "rrle",
+    scheme: str = DEFAULT_SCHEME,
     limit: int | None = None,
     seed: int = 0,
     repeat: int = 1,
@@ -76,7 +78,7 @@ def build_jsonl(
     """
     cls = get_builder(name)
     cfg = make_config(root, split, out, grid, scheme, seed, with_gt, options)
-    return run_build(
+    report = run_build(
         cls,
         cfg,
         out,
@@ -88,6 +90,11 @@ def build_jsonl(
         progress=progress,
         stats=stats,
     )
+    if stats:  # what the file holds: tasks, targets per sample, no-target samples (one more streamed read)
+        from text4seg.data.stats import target_summary
+
+        report.update({k: v for k, v in target_summary(out).items() if k != "samples"})
+    return report
 
 
 __all__ = ["BUILDERS", "BadInput", "BuildConfig", "Builder", "build_jsonl", "get_builder", "make_config"]

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from text4seg.data.records import AtomicWriter, Sample, dumps_row, parse_shard, to_swift_row
-from text4seg.descriptors import SCHEMES, grid_shape
+from text4seg.descriptors import DEFAULT_SCHEME, SCHEMES, grid_shape
 
 TRAIN_SPLITS = ("train", "train2017", "training", "trainaug")
 
@@ -54,7 +54,7 @@ class BuildConfig:
     split: str
     out: Path | None = None
     grid: tuple[int, int] = (16, 16)
-    scheme: str = "rrle"
+    scheme: str = DEFAULT_SCHEME
     seed: int = 0
     with_gt: bool = True
     options: dict = field(default_factory=dict)
@@ -349,7 +349,7 @@ def make_config(
     split: str = "train",
     out=None,
     grid=16,
-    scheme: str = "rrle",
+    scheme: str = DEFAULT_SCHEME,
     seed: int = 0,
     with_gt: bool | None = None,
     options: dict | None = None,

@@ -3,8 +3,6 @@
 * :func:`split_of`: a deterministic train/val split for sources that have none: an item goes to
   ``train`` when ``sha1(f"{seed}:{key}")``, read as a fraction in [0, 1), is below ``split_ratio``.
   The split depends on the key (image id or file name) and the seed only, not on order or sharding.
-* :func:`target_summary`: what a built file holds: samples, targets per sample, empty targets, by task
-  (``python -m data_builders.summary FILE.jsonl`` prints it as JSON).
 * :func:`instance_turn`: question/answer templates of the instance-numbered task.
 * :func:`write_label_png`: atomic label-map PNG (8-bit, or 16-bit when values exceed 255).
 """
@@ -19,7 +17,6 @@ from pathlib import Path
 import numpy as np
 
 from text4seg.data.prompts import answer, join_classes
-from text4seg.data.records import read_jsonl
 
 SPLITS = ("train", "val")
 
@@ -90,25 +87,3 @@ def label_dir_of(cfg, default_name: str) -> Path:
     if cfg.out is not None:
         return cfg.out.parent / f"{cfg.out.stem}_labels"
     return Path(cfg.root) / default_name
-
-
-def target_summary(path: str | os.PathLike) -> dict:
-    """Stream a built JSONL: ``samples``, ``tasks`` (count per task), ``targets_per_sample`` (mean and
-    max of ``len(text4seg.labels)``), ``empty_targets`` (samples whose labels are ``[]``)."""
-    n = empty = total = most = 0
-    tasks: dict[str, int] = {}
-    for row in read_jsonl(path):
-        meta = row.get("text4seg") or {}
-        k = len(meta.get("labels") or [])
-        n += 1
-        total += k
-        most = max(most, k)
-        empty += k == 0
-        t = str(meta.get("task", ""))
-        tasks[t] = tasks.get(t, 0) + 1
-    return {
-        "samples": n,
-        "tasks": dict(sorted(tasks.items())),
-        "targets_per_sample": {"mean": round(total / n, 3) if n else 0.0, "max": most},
-        "empty_targets": empty,
-    }

@@ -54,6 +54,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from text4seg.descriptors import DEFAULT_SCHEME
+
 IMAGE_TAG = "<image>"
 TASKS = ("res", "gres", "semantic", "reason", "shapes")
 SOURCE_KEYS = ("dataset", "split", "image_id", "ref_id", "ann_ids", "sent_ids")
@@ -90,7 +92,7 @@ class Sample:
     labels: list[str] = field(default_factory=list)
     asked: list[str] = field(default_factory=list)
     grid: tuple[int, int] = (16, 16)
-    scheme: str = "rrle"
+    scheme: str = DEFAULT_SCHEME
     source: dict = field(default_factory=dict)
     masks: list[dict] = field(default_factory=list)
     label_map: str = ""

@@ -10,6 +10,7 @@ a JSONL file. Worked example: the answers ``["one", "two two", "three three thre
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 MAX_TOKENIZED = 20_000  # answers tokenised at most (evenly spaced subset beyond that)
@@ -101,9 +102,43 @@ def format_stats(stats: dict) -> str:
             s = stats[key]
             extra = f" (Qwen2 tokenizer, {stats['tokenized']} answers)" if key == "tokens" else ""
             lines.append(f"{key:>7}: mean {s['mean']}  p50 {s['p50']}  p95 {s['p95']}  max {s['max']}{extra}")
+    if "tasks" in stats:
+        t = stats["targets_per_sample"]
+        lines.append(f"  tasks: {', '.join(f'{k} {v}' for k, v in stats['tasks'].items())}")
+        lines.append(
+            f"targets: {t['mean']} per sample (max {t['max']}), {stats['empty_targets']} no-target samples"
+        )
     return "\n".join(lines)
 
 
 def file_stats(path: str, max_tokenized: int = MAX_TOKENIZED, tokens: bool = True) -> dict:
-    """:func:`answer_stats` of every assistant message of a JSONL file (one-line error on a bad row)."""
-    return answer_stats(file_answers(path), max_tokenized, tokens)
+    """:func:`answer_stats` of every assistant message of a JSONL file (one-line error on a bad row), plus
+    the :func:`target_summary` of built rows (tasks, targets per sample, no-target samples)."""
+    stats = answer_stats(file_answers(path), max_tokenized, tokens)
+    stats.update({k: v for k, v in target_summary(path).items() if k != "samples"})
+    return stats
+
+
+def target_summary(path: str | os.PathLike) -> dict:
+    """Stream a built JSONL: ``samples``, ``tasks`` (count per task), ``targets_per_sample`` (mean and
+    max of ``len(text4seg.labels)``), ``empty_targets`` (samples whose labels are ``[]``: no-target
+    questions, which are intended; the build report's ``targets`` counts the unintended ones)."""
+    from text4seg.data.records import read_jsonl
+
+    n = empty = total = most = 0
+    tasks: dict[str, int] = {}
+    for row in read_jsonl(path):
+        meta = row.get("text4seg") or {}
+        k = len(meta.get("labels") or [])
+        n += 1
+        total += k
+        most = max(most, k)
+        empty += k == 0
+        t = str(meta.get("task", ""))
+        tasks[t] = tasks.get(t, 0) + 1
+    return {
+        "samples": n,
+        "tasks": dict(sorted(tasks.items())),
+        "targets_per_sample": {"mean": round(total / n, 3) if n else 0.0, "max": most},
+        "empty_targets": empty,
+    }
