@@ -145,6 +145,49 @@ def test_semantic_miou_leaves_background_out_of_the_mean(tmp_path):
     assert sem["iou"]["cat"] == pytest.approx(1.0)
     assert sem["iou"]["dog"] is None and "others" not in sem["iou"]
     assert sem["miou"] == pytest.approx(1.0)
+    # both means are reported, labelled; with background, the ignored pixel is out and "others" is exact
+    assert sem["miou_without_background"] == pytest.approx(1.0)
+    assert sem["miou_with_background"] == pytest.approx(1.0)
+
+
+def test_semantic_report_gives_the_mean_with_background_over_k_classes(tmp_path):
+    lm = np.zeros((H, W), np.uint8)
+    lm[:, : W // 2] = 1
+    Image.fromarray(lm).save(tmp_path / "lm.png")
+    gt = {"masks": [], "label_map": str(tmp_path / "lm.png"), "classes": ["others", "cat"], "ignore": []}
+    write_jsonl(
+        [_row("s", [np.zeros((H, W), bool)], labels=("cat",), task="semantic", extra_gt=gt)],
+        tmp_path / "gt.jsonl",
+    )
+    pred = np.zeros((H, W), np.int64)
+    pred[:, : W // 4] = 1  # half of the cat found: cat IoU 0.5, background IoU (W/2)/(3W/4) = 2/3
+    grid = mask_to_grid(pred, 16, labels=["others", "cat"], ignore_index=None)
+    _write(tmp_path / "res.jsonl", [_pred("s", 0, wrap(encode(grid)))])
+    sem = evaluate(tmp_path / "res.jsonl", tmp_path / "gt.jsonl")["semantic"]["coarse"]
+    assert sem["miou_without_background"] == pytest.approx(0.5)
+    assert sem["miou_with_background"] == pytest.approx((0.5 + 2 / 3) / 2)
+    assert sem["miou"] == sem["miou_without_background"]
+    with_bg = evaluate(tmp_path / "res.jsonl", tmp_path / "gt.jsonl", semantic_background=True)
+    assert with_bg["semantic"]["coarse"]["miou"] == pytest.approx((0.5 + 2 / 3) / 2)
+
+
+def test_official_geometry_reproduces_floor_sampling_in_evaluate(tmp_path):
+    from text4seg.descriptors import grid_to_mask
+
+    h, w = 27, 40  # sides that are not multiples of 16: the two geometries differ
+    grid = np.full((16, 16), "others", dtype=object)
+    grid[3:9, 5:12] = "red circle"
+    gt_mask = grid_to_mask(grid, h, w, geometry="official")
+    row = _row("g", [gt_mask])
+    row["text4seg"].update(width=w, height=h)
+    write_jsonl([row], tmp_path / "gt.jsonl")
+    pred = _pred("g", 0, wrap(encode(grid)))
+    pred.update(width=w, height=h)
+    _write(tmp_path / "res.jsonl", [pred])
+    official = evaluate(tmp_path / "res.jsonl", tmp_path / "gt.jsonl", geometry="official")
+    pil = evaluate(tmp_path / "res.jsonl", tmp_path / "gt.jsonl")
+    assert official["referring"]["coarse"]["ciou"] == pytest.approx(1.0)
+    assert pil["referring"]["coarse"]["ciou"] < 1.0
 
 
 def test_gt_file_without_ground_truth_is_a_clear_error(tmp_path):

@@ -123,3 +123,29 @@ def test_bad_inputs_name_the_problem():
         mask_to_grid(np.zeros((2, 2), bool), sampler="bilinear")
     with pytest.raises(ValueError, match="dtype"):
         mask_to_grid(np.zeros((2, 2), float))
+
+
+@pytest.mark.parametrize(
+    "src,dst", [(16, 480), (16, 640), (16, 427), (24, 375), (32, 500), (16, 16), (16, 32), (7, 3)]
+)
+def test_official_geometry_equals_torch_interpolate_nearest(src, dst):
+    torch = pytest.importorskip("torch")
+    from text4seg.descriptors.grid import floor_index
+
+    x = torch.arange(src, dtype=torch.float32).reshape(1, 1, src, 1)
+    want = torch.nn.functional.interpolate(x, size=(dst, 1), mode="nearest")[0, 0, :, 0].long().numpy()
+    assert np.array_equal(floor_index(src, dst), want)
+
+
+def test_official_and_pil_geometry_differ_by_at_most_one_cell_and_pil_is_default():
+    rng = np.random.default_rng(0)
+    grid = np.where(rng.random((16, 16)) < 0.4, "dog", "others")
+    pil = grid_to_mask(grid, 427, 640)
+    official = grid_to_mask(grid, 427, 640, geometry="official")
+    assert np.array_equal(pil, grid_to_mask(grid, 427, 640, geometry="pil"))
+    assert not np.array_equal(pil, official)  # 427 is not a multiple of 16
+    from text4seg.descriptors.grid import floor_index, nearest_index
+
+    assert np.abs(floor_index(16, 427) - nearest_index(16, 427)).max() <= 1
+    with pytest.raises(ValueError, match="official"):
+        grid_to_mask(grid, 10, 10, geometry="torch")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from text4seg.descriptors import DEFAULT_SCHEME, SCHEMES
+from text4seg.descriptors import DEFAULT_SCHEME, GEOMETRIES, SCHEMES
 
 
 def _pair(text: str, example: str) -> tuple[int, int]:
@@ -53,6 +53,17 @@ def add_scheme(p: argparse.ArgumentParser, default: str | None = DEFAULT_SCHEME,
         choices=sorted(SCHEMES),
         default=default,
         help=f"descriptor scheme (default {default or 'none'}){extra}",
+    )
+
+
+def add_geometry(p: argparse.ArgumentParser) -> None:
+    """``--geometry pil|official``: how a grid is painted onto pixels (text4seg.descriptors.GEOMETRIES)."""
+    p.add_argument(
+        "--geometry",
+        choices=GEOMETRIES,
+        default="pil",
+        help="grid -> pixels: pil (centre sampling, the inverse of how the data were made; default) or "
+        "official (the official evaluation's F.interpolate nearest: reproduces published raw numbers)",
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from text4seg.commands._args import add_grid, add_progress, add_root, add_scheme, parse_size
+from text4seg.commands._args import add_geometry, add_grid, add_progress, add_root, add_scheme, parse_size
 
 HELP = "decode answers produced by another engine (swift infer output or any JSONL) into masks"
 
@@ -26,6 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_root(p, "folder of relative image paths in RESULTS")
     add_grid(p, extra="; a row's text4seg.grid wins")
     add_scheme(p, default=None, extra=": the row's text4seg.scheme, else rrle")
+    add_geometry(p)
     add_progress(p)
 
 
@@ -37,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
         if args.size is None:
             raise ValueError("--text needs --size HxW")
         h, w = args.size
-        am = decode_text(args.text, h, w, args.out, args.grid, args.scheme or DEFAULT_SCHEME)
+        am = decode_text(args.text, h, w, args.out, args.grid, args.scheme or DEFAULT_SCHEME, args.geometry)
         print(
             f"wrote {args.out} ({h}x{w}, {int(am.mask.sum())} foreground px, strict parse: {am.parse_valid},"
             f" repairs: {[r.kind for r in am.decoded.repairs]})"
@@ -51,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
         root=args.root,
         grid=args.grid,
         scheme=args.scheme,
+        geometry=args.geometry,
         progress=not (args.no_progress or args.quiet),
     )
     print(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from text4seg.commands._args import add_progress, add_root
+from text4seg.commands._args import add_geometry, add_progress, add_root
 
 HELP = "score a results JSONL against a built JSONL: cIoU, gIoU, N-acc, T-acc, Pr@X, REC Acc@0.5, mIoU"
 
@@ -23,7 +23,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="output folder: metrics.json and per_sample.jsonl (default: the folder of --pred)",
     )
     p.add_argument("--label-only", action="store_true", help="score only the queried label's cells")
-    p.add_argument("--semantic-background", action="store_true", help="include 'others' in the semantic mIoU")
+    p.add_argument(
+        "--semantic-background",
+        action="store_true",
+        help="headline semantic mIoU over all K classes, 'others' included (both are always reported)",
+    )
+    add_geometry(p)
     add_progress(p)
 
 
@@ -41,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
         root=args.root,
         label_only=args.label_only,
         semantic_background=args.semantic_background,
+        geometry=args.geometry,
         progress=not (args.no_progress or args.quiet),
     )
     print(format_table(metrics))

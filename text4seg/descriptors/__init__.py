@@ -34,6 +34,7 @@ from text4seg.descriptors.core import (
     normalize_label,
 )
 from text4seg.descriptors.grid import (
+    GEOMETRIES,
     SAMPLERS,
     grid_labels,
     grid_to_label_map,
@@ -45,6 +46,7 @@ from text4seg.descriptors.runs import grid_runs
 from text4seg.descriptors.schemes import SCHEMES, get_scheme
 
 __all__ = [
+    "GEOMETRIES",
     "BACKGROUND",
     "DEFAULT_SCHEME",
     "REPAIR_KINDS",

@@ -50,9 +50,38 @@ def nearest_index(src: int, dst: int) -> np.ndarray:
     return idx
 
 
-def resize_nearest(arr: np.ndarray, height: int, width: int) -> np.ndarray:
-    """PIL-NEAREST resize of any 2-D array to ``(height, width)``, gathering the smaller side first."""
-    ridx, cidx = nearest_index(arr.shape[0], height), nearest_index(arr.shape[1], width)
+# How a grid is painted back onto pixels. "pil": PIL's NEAREST (centre sampling), the inverse of how the
+# data were made (the default). "official": torch.nn.functional.interpolate(mode="nearest") (floor
+# sampling), what the official Text4Seg evaluation uses; the two differ by up to one cell on sides that
+# are not multiples of the grid, so published raw (no-SAM) numbers are reproduced with "official".
+GEOMETRIES = ("pil", "official")
+
+
+@lru_cache(maxsize=512)
+def floor_index(src: int, dst: int) -> np.ndarray:
+    """Index into ``src`` samples that ``F.interpolate(mode="nearest")`` reads for ``dst`` outputs.
+
+    torch computes ``min(floor(i * scale), src - 1)`` in float32 with ``scale = src / dst`` (float32);
+    the same arithmetic here, so the result equals torch's (tested). int64 ``(dst,)``, read-only, cached.
+    """
+    scale = np.float32(src) / np.float32(dst)
+    idx = np.floor(np.arange(dst, dtype=np.float32) * scale).astype(np.int64)
+    np.minimum(idx, src - 1, out=idx)
+    idx.setflags(write=False)
+    return idx
+
+
+def _check_geometry(geometry: str) -> None:
+    if geometry not in GEOMETRIES:
+        raise ValueError(f"unknown geometry {geometry!r}; choose one of {GEOMETRIES}")
+
+
+def resize_nearest(arr: np.ndarray, height: int, width: int, geometry: str = "pil") -> np.ndarray:
+    """Nearest resize of any 2-D array to ``(height, width)`` (``geometry``: see :data:`GEOMETRIES`),
+    gathering the smaller side first."""
+    _check_geometry(geometry)
+    index = nearest_index if geometry == "pil" else floor_index
+    ridx, cidx = index(arr.shape[0], height), index(arr.shape[1], width)
     if height <= arr.shape[0]:
         return np.take(np.take(arr, ridx, axis=0), cidx, axis=1)
     return np.take(np.take(arr, cidx, axis=1), ridx, axis=0)
@@ -167,8 +196,11 @@ def mask_to_grid(
     return np.asarray(names, dtype=str)[codes]
 
 
-def grid_to_label_map(grid: np.ndarray, height: int, width: int) -> tuple[np.ndarray, list[str]]:
-    """Paint a grid onto an ``(height, width)`` image with PIL-nearest geometry.
+def grid_to_label_map(
+    grid: np.ndarray, height: int, width: int, geometry: str = "pil"
+) -> tuple[np.ndarray, list[str]]:
+    """Paint a grid onto an ``(height, width)`` image with PIL-nearest geometry (``geometry="official"``:
+    the official evaluation's floor sampling, see :data:`GEOMETRIES`).
 
     Returns ``(label_map, names)``: an int32 map where 0 is ``others`` and ``k`` is ``names[k]``
     (``names[0] == "others"``, the rest in order of first appearance, row-major).
@@ -187,12 +219,15 @@ def grid_to_label_map(grid: np.ndarray, height: int, width: int) -> tuple[np.nda
             names.append(lab)
         codes[i] = c
     codes = codes.reshape(g.shape)
-    up = resize_nearest(codes, int(height), int(width))
+    up = resize_nearest(codes, int(height), int(width), geometry)
     return up, names
 
 
-def grid_to_mask(grid: np.ndarray, height: int, width: int, label: str | None = None) -> np.ndarray:
-    """Binary ``(height, width)`` bool mask of a grid, PIL-nearest geometry (inverse of sampling).
+def grid_to_mask(
+    grid: np.ndarray, height: int, width: int, label: str | None = None, geometry: str = "pil"
+) -> np.ndarray:
+    """Binary ``(height, width)`` bool mask of a grid, PIL-nearest geometry (inverse of sampling;
+    ``geometry="official"``: the official evaluation's, see :data:`GEOMETRIES`).
 
     ``label=None``: every non-``others`` cell is foreground (the published evaluation's convention);
     otherwise only cells equal to ``label``. An all-``others`` grid gives an all-False mask (no target).
@@ -203,7 +238,7 @@ def grid_to_mask(grid: np.ndarray, height: int, width: int, label: str | None = 
     if height < 1 or width < 1:
         raise ValueError(f"mask size must be positive, got {height}x{width}")
     fg = g != BACKGROUND if label is None else g == label
-    return resize_nearest(fg, int(height), int(width))
+    return resize_nearest(fg, int(height), int(width), geometry)
 
 
 def grid_labels(grid: np.ndarray) -> list[str]:

@@ -16,8 +16,11 @@ Scores (conventions in :mod:`text4seg.evaluation.metrics`):
   ``acc@0.5`` of the mask's box against the ground-truth mask's box (pixel-edge boxes, exclusive max).
 * semantic: per-class I and U summed over the set, mIoU over the benchmark's classes; the background
   class (named ``others``) takes part in the confusion (a class predicted on background pixels is a
-  false positive) but is left out of the mean unless ``semantic_background=True``; ignored pixels count
-  nowhere; a predicted label that is not a benchmark class is wrong on its pixels.
+  false positive) but is left out of the headline mean unless ``semantic_background=True``; both means
+  are always reported, labelled: ``miou_without_background`` and ``miou_with_background`` (the latter
+  over K = 21 / 60 / 151 classes for VOC-20 / PC-59 / ADE-150, which is what the official Text4Seg
+  evaluation and the paper's semantic tables report); ignored pixels count nowhere; a predicted label
+  that is not a benchmark class is wrong on its pixels.
 
 By default every non-``others`` label of an answer is foreground (published convention). With
 ``label_only=True`` only the queried labels are (coarse masks, and refined masks when the record has
@@ -101,6 +104,7 @@ def evaluate(
     root: str | os.PathLike | None = None,
     label_only: bool = False,
     semantic_background: bool = False,
+    geometry: str = "pil",
     thresholds: Sequence[float] = (0.5, 0.6, 0.7, 0.8, 0.9),
     progress: bool = False,
 ) -> dict:
@@ -110,6 +114,9 @@ def evaluate(
     strictly), ``tokens_per_answer``, ``repairs`` (counts by kind), ``other_label_answers``,
     ``referring`` = ``{"coarse": {...}, "refined": {...} | None}`` (cIoU, gIoU, N-acc, T-acc, Pr@X,
     ``rec_acc@0.5``), ``semantic`` = ``{"coarse": {...}, "refined": ...}`` or None.
+    ``geometry``: how answers are painted onto pixels: "pil" (default) or "official" (the official
+    Text4Seg evaluation's floor sampling, to reproduce published raw numbers); see
+    :data:`text4seg.descriptors.GEOMETRIES`.
     """
     from PIL import Image
 
@@ -132,7 +139,13 @@ def evaluate(
         h, w = int(rec["height"]), int(rec["width"])
         wanted = g["labels"] if label_only else None
         am = answer_to_masks(
-            rec["answer"], h, w, tuple(rec.get("grid", (16, 16))), rec.get("scheme", DEFAULT_SCHEME), wanted
+            rec["answer"],
+            h,
+            w,
+            tuple(rec.get("grid", (16, 16))),
+            rec.get("scheme", DEFAULT_SCHEME),
+            wanted,
+            geometry=geometry,
         )
         allowed = {normalize_label(x) for x in g["labels"]}
         names_other = [n for n in am.names[1:] if n not in allowed]
@@ -199,10 +212,18 @@ def evaluate(
             return None
         classes = next(g["classes"] for g in gts.values() if g["task"] == "semantic")
         i, u = sem[kind]
-        if not semantic_background:
-            keep = [k for k, c in enumerate(classes) if normalize_label(c or BACKGROUND) != BACKGROUND]
-            i, u, classes = i[keep], u[keep], [classes[k] for k in keep]
-        return semantic_scores_from_counts(i, u, classes)
+        full = semantic_scores_from_counts(i, u, classes)  # K classes, background included (official)
+        keep = [k for k, c in enumerate(classes) if normalize_label(c or BACKGROUND) != BACKGROUND]
+        out = (
+            full
+            if semantic_background
+            else semantic_scores_from_counts(i[keep], u[keep], [classes[k] for k in keep])
+        )
+        out["miou_with_background"] = full["miou"]  # what the official evaluation reports (K = 21/60/151)
+        out["miou_without_background"] = semantic_scores_from_counts(
+            i[keep], u[keep], [classes[k] for k in keep]
+        )["miou"]
+        return out
 
     scored = [r for r in per_sample]
     metrics = {

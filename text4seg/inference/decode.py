@@ -54,9 +54,11 @@ def decode_text(
     out_png: str | os.PathLike,
     grid: tuple[int, int] = (16, 16),
     scheme: str = DEFAULT_SCHEME,
+    geometry: str = "pil",
 ) -> AnswerMasks:
-    """Decode one answer at ``height x width`` and write its coarse mask to ``out_png`` (0/255 grey)."""
-    am = answer_to_masks(answer, height, width, grid, scheme)
+    """Decode one answer at ``height x width`` and write its coarse mask to ``out_png`` (0/255 grey);
+    ``geometry``: how the grid is painted (see :data:`text4seg.descriptors.GEOMETRIES`)."""
+    am = answer_to_masks(answer, height, width, grid, scheme, geometry=geometry)
     save_mask_png(out_png, am.mask)
     return am
 
@@ -68,13 +70,15 @@ def decode_jsonl(
     root: str | os.PathLike | None = None,
     grid: tuple[int, int] = (16, 16),
     scheme: str | None = None,
+    geometry: str = "pil",
     progress: bool = False,
 ) -> dict:
     """Decode every line of ``path`` into ``out_dir`` (see the module docstring); returns the repair report.
 
     ``root``: folder of relative image paths; ``grid`` ``(rows, cols)``: used when a line has no
     ``text4seg.grid``; ``scheme``: forces the scheme (default: the line's ``text4seg.scheme``, else
-    :data:`~text4seg.descriptors.DEFAULT_SCHEME`).
+    :data:`~text4seg.descriptors.DEFAULT_SCHEME`); ``geometry``: "pil" or "official" (see
+    :data:`text4seg.descriptors.GEOMETRIES`).
     """
     from PIL import Image
 
@@ -107,7 +111,7 @@ def decode_jsonl(
             g = tuple(meta["grid"]) if meta.get("grid") else grid
             sch = scheme or meta.get("scheme", DEFAULT_SCHEME)
             mask_png = f"masks/{n - 1:06d}.png"
-            am = decode_text(answer, h, w, out / mask_png, g, sch)
+            am = decode_text(answer, h, w, out / mask_png, g, sch, geometry)
             rec = make_record(
                 id=str(meta.get("id", n - 1)),
                 turn=0,

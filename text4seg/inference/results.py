@@ -113,8 +113,10 @@ def answer_to_masks(
     size: int | tuple[int, int] = 16,
     scheme: str = DEFAULT_SCHEME,
     labels: Sequence[str] | None = None,
+    geometry: str = "pil",
 ) -> AnswerMasks:
-    """Decode one answer (lenient) and paint it at ``height x width`` (PIL-nearest, whole image).
+    """Decode one answer (lenient) and paint it at ``height x width`` (whole image; ``geometry``: "pil"
+    nearest, the default, or "official", see :data:`text4seg.descriptors.GEOMETRIES`).
 
     ``labels=None``: every non-``others`` label is foreground; otherwise only those labels (normalised)
     are, and :attr:`AnswerMasks.other_labels` lists the others the answer named.
@@ -125,7 +127,7 @@ def answer_to_masks(
         valid = True
     except DescriptorError:
         valid = False
-    label_map, names = grid_to_label_map(dec.grid, height, width)
+    label_map, names = grid_to_label_map(dec.grid, height, width, geometry)
     mask, other = select_labels(label_map, names, labels)
     return AnswerMasks(dec, valid, label_map, names, mask, other)
 
