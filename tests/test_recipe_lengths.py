@@ -160,3 +160,10 @@ def test_internvl_rows_at_the_old_max_length_are_all_reported(tmp_path, monkeypa
         lengths.RowsTooLongError, match=rf"{data}:\d: encodes to 3\d{{3}} tokens > max_length 2048"
     ):
         lengths.enforce(old)
+    # the call `text4seg train` makes: it stops, unless the user accepts the loss (a key ms-swift never sees)
+    with pytest.raises(lengths.RowsTooLongError):
+        lengths.guard({**recipe, "max_length": 2048}, template=template)
+    stripped, report = lengths.guard(
+        {**recipe, "max_length": 2048, lengths.ALLOW_KEY: True}, template=template
+    )
+    assert lengths.ALLOW_KEY not in stripped and len(report.over) == 2

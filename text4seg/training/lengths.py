@@ -225,3 +225,18 @@ def check_lengths(
     over.sort(key=lambda r: (-r.length, r.file, r.line))
     truncation = str(recipe.get("truncation_strategy") or DEFAULT_TRUNCATION)
     return LengthReport(max_length, truncation, total, checked, longest, over)
+
+
+def guard(
+    recipe: Mapping[str, Any],
+    *,
+    sample: int | None = DEFAULT_SAMPLE,
+    base: str | os.PathLike | None = None,
+    template: Any = None,
+) -> tuple[dict[str, Any], LengthReport]:
+    """What ``text4seg train`` (and ``--dry-run``) calls before building the ``swift sft`` command:
+    ``(recipe without ALLOW_KEY, report)``. Raises :class:`RowsTooLongError` when rows are over
+    ``max_length`` unless the recipe (an override) sets ``allow_dropped_rows: true``."""
+    stripped, allow = pop_allow(recipe)
+    report = check_lengths(stripped, sample=sample, base=base, template=template)
+    return stripped, enforce(report, allow_dropped_rows=allow)
