@@ -27,6 +27,7 @@ pytest.importorskip("swift")
 pytest.importorskip("transformers")
 
 from support import tiny_families  # noqa: E402
+from support.fakes import make_refer  # noqa: E402
 
 from data_builders import build_jsonl  # noqa: E402
 from text4seg.training import recipes as train  # noqa: E402
@@ -178,6 +179,7 @@ def test_real_recipe_trains_exports_and_predicts_on_real_image_sizes(family, tmp
     probe = _probe_image(tmp_path, family)
     report = _lengths_in_subprocess(recipe, tmp_path, probe)
     assert report["over"] == [] and report["rows_checked"] == report["rows_total"] == 4, report
+    assert report["refer_over"] == 0 and report["refer_rows"] > 0, report
 
     # 2. swift sft on the real recipe (+ CPU overrides), as `text4seg train` builds the command
     argv, env = train.swift_command(recipe, swift=train.swift_executable())
@@ -223,7 +225,8 @@ def test_real_recipe_trains_exports_and_predicts_on_real_image_sizes(family, tmp
         modules = sorted({m.rsplit(".", 1)[-1] for m in wrapped})
         parents = sorted({m.split(".layers.")[0] for m in wrapped})
         print(
-            f"\nFAMILY {family}: image tokens {report['image_tokens']}, longest row {report['longest']} / "
+            f"\nFAMILY {family}: image tokens {report['image_tokens']}, longest row {report['longest']} "
+            f"(refCOCO-like {report['refer_longest']}) / "
             f"max_length {recipe['max_length']}, LoRA wraps {modules} in {parents}, probe tokens train/infer "
             f"{report['probe_tokens']}/{result['probe_image_tokens']}, train {train_s:.0f}s, wall {wall:.0f}s"
         )
@@ -247,19 +250,25 @@ probe = {"messages": [{"role": "user", "content": "<image>x"}, {"role": "assista
          "images": [sys.argv[2]]}
 probe_tokens = template.encode(probe)["input_ids"].count(image_id)
 over = [[r.file, r.line, r.length] for r in report.over]
-print("RESULT " + json.dumps({"probe_tokens": probe_tokens, "over": over,
+refer = lengths.check_lengths({**recipe, "dataset": [sys.argv[3]]}, template=template, sample=None)
+print("RESULT " + json.dumps({"probe_tokens": probe_tokens, "over": over, "refer_over": len(refer.over),
+      "refer_longest": refer.longest.length, "refer_rows": refer.rows_total,
       "rows_checked": report.rows_checked, "rows_total": report.rows_total,
       "longest": report.longest.length, "image_tokens": tokens, "summary": report.summary()}))
 """
 
 
 def _lengths_in_subprocess(recipe: dict, tmp: Path, probe: Path) -> dict:
-    """check_lengths on the recipe, image tokens per data size and of ``probe``, in a fresh process
+    """check_lengths on the recipe's data and on refCOCO-like rows (``make_refer``: COCO image sizes,
+    built by the refcoco builder), image tokens per data size and of ``probe``, in a fresh process
     (qwen-vl-utils reads MAX_PIXELS once per process)."""
+    make_refer(tmp / "refer", "refcoco", n_images=4, splits=("train",))
+    refer = tmp / "refcoco_train.jsonl"
+    build_jsonl("refcoco", refer, root=tmp / "refer", split="train", stats=False)
     script = tmp / "lengths_probe.py"
     script.write_text(LENGTHS)
     proc = subprocess.run(
-        [sys.executable, str(script), json.dumps(recipe), str(probe)],
+        [sys.executable, str(script), json.dumps(recipe), str(probe), str(refer)],
         env=_env(tmp),
         capture_output=True,
         text=True,
