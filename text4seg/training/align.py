@@ -243,8 +243,9 @@ def register_swift_templates() -> list[str]:
 
     ``text4seg_llava1_5_hf``: ms-swift's ``llava1_5_hf`` whose CLIP image processor is switched by
     :func:`whole_image_clip` when the template is built, so training and inference see the whole image.
-    ``recipes/text4seg_plugin.py`` calls this for ``swift sft`` / ``swift export``; call it before building a
-    ``TransformersEngine`` on a model whose ``args.json`` names this template. Imports ms-swift.
+    ``recipes/text4seg_plugin.py`` calls this for ``swift sft`` / ``swift export``; before building a
+    ``TransformersEngine`` on a model whose ``args.json`` names this template, call
+    :func:`text4seg.training.checkpoint.prepare_engine` (which calls this). Imports ms-swift.
     """
     import dataclasses
 

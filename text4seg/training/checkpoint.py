@@ -1,0 +1,106 @@
+"""What a trained checkpoint carries to inference, and how to apply it before loading the model.
+
+ms-swift writes ``args.json`` into every checkpoint (``output/x/checkpoint-N``) and copies it into the
+merged model of ``swift export --merge_lora true``. When a ``TransformersEngine`` (or ``swift infer`` /
+``swift deploy``) is built on a folder holding ``args.json``, ms-swift builds the template FROM THAT FILE
+(``template``, ``max_length``, ``max_pixels``...), ignoring a ``template_type`` passed by the caller. Two
+things in it need the caller's help:
+
+- ``template``: a text4seg template (``text4seg_llava1_5_hf``, see
+  :mod:`text4seg.training.align`) exists only once registered in the process; ms-swift does not import
+  the recipe's ``external_plugins`` when it only builds an engine.
+- ``max_pixels`` (Qwen-VL recipes): ms-swift rescales each image to at most that many pixels, then
+  qwen-vl-utils rounds the sides to multiples of 28 (Qwen2.5-VL) / 32 (Qwen3-VL) under ITS budget, the
+  environment variable ``MAX_PIXELS`` (read when the first Qwen model loads). Training set both; at
+  inference the environment variable must be set again, or the rounding may add a row or column of
+  patches (and without ``max_pixels`` at all a 1024x768 image would become 999 tokens instead of 540).
+
+:func:`prepare_engine` does both and returns what it did:
+
+>>> # prepare_engine("output/merged")  ->
+>>> # {"template": "qwen2_5_vl", "registered": [], "env": {"MAX_PIXELS": "451584"}}
+
+Call it before ``TransformersEngine(model_dir)`` (predict, export checks, a server): the environment
+entries are set in ``os.environ`` unless already set to a DIFFERENT value, which is an error (two budgets
+for one model).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import MutableMapping, Sequence
+from pathlib import Path
+from typing import Any
+
+# Templates text4seg registers in ms-swift (text4seg.training.align.register_swift_templates).
+PROJECT_TEMPLATE_PREFIX = "text4seg_"
+# Qwen-VL model types whose image budget is qwen-vl-utils' MAX_PIXELS.
+QWEN_MODEL_TYPES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_vl_moe")
+
+
+def checkpoint_args(model_dir: str | os.PathLike, adapters: Sequence[str | os.PathLike] = ()) -> dict | None:
+    """The ``args.json`` ms-swift will build the template from (an adapter's first, as ms-swift does), or
+    None when no folder holds one. ``ValueError`` naming the file when it is not a JSON object."""
+    for folder in [*adapters, model_dir]:
+        path = Path(folder) / "args.json"
+        if path.is_file():
+            try:
+                args = json.loads(path.read_text(encoding="utf-8"))
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}: not valid JSON ({exc.msg})") from None
+            if not isinstance(args, dict):
+                raise ValueError(f"{path}: expected a JSON object, got {type(args).__name__}")
+            return args
+    return None
+
+
+def pixel_env(args: dict) -> dict[str, str]:
+    """The image-budget environment a checkpoint was trained with: ``{"MAX_PIXELS": str(max_pixels)}`` for a
+    Qwen-VL checkpoint whose ``args.json`` records ``max_pixels``, else ``{}``."""
+    max_pixels = args.get("max_pixels")
+    model_type = str(args.get("model_type") or "")
+    if max_pixels is None or model_type not in QWEN_MODEL_TYPES:
+        return {}
+    return {"MAX_PIXELS": str(int(max_pixels))}
+
+
+def prepare_engine(
+    model_dir: str | os.PathLike,
+    *,
+    adapters: Sequence[str | os.PathLike] = (),
+    environ: MutableMapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Make this process able to load ``model_dir`` (plus ``adapters``) as it was trained; returns
+    ``{"template", "registered", "env"}``.
+
+    - registers text4seg's ms-swift templates when ``args.json`` names one (``registered``: their names);
+    - sets the image budget the checkpoint was trained with in ``environ`` (default ``os.environ``;
+      ``env``: what it holds now); raises ``ValueError`` when ``environ`` already holds a different value.
+
+    A folder without ``args.json`` (a released model) needs nothing: ``template`` is None and the rest empty.
+    """
+    environ = os.environ if environ is None else environ
+    args = checkpoint_args(model_dir, adapters)
+    if args is None:
+        return {"template": None, "registered": [], "env": {}}
+    template = args.get("template")
+    registered: list[str] = []
+    if isinstance(template, str) and template.startswith(PROJECT_TEMPLATE_PREFIX):
+        from text4seg.training.align import register_swift_templates
+
+        registered = register_swift_templates()
+        if template not in registered:
+            raise ValueError(
+                f"{model_dir}: args.json names template {template!r}, not one of text4seg's {registered}"
+            )
+    env = pixel_env(args)
+    for key, value in env.items():
+        current = environ.get(key)
+        if current is not None and current != value:
+            raise ValueError(
+                f"{model_dir}: trained with {key}={value} (args.json max_pixels) but the environment sets "
+                f"{key}={current}; unset it or set it to {value}"
+            )
+        environ[key] = value
+    return {"template": template, "registered": registered, "env": env}
