@@ -69,17 +69,19 @@ if "text4seg_" in json.loads((Path(merged) / "args.json").read_text())["template
         TransformersEngine(merged)
     except ValueError as exc:
         result["without_prepare"] = str(exc)[:200]
-from text4seg.inference.predict import Predictor, load_queries, predict_queries
+from text4seg.cli import main  # the command users run: it must prepare the checkpoint itself
+result["cli_rc"] = main(["predict", "--model", merged, "--jsonl", data, "--out", out, "--limit", "2",
+                         "--batch-size", "2", "--max-new-tokens", "24", "--no-overlays", "--quiet"])
+result["records"] = [json.loads(line) for line in (Path(out) / "results.jsonl").read_text().splitlines()]
+from text4seg.inference.predict import Predictor
 from text4seg.training.checkpoint import prepare_engine
-result["prepared"] = prepare_engine(merged)
+result["prepared"] = prepare_engine(merged)  # what predict applied (idempotent)
 p = Predictor(merged, batch_size=2, max_new_tokens=24)
 cfg = json.loads((Path(merged) / "config.json").read_text())
 image_id = cfg.get("image_token_id", cfg.get("image_token_index"))
 p.engine.template.set_mode("transformers")
 row = {"messages": [{"role": "user", "content": "<image>Segment it."}], "images": [probe]}
 result["probe_image_tokens"] = p.engine.template.encode(row)["input_ids"].count(image_id)
-res = predict_queries(p, load_queries(data, None, 2, None), out, overlays=False, progress=False)
-result["records"] = [json.loads(line) for line in Path(res).read_text().splitlines()]
 print("RESULT " + json.dumps(result))
 """
 
@@ -211,9 +213,11 @@ def test_real_recipe_trains_exports_and_predicts_on_real_image_sizes(family, tmp
     )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
 
-    # 4. predict on the merged model with prepare_engine; the probe image gets the training token count
+    # 4. `text4seg predict` on the merged model (it prepares the checkpoint); the probe image gets the
+    # training token count
     result = _predict(tmp_path, merged, data[0], probe)
     assert result["probe_image_tokens"] == report["probe_tokens"], (result, report)
+    assert result["cli_rc"] == 0, result
     assert len(result["records"]) == 2 and all(isinstance(r["answer"], str) for r in result["records"])
     if family == "llava1_5_hf":  # the failure prepare_engine fixes: args.json names the plugin template
         assert "text4seg_llava1_5_hf" in result["without_prepare"], result

@@ -162,6 +162,7 @@ def test_train_command_prints_then_runs_the_swift_command_with_overrides(
             "train",
             str(recipe),
             "--no-check-args",
+            "--no-check-lengths",
             "--swift",
             str(swift),
             "--set",
@@ -215,3 +216,31 @@ def test_recipe_plugin_paths_resolve_from_any_working_directory(tmp_path, monkey
     recipe = train.resolve_plugins(train.load_recipe(recipe_path), recipe_path)
     assert recipe["external_plugins"] == str(repo / "recipes" / "text4seg_plugin.py")
     assert train.resolve_plugins({"model": "x"}, recipe_path) == {"model": "x"}
+
+
+def test_train_stops_before_swift_when_rows_would_be_dropped_unless_the_user_accepts(tmp_path, capsys):
+    """`text4seg train` encodes the rows with the recipe's own template (a tiny LLaVA here) and stops on rows
+    over max_length (ms-swift would drop them silently); allow_dropped_rows=true accepts and never reaches
+    ms-swift's arguments."""
+    pytest.importorskip("swift")
+    from text4seg.demo.model import make_tiny_llava
+
+    model = make_tiny_llava(tmp_path / "llava")
+    img = tmp_path / "img.png"
+    Image.new("RGB", (64, 48)).save(img)
+    data = _write(tmp_path / "d.jsonl", [_row(str(img)), _row(str(img), answer=ANSWER * 20)])
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        f"model: {model}\nmodel_type: llava1_5_hf\ntemplate: llava1_5_hf\ndataset:\n  - {data}\n"
+        "max_length: 200\nper_device_train_batch_size: 1\ngradient_accumulation_steps: 1\n"
+    )
+    assert main(["train", str(recipe), "--dry-run"]) == 2
+    err = capsys.readouterr().err  # (ms-swift logs while loading the processor, then our report)
+    line = [ln for ln in err.splitlines() if ln.startswith("text4seg train: error: ")]
+    assert len(line) == 1 and f"{data}:2: encodes to" in line[0] and "allow_dropped_rows" in line[0]
+    assert err.strip().splitlines()[-1].startswith(f"{data}:2: ")  # then each row over, by file:line
+    assert main(["train", str(recipe), "--dry-run", "--set", "allow_dropped_rows=true"]) == 0
+    out = capsys.readouterr().out
+    assert "1 over" in out or "over max_length" in out
+    command = [ln for ln in out.splitlines() if " sft " in ln or ln.rstrip().endswith("sft")]
+    assert command and "allow_dropped_rows" not in command[-1]

@@ -19,14 +19,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from text4seg.tiny import (
+from support.tiny_qwen import (
     QWEN2_SPECIAL_START_ID,
     QWEN2_SPECIAL_TOKENS,
     QWEN2_VL_CHAT_TEMPLATE,
-    make_tiny_llava,
     make_tiny_qwen2_5_vl,
     qwen_tokenizer_fast,
 )
+from text4seg.demo.model import make_tiny_llava
 from text4seg.training.align import RELEASED
 
 QWEN_VOCAB = 151936

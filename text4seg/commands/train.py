@@ -29,6 +29,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--no-check-args", action="store_true", help="skip the check of keys against ms-swift's arguments"
     )
     p.add_argument(
+        "--no-check-lengths",
+        action="store_true",
+        help="skip encoding a sample of rows with the recipe's template to find rows over max_length "
+        "(ms-swift drops them silently); --set allow_dropped_rows=true accepts such rows instead",
+    )
+    p.add_argument(
         "--swift", default=None, help="the swift executable (default: next to this Python, then PATH)"
     )
     add_progress(p, child=True)
@@ -42,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
         args.overrides,
         dry_run=args.dry_run,
         check_args=not args.no_check_args,
+        check_lengths=not args.no_check_lengths,
         swift=args.swift,
         quiet=args.quiet,
         progress=not args.no_progress,

@@ -95,6 +95,10 @@ class Predictor:
         **engine_kwargs,
     ):
         swift = require("swift")
+        from text4seg.training.checkpoint import prepare_engine
+
+        # what the checkpoint was trained with: the project's templates, the Qwen image-pixel budget
+        prepare_engine(model, adapters=adapters or ())
         self.engine = swift.TransformersEngine(
             str(model),
             adapters=[str(a) for a in adapters] if adapters else None,

@@ -40,6 +40,7 @@ def train(
     *,
     dry_run: bool = False,
     check_args: bool = True,
+    check_lengths: bool = True,
     swift: str | None = None,
     quiet: bool = False,
     progress: bool = True,
@@ -48,7 +49,11 @@ def train(
     """Validate a recipe's data and arguments, print the ``swift sft`` command and run it (unless dry).
 
     ``overrides``: ``KEY=VALUE`` strings (:func:`~text4seg.training.recipes.parse_overrides`);
-    ``swift``: the executable (default: next to this Python, then PATH).
+    ``swift``: the executable (default: next to this Python, then PATH). ``check_lengths``: encode the
+    rows with the recipe's own template and processor (a documented sample per file) and stop when rows are
+    over ``max_length`` (ms-swift would drop or cut them silently) unless ``allow_dropped_rows=true`` is set
+    (:mod:`text4seg.training.lengths`); the processor of ``model`` must be loadable (a local folder, or the
+    hub when online).
     """
     recipe = recipes.apply_overrides(
         recipes.load_recipe(recipe_path), recipes.parse_overrides(list(overrides))
@@ -58,12 +63,27 @@ def train(
     if not quiet:
         for path, n in counts.items():
             echo(f"data ok: {path} ({n} rows)")
+    from text4seg.training import lengths
+
+    stripped = lengths.pop_allow(recipe)[0]  # allow_dropped_rows: a text4seg key, never passed to ms-swift
     if check_args:
-        unknown = recipes.unknown_arguments(recipe, "sft")
+        unknown = recipes.unknown_arguments(stripped, "sft")
         if unknown:
             raise ValueError(
                 f"{recipe_path}: ms-swift's sft does not accept {unknown} (see `swift sft --help`)"
             )
+    if check_lengths:
+        try:
+            template = lengths.build_template(stripped)
+        except Exception as exc:  # a processor that cannot be loaded: say how to skip the check
+            raise ValueError(
+                f"{recipe_path}: cannot load the processor of model={recipe.get('model')!r} to measure row "
+                f"lengths ({type(exc).__name__}: {str(exc)[:200]}); give a local model folder "
+                "(--set model=/path) or skip the check with --no-check-lengths"
+            ) from None
+        _, report = lengths.guard(recipe, template=template)  # raises when rows would be dropped or cut
+        echo(report.summary())
+    recipe = stripped
     if recipes.global_batch(recipe) and not quiet:
         echo(f"global batch: {recipes.global_batch(recipe)} (per-device x accumulation x GPUs x nodes)")
     argv, env = recipes.swift_command(recipe, swift=recipes.swift_executable(swift))
