@@ -47,7 +47,8 @@ def main(argv=None) -> None:
     for scheme, form in (("rrle", "frames"), ("rrle", "delta"), ("compact", "frames")):
         n = count_many([encode_frames(g, scheme, form) for g in grids])
         print(
-            f"{scheme:8s} {form:7s} tokens/sample {np.mean(n):7.1f}  tokens/frame {np.mean(n) / a.frames:6.1f}"
+            f"{scheme:8s} {form:7s} tokens/sample {np.mean(n):7.1f}"
+            f"  tokens/frame {np.mean(n) / a.frames:6.1f}"
             f"  (min {min(n)}, max {max(n)} per sample)"
         )
 

@@ -20,7 +20,9 @@ OpenCV or scikit-image: the disk dilation is done row by row with cumulative sum
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -133,3 +135,36 @@ def j_and_f(
     j = float(np.mean(js)) if js else 0.0
     f = float(np.mean(fs)) if fs else 0.0
     return {"j": j, "f": f, "jf": (j + f) / 2, "pairs": len(js)}
+
+
+def evaluate_video(pred: str | os.PathLike, gt: str | os.PathLike) -> dict:
+    """J&F of ``video_results.jsonl`` records against a built video JSONL, on the built rows' frames.
+
+    A row (task ``vres``/``vreason``) joins the record with the same ``(source.image_id,
+    source.ref_id)`` = ``(video, expression_id)``; its ``gt.masks`` are scored against the record's masks
+    of the frames with the same names. Rows without a record count as empty predictions.
+    """
+    from text4seg.data.records import read_jsonl
+    from text4seg.data.rle import rle_to_mask
+
+    recs = {}
+    for r in read_jsonl(pred):
+        recs[(str(r["video"]), str(r["expression_id"]))] = r
+    preds, gts, missing = [], [], 0
+    for row in read_jsonl(gt):
+        meta = row.get("text4seg", {})
+        if meta.get("task") not in ("vres", "vreason") or not meta.get("gt", {}).get("masks"):
+            continue
+        g = np.stack([rle_to_mask(m) for m in meta["gt"]["masks"]])
+        names = [Path(p if isinstance(p, str) else p.get("path", "")).stem for p in row["images"]]
+        rec = recs.get((meta["source"]["image_id"], meta["source"]["ref_id"]))
+        if rec is None:
+            missing += 1
+            preds.append(np.zeros_like(g))
+        else:
+            by_name = dict(zip(rec["frames"], rec["masks"]))
+            if any(n not in by_name for n in names):
+                raise ValueError(f"{pred}: record {rec['id']} lacks frames of {meta['id']} ({names})")
+            preds.append(np.stack([rle_to_mask(by_name[n]) for n in names]))
+        gts.append(g)
+    return {**j_and_f(preds, gts), "missing": missing}
