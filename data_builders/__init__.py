@@ -22,6 +22,7 @@ from .reason import ReasonSeg
 from .refer import GRefCOCO, RefCLEF, RefCOCO, RefCOCOg, RefCOCOPlus
 from .semantic import ADE20K, CocoStuff, PascalContext59, PascalVOC20
 from .synthetic import Synthetic
+from .video import DAVIS17, MeViS, RefYouTubeVOS, ReVOS
 
 BUILDERS: dict[str, type[Builder]] = {
     "synthetic": Synthetic,
@@ -40,6 +41,10 @@ BUILDERS: dict[str, type[Builder]] = {
     "coco-format": CocoFormat,
     "labelme": LabelMe,
     "mask-folder": MaskFolder,
+    "refytvos": RefYouTubeVOS,
+    "mevis": MeViS,
+    "revos": ReVOS,
+    "davis17": DAVIS17,
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from text4seg.commands._args import add_geometry, add_progress, add_root
@@ -38,6 +39,11 @@ def run(args: argparse.Namespace) -> int:
     for p in (args.pred, args.gt):
         if not p.is_file():
             raise OSError(f"no such file: {p}")
+    if args.pred.name == "video_results.jsonl":  # text4seg predict --video: J&F (DAVIS protocol)
+        from text4seg.evaluation.video import evaluate_video
+
+        print(json.dumps(evaluate_video(args.pred, args.gt)))
+        return 0
     out = args.out if args.out is not None else args.pred.parent
     metrics = evaluate(
         args.pred,

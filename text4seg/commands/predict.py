@@ -19,6 +19,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--image", type=Path, help="one image (with --query)")
     src.add_argument("--jsonl", type=Path, help="built JSONL: one query per user turn")
+    src.add_argument(
+        "--video", type=Path, help="a frame folder or video file (with --query); see docs/video.md"
+    )
     p.add_argument("--query", help="the question for --image, e.g. 'Please segment the dog.'")
     p.add_argument(
         "--label", action="append", default=None, help="target label for --constrained (repeatable)"
@@ -41,13 +44,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=int, default=None, help="at most this many queries")
     p.add_argument("--no-overlays", action="store_true", help="skip the overlay PNGs")
     add_progress(p)
+    from text4seg.commands._video import add_video_arguments
+
+    add_video_arguments(p)
 
 
 def run(args: argparse.Namespace) -> int:
     from text4seg.inference.predict import predict_image, predict_jsonl, results_report
 
-    if args.image is not None and not args.query:
-        raise ValueError("--image needs --query")
+    if (args.image is not None or args.video is not None) and not args.query:
+        raise ValueError("--image and --video need --query")
     options = dict(
         adapters=args.adapters,
         batch_size=args.batch_size,
@@ -62,6 +68,10 @@ def run(args: argparse.Namespace) -> int:
         options["model_type"] = args.model_type
     if args.template:
         options["template_type"] = args.template
+    if args.video is not None:
+        from text4seg.commands._video import run_video
+
+        return run_video(args, options)
     if args.image is not None:
         opts = dict(labels=args.label or [], grid=args.grid, scheme=args.scheme, **options)
         results = predict_image(args.model, args.image, args.query, args.out, **opts)

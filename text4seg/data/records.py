@@ -57,7 +57,7 @@ from pathlib import Path
 from text4seg.descriptors import DEFAULT_SCHEME
 
 IMAGE_TAG = "<image>"
-TASKS = ("res", "gres", "semantic", "reason", "shapes")
+TASKS = ("res", "gres", "semantic", "reason", "shapes", "vres", "vreason")
 SOURCE_KEYS = ("dataset", "split", "image_id", "ref_id", "ann_ids", "sent_ids")
 
 
@@ -99,6 +99,7 @@ class Sample:
     classes: list[str] = field(default_factory=list)
     ignore: list[int] = field(default_factory=list)
     boxes: list[list[float]] = field(default_factory=list)
+    frames: list[str] = field(default_factory=list)  # video samples: T frame paths (text4seg.data.video)
 
 
 def _source(src: dict) -> dict:
@@ -117,14 +118,15 @@ def to_swift_row(sample: Sample) -> dict:
         raise ValueError(f"sample {sample.id!r}: unknown task {sample.task!r}; choose one of {TASKS}")
     messages = []
     for i, (q, a) in enumerate(sample.turns):
-        messages.append({"role": "user", "content": (IMAGE_TAG if i == 0 else "") + q})
+        tag = IMAGE_TAG if i == 0 and not sample.frames else ""  # a video question holds its frames' tags
+        messages.append({"role": "user", "content": tag + q})
         messages.append({"role": "assistant", "content": a})
     masks = [
         {"size": [int(m["size"][0]), int(m["size"][1])], "counts": str(m["counts"])} for m in sample.masks
     ]
     return {
         "messages": messages,
-        "images": [str(sample.image)],
+        "images": [str(f) for f in sample.frames] or [str(sample.image)],
         "text4seg": {
             "id": str(sample.id),
             "task": sample.task,

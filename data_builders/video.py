@@ -1,0 +1,307 @@
+"""Video builders: Ref-YouTube-VOS, MeViS, ReVOS and (Ref-)DAVIS-2017 -> multi-frame samples.
+
+One sample per (video, expression): ``T`` sampled frames (option ``frames``, default 8; ``sampling``
+``uniform`` or ``keyframe``, :func:`text4seg.data.video.sample_frames`) as multi-image input, and an
+answer with one ``Frame k:`` line per frame (:mod:`text4seg.descriptors.video`; option ``form``
+``frames`` or ``delta``). The row format is :mod:`text4seg.data.video`'s. Layouts under ``--root``::
+
+    refytvos  meta_expressions/<split>/meta_expressions.json
+                  {"videos": {vid: {"expressions": {eid: {"exp", "obj_id"}}, "frames": [names]}}}
+              <split>/JPEGImages/<vid>/<frame>.jpg
+              <split>/Annotations/<vid>/<frame>.png      palette PNG, pixel value = obj_id
+    mevis     <split>/meta_expressions.json              expressions {"exp", "obj_id": [..], "anno_id": [..]}
+              <split>/mask_dict.json                     {anno_id: [COCO RLE or null per frame]}
+              <split>/JPEGImages/<vid>/<frame>.jpg
+    revos     meta_expressions_<split>_.json             as MeViS, plus "type_id" (0 referring, 1 reasoning)
+              mask_dict.json, JPEGImages/<vid>/<frame>.jpg   (shared by all splits)
+    davis17   JPEGImages/480p/<vid>/<frame>.jpg, Annotations/480p/<vid>/<frame>.png,
+              ImageSets/2017/<split>.txt
+              semi-supervised: one sample per object of the first annotated frame, whose query gives that
+              frame's mask as a descriptor block; ``--set expressions=<file>`` (a Ref-DAVIS17
+              meta_expressions.json, relative to root) makes one referring sample per expression instead
+              (``--set first_frame=true`` adds the first-frame block to those too).
+
+Splits without masks (Ref-YouTube-VOS and MeViS ``valid``) give query rows with an empty answer and no
+ground truth, for ``text4seg predict``. An expression whose target is absent in every sampled frame is
+flagged ``empty_target`` (or ``lost_on_grid`` when it vanishes on the grid) under the builders' policy.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from text4seg.data.prompts import sample_rng
+from text4seg.data.records import Sample
+from text4seg.data.rle import mask_to_rle, rle_to_mask
+from text4seg.data.video import image_change, list_frames, mask_change, sample_frames, video_turn
+from text4seg.descriptors import BACKGROUND, encode, mask_to_grid, wrap
+from text4seg.descriptors.video import check_form, encode_frames
+
+from .base import EMPTY_TARGET, LOST_ON_GRID, BadInput, BuildConfig, Builder
+from .common import image_size, inside, label_of
+
+
+def _load_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BadInput(f"annotation file not found: {path}", "annotation_not_found") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise BadInput(f"cannot read {path}: {exc}", "bad_annotation") from None
+
+
+def _palette_mask(path: Path, obj_ids) -> np.ndarray:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            arr = np.asarray(im)
+    except FileNotFoundError:
+        raise BadInput(f"mask not found: {path}", "mask_not_found") from None
+    except OSError as exc:
+        raise BadInput(f"cannot read mask {path}: {exc}", "bad_mask") from None
+    if arr.ndim == 3:
+        arr = arr[..., 0]
+    return np.isin(arr, [int(o) for o in obj_ids])
+
+
+class VideoBuilder(Builder):
+    """Shared machinery: subclasses fill ``self.videos`` ``{vid: {"frames", "expressions"}}`` and
+    ``self.img_dir`` and implement :meth:`masks` (and :meth:`kind`/:meth:`text` when they differ)."""
+
+    dataset = ""
+
+    def __init__(self, cfg: BuildConfig):
+        Builder.__init__(self, cfg)
+        self.t = cfg.opt("frames", 8)
+        self.sampling = cfg.opt("sampling", "uniform")
+        self.form = cfg.opt("form", "frames")
+        check_form(self.form, cfg.scheme)
+        sample_frames(1, self.t, self.sampling)  # validates frames and sampling
+        self.videos: dict = {}
+        self.img_dir = Path(cfg.root)
+
+    def units(self) -> list[tuple[str, str]]:
+        return [(vid, eid) for vid, v in self.videos.items() for eid in v.get("expressions", {})]
+
+    def frame_paths(self, vid: str) -> list[Path]:
+        return [inside(self.img_dir, f"{vid}/{name}.jpg") for name in self.videos[vid]["frames"]]
+
+    def masks(self, vid: str, eid: str, paths: list[Path]) -> list[np.ndarray] | None:
+        """``(H, W)`` bool target mask per frame of the video, or None when the split has no masks."""
+        raise NotImplementedError
+
+    def kind(self, exp: dict) -> str:
+        return "referring_video"
+
+    def wants_target(self, exp: dict) -> bool:
+        return True
+
+    def first_frame(self, exp: dict) -> bool:
+        return False
+
+    def make(self, unit: tuple[str, str], rep: int) -> list[Sample]:
+        cfg = self.cfg
+        vid, eid = unit
+        exp = self.videos[vid]["expressions"][eid]
+        text = " ".join(str(exp.get("exp", "")).split())
+        paths = self.frame_paths(vid)
+        if not paths:
+            raise BadInput(f"{self.name}: video {vid} lists no frames", "malformed_record")
+        masks = self.masks(vid, eid, paths)
+        if self.sampling == "keyframe":
+            change = mask_change(masks) if masks is not None else image_change(paths)
+        else:
+            change = None
+        idx = sample_frames(len(paths), self.t, self.sampling, change)
+        for i in idx:
+            if not paths[i].is_file():
+                raise BadInput(f"frame not found: {paths[i]}", "image_not_found")
+        semi = self.first_frame(exp)
+        kind = "semi_video" if semi and not text else self.kind(exp)
+        label = "target" if kind == "reasoning_video" else label_of(text) if text and not semi else "object"
+        if masks is not None:
+            h, w = masks[0].shape
+            grids = [mask_to_grid(masks[i], cfg.grid, labels=label) for i in idx]
+            lines = encode_frames(grids, cfg.scheme, self.form)
+            where = f"{vid}/{eid}"
+            issue = None
+            if self.wants_target(exp) and not any(masks[i].any() for i in idx):
+                issue = EMPTY_TARGET
+            elif self.wants_target(exp) and all((g == BACKGROUND).all() for g in grids):
+                issue = LOST_ON_GRID
+            if issue is not None and self.flag(issue, 1, where):
+                return []
+        else:
+            w, h = image_size(paths[idx[0]])
+            lines = ""
+        block = ""
+        if semi and masks is not None:
+            block = wrap(encode(mask_to_grid(masks[idx[0]], cfg.grid, labels=label), cfg.scheme))
+        rng = sample_rng(cfg.seed + rep, f"{self.name}/{vid}/{eid}")
+        q, a = video_turn(rng, kind, len(idx), lines, target=text, query=text, grid=block)
+        if semi and text:
+            q += f" In frame 1 it is {block}"
+        if masks is None:
+            a = ""
+        return [
+            Sample(
+                id=f"{self.name}/{cfg.split}/{vid}/{eid}",
+                image=str(paths[idx[0]]),
+                frames=[str(paths[i]) for i in idx],
+                width=int(w),
+                height=int(h),
+                turns=[(q, a)],
+                task="vreason" if kind == "reasoning_video" else "vres",
+                labels=[label],
+                grid=cfg.grid,
+                scheme=cfg.scheme,
+                source={
+                    "dataset": self.name,
+                    "split": cfg.split,
+                    "image_id": vid,
+                    "ref_id": eid,
+                    "ann_ids": [str(x) for x in _as_list(exp.get("anno_id", exp.get("obj_id", [])))],
+                },
+                masks=[mask_to_rle(masks[i]) for i in idx] if masks is not None and cfg.with_gt else [],
+            )
+        ]
+
+
+def _as_list(v) -> list:
+    return list(v) if isinstance(v, (list, tuple)) else [v]
+
+
+class RefYouTubeVOS(VideoBuilder):
+    name = "refytvos"
+    help = "Ref-YouTube-VOS referring video segmentation (meta_expressions.json, JPEG frames, PNG masks)"
+    layout = "meta_expressions/<split>/meta_expressions.json, <split>/{JPEGImages,Annotations}/<vid>/"
+
+    def __init__(self, cfg: BuildConfig):
+        VideoBuilder.__init__(self, cfg)
+        root = Path(cfg.root)
+        meta = root / "meta_expressions" / cfg.split / "meta_expressions.json"
+        self.videos = _load_json(meta).get("videos", {})
+        self.img_dir = inside(root, f"{cfg.split}/JPEGImages")
+        self.ann_dir = inside(root, f"{cfg.split}/Annotations")
+
+    def masks(self, vid, eid, paths):
+        if not self.ann_dir.is_dir():
+            return None
+        exp = self.videos[vid]["expressions"][eid]
+        names = self.videos[vid]["frames"]
+        return [_palette_mask(inside(self.ann_dir, f"{vid}/{n}.png"), _as_list(exp["obj_id"])) for n in names]
+
+
+class MeViS(VideoBuilder):
+    name = "mevis"
+    help = "MeViS motion-expression video segmentation (meta_expressions.json + mask_dict.json COCO RLE)"
+    layout = "<split>/meta_expressions.json, <split>/mask_dict.json, <split>/JPEGImages/<vid>/"
+    meta_name = "{split}/meta_expressions.json"
+    mask_name = "{split}/mask_dict.json"
+    image_dir = "{split}/JPEGImages"
+
+    def __init__(self, cfg: BuildConfig):
+        VideoBuilder.__init__(self, cfg)
+        root = Path(cfg.root)
+        self.videos = _load_json(inside(root, self.meta_name.format(split=cfg.split))).get("videos", {})
+        mask_path = inside(root, self.mask_name.format(split=cfg.split))
+        self.mask_dict = _load_json(mask_path) if mask_path.is_file() else None
+        self.img_dir = inside(root, self.image_dir.format(split=cfg.split))
+
+    def wants_target(self, exp: dict) -> bool:
+        return bool(_as_list(exp.get("anno_id", [])))
+
+    def masks(self, vid, eid, paths):
+        if self.mask_dict is None:
+            return None
+        exp = self.videos[vid]["expressions"][eid]
+        per_anno = []
+        for a in _as_list(exp.get("anno_id", [])):
+            if str(a) not in self.mask_dict:
+                raise BadInput(
+                    f"{self.name}: anno_id {a} of {vid}/{eid} not in mask_dict", "malformed_record"
+                )
+            per_anno.append(self.mask_dict[str(a)])
+        size = None
+        for rles in per_anno:
+            size = next((r["size"] for r in rles if r), size)
+        if size is None:
+            w, h = image_size(paths[0])
+            size = [h, w]
+        out = []
+        for i in range(len(paths)):
+            m = np.zeros((int(size[0]), int(size[1])), bool)
+            for rles in per_anno:
+                if i < len(rles) and rles[i]:
+                    m |= rle_to_mask(rles[i])
+            out.append(m)
+        return out
+
+
+class ReVOS(MeViS):
+    name = "revos"
+    help = "ReVOS reasoning + referring video segmentation (VISA's JSON layout)"
+    layout = "meta_expressions_<split>_.json, mask_dict.json, JPEGImages/<vid>/"
+    splits = ("train", "valid", "train_sub")
+    meta_name = "meta_expressions_{split}_.json"
+    mask_name = "mask_dict.json"
+    image_dir = "JPEGImages"
+
+    def kind(self, exp: dict) -> str:
+        return "reasoning_video" if int(exp.get("type_id", 0)) == 1 else "referring_video"
+
+
+class DAVIS17(VideoBuilder):
+    name = "davis17"
+    help = "DAVIS-2017 semi-supervised (first-frame mask as descriptors) or Ref-DAVIS17 (--set expressions=)"
+    layout = "JPEGImages/480p/<vid>/, Annotations/480p/<vid>/, ImageSets/2017/<split>.txt"
+
+    def __init__(self, cfg: BuildConfig):
+        VideoBuilder.__init__(self, cfg)
+        root = Path(cfg.root)
+        self.img_dir = inside(root, "JPEGImages/480p")
+        self.ann_dir = inside(root, "Annotations/480p")
+        self.semi = cfg.opt("first_frame", False)
+        expr = cfg.opt("expressions", "")
+        if expr:
+            self.videos = _load_json(inside(root, expr)).get("videos", {})
+            for v in self.videos.values():
+                v.setdefault("frames", [])
+        else:
+            self.semi = True
+            listing = inside(root, f"ImageSets/2017/{cfg.split}.txt")
+            try:
+                vids = [s.strip() for s in listing.read_text().splitlines() if s.strip()]
+            except OSError as exc:
+                raise OSError(f"cannot read the DAVIS split list {listing}: {exc}") from None
+            for vid in vids:
+                first = sorted(inside(self.ann_dir, vid).glob("*.png"))
+                if not first:
+                    raise BadInput(f"no annotations in {self.ann_dir / vid}", "mask_not_found")
+                ids = sorted(int(v) for v in np.unique(_palette_ids(first[0])) if 0 < v < 255)
+                self.videos[vid] = {"frames": [], "expressions": {str(o): {"obj_id": str(o)} for o in ids}}
+
+    def frame_paths(self, vid):
+        names = self.videos[vid].get("frames") or [p.stem for p in list_frames(inside(self.img_dir, vid))]
+        self.videos[vid]["frames"] = names
+        return [inside(self.img_dir, f"{vid}/{n}.jpg") for n in names]
+
+    def first_frame(self, exp: dict) -> bool:
+        return self.semi
+
+    def masks(self, vid, eid, paths):
+        exp = self.videos[vid]["expressions"][eid]
+        return [
+            _palette_mask(inside(self.ann_dir, f"{vid}/{p.stem}.png"), _as_list(exp["obj_id"])) for p in paths
+        ]
+
+
+def _palette_ids(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return np.asarray(im)
