@@ -279,6 +279,44 @@ def finished_keys(results: str | os.PathLike, echo=None) -> set[tuple[str, int]]
     return keys
 
 
+def record_problem(rec: dict) -> str | None:
+    """Why a results line cannot be scored (None: it can): it needs ``id``, the ``answer`` text, the
+    image ``width``/``height``, and the ``grid`` and ``scheme`` the answer is to be decoded with."""
+    from text4seg.data.records import check_image_size
+    from text4seg.descriptors import SCHEMES, grid_shape
+
+    missing = [k for k in ("id", "answer", "width", "height", "grid", "scheme") if k not in rec]
+    if missing:
+        return f"not a result record: no {missing} (write it with text4seg predict or decode)"
+    if not isinstance(rec["answer"], str):
+        return f"answer must be a string, got {type(rec['answer']).__name__}"
+    if rec["scheme"] not in SCHEMES:
+        return f"unknown scheme {rec['scheme']!r}; choose one of {sorted(SCHEMES)}"
+    try:
+        grid_shape(rec["grid"])
+        check_image_size(rec["height"], rec["width"])
+        int(rec.get("turn", 0))
+    except (TypeError, ValueError) as exc:
+        return str(exc)
+    return None
+
+
+def load_records(path: str | os.PathLike) -> list[dict]:
+    """The records of a results JSONL, each checked with :func:`record_problem`; ``ValueError`` names the
+    file and line of the first bad one, or an empty file."""
+    from text4seg.data.records import iter_jsonl
+
+    out = []
+    for n, rec in iter_jsonl(path):
+        problem = record_problem(rec)
+        if problem:
+            raise ValueError(f"{path}:{n}: {problem}")
+        out.append(rec)
+    if not out:
+        raise ValueError(f"{path} has no result records (an empty file?)")
+    return out
+
+
 def repair_report(records: Iterable[dict]) -> dict:
     """``{"answers", "parse_valid", "answers_repaired", <repair kind>: answers with it, ...}`` of records.
 
