@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from text4seg._lazy import require
+from text4seg.data.records import check_image_size
 from text4seg.descriptors import nearest_index
 
 from .base import BadInput
@@ -79,15 +80,17 @@ class CocoIndex:
 
     def rle(self, ann_ids: list, h: int, w: int) -> dict:
         """Union of the annotations ``ann_ids`` as one compressed RLE (``BadInput`` names the bad one)."""
+        _check_size(h, w, f"{self.path}: image of annotation(s) {ann_ids}")
         rles = []
         for a in ann_ids:
             try:
                 rles.extend(segmentation_rles(self.segmentation(a), h, w))
-            except (TypeError, ValueError, KeyError, IndexError) as exc:
+            except (TypeError, ValueError, KeyError, IndexError, OverflowError) as exc:
                 if isinstance(exc, BadInput):
                     raise
                 raise BadInput(
-                    f"bad segmentation of annotation {a!r} in {self.path}: {exc}", cause="bad_segmentation"
+                    f"bad segmentation of annotation {a!r} in {self.path}: {exc}",
+                    cause=getattr(exc, "cause", "bad_segmentation"),
                 ) from None
         return union_rle(rles, h, w)
 
@@ -99,19 +102,65 @@ def _rle_of_dict(seg: dict, h: int, w: int) -> dict:
         raise ValueError(f"RLE dict without 'size' and 'counts' (keys: {sorted(seg)})")
     size = [int(v) for v in seg["size"]]
     if size != [h, w]:
-        raise ValueError(f"RLE size {size} differs from the image size {[h, w]}")
+        raise SegmentationError(f"RLE size {size} differs from the image size {[h, w]}", "rle_size_mismatch")
     c = seg["counts"]
     if isinstance(c, list):
-        if sum(int(v) for v in c) != h * w:
-            raise ValueError(f"uncompressed RLE counts sum to {sum(c)}, not height*width = {h * w}")
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in c):
+            raise SegmentationError(
+                f"uncompressed RLE counts {str(c)[:60]} are not non-negative ints", "rle_bad_counts"
+            )
+        if sum(c) != h * w:
+            raise SegmentationError(
+                f"uncompressed RLE counts sum to {sum(c)}, not height*width = {h * w}", "rle_bad_counts"
+            )
         return mu.frPyObjects({"size": size, "counts": c}, h, w)
     if not isinstance(c, (str, bytes)):
         raise ValueError(f"RLE counts of type {type(c).__name__}; expected a string or a list of ints")
-    rle = {"size": size, "counts": c.encode("ascii") if isinstance(c, str) else c}
-    total = int(rle_counts(rle["counts"]).sum())
+    try:
+        rle = {"size": size, "counts": c.encode("ascii") if isinstance(c, str) else c}
+    except UnicodeEncodeError:
+        raise SegmentationError("compressed RLE counts are not ASCII", "rle_bad_counts") from None
+    runs = rle_counts(rle["counts"])
+    if (runs < 0).any():
+        raise SegmentationError("compressed RLE has negative run lengths", "rle_bad_counts")
+    total = int(runs.sum())
     if total != h * w:
-        raise ValueError(f"compressed RLE counts sum to {total}, not height*width = {h * w}")
+        raise SegmentationError(
+            f"compressed RLE counts sum to {total}, not height*width = {h * w}", "rle_bad_counts"
+        )
     return rle
+
+
+class SegmentationError(ValueError):
+    """A bad segmentation, with the ``cause`` the build report counts it under (``bad_causes``)."""
+
+    def __init__(self, message: str, cause: str = "bad_segmentation"):
+        super().__init__(message)
+        self.cause = cause
+
+
+POLYGON_MARGIN = 1.0  # coordinates may lie this many image sides outside the image (clipped by raster)
+
+
+def _checked_polygon(p: list, h: int, w: int) -> list[float]:
+    """A polygon's numbers as floats: finite, within :data:`POLYGON_MARGIN` image sides of the image
+    (pycocotools allocates by the coordinates' range: NaN or 1e12 exhaust memory), even in length."""
+    if len(p) % 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in p):
+        raise SegmentationError(f"polygon {str(p)[:60]} is not an even-length list of numbers", "bad_polygon")
+    xy = np.asarray(p, np.float64)
+    if not np.isfinite(xy).all():
+        raise SegmentationError(
+            f"polygon {str(p)[:60]} has NaN or infinite coordinates", "polygon_not_finite"
+        )
+    xs, ys = xy[0::2], xy[1::2]
+    mx, my = POLYGON_MARGIN * w, POLYGON_MARGIN * h
+    if xs.size and (xs.min() < -mx or xs.max() > w + mx or ys.min() < -my or ys.max() > h + my):
+        raise SegmentationError(
+            f"polygon {str(p)[:60]} reaches far outside the {h}x{w} image "
+            f"(x {xs.min():g}..{xs.max():g}, y {ys.min():g}..{ys.max():g})",
+            "polygon_out_of_range",
+        )
+    return [float(v) for v in p]
 
 
 def segmentation_rles(seg, h: int, w: int) -> list[dict]:
@@ -141,13 +190,14 @@ def segmentation_rles(seg, h: int, w: int) -> list[dict]:
     if all(isinstance(p, dict) for p in seg):
         return [_rle_of_dict(p, h, w) for p in seg]
     if all(isinstance(p, list) for p in seg):
-        polys = []
-        for p in seg:
-            if len(p) % 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in p):
-                raise ValueError(f"polygon {str(p)[:60]} is not an even-length list of numbers")
-            if len(p) >= 6:
-                polys.append([float(v) for v in p])
-        return mu.frPyObjects(polys, h, w) if polys else []
+        polys = [_checked_polygon(p, h, w) for p in seg]
+        # fewer than 3 points: no area, left out (as detectron2/ReLA do); an annotation left with no
+        # polygon, or whose polygons lie outside the image, has an empty mask, which the empty-target
+        # policy of the build counts (empty_target) and keeps, drops or fails on (data_builders.base)
+        polys = [p for p in polys if len(p) >= 6]
+        if not polys:
+            return []
+        return mu.frPyObjects(polys, h, w)
     kinds = sorted({type(p).__name__ for p in seg})
     raise ValueError(
         f"segmentation list of {'/'.join(kinds)}; expected polygon lists (lists of numbers) or RLE dicts"
@@ -167,13 +217,25 @@ def rle_of_segmentations(segs: list, h: int, w: int, where: str = "") -> dict:
 
     An empty list gives the all-zero mask. ``BadInput`` (naming ``where``) on malformed input.
     """
+    _check_size(h, w, where)
     rles = []
     try:
         for seg in segs:
             rles.extend(segmentation_rles(seg, h, w))
         return union_rle(rles, h, w)
-    except (TypeError, ValueError, KeyError, IndexError) as exc:
-        raise BadInput(f"bad segmentation {where}: {exc}", cause="bad_segmentation") from None
+    except (TypeError, ValueError, KeyError, IndexError, OverflowError) as exc:
+        if isinstance(exc, BadInput):
+            raise
+        raise BadInput(
+            f"bad segmentation {where}: {exc}", cause=getattr(exc, "cause", "bad_segmentation")
+        ) from None
+
+
+def _check_size(h, w, where: str) -> None:
+    try:
+        check_image_size(h, w, where)
+    except ValueError as exc:
+        raise BadInput(str(exc), cause="bad_image_size") from None
 
 
 def rle_area(rle: dict) -> int:

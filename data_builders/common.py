@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from text4seg.data.records import check_image_size
 from text4seg.descriptors import BACKGROUND, encode, mask_to_grid, normalize_label
 
 from .base import BadInput
@@ -48,7 +49,9 @@ def image_size(path: Path) -> tuple[int, int]:
 
     try:
         with Image.open(path) as im:
-            return im.size
+            w, h = im.size
+        check_image_size(h, w, str(path))
+        return w, h
     except FileNotFoundError:
         raise BadInput(f"image not found: {path}") from None
     except (UnidentifiedImageError, OSError) as exc:

@@ -34,11 +34,12 @@ from pathlib import Path
 import numpy as np
 
 from text4seg.data.prompts import refer_turn, sample_rng
-from text4seg.data.records import Sample
+from text4seg.data.records import Sample, check_image_size
 from text4seg.data.rle import mask_to_rle
 from text4seg.descriptors import encode, mask_to_grid
 
 from .base import BadInput, BuildConfig, Builder
+from .coco import SegmentationError, _checked_polygon
 from .common import inside, label_of
 from .owndata import split_of, split_ratio_of
 
@@ -70,6 +71,13 @@ def shape_mask(shape: dict, h: int, w: int, line_width: int = 3, where: str = ""
         pts = [(float(x), float(y)) for x, y in shape["points"]]
     except (KeyError, TypeError, ValueError) as exc:
         raise BadInput(f"{where}: points must be a list of [x, y] pairs ({exc!r})") from None
+    try:
+        check_image_size(h, w, where)
+        _checked_polygon([v for xy in pts for v in xy], h, w)  # finite, near the image (see coco.py)
+    except SegmentationError as exc:
+        raise BadInput(f"{where}: {exc}", cause=exc.cause) from None
+    except ValueError as exc:
+        raise BadInput(str(exc), cause="bad_image_size") from None
     need = {"polygon": 3, "rectangle": 2, "circle": 2, "mask": 2, "line": 2, "linestrip": 2}[kind]
     if len(pts) < need:
         raise BadInput(f"{where}: a {kind} needs at least {need} points, got {len(pts)}")

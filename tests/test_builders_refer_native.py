@@ -192,16 +192,26 @@ def test_test_split_is_the_union_of_the_test_splits_as_in_the_refer_api(tmp_path
 
 
 @pytest.mark.parametrize(
-    "seg,match",
+    "seg,match,cause",
     [
-        ("oops", "segmentation of type str"),
-        ([[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], {"size": [1, 1], "counts": "0"}], "list of dict/list"),
-        ({"size": [3, 3], "counts": [9]}, r"RLE size \[3, 3\] differs from the image size"),
-        ([[1.0, 2.0, 3.0]], "not an even-length list of numbers"),
-        ({"counts": [1]}, "RLE dict without 'size' and 'counts'"),
+        ("oops", "segmentation of type str", "bad_segmentation"),
+        (
+            [[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], {"size": [1, 1], "counts": "0"}],
+            "list of dict/list",
+            "bad_segmentation",
+        ),
+        (
+            {"size": [3, 3], "counts": [9]},
+            r"RLE size \[3, 3\] differs from the image size",
+            "rle_size_mismatch",
+        ),
+        ([[1.0, 2.0, 3.0]], "not an even-length list of numbers", "bad_polygon"),
+        ({"counts": [1]}, "RLE dict without 'size' and 'counts'", "bad_segmentation"),
+        ([[1.0, 2.0, float("nan"), 4.0, 5.0, 6.0]], "NaN or infinite", "polygon_not_finite"),
+        ([[1.0, 2.0, 1e12, 4.0, 5.0, 6.0]], "far outside", "polygon_out_of_range"),
     ],
 )
-def test_unknown_segmentation_form_is_a_bad_annotation_named_with_file_and_id(tmp_path, seg, match):
+def test_unknown_segmentation_form_is_a_bad_annotation_named_with_file_and_id(tmp_path, seg, match, cause):
     make_refer(tmp_path, "refclef", n_images=3, splits=("val",))
     p = tmp_path / "refclef" / "instances.json"
     inst = json.loads(p.read_text())
@@ -213,5 +223,5 @@ def test_unknown_segmentation_form_is_a_bad_annotation_named_with_file_and_id(tm
     ):
         build_jsonl("refclef", out, root=tmp_path, split="val")
     rep = build_jsonl("refclef", out, root=tmp_path, split="val", skip_bad=True, stats=False)
-    assert rep["skipped_bad"] == 1 and rep["bad_causes"] == {"bad_segmentation": 1}
+    assert rep["skipped_bad"] == 1 and rep["bad_causes"] == {cause: 1}
     assert rep["samples"] == 10

@@ -5,7 +5,8 @@ and ``run(args) -> int`` and imports its heavy dependencies inside ``run``; it p
 calls one library function. Shared flags (``--grid``, ``--scheme``, ``--root``, ``--no-progress``,
 ``--quiet``) come from :mod:`text4seg.commands._args`. A bad flag (unknown choice, malformed value) and
 bad input (a ``ValueError`` or ``OSError`` with a message naming the file or value) print one line
-``text4seg CMD: error: ...`` and exit 2; set ``TEXT4SEG_DEBUG=1`` for the traceback. ``--quiet`` also
+``text4seg CMD: error: ...`` and exit 2; set ``TEXT4SEG_DEBUG=1`` for the traceback. Ctrl-C prints one line
+and exits 130 (no traceback); a closed pipe (``| head``) ends quietly. ``--quiet`` also
 calls :func:`text4seg._lazy.quiet_libraries` before the command runs.
 """
 
@@ -75,11 +76,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         quiet_libraries()
     try:
         return int(args._run(args) or 0)
+    except KeyboardInterrupt:
+        if os.environ.get("TEXT4SEG_DEBUG"):
+            raise
+        print(f"\ntext4seg {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `text4seg ... | head`: the reader left; say nothing more
+        _silence_stdout()
+        return 141
     except (ValueError, OSError, ImportError) as exc:
         if os.environ.get("TEXT4SEG_DEBUG"):
             raise
         print(f"text4seg {args.command}: error: {exc}", file=sys.stderr)
         return 2
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that Python's exit-time flush of a closed pipe prints nothing."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import argparse
 
-from text4seg.descriptors import DEFAULT_SCHEME, GEOMETRIES, SCHEMES
+from text4seg.data.records import check_image_size
+from text4seg.descriptors import DEFAULT_SCHEME, GEOMETRIES, SCHEMES, grid_shape
 
 
 def _pair(text: str, example: str) -> tuple[int, int]:
@@ -25,13 +26,23 @@ def _pair(text: str, example: str) -> tuple[int, int]:
 
 
 def parse_grid(text: str) -> tuple[int, int]:
-    """``"16"`` -> ``(16, 16)``; ``"24x32"`` -> ``(24, 32)`` (rows x cols); the ``--grid`` type."""
-    return _pair(text, "RxC (e.g. 16 or 24x32)")
+    """``"16"`` -> ``(16, 16)``; ``"24x32"`` -> ``(24, 32)`` (rows x cols); the ``--grid`` type
+    (at most :data:`~text4seg.descriptors.MAX_GRID_SIDE` per side)."""
+    pair = _pair(text, "RxC (e.g. 16 or 24x32)")
+    try:
+        return grid_shape(pair)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def parse_size(text: str) -> tuple[int, int]:
-    """``"480x640"`` -> ``(480, 640)`` (height x width); ``"64"`` -> ``(64, 64)``; the ``--size`` type."""
-    return _pair(text, "HxW (e.g. 480x640)")
+    """``"480x640"`` -> ``(480, 640)`` (height x width); ``"64"`` -> ``(64, 64)``; the ``--size`` type
+    (limits: :func:`text4seg.data.records.check_image_size`)."""
+    pair = _pair(text, "HxW (e.g. 480x640)")
+    try:
+        return check_image_size(*pair)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_grid(p: argparse.ArgumentParser, default: str | None = "16", extra: str = "") -> None:

@@ -22,7 +22,14 @@ def run_video(args: argparse.Namespace, options: dict) -> int:
 
     engine = {k: options[k] for k in ("model_type", "template_type") if k in options}
     sam = _load_sam(options["sam"], options["sam_type"]) if options.get("sam") else None
-    predictor = Predictor(args.model, adapters=options["adapters"], batch_size=1, sam=sam, **engine)
+    predictor = Predictor(
+        args.model,
+        adapters=options["adapters"],
+        batch_size=1,
+        sam=sam,
+        trust_remote_code=options.get("trust_remote_code", False),
+        **engine,
+    )
     predict_video(
         predictor,
         args.video,

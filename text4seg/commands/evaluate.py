@@ -35,6 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from text4seg.evaluation.evaluate import evaluate, format_table
+    from text4seg.evaluation.verdict import match_verdict
 
     for p in (args.pred, args.gt):
         if not p.is_file():
@@ -57,4 +58,4 @@ def run(args: argparse.Namespace) -> int:
     )
     print(format_table(metrics))
     print(f"wrote {out / 'metrics.json'} and {out / 'per_sample.jsonl'}")
-    return 0
+    return match_verdict(metrics, args.pred, args.gt)

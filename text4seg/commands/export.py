@@ -33,6 +33,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--swift", default=None, help="the swift executable (default: next to this Python, then PATH)"
     )
+    p.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="merge a checkpoint (or base model) that ships Python code (auto_map, *.py); refused otherwise",
+    )
     add_progress(p, child=True)
 
 
@@ -47,4 +52,5 @@ def run(args: argparse.Namespace) -> int:
         swift=args.swift,
         quiet=args.quiet,
         progress=not args.no_progress,
+        trust_remote_code=args.trust_remote_code,
     )

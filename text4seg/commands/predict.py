@@ -43,6 +43,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shard", default=None, help="i/N: this process takes rows i, i+N, ... of --jsonl")
     p.add_argument("--limit", type=int, default=None, help="at most this many queries")
     p.add_argument("--no-overlays", action="store_true", help="skip the overlay PNGs")
+    p.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="skip queries whose image is unreadable (counted) instead of failing",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start over in --out although it holds results of other options (see OUT/run.json)",
+    )
+    p.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="load a model folder that ships Python code (auto_map, *.py); refused otherwise",
+    )
     add_progress(p)
     from text4seg.commands._video import add_video_arguments
 
@@ -50,10 +65,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from text4seg.inference.predict import predict_image, predict_jsonl, results_report
+    from text4seg.inference.predict import predict_to, results_report
+    from text4seg.inference.prepare import prepare_predict
 
     if (args.image is not None or args.video is not None) and not args.query:
         raise ValueError("--image and --video need --query")
+    if args.video is None:  # inputs, output folder and checkpoint: checked before the model loads
+        queries, skipped = prepare_predict(args)
     options = dict(
         adapters=args.adapters,
         batch_size=args.batch_size,
@@ -63,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
         sam_type=args.sam_type,
         overlays=not args.no_overlays,
         progress=not (args.no_progress or args.quiet),
+        trust_remote_code=args.trust_remote_code,
     )
     if args.model_type:
         options["model_type"] = args.model_type
@@ -72,13 +91,10 @@ def run(args: argparse.Namespace) -> int:
         from text4seg.commands._video import run_video
 
         return run_video(args, options)
-    if args.image is not None:
-        opts = dict(labels=args.label or [], grid=args.grid, scheme=args.scheme, **options)
-        results = predict_image(args.model, args.image, args.query, args.out, **opts)
-    else:
-        opts = dict(root=args.root, limit=args.limit, shard=args.shard, **options)
-        results = predict_jsonl(args.model, args.jsonl, args.out, **opts)
+    results = predict_to(args.model, queries, args.out, **options)
     if not args.quiet:
         print(f"repairs: {json.dumps(results_report(results))}")
+    if skipped:
+        print(f"skipped_bad: {len(skipped)} queries (unreadable images), e.g. {skipped[0]}")
     print(f"results: {results}")
     return 0

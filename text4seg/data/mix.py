@@ -66,10 +66,14 @@ def preset_weights(preset: str, n: int) -> list[float]:
 
 
 def count_lines(path: str | os.PathLike) -> int:
-    """Number of non-blank lines (streaming)."""
+    """Number of non-blank lines (streaming); ``ValueError`` names the file and line of non-UTF-8 bytes."""
     n = 0
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise ValueError(f"{path}:{lineno}: not UTF-8 text") from None
             n += bool(line.strip())
     return n
 

@@ -59,6 +59,26 @@ from text4seg.descriptors import DEFAULT_SCHEME
 IMAGE_TAG = "<image>"
 TASKS = ("res", "gres", "semantic", "reason", "shapes", "vres", "vreason")
 SOURCE_KEYS = ("dataset", "split", "image_id", "ref_id", "ann_ids", "sent_ids")
+MAX_IMAGE_SIDE = 65_536  # pixels per side; larger sizes are refused before anything is allocated
+MAX_IMAGE_PIXELS = 2**28  # height * width (a 16k x 16k image)
+
+
+def check_image_size(height, width, where: str = "") -> tuple[int, int]:
+    """``(height, width)`` as ints if ``1 <= side <= MAX_IMAGE_SIDE`` and ``height * width <=
+    MAX_IMAGE_PIXELS``; else ``ValueError`` quoting the size and the limits (``where`` names the source)."""
+    pre = f"{where}: " if where else ""
+    try:
+        h, w = int(height), int(width)
+        if h != height or w != width:
+            raise ValueError
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"{pre}image size {height!r}x{width!r} is not a pair of integers") from None
+    if not (1 <= h <= MAX_IMAGE_SIDE and 1 <= w <= MAX_IMAGE_SIDE) or h * w > MAX_IMAGE_PIXELS:
+        raise ValueError(
+            f"{pre}image size {h}x{w} out of range: each side 1..{MAX_IMAGE_SIDE}, "
+            f"at most {MAX_IMAGE_PIXELS} pixels"
+        )
+    return h, w
 
 
 @dataclass
@@ -186,6 +206,12 @@ def dumps_row(row: dict) -> str:
     return json.dumps(row, ensure_ascii=False, separators=(",", ":"))
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 class AtomicWriter:
     """Write lines to ``path`` through a temporary file in the same folder, renamed on :meth:`commit`.
 
@@ -208,6 +234,7 @@ class AtomicWriter:
 
     def commit(self) -> None:
         self.fh.close()
+        os.chmod(self.tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the usual permissions
         os.replace(self.tmp, self.path)
 
     def abort(self) -> None:
@@ -235,16 +262,36 @@ def write_jsonl(rows: Iterable[dict | Sample], path: str | os.PathLike) -> int:
     return w.count
 
 
-def read_jsonl(path: str | os.PathLike) -> Iterator[dict]:
-    """Yield the rows of a JSONL file; a bad line raises ``ValueError`` naming the file and line."""
-    with open(path, encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
+def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
+    """Yield ``(line_number, row)`` of a JSONL file (blank lines skipped). ``ValueError`` names the file
+    and line of a line that is not valid UTF-8 JSON or not a JSON object; ``OSError`` names a missing
+    file or a folder."""
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder; expected a JSONL file")
+    with open(path, "rb") as fh:
+        for n, raw in enumerate(fh, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise ValueError(
+                    f"{path}:{n}: not UTF-8 text (byte {raw[exc.start]:#04x} at {exc.start})"
+                ) from None
             if not line.strip():
                 continue
             try:
-                yield json.loads(line)
+                row = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise ValueError(f"{path}:{n}: not valid JSON ({exc.msg})") from None
+            if not isinstance(row, dict):
+                raise ValueError(f"{path}:{n}: a JSON {type(row).__name__}, expected an object {{...}}")
+            yield n, row
+
+
+def read_jsonl(path: str | os.PathLike) -> Iterator[dict]:
+    """Yield the rows of a JSONL file; a bad line raises ``ValueError`` naming the file and line."""
+    for _, row in iter_jsonl(path):
+        yield row
 
 
 def parse_shard(shard: str | tuple[int, int] | None) -> tuple[int, int]:

@@ -22,6 +22,7 @@ from text4seg.descriptors.codec import (
 from text4seg.descriptors.core import (
     BACKGROUND,
     DEFAULT_SCHEME,
+    MAX_GRID_SIDE,
     REPAIR_KINDS,
     SEG_CLOSE,
     SEG_OPEN,
@@ -67,6 +68,7 @@ __all__ = [
     "grid_labels",
     "grid_runs",
     "grid_shape",
+    "MAX_GRID_SIDE",
     "grid_to_label_map",
     "grid_to_mask",
     "mask_to_grid",

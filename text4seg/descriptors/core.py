@@ -107,6 +107,9 @@ def allowed_labels(labels: Sequence[str]) -> list[str]:
     return sorted({normalize_label(x) for x in labels} | {BACKGROUND})
 
 
+MAX_GRID_SIDE = 256  # a grid side above this is refused (an answer of 65,536 cells is already absurd)
+
+
 def grid_shape(size: Size) -> tuple[int, int]:
     """``16 -> (16, 16)``; ``(rows, cols)`` passes through. Raises ``ValueError`` on a bad value."""
     if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
@@ -117,6 +120,8 @@ def grid_shape(size: Size) -> tuple[int, int]:
         raise ValueError(f"size must be an int or a (rows, cols) pair, got {size!r}")
     if rows < 1 or cols < 1:
         raise ValueError(f"grid size must be positive, got {size!r}")
+    if rows > MAX_GRID_SIDE or cols > MAX_GRID_SIDE:
+        raise ValueError(f"grid size {rows}x{cols} is too large: at most {MAX_GRID_SIDE} cells per side")
     return rows, cols
 
 

@@ -51,7 +51,13 @@ from text4seg.evaluation.metrics import (
     semantic_scores_from_counts,
 )
 from text4seg.inference.queries import turn_labels
-from text4seg.inference.results import answer_to_masks, repair_report, rles_to_label_map, select_labels
+from text4seg.inference.results import (
+    answer_to_masks,
+    load_records,
+    repair_report,
+    rles_to_label_map,
+    select_labels,
+)
 
 IGNORE = 255
 
@@ -121,7 +127,7 @@ def evaluate(
     from PIL import Image
 
     gts = load_ground_truth(gt_path, root)
-    preds = list(read_jsonl(pred_path))
+    preds = load_records(pred_path)  # every line checked: refuses a file it cannot interpret
     stats = {"coarse": [], "refined": []}
     sem = {"coarse": None, "refined": None}
     per_sample: list[dict] = []

@@ -9,7 +9,8 @@ answer to one PNG.
 Input line: the answer is the first string among :data:`RESPONSE_KEYS`, else the last message when it is
 the assistant's; the image is ``images[0]`` (a path or ``{"path": ...}``) or ``image``; the size comes from
 ``text4seg.height/width`` or top-level ``height/width``, else from the image file; ``text4seg`` (a built
-row's metadata) also gives the id, grid, scheme and labels when present.
+row's metadata) also gives the id, grid, scheme and labels when present; else a top-level ``id`` (swift
+``infer`` rows ``{"response", "images", "id"}``) is the record's id, else the line's index.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ import os
 from pathlib import Path
 
 from text4seg._lazy import require
-from text4seg.data.records import AtomicWriter, read_jsonl
-from text4seg.descriptors import DEFAULT_SCHEME
+from text4seg.data.records import AtomicWriter, check_image_size, read_jsonl
+from text4seg.descriptors import DEFAULT_SCHEME, grid_shape
+from text4seg.inference.outdir import check_out_dir
 from text4seg.inference.queries import turn_labels
 from text4seg.inference.results import AnswerMasks, answer_to_masks, make_record, repair_report, save_mask_png
 
@@ -33,16 +35,19 @@ def response_text(row: dict, where: str) -> str:
         if isinstance(row.get(k), str):
             return row[k]
     msgs = row.get("messages") or []
-    if msgs and isinstance(msgs[-1], dict) and msgs[-1].get("role") == "assistant":
+    if isinstance(msgs, list) and msgs and isinstance(msgs[-1], dict) and msgs[-1].get("role") == "assistant":
+        if not isinstance(msgs[-1].get("content"), str):
+            raise ValueError(f"{where}: the last assistant message's content is not a string")
         return msgs[-1]["content"]
     raise ValueError(f"{where}: no response field (looked for {RESPONSE_KEYS} and a last assistant message)")
 
 
 def _question(row: dict) -> str:
+    msgs = row.get("messages") or []
     users = [
-        m.get("content", "")
-        for m in row.get("messages") or []
-        if isinstance(m, dict) and m.get("role") == "user"
+        m["content"]
+        for m in (msgs if isinstance(msgs, list) else [])
+        if isinstance(m, dict) and m.get("role") == "user" and isinstance(m.get("content"), str)
     ]
     return users[-1].replace("<image>", "").strip() if users else ""
 
@@ -86,6 +91,9 @@ def decode_jsonl(
     if not path.is_file():
         raise OSError(f"no such file: {path}")
     rows = list(read_jsonl(path))
+    if not rows:
+        raise ValueError(f"{path} has no rows (an empty file?)")
+    check_out_dir(out, files=["decoded.jsonl", "repairs.json"], folders=["masks"])  # no write through a link
     tqdm = require("tqdm").tqdm
     records = []
     with AtomicWriter(out / "decoded.jsonl") as wr:
@@ -99,21 +107,31 @@ def decode_jsonl(
                 image = images[0].get("path") if isinstance(images[0], dict) else images[0]
                 if root is not None and image and not os.path.isabs(image):
                     image = os.path.join(root, image)
-            h = int(meta.get("height") or row.get("height") or 0)
-            w = int(meta.get("width") or row.get("width") or 0)
+            if not isinstance(meta, dict):
+                raise ValueError(f"{where}: 'text4seg' must be an object, got {type(meta).__name__}")
+            h = meta.get("height") or row.get("height") or 0
+            w = meta.get("width") or row.get("width") or 0
+            if h or w:
+                h, w = check_image_size(h, w, where)
             if not (h and w):
                 if not image:
                     raise ValueError(f"{where}: no image path and no width/height")
                 if not os.path.isfile(image):
                     raise OSError(f"{where}: image not found: {image} (use --root DIR)")
-                with Image.open(image) as im:
-                    w, h = im.size
-            g = tuple(meta["grid"]) if meta.get("grid") else grid
+                try:
+                    with Image.open(image) as im:
+                        w, h = im.size
+                except OSError as exc:
+                    raise OSError(f"{where}: unreadable image {image}: {exc}") from None
+            try:
+                g = grid_shape(meta["grid"]) if meta.get("grid") else grid
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"{where}: text4seg.grid: {exc}") from None
             sch = scheme or meta.get("scheme", DEFAULT_SCHEME)
             mask_png = f"masks/{n - 1:06d}.png"
             am = decode_text(answer, h, w, out / mask_png, g, sch, geometry)
             rec = make_record(
-                id=str(meta.get("id", n - 1)),
+                id=str(meta.get("id", row.get("id", n - 1))),  # swift-style rows keep their top-level id
                 turn=0,
                 image=image,
                 query=_question(row),

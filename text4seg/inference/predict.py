@@ -30,6 +30,7 @@ from pathlib import Path
 from text4seg._lazy import require
 from text4seg.data.records import read_jsonl
 from text4seg.descriptors import DEFAULT_SCHEME, max_answer_tokens
+from text4seg.inference.outdir import check_out_dir
 from text4seg.inference.queries import Query, load_queries
 from text4seg.inference.results import (
     RESULTS_NAME,
@@ -39,6 +40,7 @@ from text4seg.inference.results import (
     repair_report,
     save_overlay,
 )
+from text4seg.training.trust import check_trusted
 
 
 # ------------------------------------------------------------------------------------------- engine
@@ -78,6 +80,8 @@ class Predictor:
         sam: None, a :class:`text4seg.inference.refine.Refiner` or a ``segment_anything`` ``Sam`` model.
         logits_processors: extra ``transformers`` logits processors applied at every step of every
             batch, before the grammar (so the grammar still masks what they lift).
+        trust_remote_code: load a model folder that carries code (``auto_map``, ``*.py``); refused
+            otherwise (:mod:`text4seg.training.trust`: ms-swift always trusts it).
         engine_kwargs: passed to ``TransformersEngine`` (``model_type``, ``template_type``, ...).
     """
 
@@ -92,8 +96,10 @@ class Predictor:
         max_free_tokens: int | None = 64,
         sam=None,
         logits_processors: Sequence | None = None,
+        trust_remote_code: bool = False,
         **engine_kwargs,
     ):
+        check_trusted([model, *(adapters or [])], trust_remote_code)  # ms-swift would run their code
         swift = require("swift")
         from text4seg.training.checkpoint import prepare_engine
 
@@ -239,8 +245,7 @@ def predict_queries(
     progress: bool = True,
 ) -> Path:
     """Run ``queries`` not yet in ``out_dir/results.jsonl``, appending (and flushing) one line each."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_out_dir(out_dir, files=[RESULTS_NAME], folders=["overlays"])  # no write through a link
     results = out / RESULTS_NAME
     done = finished_keys(results)
     todo = [q for q in queries if q.key not in done]
@@ -288,6 +293,7 @@ def predict_to(
     logits_processors: Sequence | None = None,
     overlays: bool = True,
     progress: bool = True,
+    trust_remote_code: bool = False,
     **engine_kwargs,
 ) -> Path:
     """Load a :class:`Predictor` and run ``queries`` into ``out_dir/results.jsonl`` (resumable).
@@ -306,6 +312,7 @@ def predict_to(
         max_free_tokens=max_free_tokens,
         sam=_load_sam(sam, sam_type),
         logits_processors=logits_processors,
+        trust_remote_code=trust_remote_code,
         **engine_kwargs,
     )
     return predict_queries(predictor, queries, out_dir, overlays=overlays, progress=progress)

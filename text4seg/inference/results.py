@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -212,27 +213,110 @@ def make_record(
     return rec
 
 
-def finished_keys(results: str | os.PathLike) -> set[tuple[str, int]]:
-    """(id, turn) keys already in a results JSONL; a truncated last line (crash) is cut off the file."""
+BAD_LINES_SUFFIX = ".bad-lines.txt"
+
+
+def _record_key(line: bytes) -> tuple[str, int] | None:
+    """The (id, turn) of one results line, or None when it is not a result record."""
+    try:
+        rec = json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    if not isinstance(rec, dict) or "id" not in rec or not isinstance(rec.get("answer"), str):
+        return None
+    try:
+        return str(rec["id"]), int(rec.get("turn", 0))
+    except (TypeError, ValueError):
+        return None
+
+
+def finished_keys(results: str | os.PathLike, echo=None) -> set[tuple[str, int]]:
+    """(id, turn) keys already in a results JSONL, for a resumed run; every good line is kept.
+
+    A line that is not a result record (corrupt JSON, a partial last line after a crash, a record
+    without ``id``/``answer``) is reported through ``echo`` (default: stderr) by its line number and
+    moved to ``<results>.bad-lines.txt`` (appended; nothing is deleted), and the file is rewritten
+    atomically with the good lines only, so that readers of the results never meet it. A file whose
+    first line is not a result record is not a results file: ``ValueError`` naming it (nothing touched).
+    """
     path = Path(results)
     if not path.exists():
         return set()
+    if not path.is_file():
+        raise ValueError(f"{path} is not a file; move it away or choose another --out")
     keys: set[tuple[str, int]] = set()
-    good = 0
+    good: list[bytes] = []
+    bad: list[tuple[int, bytes]] = []
     with open(path, "rb") as fh:
-        for line in fh:
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                break
-            if not line.endswith(b"\n"):
-                break
-            keys.add((str(rec["id"]), int(rec.get("turn", 0))))
-            good += len(line)
-    if good != path.stat().st_size:
-        with open(path, "r+b") as fh:
-            fh.truncate(good)
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            key = _record_key(line)
+            if key is None:
+                if not good and not bad:
+                    raise ValueError(
+                        f"{path} is not a results file (line {n} is not a result record); "
+                        "move it away or choose another --out"
+                    )
+                bad.append((n, line))
+                continue
+            keys.add(key)
+            good.append(line if line.endswith(b"\n") else line + b"\n")
+    if bad:
+        say = echo or (lambda m: print(m, file=sys.stderr))
+        aside = path.with_name(path.name + BAD_LINES_SUFFIX)
+        with open(aside, "ab") as fh:
+            for n, line in bad:
+                fh.write(f"# {path.name}:{n}\n".encode() + line.rstrip(b"\n") + b"\n")
+        say(
+            f"{path}: line(s) {', '.join(str(n) for n, _ in bad)} not a result record: moved to {aside}; "
+            f"keeping {len(good)} good line(s), redoing what is missing"
+        )
+    if bad or (good and sum(map(len, good)) != path.stat().st_size):
+        tmp = path.with_name(f".{path.name}.resume.tmp")
+        with open(tmp, "wb") as fh:
+            fh.writelines(good)
+        os.chmod(tmp, path.stat().st_mode & 0o777)
+        os.replace(tmp, path)
     return keys
+
+
+def record_problem(rec: dict) -> str | None:
+    """Why a results line cannot be scored (None: it can): it needs ``id``, the ``answer`` text, the
+    image ``width``/``height``, and the ``grid`` and ``scheme`` the answer is to be decoded with."""
+    from text4seg.data.records import check_image_size
+    from text4seg.descriptors import SCHEMES, grid_shape
+
+    missing = [k for k in ("id", "answer", "width", "height", "grid", "scheme") if k not in rec]
+    if missing:
+        return f"not a result record: no {missing} (write it with text4seg predict or decode)"
+    if not isinstance(rec["answer"], str):
+        return f"answer must be a string, got {type(rec['answer']).__name__}"
+    if rec["scheme"] not in SCHEMES:
+        return f"unknown scheme {rec['scheme']!r}; choose one of {sorted(SCHEMES)}"
+    try:
+        grid_shape(rec["grid"])
+        check_image_size(rec["height"], rec["width"])
+        int(rec.get("turn", 0))
+    except (TypeError, ValueError) as exc:
+        return str(exc)
+    return None
+
+
+def load_records(path: str | os.PathLike) -> list[dict]:
+    """The records of a results JSONL, each checked with :func:`record_problem`; ``ValueError`` names the
+    file and line of the first bad one, or an empty file."""
+    from text4seg.data.records import iter_jsonl
+
+    out = []
+    for n, rec in iter_jsonl(path):
+        problem = record_problem(rec)
+        if problem:
+            raise ValueError(f"{path}:{n}: {problem}")
+        out.append(rec)
+    if not out:
+        raise ValueError(f"{path} has no result records (an empty file?)")
+    return out
 
 
 def repair_report(records: Iterable[dict]) -> dict:
@@ -293,5 +377,8 @@ def save_png(path: str | os.PathLike, array: np.ndarray) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    Image.fromarray(array).save(tmp, format="PNG")
-    os.replace(tmp, path)
+    try:
+        Image.fromarray(array).save(tmp, format="PNG")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

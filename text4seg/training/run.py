@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from text4seg.training import recipes
+from text4seg.training.trust import check_trusted
 
 
 def _print(line: str) -> None:
@@ -55,9 +56,10 @@ def train(
     (:mod:`text4seg.training.lengths`); the processor of ``model`` must be loadable (a local folder, or the
     hub when online).
     """
-    recipe = recipes.apply_overrides(
-        recipes.load_recipe(recipe_path), recipes.parse_overrides(list(overrides))
-    )
+    base = recipes.load_recipe(recipe_path)
+    parsed = recipes.parse_overrides(list(overrides))
+    recipe = recipes.apply_overrides(base, parsed)
+    check_launch(base, recipe, parsed)
     recipe = recipes.resolve_plugins(recipe, recipe_path)
     counts = recipes.validate_data(recipe)  # before ms-swift starts: one error naming FILE:LINE
     if not quiet:
@@ -93,6 +95,28 @@ def train(
     return subprocess.call(argv, env=_child_env(env, quiet, progress))
 
 
+def check_launch(base: dict, recipe: dict, overrides: dict) -> None:
+    """``ValueError`` when ``gpus``/``nnodes`` (``NPROC_PER_NODE``/``NNODES``) is not a positive integer,
+    or when a new GPU or node count cannot keep the recipe's global batch (per-device x accumulation x
+    GPUs x nodes) and the user did not set ``gradient_accumulation_steps`` to accept another one."""
+    env = recipe.get("ENV") or {}
+    for name, alias in (("NPROC_PER_NODE", "gpus"), ("NNODES", "nnodes")):
+        if f"ENV.{name}" not in overrides or name not in env:
+            continue
+        v = env[name]
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{alias}={v!r}: expected a positive integer (the number of {alias})")
+    launch = any(k in overrides for k in ("ENV.NPROC_PER_NODE", "ENV.NNODES"))
+    before, after = recipes.global_batch(base), recipes.global_batch(recipe)
+    if launch and before and after != before and "gradient_accumulation_steps" not in overrides:
+        per_step = int(recipe.get("per_device_train_batch_size", 1)) * recipes._world_size(recipe)
+        raise ValueError(
+            f"{per_step} samples per step (per-device batch x GPUs x nodes) cannot keep the recipe's global "
+            f"batch of {before} (it would become {after}); use a GPU count that divides {before}, or set "
+            "gradient_accumulation_steps=N to accept another global batch"
+        )
+
+
 def export_command(
     checkpoint: str | os.PathLike, out: str | os.PathLike, overrides: Sequence[str], swift: str
 ) -> tuple[list[str], dict]:
@@ -113,6 +137,14 @@ def trained_template(checkpoint: str | os.PathLike) -> str | None:
         return None
 
 
+def base_model(checkpoint: str | os.PathLike) -> str | None:
+    """The base model named in the checkpoint's ``args.json`` (None when unreadable)."""
+    try:
+        return json.loads((Path(checkpoint) / "args.json").read_text()).get("model")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def export(
     checkpoint: str | os.PathLike,
     out: str | os.PathLike,
@@ -122,14 +154,18 @@ def export(
     swift: str | None = None,
     quiet: bool = False,
     progress: bool = True,
+    trust_remote_code: bool = False,
     echo: Callable[[str], None] = _print,
 ) -> int:
     """Print and run the ``swift export --merge_lora`` of a LoRA checkpoint into ``out``.
 
-    A checkpoint trained with the whole-image LLaVA template gets a merged model whose saved processor
+    The checkpoint and its base model (``args.json`` ``model``, when a local folder) must not carry code
+    unless ``trust_remote_code`` (:mod:`text4seg.training.trust`). A checkpoint trained with the
+    whole-image LLaVA template gets a merged model whose saved processor
     resizes the whole image too (no centre crop), as in training.
     """
     argv, env = export_command(checkpoint, out, overrides, recipes.swift_executable(swift))
+    check_trusted([checkpoint, base_model(checkpoint)], trust_remote_code)  # ms-swift would run their code
     echo(recipes.format_command(argv, env))
     if dry_run:
         return 0
