@@ -16,6 +16,7 @@ from .coco_format import CocoFormat
 from .hf import HFMask, HFRefer
 from .labelme import LabelMe
 from .mask_folder import MaskFolder
+from .multi import GRefCOCOMulti
 from .reason import ReasonSeg
 from .refer import GRefCOCO, RefCLEF, RefCOCO, RefCOCOg, RefCOCOPlus
 from .semantic import ADE20K, CocoStuff, PascalContext59, PascalVOC20
@@ -28,6 +29,7 @@ BUILDERS: dict[str, type[Builder]] = {
     "refcocog": RefCOCOg,
     "refclef": RefCLEF,
     "grefcoco": GRefCOCO,
+    "grefcoco-multi": GRefCOCOMulti,
     "coco-stuff": CocoStuff,
     "ade20k": ADE20K,
     "pc59": PascalContext59,

@@ -16,7 +16,7 @@ JSONL row schema (one JSON object per line, keys in this order)
       "images": ["/abs/path/to/image.png"],           # exactly one absolute path
       "text4seg": {                                   # FIXED schema: same keys and types in every row
         "id": "refcoco/val/r123/s456",                # unique sample id (str)
-        "task": "res",                                # res|gres|semantic|reason|shapes (str)
+        "task": "res",                                # one of TASKS (str)
         "labels": ["red circle"],                     # target labels (list[str], [] for none)
         "asked": ["red circle"],                      # labels the question asks for (list[str])
         "grid": [16, 16],                             # [rows, cols] (list[int])
@@ -55,7 +55,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 IMAGE_TAG = "<image>"
-TASKS = ("res", "gres", "semantic", "reason", "shapes")
+TASKS = ("res", "gres", "semantic", "reason", "shapes", "multi", "interactive", "panoptic")
 SOURCE_KEYS = ("dataset", "split", "image_id", "ref_id", "ann_ids", "sent_ids")
 
 
