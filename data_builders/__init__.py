@@ -14,6 +14,7 @@ import os
 from .base import BadInput, BuildConfig, Builder, make_config, run_build
 from .coco_format import CocoFormat
 from .hf import HFMask, HFRefer
+from .interactive import CocoInteractive
 from .labelme import LabelMe
 from .mask_folder import MaskFolder
 from .multi import GRefCOCOMulti
@@ -30,6 +31,7 @@ BUILDERS: dict[str, type[Builder]] = {
     "refclef": RefCLEF,
     "grefcoco": GRefCOCO,
     "grefcoco-multi": GRefCOCOMulti,
+    "coco-interactive": CocoInteractive,
     "coco-stuff": CocoStuff,
     "ade20k": ADE20K,
     "pc59": PascalContext59,

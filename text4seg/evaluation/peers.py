@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from text4seg.evaluation.interactive import score_interactive
 from text4seg.evaluation.multi import score_multi
 
 
@@ -17,7 +18,14 @@ def _multi(pairs: Sequence[tuple[dict, dict]]) -> tuple[dict, list[dict]]:
     return score_multi(items)
 
 
-SCORERS: dict[str, Callable[[Sequence[tuple[dict, dict]]], tuple[dict, list[dict]]]] = {"multi": _multi}
+def _interactive(pairs: Sequence[tuple[dict, dict]]) -> tuple[dict, list[dict]]:
+    return score_interactive([(rec, g["meta"]) for rec, g in pairs])
+
+
+SCORERS: dict[str, Callable[[Sequence[tuple[dict, dict]]], tuple[dict, list[dict]]]] = {
+    "multi": _multi,
+    "interactive": _interactive,
+}
 PEER_TASKS = tuple(SCORERS)
 
 
