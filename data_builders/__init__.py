@@ -18,6 +18,7 @@ from .interactive import CocoInteractive
 from .labelme import LabelMe
 from .mask_folder import MaskFolder
 from .multi import GRefCOCOMulti
+from .panoptic import CocoPanoptic
 from .reason import ReasonSeg
 from .refer import GRefCOCO, RefCLEF, RefCOCO, RefCOCOg, RefCOCOPlus
 from .semantic import ADE20K, CocoStuff, PascalContext59, PascalVOC20
@@ -32,6 +33,7 @@ BUILDERS: dict[str, type[Builder]] = {
     "grefcoco": GRefCOCO,
     "grefcoco-multi": GRefCOCOMulti,
     "coco-interactive": CocoInteractive,
+    "coco-panoptic": CocoPanoptic,
     "coco-stuff": CocoStuff,
     "ade20k": ADE20K,
     "pc59": PascalContext59,

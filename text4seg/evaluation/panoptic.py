@@ -170,3 +170,71 @@ def category_segments(labels: Mapping[int, str], categories: Mapping[str, int]) 
             raise ValueError(f"segment {sid}: unknown category {name!r}; known: {sorted(categories)[:20]}")
         out[int(sid)] = int(categories[name])
     return out
+
+
+def score_panoptic(items: Sequence[tuple[dict, dict]]) -> tuple[dict, list[dict]]:
+    """``(scores, per-sample rows)`` of panoptic result records against built rows (``coco-panoptic``).
+
+    ``items``: ``(record, row meta)``. Ground truth: segment ``i`` is ``gt.masks[i]`` with category
+    ``labels[i]`` minus its instance number, crowd when ``i`` is in ``gt.ignore``; thing classes are
+    ``gt.classes``. Prediction: every distinct label of the decoded answer is one segment, its category the
+    label minus a trailing instance number (:func:`text4seg.descriptors.instances.parse_instance_label`);
+    ``refined`` uses the record's ``refined_labels`` (SAM, each label alone) when present. A label with an
+    instance number is a thing even if no ground truth names its class.
+    """
+    from text4seg.data.rle import rle_to_mask
+    from text4seg.descriptors import DEFAULT_SCHEME
+    from text4seg.descriptors.instances import parse_instance_label
+    from text4seg.inference.results import answer_to_masks, rles_to_label_map
+
+    cats: dict[str, int] = {}
+    things: set[int] = set()
+
+    def cat(name: str) -> int:
+        return cats.setdefault(name, len(cats) + 1)
+
+    gts, preds = [], {"coarse": [], "refined": []}
+    rows = []
+    for rec, meta in items:
+        h, w = int(rec["height"]), int(rec["width"])
+        gt = meta["gt"]
+        masks = [rle_to_mask(m) for m in gt["masks"]]
+        if any(m.shape != (h, w) for m in masks):
+            raise ValueError(f"sample {rec.get('id')!r}: a ground-truth mask is not {h}x{w}")
+        names = [parse_instance_label(lab)[0] for lab in meta["labels"]]
+        things.update(cat(c) for c in gt.get("classes", []))
+        gts.append(
+            (
+                id_map_from_masks(masks, (h, w)),
+                {i + 1: cat(n) for i, n in enumerate(names)},
+                {i + 1 for i in gt.get("ignore", [])},
+            )
+        )
+        am = answer_to_masks(
+            rec["answer"], h, w, tuple(rec.get("grid", (16, 16))), rec.get("scheme", DEFAULT_SCHEME)
+        )
+        maps = {"coarse": (am.label_map, am.names)}
+        if rec.get("refined_labels") is not None:
+            maps["refined"] = rles_to_label_map(rec["refined_labels"], h, w)
+        for kind, (lmap, lnames) in maps.items():
+            segs = {}
+            for k, lab in enumerate(lnames):
+                if k == 0:
+                    continue
+                name, num = parse_instance_label(lab)
+                segs[k] = cat(name)
+                if num:
+                    things.add(segs[k])
+            preds[kind].append((len(gts) - 1, (lmap.astype(np.int64), segs)))
+        row = {"id": str(rec["id"]), "turn": int(rec.get("turn", 0)), "task": "panoptic"}
+        rows.append(row | {"parse_valid": am.parse_valid, "segments": len(am.names) - 1})
+    out = {}
+    for kind, plist in preds.items():
+        if len(plist) != len(gts):
+            out[kind] = None
+            continue
+        r = panoptic_quality([p for _, p in plist], gts, things)
+        names_of = {v: k for k, v in cats.items()}
+        r["per_class"] = {names_of[c]: v for c, v in r["per_class"].items()}
+        out[kind] = r
+    return out, rows

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 
 from text4seg.evaluation.interactive import score_interactive
 from text4seg.evaluation.multi import score_multi
+from text4seg.evaluation.panoptic import score_panoptic
 
 
 def _multi(pairs: Sequence[tuple[dict, dict]]) -> tuple[dict, list[dict]]:
@@ -25,6 +26,7 @@ def _interactive(pairs: Sequence[tuple[dict, dict]]) -> tuple[dict, list[dict]]:
 SCORERS: dict[str, Callable[[Sequence[tuple[dict, dict]]], tuple[dict, list[dict]]]] = {
     "multi": _multi,
     "interactive": _interactive,
+    "panoptic": lambda pairs: score_panoptic([(rec, g["meta"]) for rec, g in pairs]),
 }
 PEER_TASKS = tuple(SCORERS)
 
