@@ -84,7 +84,7 @@ def test_mixed_peer_tasks_train_and_predict_through_the_cli(tmp_path: Path, monk
         "--max-new-tokens",
         "24",
         "--no-overlays",
-        "--quiet",
+        "--no-progress",
     ]
     assert main(argv) == 0
     records = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
