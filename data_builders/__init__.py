@@ -16,8 +16,11 @@ from text4seg.descriptors import DEFAULT_SCHEME
 from .base import BadInput, BuildConfig, Builder, make_config, run_build
 from .coco_format import CocoFormat
 from .hf import HFMask, HFRefer
+from .interactive import CocoInteractive
 from .labelme import LabelMe
 from .mask_folder import MaskFolder
+from .multi import GRefCOCOMulti
+from .panoptic import CocoPanoptic
 from .reason import ReasonSeg
 from .refer import GRefCOCO, RefCLEF, RefCOCO, RefCOCOg, RefCOCOPlus
 from .semantic import ADE20K, CocoStuff, PascalContext59, PascalVOC20
@@ -31,6 +34,9 @@ BUILDERS: dict[str, type[Builder]] = {
     "refcocog": RefCOCOg,
     "refclef": RefCLEF,
     "grefcoco": GRefCOCO,
+    "grefcoco-multi": GRefCOCOMulti,
+    "coco-interactive": CocoInteractive,
+    "coco-panoptic": CocoPanoptic,
     "coco-stuff": CocoStuff,
     "ade20k": ADE20K,
     "pc59": PascalContext59,

@@ -94,3 +94,38 @@ def test_grid_rows_by_cols_reaches_the_built_rows(tmp_path):
 def test_decode_has_root_not_images(tmp_path, capsys):
     assert cli.main(["decode", "r.jsonl", "--out", str(tmp_path), "--images", str(tmp_path)]) == 2
     assert "--images" in capsys.readouterr().err
+
+
+def test_quiet_restores_environment_and_logger_levels_after_an_in_process_command(tmp_path, monkeypatch):
+    import logging
+    import os
+
+    monkeypatch.delenv("LOG_LEVEL", raising=False)
+    swift_logger = logging.getLogger("swift")
+    before = swift_logger.level
+    out = tmp_path / "s.jsonl"
+    assert cli.main(["build", "synthetic", "--out", str(out), "--limit", "2", "--no-stats", "--quiet"]) == 0
+    assert "LOG_LEVEL" not in os.environ
+    assert swift_logger.level == before
+
+
+def test_quiet_silences_library_loggers_only_inside_the_block(monkeypatch):
+    import logging
+    import os
+
+    from text4seg._lazy import quiet_libraries
+
+    monkeypatch.setenv("LOG_LEVEL", "DEBUG")
+    lg = logging.getLogger("swift")
+    handler = logging.StreamHandler()
+    handler.setLevel(logging.INFO)
+    lg.addHandler(handler)
+    monkeypatch.setattr(lg, "level", logging.INFO)
+    try:
+        with quiet_libraries():
+            assert os.environ["LOG_LEVEL"] == "WARNING"
+            assert lg.level == handler.level == logging.WARNING
+        assert os.environ["LOG_LEVEL"] == "DEBUG"
+        assert lg.level == handler.level == logging.INFO
+    finally:
+        lg.removeHandler(handler)

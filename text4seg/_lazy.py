@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import os
+from collections.abc import Iterator
 from types import ModuleType
 
 # import name -> the pip extra of text4seg that provides it
@@ -36,20 +39,45 @@ def require(module: str) -> ModuleType:
         ) from exc
 
 
-def quiet_libraries() -> None:
-    """Silence the INFO logging of ms-swift, transformers and datasets, here and in child processes.
+_QUIET_ENV = {"LOG_LEVEL": "WARNING", "TRANSFORMERS_VERBOSITY": "error", "DATASETS_VERBOSITY": "error"}
+_QUIET_LOGGERS = ("swift", "transformers", "datasets", "modelscope")
+
+
+@contextlib.contextmanager
+def quiet_libraries() -> Iterator[None]:
+    """Silence the INFO logging of ms-swift, transformers and datasets, here and in child processes,
+    for the duration of the ``with`` block; everything is restored afterwards (so a command run
+    in-process, as in tests, leaves the next one's logging alone).
 
     ms-swift reads ``LOG_LEVEL`` when it creates its logger (also in ``swift sft`` subprocesses); a logger
-    that already exists is turned down directly.
+    that already exists is turned down directly. A logger created inside the block (ms-swift imported
+    there) is set back to the level its library would have chosen (``LOG_LEVEL`` as restored, else INFO).
     """
     import logging
-    import os
 
-    os.environ["LOG_LEVEL"] = "WARNING"
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("DATASETS_VERBOSITY", "error")
-    for name in ("swift", "transformers", "datasets", "modelscope"):
-        logger = logging.getLogger(name)
-        logger.setLevel(logging.WARNING)
-        for handler in logger.handlers:
+    saved_env = {k: os.environ.get(k) for k in _QUIET_ENV}
+    saved = {}
+    for name in _QUIET_LOGGERS:
+        lg = logging.getLogger(name)
+        saved[name] = (lg.level, {h: h.level for h in lg.handlers})
+    os.environ.update(_QUIET_ENV)
+    for name in _QUIET_LOGGERS:
+        lg = logging.getLogger(name)
+        lg.setLevel(logging.WARNING)
+        for handler in lg.handlers:
             handler.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        default = getattr(logging, (os.environ.get("LOG_LEVEL") or "INFO").strip().upper(), logging.INFO)
+        for name, (level, handlers) in saved.items():
+            lg = logging.getLogger(name)
+            new = [h for h in lg.handlers if h not in handlers]
+            lg.setLevel(default if new and not handlers else level)
+            for handler in lg.handlers:
+                handler.setLevel(handlers.get(handler, default))

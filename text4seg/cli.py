@@ -7,7 +7,7 @@ calls one library function. Shared flags (``--grid``, ``--scheme``, ``--root``, 
 bad input (a ``ValueError`` or ``OSError`` with a message naming the file or value) print one line
 ``text4seg CMD: error: ...`` and exit 2; set ``TEXT4SEG_DEBUG=1`` for the traceback. Ctrl-C prints one line
 and exits 130 (no traceback); a closed pipe (``| head``) ends quietly. ``--quiet`` also
-calls :func:`text4seg._lazy.quiet_libraries` before the command runs.
+runs the command inside :func:`text4seg._lazy.quiet_libraries`.
 """
 
 from __future__ import annotations
@@ -70,11 +70,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
-    if getattr(args, "quiet", False):
-        from text4seg._lazy import quiet_libraries
-
-        quiet_libraries()
     try:
+        if getattr(args, "quiet", False):
+            from text4seg._lazy import quiet_libraries
+
+            with quiet_libraries():  # restored afterwards: in-process callers (tests) keep their logging
+                return int(args._run(args) or 0)
         return int(args._run(args) or 0)
     except KeyboardInterrupt:
         if os.environ.get("TEXT4SEG_DEBUG"):

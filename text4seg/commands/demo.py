@@ -43,10 +43,6 @@ def run(args: argparse.Namespace) -> int:
     from text4seg.demo import FULL, QUICK, format_summary, run_demo
     from text4seg.demo.train import demo_steps
 
-    if args.quiet:
-        from text4seg._lazy import quiet_libraries
-
-        quiet_libraries()
     cfg = replace(QUICK if args.quick else FULL, scheme=args.scheme)
     if args.steps is not None:
         if args.steps < 1:

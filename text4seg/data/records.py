@@ -16,7 +16,7 @@ JSONL row schema (one JSON object per line, keys in this order)
       "images": ["/abs/path/to/image.png"],           # exactly one absolute path
       "text4seg": {                                   # FIXED schema: same keys and types in every row
         "id": "refcoco/val/r123/s456",                # unique sample id (str)
-        "task": "res",                                # res|gres|semantic|reason|shapes (str)
+        "task": "res",                                # one of TASKS (str)
         "labels": ["red circle"],                     # target labels (list[str], [] for none)
         "asked": ["red circle"],                      # labels the question asks for (list[str])
         "grid": [16, 16],                             # [rows, cols] (list[int])
@@ -57,7 +57,7 @@ from pathlib import Path
 from text4seg.descriptors import DEFAULT_SCHEME
 
 IMAGE_TAG = "<image>"
-TASKS = ("res", "gres", "semantic", "reason", "shapes", "vres", "vreason")
+TASKS = ("res", "gres", "semantic", "reason", "shapes", "multi", "interactive", "panoptic", "vres", "vreason")
 SOURCE_KEYS = ("dataset", "split", "image_id", "ref_id", "ann_ids", "sent_ids")
 MAX_IMAGE_SIDE = 65_536  # pixels per side; larger sizes are refused before anything is allocated
 MAX_IMAGE_PIXELS = 2**28  # height * width (a 16k x 16k image)

@@ -50,6 +50,7 @@ from text4seg.evaluation.metrics import (
     semantic_counts,
     semantic_scores_from_counts,
 )
+from text4seg.evaluation.peers import PEER_TASKS, score_peers
 from text4seg.inference.queries import turn_labels
 from text4seg.inference.results import (
     answer_to_masks,
@@ -78,7 +79,9 @@ def load_ground_truth(gt_path: str | os.PathLike, root=None) -> dict[tuple[str, 
         turns = sum(m.get("role") == "user" for m in row.get("messages", [])) or 1
         for t in range(turns):
             entry = {"task": task, "labels": turn_labels(meta, t, turns), "width": meta.get("width")}
-            if task == "semantic":
+            if task in PEER_TASKS:  # scored by text4seg.evaluation.peers from the row's own fields
+                entry["meta"] = meta
+            elif task == "semantic":
                 if not gt.get("label_map"):
                     raise ValueError(f"{gt_path}: semantic row {meta['id']!r} has no gt.label_map")
                 entry.update(
@@ -134,6 +137,7 @@ def evaluate(
     seen: set[tuple[str, int]] = set()
     unmatched = other = 0
     tokens: list[int] = []
+    peers: list[tuple[dict, dict]] = []
     tqdm = require("tqdm").tqdm
     for rec in tqdm(preds, unit="answer", desc="evaluate", disable=not progress):
         key = (str(rec["id"]), int(rec.get("turn", 0)))
@@ -142,6 +146,9 @@ def evaluate(
             unmatched += 1
             continue
         seen.add(key)
+        if g["task"] in PEER_TASKS:
+            peers.append((rec, g))
+            continue
         h, w = int(rec["height"]), int(rec["width"])
         wanted = g["labels"] if label_only else None
         am = answer_to_masks(
@@ -231,6 +238,9 @@ def evaluate(
         )["miou"]
         return out
 
+    peer_scores, peer_rows = score_peers(peers)
+    per_sample.extend(peer_rows)
+    tokens.extend(int(r["num_tokens"]) for r, _ in peers if r.get("num_tokens") is not None)
     scored = [r for r in per_sample]
     metrics = {
         "n": len(scored),
@@ -243,6 +253,7 @@ def evaluate(
         "label_only": label_only,
         "referring": None if not stats["coarse"] else {"coarse": _ref("coarse"), "refined": _ref("refined")},
         "semantic": None if sem["coarse"] is None else {"coarse": _sem("coarse"), "refined": _sem("refined")},
+        "peers": peer_scores,
     }
     if out_dir is not None:
         out = Path(out_dir)

@@ -30,6 +30,7 @@ from pathlib import Path
 from text4seg._lazy import require
 from text4seg.data.records import read_jsonl
 from text4seg.descriptors import DEFAULT_SCHEME, max_answer_tokens
+from text4seg.descriptors.multi import max_multi_tokens
 from text4seg.inference.outdir import check_out_dir
 from text4seg.inference.queries import Query, load_queries
 from text4seg.inference.results import (
@@ -136,6 +137,8 @@ class Predictor:
         if self.max_new_tokens:
             return int(self.max_new_tokens)
         free = 64 if self.max_free_tokens is None else self.max_free_tokens
+        if q.task == "multi":  # one block per label (text4seg.descriptors.multi)
+            return max_multi_tokens(q.scheme, q.grid, q.labels, free)
         return max_answer_tokens(q.scheme, q.grid, q.labels, free)
 
     def _processor(self, batch: Sequence[Query], max_new: int):
@@ -174,6 +177,8 @@ class Predictor:
         ]
         cfg = swift.RequestConfig(max_tokens=max_new, temperature=0)
         procs = list(self.logits_processors)
+        if constrained and any(q.task == "multi" for q in batch):
+            raise ValueError("constrained decoding writes one <seg> block; task 'multi' needs one per label")
         if constrained:  # the grammar last: it masks whatever the other processors lifted
             procs.append(self._processor(batch, max_new))
             self.last_processor = procs[-1]

@@ -20,7 +20,8 @@ class Query:
     """One inference query: an image and a question (no ``<image>`` tag).
 
     ``labels``: the target labels (allowed by constrained decoding besides ``others``); ``grid`` is
-    ``(rows, cols)``; ``width``/``height`` 0 means "read from the image".
+    ``(rows, cols)``; ``width``/``height`` 0 means "read from the image"; ``task``: the row's task
+    (``""`` when unknown; ``multi`` answers have one block per label, :mod:`text4seg.descriptors.multi`).
     """
 
     id: str
@@ -32,6 +33,7 @@ class Query:
     scheme: str = DEFAULT_SCHEME
     width: int = 0
     height: int = 0
+    task: str = ""
 
     @property
     def key(self) -> tuple[str, int]:
@@ -81,6 +83,7 @@ def queries_from_row(row: dict, root: str | os.PathLike | None = None, index: in
             scheme=meta.get("scheme", DEFAULT_SCHEME),
             width=int(meta.get("width") or 0),
             height=int(meta.get("height") or 0),
+            task=str(meta.get("task", "")),
         )
         for t, q in enumerate(users)
     ]

@@ -1,0 +1,280 @@
+"""``coco-interactive``: PSALM's COCO-Interactive from COCO instance annotations (point, scribble, box, mask).
+
+Layout (COCO 2017, official)::
+
+    <root>/annotations/instances_<split>.json      split: train2017 | val2017
+    <root>/<split>/<file_name>
+
+One unit per non-crowd annotation with a non-empty mask, in file order; one sample per prompt kind
+(``--set kinds=point,scribble,box,mask``, the default: all four), id
+``coco-interactive/<split>/<ann_id>/<kind>`` (``source.ref_id`` is ``<ann_id>:<kind>``). The prompts are
+drawn as the PSALM appendix describes, seeded per (seed, annotation, kind, repeat pass):
+
+* point: uniform in the disc centred on the box centre, radius half the box's short side;
+* scribble: the box with width and height scaled by factors from [0.5, 1.2] (redrawn until its IoU with
+  the box exceeds 0.5, at most 50 tries, else the box), one of its diagonals, and a sine wave along it
+  (amplitude 10-20 px, angular frequency 0.2*2pi-2pi per diagonal length, phase 0-2pi), written as
+  ``scribble_points`` (8) points;
+* box: width and height scaled by factors from [0.9, 1.1] about the centre;
+* mask: the target blurred by a Gaussian (sigma 2 px) and thresholded at 0.5, written as a coarse
+  descriptor grid (``--set prompt_grid=8``) whose foreground label is ``region``.
+
+Coordinates in the question (``--set coords=...``, one convention per backbone family, as ms-swift's
+templates ground boxes: ``norm_bbox`` ``none`` for Qwen2.5-VL, ``norm1000`` for the others):
+
+* ``norm1000`` (default; Qwen3-VL, Qwen2-VL, InternVL, LLaVA...): integers 0..1000,
+  ``round(x / width * 1000)``, ``round(y / height * 1000)``;
+* ``qwen2.5-vl``: absolute integer pixels of the image as the model sees it after Qwen2.5-VL's resize
+  (:func:`smart_resize`: sides rounded to multiples of 28, area within ``min_pixels``..``max_pixels``,
+  ``--set max_pixels=12845056``).
+
+Text forms: point ``(x, y)``; box ``[x0, y0, x1, y1]`` (corners, pixel edges); scribble
+``[(x, y), (x, y), ...]``; mask ``the 8x8 region mask below`` and the descriptor text on the lines
+after the question. Options also: ``check_images`` (true). E.g. ``Please segment the object at the
+point (412, 530).`` The answer is the usual sentence + ``<seg>`` block, foreground label = the category
+name. Ground truth: ``gt.masks[0]`` the annotation's mask, ``gt.boxes[0]`` its box.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from functools import cache
+
+import numpy as np
+
+from text4seg.data.prompts import TEMPLATE_DIR, answer, sample_rng
+from text4seg.data.records import Sample
+from text4seg.data.rle import rle_to_json, rle_to_mask
+from text4seg.descriptors import encode, mask_to_grid
+
+from .base import BadInput, BuildConfig, Builder
+from .coco import rle_area, sample_rle, segmentation_rles, union_rle
+from .common import PLACEHOLDER, descriptor_template, inside, label_of
+
+KINDS = ("point", "scribble", "box", "mask")
+COORDS = ("norm1000", "qwen2.5-vl")
+
+
+@cache
+def interactive_templates() -> dict:
+    return json.loads((TEMPLATE_DIR / "interactive.json").read_text(encoding="utf-8"))
+
+
+def smart_resize(
+    height: int, width: int, factor: int = 28, min_pixels: int = 56 * 56, max_pixels: int = 12845056
+) -> tuple[int, int]:
+    """``(height, width)`` of the image Qwen2.5-VL sees: sides rounded to multiples of ``factor``, area kept
+    within ``[min_pixels, max_pixels]`` by a common scale (Qwen2.5-VL's published resize rule)."""
+    h = max(factor, round(height / factor) * factor)
+    w = max(factor, round(width / factor) * factor)
+    if h * w > max_pixels:
+        beta = math.sqrt(height * width / max_pixels)
+        h = max(factor, math.floor(height / beta / factor) * factor)
+        w = max(factor, math.floor(width / beta / factor) * factor)
+    elif h * w < min_pixels:
+        beta = math.sqrt(min_pixels / (height * width))
+        h = math.ceil(height * beta / factor) * factor
+        w = math.ceil(width * beta / factor) * factor
+    return h, w
+
+
+class Coords:
+    """Pixel coordinates ``(x, y)`` of an ``height x width`` image -> the integers a backbone family reads."""
+
+    def __init__(self, convention: str, height: int, width: int, max_pixels: int = 12845056):
+        if convention not in COORDS:
+            raise ValueError(f"unknown coords {convention!r}; choose one of {list(COORDS)}")
+        if convention == "norm1000":
+            self.sx, self.sy = 1000 / width, 1000 / height
+            self.mx, self.my = 1000, 1000
+        else:
+            rh, rw = smart_resize(height, width, max_pixels=max_pixels)
+            self.sx, self.sy = rw / width, rh / height
+            self.mx, self.my = rw, rh
+
+    def xy(self, x: float, y: float) -> tuple[int, int]:
+        return (min(self.mx, max(0, round(x * self.sx))), min(self.my, max(0, round(y * self.sy))))
+
+    def point(self, x: float, y: float) -> str:
+        return "({}, {})".format(*self.xy(x, y))
+
+    def box(self, x0: float, y0: float, x1: float, y1: float) -> str:
+        return "[{}, {}, {}, {}]".format(*self.xy(x0, y0), *self.xy(x1, y1))
+
+    def polyline(self, pts) -> str:
+        return "[" + ", ".join(self.point(x, y) for x, y in pts) + "]"
+
+
+def _clip_box(b, w, h):
+    x0, y0, x1, y1 = b
+    return (min(max(x0, 0.0), w), min(max(y0, 0.0), h), min(max(x1, 0.0), w), min(max(y1, 0.0), h))
+
+
+def _iou(a, b) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    ua = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / ua if ua > 0 else 0.0
+
+
+def _scaled(box, sx: float, sy: float):
+    x, y, w, h = box
+    cx, cy = x + w / 2, y + h / 2
+    return (cx - w * sx / 2, cy - h * sy / 2, cx + w * sx / 2, cy + h * sy / 2)
+
+
+def point_prompt(rng: random.Random, box) -> tuple[float, float]:
+    """A point uniform in the disc at the centre of ``box`` ``[x, y, w, h]``, radius half its short side."""
+    x, y, w, h = box
+    r = min(w, h) / 2 * math.sqrt(rng.random())
+    t = rng.uniform(0, 2 * math.pi)
+    return x + w / 2 + r * math.cos(t), y + h / 2 + r * math.sin(t)
+
+
+def box_prompt(rng: random.Random, box) -> tuple[float, float, float, float]:
+    """``box`` ``[x, y, w, h]``, width and height scaled by factors from [0.9, 1.1]: ``(x0, y0, x1, y1)``."""
+    return _scaled(box, rng.uniform(0.9, 1.1), rng.uniform(0.9, 1.1))
+
+
+def scribble_prompt(rng: random.Random, box, n: int = 8) -> list[tuple[float, float]]:
+    """``n`` points of a sine wave along a diagonal of a jittered ``box`` (module docstring)."""
+    x, y, w, h = box
+    ref = (x, y, x + w, y + h)
+    jit = ref
+    for _ in range(50):
+        cand = _scaled(box, rng.uniform(0.5, 1.2), rng.uniform(0.5, 1.2))
+        if _iou(cand, ref) > 0.5:
+            jit = cand
+            break
+    x0, y0, x1, y1 = jit
+    if rng.random() < 0.5:
+        y0, y1 = y1, y0  # the other diagonal
+    length = math.hypot(x1 - x0, y1 - y0) or 1.0
+    nx, ny = -(y1 - y0) / length, (x1 - x0) / length  # unit normal
+    amp = rng.uniform(10, 20)
+    freq = rng.uniform(0.2 * 2 * math.pi, 2 * math.pi)
+    phase = rng.uniform(0, 2 * math.pi)
+    pts = []
+    for i in range(n):
+        t = i / (n - 1)
+        off = amp * math.sin(freq * t + phase)
+        pts.append((x0 + t * (x1 - x0) + off * nx, y0 + t * (y1 - y0) + off * ny))
+    return pts
+
+
+def mask_prompt(mask: np.ndarray, sigma: float = 2.0) -> np.ndarray:
+    """``(H, W)`` bool: the mask blurred by a Gaussian of ``sigma`` pixels, thresholded at 0.5."""
+    from scipy.ndimage import gaussian_filter
+
+    return gaussian_filter(np.asarray(mask, np.float32), sigma) > 0.5
+
+
+class CocoInteractive(Builder):
+    name = "coco-interactive"
+    help = "COCO-Interactive (PSALM): point/scribble/box/mask prompts from COCO instances, as text"
+    splits = ("train2017", "val2017")
+    layout = "<root>/annotations/instances_<split>.json, <root>/<split>/<file_name>"
+
+    def __init__(self, cfg: BuildConfig):
+        Builder.__init__(self, cfg)
+        self.kinds = cfg.opt("kinds", list(KINDS))
+        bad = [k for k in self.kinds if k not in KINDS]
+        if bad or not self.kinds:
+            raise ValueError(f"option kinds={bad or self.kinds!r}: choose from {list(KINDS)}")
+        self.coords = cfg.opt("coords", "norm1000")
+        if self.coords not in COORDS:
+            raise ValueError(f"option coords={self.coords!r}: choose one of {list(COORDS)}")
+        self.max_pixels = cfg.opt("max_pixels", 12845056)
+        self.prompt_grid = cfg.opt("prompt_grid", 8)
+        self.points = cfg.opt("scribble_points", 8)
+        self.check_images = cfg.opt("check_images", True)
+        path = cfg.root / "annotations" / f"instances_{cfg.split}.json"
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            self.images = {im["id"]: im for im in data["images"]}
+            self.cats = {c["id"]: c["name"] for c in data["categories"]}
+            self.anns = [a for a in data["annotations"] if not a.get("iscrowd", 0)]
+        except FileNotFoundError:
+            raise FileNotFoundError(f"annotation file not found: {path}") from None
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
+            raise ValueError(f"{path} is not a COCO instances file: {exc}") from None
+        self.ann_path = path
+
+    def conventions(self) -> dict:
+        return {"coords": self.coords, "kinds": list(self.kinds), "crowd": "left out"}
+
+    def units(self) -> list[int]:
+        return list(range(len(self.anns)))
+
+    def make(self, unit: int, rep: int) -> list[Sample]:
+        cfg = self.cfg
+        a = self.anns[unit]
+        where = f"annotation {a.get('id')!r} in {self.ann_path}"
+        im = self.images.get(a.get("image_id"))
+        if im is None:
+            raise BadInput(f"{where}: image id {a.get('image_id')!r} not in images", "missing_image_record")
+        h, w = int(im["height"]), int(im["width"])
+        try:
+            rle = union_rle(segmentation_rles(a["segmentation"], h, w), h, w)
+            box = [float(v) for v in a["bbox"]]
+            name = self.cats[a["category_id"]]
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise BadInput(f"bad {where}: {exc}", "bad_segmentation") from None
+        if rle_area(rle) == 0 or box[2] <= 0 or box[3] <= 0:
+            self.count("empty_annotations")
+            return []
+        fg = sample_rle(rle, *cfg.grid)
+        if not fg.any():
+            self.count("lost_on_grid_skipped")
+            return []
+        path = inside(cfg.root / cfg.split, im["file_name"])
+        if self.check_images and not path.is_file():
+            raise BadInput(f"image not found: {path}", "image_not_found")
+        label = label_of(name)
+        desc = descriptor_template(fg, cfg.scheme).replace(PLACEHOLDER, label)
+        co = Coords(self.coords, h, w, self.max_pixels)
+        t = interactive_templates()
+        out = []
+        for kind in self.kinds:
+            sid = f"{self.name}/{cfg.split}/{a['id']}/{kind}" + (f"/r{rep}" if rep else "")
+            rng = sample_rng(cfg.seed, sid)
+            if kind == "point":
+                prompt = "the point " + co.point(*point_prompt(rng, box))
+            elif kind == "box":
+                prompt = "the box " + co.box(*_clip_box(box_prompt(rng, box), w, h))
+            elif kind == "scribble":
+                pts = [_clip_box((x, y, x, y), w, h)[:2] for x, y in scribble_prompt(rng, box, self.points)]
+                prompt = "the scribble " + co.polyline(pts)
+            else:
+                coarse = mask_to_grid(mask_prompt(rle_to_mask(rle)), self.prompt_grid, labels="region")
+                prompt = f"the {self.prompt_grid}x{self.prompt_grid} region mask below"
+            q = rng.choice(t["question"]).format(prompt=prompt)
+            if kind == "mask":
+                q += "\n" + encode(coarse, cfg.scheme)
+            ans = answer(rng.choice(t["answer"]).format(name=label), desc)
+            out.append(
+                Sample(
+                    id=sid,
+                    image=str(path),
+                    width=w,
+                    height=h,
+                    turns=[(q, ans)],
+                    task="interactive",
+                    labels=[label],
+                    grid=cfg.grid,
+                    scheme=cfg.scheme,
+                    source={
+                        "dataset": self.name,
+                        "split": cfg.split,
+                        "image_id": a["image_id"],
+                        "ref_id": f"{a['id']}:{kind}",
+                        "ann_ids": [a["id"]],
+                    },
+                    masks=[rle_to_json(rle)] if cfg.with_gt else [],
+                    boxes=[box],
+                )
+            )
+        return out

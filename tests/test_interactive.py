@@ -1,0 +1,148 @@
+"""COCO-Interactive (PSALM): seeded visual prompts written as text, the builder, scores by prompt kind."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import re
+
+import numpy as np
+import pytest
+from pycocotools import mask as mu
+from support.peers import make_coco_instances
+
+from data_builders import build_jsonl
+from data_builders.interactive import Coords, box_prompt, point_prompt, scribble_prompt, smart_resize
+from text4seg.data.records import read_jsonl
+from text4seg.data.rle import rle_to_mask
+from text4seg.evaluation.evaluate import evaluate
+from text4seg.evaluation.interactive import score_interactive
+
+BOX = [10.0, 20.0, 30.0, 12.0]  # x, y, w, h
+
+
+def test_point_lies_in_the_disc_of_half_the_short_side_at_the_box_centre():
+    rng = random.Random(0)
+    for _ in range(200):
+        x, y = point_prompt(rng, BOX)
+        assert math.hypot(x - 25.0, y - 26.0) <= 6.0 + 1e-9
+
+
+def test_box_prompt_scales_width_and_height_by_0_9_to_1_1_about_the_centre():
+    rng = random.Random(1)
+    for _ in range(100):
+        x0, y0, x1, y1 = box_prompt(rng, BOX)
+        assert 27 - 1e-9 <= x1 - x0 <= 33 + 1e-9 and 10.8 - 1e-9 <= y1 - y0 <= 13.2 + 1e-9
+        assert (x0 + x1) / 2 == pytest.approx(25.0) and (y0 + y1) / 2 == pytest.approx(26.0)
+
+
+def test_scribble_follows_a_diagonal_within_the_amplitude_and_is_seeded():
+    a = scribble_prompt(random.Random(3), BOX, n=8)
+    assert a == scribble_prompt(random.Random(3), BOX, n=8) and len(a) == 8
+    # every point lies within 20 px (the largest amplitude) of the segment joining the first and last
+    (x0, y0), (x1, y1) = a[0], a[-1]
+    for x, y in a:
+        t = max(
+            0.0, min(1.0, ((x - x0) * (x1 - x0) + (y - y0) * (y1 - y0)) / ((x1 - x0) ** 2 + (y1 - y0) ** 2))
+        )
+        assert math.hypot(x - (x0 + t * (x1 - x0)), y - (y0 + t * (y1 - y0))) <= 2 * 20 + 1e-6
+
+
+def test_coordinate_conventions_per_backbone_family():
+    c = Coords("norm1000", 480, 640)
+    assert c.point(320, 240) == "(500, 500)" and c.box(0, 0, 640, 480) == "[0, 0, 1000, 1000]"
+    # Qwen2.5-VL: absolute pixels of the resized input (sides multiples of 28)
+    assert smart_resize(480, 640) == (476, 644)
+    q = Coords("qwen2.5-vl", 480, 640)
+    assert q.box(0, 0, 640, 480) == "[0, 0, 644, 476]" and q.point(320, 240) == "(322, 238)"
+    h, w = smart_resize(4000, 6000, max_pixels=1003520)
+    assert h % 28 == 0 and w % 28 == 0 and h * w <= 1003520
+    with pytest.raises(ValueError, match="norm1000"):
+        Coords("pixels", 10, 10)
+
+
+def _build(tmp_path, **options):
+    make_coco_instances(tmp_path, n_images=2)
+    out = tmp_path / "inter.jsonl"
+    report = build_jsonl("coco-interactive", out, root=tmp_path, split="val2017", options=options)
+    return report, list(read_jsonl(out))
+
+
+def test_builder_writes_four_prompt_kinds_per_instance_and_leaves_crowds_out(tmp_path):
+    report, rows = _build(tmp_path)
+    ann = json.loads((tmp_path / "annotations" / "instances_val2017.json").read_text())
+    plain = [a for a in ann["annotations"] if not a["iscrowd"]]
+    assert report["samples"] == 4 * len(plain) == len(rows)
+    kinds = [r["text4seg"]["source"]["ref_id"].split(":")[1] for r in rows]
+    assert kinds == ["point", "scribble", "box", "mask"] * len(plain)
+    by_id = {a["id"]: a for a in plain}
+    for row in rows:
+        meta = row["text4seg"]
+        a = by_id[int(meta["source"]["ann_ids"][0])]
+        h, w = meta["height"], meta["width"]
+        ref = mu.decode(mu.merge(mu.frPyObjects(a["segmentation"], h, w))).astype(bool)
+        assert (rle_to_mask(meta["gt"]["masks"][0]) == ref).all()  # pycocotools' own decoding
+        assert meta["task"] == "interactive" and meta["labels"] == [{1: "person", 2: "dog"}[a["category_id"]]]
+    # the point written in the question maps back into the PSALM disc (norm1000, rounding 1 unit)
+    q = rows[0]["messages"][0]["content"]
+    x, y = (int(v) for v in re.search(r"point \((\d+), (\d+)\)", q).groups())
+    a = plain[0]
+    h, w = rows[0]["text4seg"]["height"], rows[0]["text4seg"]["width"]
+    bx, by, bw, bh = a["bbox"]
+    r = math.hypot(x / 1000 * w - (bx + bw / 2), y / 1000 * h - (by + bh / 2))
+    assert r <= min(bw, bh) / 2 + max(w, h) / 1000
+    assert "region" in rows[3]["messages"][0]["content"] and "*" in rows[3]["messages"][0]["content"]
+
+
+def test_builder_is_seeded_and_qwen25_coordinates_differ(tmp_path):
+    _, a = _build(tmp_path, kinds="box")
+    _, b = _build(tmp_path, kinds="box")
+    _, c = _build(tmp_path, kinds="box", coords="qwen2.5-vl")
+    assert a == b and len(a) == len(c)
+    assert a[0]["messages"][0]["content"] != c[0]["messages"][0]["content"]
+    with pytest.raises(ValueError, match="kinds"):
+        _build(tmp_path, kinds="lasso")
+
+
+def _rec(row, answer, refined=None):
+    m = row["text4seg"]
+    return {
+        "id": m["id"],
+        "turn": 0,
+        "answer": answer,
+        "grid": m["grid"],
+        "scheme": m["scheme"],
+        "width": m["width"],
+        "height": m["height"],
+        "refined": refined,
+    }
+
+
+def test_scores_by_prompt_kind_hand_case():
+    from text4seg.data.rle import mask_to_rle
+
+    gt = np.zeros((2, 2), bool)
+    gt[0] = True
+    meta = lambda kind: {"gt": {"masks": [mask_to_rle(gt)]}, "source": {"ref_id": f"5:{kind}"}}  # noqa: E731
+    base = {"turn": 0, "grid": [2, 2], "scheme": "rrle", "width": 2, "height": 2}
+    full = dict(base, id="a", answer="<seg>x *2\n x *2\n</seg>")  # IoU 2/4
+    top = dict(base, id="b", answer="<seg>x *2\n others *2\n</seg>")  # IoU 1
+    none = dict(base, id="c", answer="nothing here")  # IoU 0
+    scores, rows = score_interactive([(full, meta("point")), (top, meta("point")), (none, meta("box"))])
+    c = scores["coarse"]
+    assert c["point"] == {"n": 2, "miou": 0.75, "ciou": pytest.approx(4 / 6)}
+    assert c["box"] == {"n": 1, "miou": 0.0, "ciou": 0.0}
+    assert c["all"]["miou"] == pytest.approx(0.5) and c["all"]["ciou"] == pytest.approx(4 / 8)
+    assert scores["refined"] is None and [r["kind"] for r in rows] == ["point", "point", "box"]
+
+
+def test_evaluate_dispatches_interactive_rows_by_kind(tmp_path):
+    _, rows = _build(tmp_path)
+    preds = tmp_path / "results.jsonl"
+    preds.write_text("".join(json.dumps(_rec(r, r["messages"][1]["content"])) + "\n" for r in rows))
+    m = evaluate(preds, tmp_path / "inter.jsonl")
+    inter = m["peers"]["interactive"]["coarse"]
+    assert set(inter) == {"point", "scribble", "box", "mask", "all"} and inter["all"]["n"] == len(rows)
+    assert inter["point"]["miou"] == inter["mask"]["miou"] > 0.5  # same answer whatever the prompt
+    assert m["referring"] is None and m["parse_valid"] == 1.0
