@@ -344,10 +344,10 @@ def test_ctrl_c_during_a_build_prints_one_line_and_leaves_no_temporary_file(tmp_
         stderr=subprocess.PIPE,
         text=True,
     )
-    for _ in range(200):  # wait until it writes images
+    deadline = time.monotonic() + 300  # wait until it writes images (start-up is slow on a loaded machine)
+    while not ((tmp_path / "imgs").exists() and any((tmp_path / "imgs").rglob("*.png"))):
+        assert proc.poll() is None and time.monotonic() < deadline, "the build never started writing images"
         time.sleep(0.1)
-        if (tmp_path / "imgs").exists() and any((tmp_path / "imgs").rglob("*.png")):
-            break
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "Traceback" not in err and "interrupted" in err, err[-2000:]
