@@ -130,6 +130,10 @@ class Builder:
         """Add ``n`` to the report counter ``key`` (summed over units and workers by the driver)."""
         self.tally[key] = self.tally.get(key, 0) + n
 
+    def cleanup(self) -> None:
+        """Remove files this build created beside the JSONL (images, label maps) when it did not finish.
+        Called by the driver on any failure, Ctrl-C included; the default has nothing to remove."""
+
     def conventions(self) -> dict:
         """Dataset conventions this builder applies (settings and counter names, for the report)."""
         return {}
@@ -265,6 +269,12 @@ def run_build(
             targets = _targets_report(builder, tally, flagged)
             if builder.empty_policy == "fail" and targets["empty_target"] + targets["lost_on_grid"]:
                 raise ValueError(_fail_message(cfg.split, targets))
+    except BaseException:  # no JSONL was written (AtomicWriter): remove the files made for it (Ctrl-C too)
+        if pool is not None:
+            pool.terminate()
+            pool = None
+        builder.cleanup()
+        raise
     finally:
         bar.close()
         if pool is not None:

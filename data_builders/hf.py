@@ -29,7 +29,7 @@ import numpy as np
 
 from text4seg._lazy import require
 from text4seg.data.prompts import refer_turn, sample_rng
-from text4seg.data.records import Sample
+from text4seg.data.records import Sample, atomic_path
 from text4seg.data.rle import mask_to_rle, rle_to_json
 from text4seg.descriptors import encode
 
@@ -125,10 +125,8 @@ class HFBase(Builder):
                     (w, h), fmt = im.size, im.format
                 out = self.image_dir / self.cfg.split / f"{index:08d}{EXT_OF_FORMAT.get(fmt, '.img')}"
                 if not out.is_file():
-                    out.parent.mkdir(parents=True, exist_ok=True)
-                    tmp = out.with_name(f".{out.name}.tmp")
-                    tmp.write_bytes(data)
-                    tmp.replace(out)
+                    with atomic_path(out) as tmp:
+                        tmp.write_bytes(data)
                 return str(out), w, h
             if not path:
                 raise BadInput(f"row {index} of {self.root}: image has neither bytes nor path")

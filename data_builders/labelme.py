@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from text4seg.data.prompts import refer_turn, sample_rng
-from text4seg.data.records import Sample, check_image_size
+from text4seg.data.records import Sample, atomic_path, check_image_size
 from text4seg.data.rle import mask_to_rle
 from text4seg.descriptors import encode, mask_to_grid
 
@@ -150,10 +150,8 @@ class LabelMe(Builder):
             out = self.image_dir / (Path(rel).with_suffix("").as_posix().replace("/", "__") + ".png")
             if not out.exists():
                 im = _png(doc["imageData"], str(where))
-                out.parent.mkdir(parents=True, exist_ok=True)
-                tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-                im.convert("RGB").save(tmp, format="PNG")
-                tmp.replace(out)
+                with atomic_path(out) as tmp:
+                    im.convert("RGB").save(tmp, format="PNG")
             return str(out)
         raise BadInput(f"{where}: image not found (imagePath {ip!r}) and no imageData embedded")
 

@@ -10,13 +10,13 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import random
 from pathlib import Path
 
 import numpy as np
 
 from text4seg.data.prompts import answer, join_classes
+from text4seg.data.records import atomic_path
 
 SPLITS = ("train", "val")
 
@@ -74,9 +74,8 @@ def write_label_png(path: Path, label_map: np.ndarray) -> None:
         if arr.max(initial=0) < 256
         else Image.fromarray(arr.astype(np.uint16))
     )
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    im.save(tmp, format="PNG")
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        im.save(tmp, format="PNG")
 
 
 def label_dir_of(cfg, default_name: str) -> Path:

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from text4seg.data.prompts import SEMANTIC_MODES, sample_rng, semantic_turn
-from text4seg.data.records import Sample
+from text4seg.data.records import Sample, atomic_path
 from text4seg.data.rle import mask_to_rle
 from text4seg.descriptors import mask_to_grid
 
@@ -150,10 +150,8 @@ class SemanticBase(Builder):
                 raise BadInput(f"image not found: {image}") from None
             except OSError as exc:
                 raise BadInput(f"cannot read image {image}: {exc}") from None
-            out.parent.mkdir(parents=True, exist_ok=True)
-            tmp = out.with_name(f".{out.name}.{index}.tmp")
-            crop.save(tmp, format="JPEG", quality=95)
-            tmp.replace(out)
+            with atomic_path(out) as tmp:
+                crop.save(tmp, format="JPEG", quality=95)
         return out, lm[y0 : y0 + ch, x0 : x0 + cw], True
 
     def make(self, unit: int, rep: int) -> list[Sample]:
@@ -225,11 +223,10 @@ class SemanticBase(Builder):
     def _write_label_png(path: Path, lm: np.ndarray) -> None:
         from PIL import Image
 
-        tmp = path.with_name(f".{path.name}.tmp")
-        Image.fromarray(lm.astype(np.uint8) if lm.max() < 256 else lm.astype(np.int32)).save(
-            tmp, format="PNG"
-        )
-        tmp.replace(path)
+        with atomic_path(path) as tmp:
+            Image.fromarray(lm.astype(np.uint8) if lm.max() < 256 else lm.astype(np.int32)).save(
+                tmp, format="PNG"
+            )
 
 
 class CocoStuff(SemanticBase):

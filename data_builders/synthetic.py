@@ -21,12 +21,13 @@ semantic_rate, semantic_mix, per_image, turns``.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 
 from text4seg.data.prompts import refer_turn, sample_rng, semantic_turn
-from text4seg.data.records import Sample
+from text4seg.data.records import Sample, atomic_path
 from text4seg.data.rle import mask_to_rle
 from text4seg.descriptors import encode, mask_to_grid
 
@@ -140,6 +141,15 @@ class Synthetic(Builder):
         else:
             raise ValueError("synthetic needs --root or an output path to place its images")
         self.classes = ["others", *self.shapes]
+        # files already there before this build (another split, an earlier run): never removed by cleanup
+        self._existing = set(os.listdir(self.image_dir)) if self.image_dir.is_dir() else set()
+
+    def cleanup(self) -> None:
+        """Remove the images and label maps this unfinished build wrote (workers included)."""
+        if self.image_dir.is_dir():
+            for p in self.image_dir.glob(f"{self.cfg.split}_*.png"):
+                if p.name not in self._existing:
+                    p.unlink(missing_ok=True)
 
     def units(self) -> list[int]:
         return list(range(self.num_images))
@@ -182,10 +192,8 @@ class Synthetic(Builder):
     def _write_png(self, path: Path, array: np.ndarray) -> None:
         from PIL import Image
 
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{id(self)}.tmp")
-        Image.fromarray(array).save(tmp, format="PNG", compress_level=1)
-        tmp.replace(path)
+        with atomic_path(path) as tmp:
+            Image.fromarray(array).save(tmp, format="PNG", compress_level=1)
 
     # ------------------------------------------------------------------------------------------ turns
     def _refer(self, rng, inst, objects, mode: str):

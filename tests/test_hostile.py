@@ -352,6 +352,7 @@ def test_ctrl_c_during_a_build_prints_one_line_and_leaves_no_temporary_file(tmp_
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "Traceback" not in err and "interrupted" in err, err[-2000:]
     assert not list(tmp_path.rglob("*.tmp")) and not (out / "t.jsonl").exists()
+    assert not list((tmp_path / "imgs").glob("*.png"))  # the images of the unfinished set are gone
 
 
 def test_piping_into_head_prints_no_broken_pipe_error(ws, tmp_path):

@@ -47,9 +47,11 @@ does not merge with another file's typed list: to load several files together pa
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -210,6 +212,24 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary sibling of ``path`` to write (any writer: PIL, bytes, ...); renamed onto ``path`` when the
+    block ends, removed on any failure (Ctrl-C included): ``path`` is always absent, old or complete.
+
+    >>> with atomic_path("mask.png") as tmp:      # doctest: +SKIP
+    ...     Image.fromarray(a).save(tmp, format="PNG")
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 class AtomicWriter:

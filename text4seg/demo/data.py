@@ -9,30 +9,24 @@ Fixed prompts put every answer cell at the same token distance from its image pa
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from text4seg.data.records import read_jsonl, write_jsonl
 from text4seg.demo.config import FIXED_ANSWER, FIXED_QUESTION, DemoConfig
 
 SPLITS = ("train", "val", "test")
 
 
 def read_rows(path: str | os.PathLike) -> list[dict]:
-    """All rows of a JSONL file."""
-    with open(path, encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+    """All rows of a JSONL file (:func:`text4seg.data.records.read_jsonl`)."""
+    return list(read_jsonl(path))
 
 
 def write_rows(path: str | os.PathLike, rows: Iterable[dict]) -> None:
-    """Write rows as JSONL (through a temporary file, renamed when complete)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        for row in rows:
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
+    """Write rows as JSONL atomically (:func:`text4seg.data.records.write_jsonl`)."""
+    write_jsonl(rows, path)
 
 
 def fix_prompts(row: dict) -> dict:

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from text4seg.data.records import atomic_path
 from text4seg.demo.config import DemoConfig
 from text4seg.demo.data import all_labels, read_rows
 
@@ -79,9 +80,8 @@ def prepare_for_inference(ckpt: Path, max_positions: int = 8192) -> None:
                 fix(v)
 
     fix(cfg)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(cfg, indent=2))
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(cfg, indent=2))
 
 
 def predict_and_score(

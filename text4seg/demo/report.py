@@ -9,6 +9,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from text4seg.data.records import atomic_path
 from text4seg.demo.config import DemoConfig
 
 
@@ -62,9 +63,8 @@ def summary_metrics(
 
 def write_metrics(metrics: dict, path: Path) -> None:
     """``metrics`` as indented JSON at ``path`` (through a temporary file)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(metrics, indent=2, default=str))
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(metrics, indent=2, default=str))
 
 
 def plot_loss(history: Sequence[dict], path: Path) -> None:

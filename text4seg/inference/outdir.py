@@ -22,6 +22,8 @@ import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
+from text4seg.data.records import atomic_path
+
 RUN_NAME = "run.json"
 
 
@@ -106,7 +108,6 @@ def record_options(
                 p.unlink()
             elif p.is_dir():
                 shutil.rmtree(p)
-    tmp = out / f".{RUN_NAME}.tmp"
-    tmp.write_text(json.dumps(new, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(new, indent=2) + "\n", encoding="utf-8")
     return path

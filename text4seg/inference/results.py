@@ -51,6 +51,7 @@ from pathlib import Path
 
 import numpy as np
 
+from text4seg.data.records import atomic_path
 from text4seg.data.rle import mask_to_rle, rle_to_mask
 from text4seg.descriptors import (
     BACKGROUND,
@@ -273,11 +274,11 @@ def finished_keys(results: str | os.PathLike, echo=None) -> set[tuple[str, int]]
             f"keeping {len(good)} good line(s), redoing what is missing"
         )
     if bad or (good and sum(map(len, good)) != path.stat().st_size):
-        tmp = path.with_name(f".{path.name}.resume.tmp")
-        with open(tmp, "wb") as fh:
-            fh.writelines(good)
-        os.chmod(tmp, path.stat().st_mode & 0o777)
-        os.replace(tmp, path)
+        mode = path.stat().st_mode & 0o777
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as fh:
+                fh.writelines(good)
+            os.chmod(tmp, mode)
     return keys
 
 
@@ -374,11 +375,5 @@ def save_png(path: str | os.PathLike, array: np.ndarray) -> None:
     """Write a uint8 ``(H, W)`` or ``(H, W, 3)`` array as PNG through a temporary file and a rename."""
     from PIL import Image
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         Image.fromarray(array).save(tmp, format="PNG")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
