@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from text4seg import decode
-from text4seg.descriptors.ebnf import max_answer_tokens
+from text4seg.descriptors import max_answer_tokens
 
 xgr = pytest.importorskip("xgrammar")
 torch = pytest.importorskip("torch")
