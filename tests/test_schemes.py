@@ -75,6 +75,12 @@ def test_answer_budget_adds_the_sentence_the_tags_and_eos():
     assert max_answer_tokens("full", 16, ["cat"], max_free=64) == 64 + len("<seg></seg>") + most + 1
 
 
+def test_answer_budget_counts_labels_in_utf8_bytes():
+    # a byte-level token may hold one byte of a character: "東京の猫 *1\n" is 16 bytes
+    assert max_answer_tokens("rrle", 1, ["東京の猫"], max_free=0) == len("<seg></seg>") + 16 + 1
+    assert max_answer_tokens("compact", 2, ["é"]) > max_answer_tokens("compact", 2, ["e"])
+
+
 def test_a_registered_scheme_is_used_everywhere(monkeypatch):
     # what a new scheme module provides (here borrowed from full, the calls recorded)
     calls = []

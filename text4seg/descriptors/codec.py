@@ -43,6 +43,7 @@ from text4seg.descriptors.core import (
     Run,
     Size,
     grid_shape,
+    normalize_label,
 )
 from text4seg.descriptors.grid import resize_nearest
 from text4seg.descriptors.schemes import get_scheme
@@ -193,11 +194,11 @@ def block_ebnf(scheme: str, size: Size = 16, labels: Sequence[str] = ()) -> str:
 def max_answer_tokens(scheme: str, size: Size, labels: Sequence[str] = (), max_free: int = MAX_FREE) -> int:
     """The answer budget (``max_new_tokens``) of one query: every well-formed answer fits in it.
 
-    ``max_free`` bounds the text before ``<seg>``: in characters with xgrammar's exact grammar
-    (:func:`answer_ebnf`), in tokens with the own engine (its ``max_free_tokens``); either way it takes at
+    ``max_free`` bounds the text before ``<seg>``: ASCII characters with xgrammar's exact grammar
+    (:func:`answer_ebnf`), tokens with the own engine (its ``max_free_tokens``); either way it takes at
     most ``max_free`` tokens. Then ``<seg>``, the longest block the scheme accepts for a ``size`` grid and
-    the allowed ``labels`` (``Scheme.budget(...).most``, in characters: every token holds at least one),
-    ``</seg>`` and one EOS token.
+    the allowed ``labels`` (``Scheme.budget(...).most``, with every label counted in UTF-8 bytes: a
+    byte-level token holds at least one byte, possibly part of a character), ``</seg>`` and one EOS token.
 
     With ``max_new_tokens`` at least this, constrained decoding (either engine) always ends with a
     complete answer that parses with ``decode(..., strict=True)``. It is large (a character bound: 3,083
@@ -205,5 +206,7 @@ def max_answer_tokens(scheme: str, size: Size, labels: Sequence[str] = (), max_f
     stops at EOS long before.
     """
     rows, cols = grid_shape(size)
-    most = get_scheme(scheme).budget(rows, cols, labels).most
+    # a label padded by its extra UTF-8 bytes ("\0" survives normalisation) has its byte length
+    padded = [x + "\0" * (len(x.encode()) - len(x)) for x in map(normalize_label, labels)]
+    most = get_scheme(scheme).budget(rows, cols, padded).most
     return int(max_free) + len(SEG_OPEN) + most + len(SEG_CLOSE) + 1

@@ -7,7 +7,7 @@ for xgrammar, vLLM and SGLang. Its language is a whole answer for one query on a
 the allowed labels (normalised; ``others`` is always allowed)::
 
     root ::= free "<seg>" body "</seg>"
-    free ::= [^<]{0,max_free}              free text: at most N characters, none of them "<"
+    free ::= [^<\\u0080-\\U0010FFFF]{0,max_free}   at most N ASCII characters, none "<"
 
 and ``body`` is exact: every accepted answer decodes with ``decode(text, (rows, cols), scheme,
 strict=True)``, and (up to the free text, see below) the language equals that of the scheme's
@@ -18,7 +18,7 @@ that compile the label-independent :func:`free_ebnf` once (:mod:`text4seg.descri
 Worked example (rrle, 2 x 3, labels ``["cat"]``; the count rules enforce the row sum 3)::
 
     root ::= free "<seg>" body "</seg>"
-    free ::= [^<]{0,256}
+    free ::= [^<\\u0080-\\U0010FFFF]{0,256}
     lab ::= "cat" | "others"
     r1 ::= lab " *" ("1")
     r2 ::= lab " *" ("2" | "1| " r1)
@@ -28,10 +28,11 @@ Worked example (rrle, 2 x 3, labels ``["cat"]``; the count rules enforce the row
 accepts ``"Sure.<seg>cat *1| others *2\\n others *3\\n</seg>"`` and rejects a row of ``"others *2\\n"``.
 
 Free text differs from the character grammar on purpose: the character grammar allows any text without
-``<seg>`` (``<`` included) for ``max_free`` tokens; here it is at most ``max_free`` characters without
-``<``, so that a character bound on the whole answer exists. Every token is at least one character, so
-:func:`text4seg.descriptors.codec.max_answer_tokens` (free text, ``<seg>``, the scheme's longest block,
-``</seg>``, EOS) always suffices to finish.
+``<seg>`` (``<`` included) for ``max_free`` tokens; here it is at most ``max_free`` ASCII characters
+without ``<``, so that a bound on the whole answer exists in bytes. A byte-level token holds at least one
+byte (it may hold part of a character), so :func:`text4seg.descriptors.codec.max_answer_tokens` (free
+text, ``<seg>``, the scheme's longest block in UTF-8 bytes, ``</seg>``, EOS) always suffices to finish;
+free text of any script would need up to 4 tokens per character.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ def ebnf_literal(text: str) -> str:
 def _free(max_free: int) -> str:
     if max_free < 0:
         raise ValueError(f"max_free must be >= 0, got {max_free!r}")
-    return f"[^<]{{0,{max_free}}}" if max_free else '""'
+    return f"[^<\\u0080-\\U0010FFFF]{{0,{max_free}}}" if max_free else '""'
 
 
 def answer_rules(block_rules: list[str], max_free: int | None) -> str:
@@ -73,7 +74,7 @@ def answer_rules(block_rules: list[str], max_free: int | None) -> str:
 
 
 def free_ebnf(max_free: int) -> str:
-    """The free text and the opening tag alone: ``root ::= [^<]{0,N} "<seg>"`` (label-independent, so
+    """The free text and the opening tag alone: ``root ::= [^<...]{0,N} "<seg>"`` (label-independent, so
     it is compiled once per vocabulary; :mod:`.xgr` then continues with the block grammar)."""
     return f"root ::= {_free(max_free)} {ebnf_literal(SEG_OPEN)}\n"
 
