@@ -11,13 +11,14 @@
   ``GrammarMatcher`` per batch row; rows that finished are left alone).
 * :class:`XgrRequestProcessor`: the per-request form ``fn(token_ids, logits)`` (vLLM-style).
 
-Budget guarantee: the grammar bounds the free text to ``max_free_chars`` characters and the block has a
-longest form, so an answer has at most :func:`~text4seg.descriptors.codec.max_answer_tokens` tokens
-(every token is at least one character), EOS included. That is the default ``max_new_tokens``; a caller
-who passes fewer gets a ``ValueError`` naming the number needed, so within the budget every answer is
-complete and parses with ``decode(..., strict=True)``. (Unlike the own engine, xgrammar's masks do not
-know the tokens left, so a smaller budget could cut an answer; ``allow_short_budget=True`` accepts that
-risk, and the lenient decoder then repairs the cut answer.)
+Budget guarantee: the grammar bounds the free text to ``max_free_chars`` ASCII characters and the block
+has a longest form, so an answer has at most :func:`~text4seg.descriptors.codec.max_answer_tokens` tokens
+(every token is at least one byte; labels are counted in UTF-8 bytes), EOS included. That is the default
+``max_new_tokens``; a caller who passes fewer gets a ``ValueError`` naming the number needed, so within
+the budget every answer is complete and parses with ``decode(..., strict=True)``. (Unlike the own engine,
+xgrammar's masks do not know the tokens left, so a smaller budget could cut an answer;
+``allow_short_budget=True`` accepts that risk, and the lenient decoder then repairs the cut answer;
+``Predictor`` shrinks the free text to fit instead, :mod:`text4seg.inference.constrained`.)
 
 ``xgrammar`` is imported lazily (``pip install 'text4seg[train]'``).
 """
