@@ -30,8 +30,7 @@ from pathlib import Path
 
 from text4seg._lazy import require
 from text4seg.data.records import read_jsonl
-from text4seg.descriptors import DEFAULT_SCHEME
-from text4seg.descriptors.core import MAX_FREE
+from text4seg.descriptors import DEFAULT_SCHEME, MAX_FREE
 from text4seg.inference.constrained import ConstrainedDecoder, context_room, logits_width
 from text4seg.inference.queries import Query, load_queries
 from text4seg.inference.results import (
