@@ -117,10 +117,11 @@ def _rollout(proc, table, batch, steps, rng):
 
 
 def _default_budget(scheme, size, labels):
+    from text4seg.inference.constrained import ConstrainedDecoder
     from text4seg.inference.predict import Predictor, Query
 
     predictor = Predictor.__new__(Predictor)  # no model: budget() reads only these two settings
-    predictor.max_new_tokens, predictor.max_free_tokens = None, 64
+    predictor.max_new_tokens, predictor.decoder = None, ConstrainedDecoder("own")
     return predictor.budget(Query("q", "img.png", "?", labels=list(labels), grid=size, scheme=scheme))
 
 
@@ -152,10 +153,11 @@ def test_default_budget_of_a_16x16_query_fits_the_grammar_and_gives_strict_answe
 
 
 def test_explicit_max_new_tokens_is_the_budget():
+    from text4seg.inference.constrained import ConstrainedDecoder
     from text4seg.inference.predict import Predictor, Query
 
     predictor = Predictor.__new__(Predictor)
-    predictor.max_new_tokens, predictor.max_free_tokens = 77, 64
+    predictor.max_new_tokens, predictor.decoder = 77, ConstrainedDecoder("own")
     assert predictor.budget(Query("q", "img.png", "?", grid=(16, 16), scheme="full")) == 77
 
 

@@ -83,6 +83,7 @@ def predictor(env):
         batch_size=2,
         max_new_tokens=BUDGET,
         constrained=True,
+        constrained_engine="own",  # closes answers within BUDGET (xgrammar: tests/test_xgr_predict.py)
         sam=Refiner(make_tiny_sam()),
         model_type="llava1_5_hf",
     )
@@ -156,6 +157,8 @@ def test_cli_predict_then_evaluate_end_to_end(env, tmp_path, capsys):
         "--out",
         str(out),
         "--constrained",
+        "--constrained-engine",
+        "own",
         "--max-new-tokens",
         str(BUDGET),
         "--batch-size",
@@ -180,6 +183,7 @@ def test_predict_jsonl_one_call_with_shard_and_limit(env, tmp_path):
         batch_size=2,
         max_new_tokens=BUDGET,
         constrained=True,
+        constrained_engine="own",
         limit=1,
         shard="1/2",
         progress=False,

@@ -1,17 +1,26 @@
 """The scheme registry: every scheme's budget, regex and grammar agree with its encoder, and a scheme
-registered at run time is used by encode/decode, the grammars, the regexes and the answer budget."""
+registered at run time is used by encode/decode, the grammars, the regexes, the exact EBNF and the answer
+budget."""
 
 from __future__ import annotations
 
 import re
 import sys
-from dataclasses import replace
 
 import numpy as np
 import pytest
 
 import text4seg
-from text4seg.descriptors import SCHEMES, SEG_CLOSE, SEG_OPEN, get_scheme, max_answer_tokens, wrap
+from text4seg.descriptors import (
+    SCHEMES,
+    SEG_CLOSE,
+    SEG_OPEN,
+    Scheme,
+    get_scheme,
+    max_answer_tokens,
+    wrap,
+)
+from text4seg.descriptors.codec import answer_ebnf
 from text4seg.descriptors.constrain import descriptor_regex, make_grammar
 from text4seg.descriptors.grammar import END
 
@@ -63,10 +72,17 @@ def test_every_encoded_grid_fits_the_budget_and_the_regex(scheme, size):
 
 def test_answer_budget_adds_the_sentence_the_tags_and_eos():
     most = get_scheme("full").budget(16, 16, ["cat"]).most
-    assert max_answer_tokens("full", 16, ["cat"], free_tokens=64) == 64 + len("<seg></seg>") + most + 1
+    assert max_answer_tokens("full", 16, ["cat"], max_free=64) == 64 + len("<seg></seg>") + most + 1
+
+
+def test_answer_budget_counts_labels_in_utf8_bytes():
+    # a byte-level token may hold one byte of a character: "東京の猫 *1\n" is 16 bytes
+    assert max_answer_tokens("rrle", 1, ["東京の猫"], max_free=0) == len("<seg></seg>") + 16 + 1
+    assert max_answer_tokens("compact", 2, ["é"]) > max_answer_tokens("compact", 2, ["e"])
 
 
 def test_a_registered_scheme_is_used_everywhere(monkeypatch):
+    # what a new scheme module provides (here borrowed from full, the calls recorded)
     calls = []
     full = SCHEMES["full"]
 
@@ -78,13 +94,28 @@ def test_a_registered_scheme_is_used_everywhere(monkeypatch):
         calls.append("grammar")
         return full.grammar(rows, cols, labels)
 
-    monkeypatch.setitem(SCHEMES, "toy", replace(full, encode=encode, grammar=grammar))
+    def ebnf(rows, cols, labels=(), max_free=256):
+        calls.append("ebnf")
+        return full.ebnf(rows, cols, labels, max_free)
+
+    toy = Scheme(
+        doc="toy: full length",
+        encode=encode,
+        lenient=full.lenient,
+        strict=full.strict,
+        grammar=grammar,
+        regex=full.regex,
+        budget=full.budget,
+        ebnf=ebnf,
+    )
+    monkeypatch.setitem(SCHEMES, "toy", toy)
     g = np.array([["cat", "others"], ["others", "cat"]])
     text = text4seg.encode(g, "toy")
     assert (text4seg.decode(wrap(text), 2, "toy", strict=True).grid == g).all()
     assert make_grammar("toy", 2, ["cat"]).accepts(wrap(text))
     assert re.fullmatch(descriptor_regex("toy", 2, ["cat"]), wrap(text))
     assert max_answer_tokens("toy", 2, ["cat"]) == max_answer_tokens("full", 2, ["cat"])
-    assert calls == ["encode", "grammar"]
+    assert answer_ebnf("toy", 2, ["cat"], 8) == answer_ebnf("full", 2, ["cat"], 8)
+    assert calls == ["encode", "grammar", "ebnf"]
     with pytest.raises(ValueError, match=r"'zip'.*'toy'"):
         text4seg.encode(g, "zip")

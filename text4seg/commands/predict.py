@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from text4seg.commands._args import add_grid, add_progress, add_root, add_scheme
+from text4seg.inference.constrained import CONSTRAINED_ENGINES
 
 HELP = "run a model on --image/--query or a built --jsonl; writes results.jsonl (COCO RLE masks) + overlays"
 
@@ -40,6 +41,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_grid(p, extra="; for --image (a --jsonl row carries its own)")
     add_scheme(p, extra="; for --image (a --jsonl row carries its own)")
     p.add_argument("--constrained", action="store_true", help="grammar-constrained decoding (strict parse)")
+    p.add_argument(
+        "--constrained-engine",
+        choices=CONSTRAINED_ENGINES,
+        default="auto",
+        help="grammar engine for --constrained: xgrammar (fast), own (pure Python), auto (default): "
+        "xgrammar when installed",
+    )
     p.add_argument("--shard", default=None, help="i/N: this process takes rows i, i+N, ... of --jsonl")
     p.add_argument("--limit", type=int, default=None, help="at most this many queries")
     p.add_argument("--no-overlays", action="store_true", help="skip the overlay PNGs")
@@ -77,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         max_new_tokens=args.max_new_tokens,
         constrained=args.constrained,
+        constrained_engine=args.constrained_engine,
         sam=args.sam_checkpoint,
         sam_type=args.sam_type,
         overlays=not args.no_overlays,

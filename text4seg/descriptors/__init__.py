@@ -5,13 +5,17 @@ decode``), never from a submodule, so the package may be reorganised freely. The
 constrained-decoding machinery is :mod:`text4seg.descriptors.constrain` (torch imported lazily).
 
 Modules (each imports only those above it): ``core`` (labels, tags, errors, the ``Scheme`` interface),
-``grid`` (PIL-nearest geometry), ``runs`` (run parsing), ``grammar`` (character-level grammars), one
-module per scheme (``rrle``, ``irle``, ``full``, ``compact``), ``schemes`` (the registry), ``codec``
-(answers: ``encode``/``decode``), ``constrain`` (tokens).
+``ebnf`` (what every exact answer grammar shares), ``grid`` (PIL-nearest geometry), ``runs`` (run
+parsing), ``grammar`` (character-level grammars), ``compact_grammar`` (the compact scheme's grammars), one
+module per scheme (``rrle``, ``irle``, ``full``, ``compact``: format, decoders, exact EBNF emitter),
+``schemes`` (the registry), ``codec`` (answers: ``encode``/``decode``, the exact answer grammar and the
+one answer budget), ``constrain`` (tokens, own engine), ``xgr_rows`` + ``xgr`` (xgrammar engine),
+``serving`` (request bodies).
 """
 
 from text4seg.descriptors.codec import (
     Decoded,
+    answer_ebnf,
     count_repairs,
     decode,
     encode,
@@ -22,6 +26,7 @@ from text4seg.descriptors.codec import (
 from text4seg.descriptors.core import (
     BACKGROUND,
     DEFAULT_SCHEME,
+    MAX_FREE,
     MAX_GRID_SIDE,
     REPAIR_KINDS,
     SEG_CLOSE,
@@ -50,6 +55,7 @@ __all__ = [
     "GEOMETRIES",
     "BACKGROUND",
     "DEFAULT_SCHEME",
+    "MAX_FREE",
     "REPAIR_KINDS",
     "SAMPLERS",
     "SCHEMES",
@@ -60,6 +66,7 @@ __all__ = [
     "DescriptorError",
     "Repair",
     "Scheme",
+    "answer_ebnf",
     "count_repairs",
     "decode",
     "encode",

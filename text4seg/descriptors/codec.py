@@ -14,6 +14,16 @@ is no tag, and hands the block to the scheme's lenient decoder, which repairs wh
 each repair in :attr:`Decoded.repairs` (kinds: :data:`~text4seg.descriptors.core.REPAIR_KINDS`).
 ``strict=True`` raises :class:`~text4seg.descriptors.core.DescriptorError` naming the row, column and
 text at the first defect.
+
+Constrained decoding
+--------------------
+:func:`answer_ebnf` is the scheme's exact grammar of a whole answer (``Scheme.ebnf``; the shared rules and
+a worked example are :mod:`text4seg.descriptors.ebnf`), for xgrammar and inference servers.
+:func:`max_answer_tokens` is THE answer budget of both constrained engines (xgrammar's,
+:mod:`~text4seg.descriptors.xgr`, and the own one, :mod:`~text4seg.descriptors.constrain`), of
+``Predictor`` and of the request bodies (:mod:`~text4seg.descriptors.serving`). Guarantee: with either
+engine on and ``max_new_tokens`` at least this budget, every answer is complete and parses with
+``decode(..., strict=True)``.
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ import numpy as np
 from text4seg.descriptors.core import (
     BACKGROUND,
     DEFAULT_SCHEME,
+    MAX_FREE,
     SEG_CLOSE,
     SEG_OPEN,
     DescriptorError,
@@ -32,6 +43,7 @@ from text4seg.descriptors.core import (
     Run,
     Size,
     grid_shape,
+    normalize_label,
 )
 from text4seg.descriptors.grid import resize_nearest
 from text4seg.descriptors.schemes import get_scheme
@@ -164,13 +176,37 @@ def count_repairs(results: Sequence[Decoded]) -> dict[str, int]:
     return out
 
 
-def max_answer_tokens(scheme: str, size: Size, labels: Sequence[str] = (), free_tokens: int = 64) -> int:
-    """A generation budget (``max_new_tokens``) that fits every well-formed answer of one query.
+def answer_ebnf(scheme: str, size: Size = 16, labels: Sequence[str] = (), max_free: int = MAX_FREE) -> str:
+    """The exact grammar (xgrammar EBNF) of a whole answer in ``scheme`` for one query: at most
+    ``max_free`` characters of free text without ``<``, then the block; every answer it accepts decodes
+    with ``strict=True``."""
+    rows, cols = grid_shape(size)
+    return get_scheme(scheme).ebnf(rows, cols, tuple(labels), max_free)
 
-    ``free_tokens`` for the sentence before ``<seg>`` (the constrained processor's ``max_free_tokens``),
-    then ``<seg>``, the longest block the scheme's grammar accepts for a ``size`` grid and the allowed
-    ``labels`` (in characters: every token holds at least one), ``</seg>`` and EOS.
+
+def block_ebnf(scheme: str, size: Size = 16, labels: Sequence[str] = ()) -> str:
+    """The exact grammar of what follows ``<seg>``: the block and ``</seg>`` (:func:`answer_ebnf` is
+    :func:`~text4seg.descriptors.ebnf.free_ebnf` then this)."""
+    rows, cols = grid_shape(size)
+    return get_scheme(scheme).ebnf(rows, cols, tuple(labels), None)
+
+
+def max_answer_tokens(scheme: str, size: Size, labels: Sequence[str] = (), max_free: int = MAX_FREE) -> int:
+    """The answer budget (``max_new_tokens``) of one query: every well-formed answer fits in it.
+
+    ``max_free`` bounds the text before ``<seg>``: ASCII characters with xgrammar's exact grammar
+    (:func:`answer_ebnf`), tokens with the own engine (its ``max_free_tokens``); either way it takes at
+    most ``max_free`` tokens. Then ``<seg>``, the longest block the scheme accepts for a ``size`` grid and
+    the allowed ``labels`` (``Scheme.budget(...).most``, with every label counted in UTF-8 bytes: a
+    byte-level token holds at least one byte, possibly part of a character), ``</seg>`` and one EOS token.
+
+    With ``max_new_tokens`` at least this, constrained decoding (either engine) always ends with a
+    complete answer that parses with ``decode(..., strict=True)``. It is large (a character bound: 3,083
+    for a 16x16 R-RLE grid and the label ``cat``, 10,763 for a 36-character expression); generation
+    stops at EOS long before.
     """
     rows, cols = grid_shape(size)
-    most = get_scheme(scheme).budget(rows, cols, labels).most
-    return int(free_tokens) + len(SEG_OPEN) + most + len(SEG_CLOSE) + 1
+    # a label padded by its extra UTF-8 bytes ("\0" survives normalisation) has its byte length
+    padded = [x + "\0" * (len(x.encode()) - len(x)) for x in map(normalize_label, labels)]
+    most = get_scheme(scheme).budget(rows, cols, padded).most
+    return int(max_free) + len(SEG_OPEN) + most + len(SEG_CLOSE) + 1

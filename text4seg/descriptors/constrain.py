@@ -18,8 +18,9 @@ EOS only at the end.
 Budget: the processor knows ``max_new_tokens`` and never lets a row enter a state from which the rest
 cannot be finished in the tokens left (cost = characters still needed, a safe bound when every single
 character is a token, as in byte-level BPE). So with it on, every answer parses with
-``decode(..., strict=True)``, whatever the model's weights. The default budget of a query is
-:func:`text4seg.descriptors.max_answer_tokens`.
+``decode(..., strict=True)``, whatever the model's weights, and unlike xgrammar's masks (:mod:`.xgr`)
+it stays so below the default budget of a query (:func:`text4seg.descriptors.max_answer_tokens`, shared
+by both engines), down to the shortest answer.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from text4seg.descriptors.core import DEFAULT_SCHEME, SEG_OPEN, Size, grid_shape
+from text4seg.descriptors.core import DEFAULT_SCHEME, MAX_FREE, SEG_OPEN, Size, grid_shape
 from text4seg.descriptors.grammar import END, FREE, Grammar
 from text4seg.descriptors.schemes import get_scheme
 
@@ -164,7 +165,11 @@ class DescriptorLogitsProcessor:
     """
 
     def __init__(
-        self, table: TokenTable, specs: Sequence[tuple], max_new_tokens: int, max_free_tokens: int | None = 64
+        self,
+        table: TokenTable,
+        specs: Sequence[tuple],
+        max_new_tokens: int,
+        max_free_tokens: int | None = MAX_FREE,
     ):
         self.table = table
         self.max_free_tokens = max_free_tokens

@@ -28,6 +28,9 @@ SEG_OPEN, SEG_CLOSE = "<seg>", "</seg>"
 RUN_SEP, ROW_SEP = "| ", "\n "
 DEFAULT_SCHEME = "rrle"
 MAX_LABEL_CHARS = 512  # the lenient decoders cut longer labels (keeps the grid array small)
+# Constrained decoding: the default bound on the free text before <seg> (characters with xgrammar's exact
+# grammar, tokens with the own engine; either way at most this many tokens, see codec.max_answer_tokens)
+MAX_FREE = 256
 
 Size = int | tuple[int, int]
 Run = tuple[str, int]
@@ -149,6 +152,9 @@ class Scheme:
             query (``start``/``step``/``cost``, see :mod:`text4seg.descriptors.grammar`).
         regex: ``regex(rows, cols, labels) -> str``: a regex of a whole answer (vLLM structured outputs).
         budget: ``budget(rows, cols, labels) -> Budget``: characters of the shortest and longest block.
+        ebnf: ``ebnf(rows, cols, labels, max_free) -> str``: the exact grammar of a whole answer in
+            xgrammar's EBNF (built from :mod:`text4seg.descriptors.ebnf`'s shared rules), with at most
+            ``max_free`` characters of free text; ``max_free=None``: the block and ``</seg>`` alone.
 
     ``labels`` are the query's target labels (raw; the scheme normalises them); ``others`` is always
     allowed.
@@ -161,6 +167,7 @@ class Scheme:
     grammar: Callable[[int, int, Sequence[str]], object]
     regex: Callable[[int, int, Sequence[str]], str]
     budget: Callable[[int, int, Sequence[str]], Budget]
+    ebnf: Callable[[int, int, Sequence[str], int | None], str]
 
     def decode(self, body: str, rows: int, cols: int, repairs: list, strict: bool = False) -> list:
         """The runs of ``body`` (strict or lenient)."""

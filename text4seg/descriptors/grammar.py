@@ -14,7 +14,8 @@ are each grammar's own. :mod:`text4seg.descriptors.constrain` lifts any such gra
     ROW = LABEL " *" COUNT ("| " LABEL " *" COUNT)*   with the COUNTs (no leading 0) summing to cols
 
 ``FREE`` is any text not containing ``<seg>``. ``irle`` is one row of ``rows*cols`` cells; ``full`` writes
-every cell's label, no counts.
+every cell's label, no counts. :func:`count_rules` are the exact EBNF rules of a counted row (the row
+sum), shared by the ``rrle`` and ``irle`` emitters.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 from text4seg.descriptors.core import ROW_SEP, RUN_SEP, SEG_CLOSE, SEG_OPEN, Budget, Scheme, allowed_labels
+from text4seg.descriptors.ebnf import ebnf_literal
 
 FREE, END = 0, 4  # phases every grammar shares (the logits processors test them)
 LABEL, COUNT, LIT = 1, 2, 3  # RunGrammar's own phases
@@ -221,9 +223,20 @@ def run_budget(layout: Layout, labels: Sequence[str]) -> Budget:
     return Budget(layout.rows * shortest + block, layout.rows * longest + block)
 
 
-def run_scheme(doc: str, encode, lenient, strict, layout: Callable[[int, int], Layout]) -> Scheme:
+def count_rules(cells: int) -> list[str]:
+    """EBNF rules ``r{c}``: runs ``lab " *" COUNT`` joined by ``"| "`` covering exactly ``c`` cells, for
+    c = 1..cells (one rule per number of cells left enforces the row sum)."""
+    out = []
+    for c in range(1, cells + 1):
+        alts = [ebnf_literal(str(c))] + [f'"{k}| " r{c - k}' for k in range(1, c)]
+        out.append(f'r{c} ::= lab " *" (' + " | ".join(alts) + ")")
+    return out
+
+
+def run_scheme(doc: str, encode, lenient, strict, layout: Callable[[int, int], Layout], ebnf) -> Scheme:
     """A run-length :class:`~text4seg.descriptors.core.Scheme` whose grammar, regex and budget are this
-    module's, for the layout ``layout(rows, cols)`` of a ``rows x cols`` grid."""
+    module's, for the layout ``layout(rows, cols)`` of a ``rows x cols`` grid; ``ebnf`` is the scheme
+    module's exact grammar emitter."""
 
     def grammar(rows: int, cols: int, labels: Sequence[str] = ()) -> RunGrammar:
         return RunGrammar(layout(rows, cols), labels)
@@ -234,4 +247,4 @@ def run_scheme(doc: str, encode, lenient, strict, layout: Callable[[int, int], L
     def budget(rows: int, cols: int, labels: Sequence[str] = ()) -> Budget:
         return run_budget(layout(rows, cols), labels)
 
-    return Scheme(doc, encode, lenient, strict, grammar, regex, budget)
+    return Scheme(doc, encode, lenient, strict, grammar, regex, budget, ebnf)

@@ -10,13 +10,17 @@ Worked example (the 4 x 4 dog of :mod:`text4seg.descriptors.rrle`)::
     "others *5| dog *2| others *2| dog *3| others *4\\n"
 
 A lenient decode also accepts the one row wrapped over several lines. The grammar, regex and budget
-are :mod:`text4seg.descriptors.grammar`'s run-length ones with a ``1 x (rows * cols)`` counted layout.
+are :mod:`text4seg.descriptors.grammar`'s run-length ones with a ``1 x (rows * cols)`` counted layout;
+the exact EBNF (:func:`ebnf`) is R-RLE's with one row of ``rows * cols`` cells.
 """
 
 from __future__ import annotations
 
-from text4seg.descriptors.core import RUN_SEP, DescriptorError
-from text4seg.descriptors.grammar import Layout, run_scheme
+from collections.abc import Sequence
+
+from text4seg.descriptors.core import MAX_FREE, RUN_SEP, DescriptorError
+from text4seg.descriptors.ebnf import answer_rules, label_rule, rows_rule
+from text4seg.descriptors.grammar import Layout, count_rules, run_scheme
 from text4seg.descriptors.runs import fast_row, fit, parse_runs, run_starts, strict_runs
 
 
@@ -46,4 +50,10 @@ def layout(rows: int, cols: int) -> Layout:
     return Layout(1, rows * cols, True)
 
 
-IRLE = run_scheme("image-wise run-length", encode, lenient, strict, layout)
+def ebnf(rows: int, cols: int, labels: Sequence[str] = (), max_free: int | None = MAX_FREE) -> str:
+    """Exact grammar of an I-RLE answer: one row of ``rows * cols`` cells (its sum enforced)."""
+    n = rows * cols
+    return answer_rules([label_rule(labels), *count_rules(n), rows_rule(f"r{n}", 1)], max_free)
+
+
+IRLE = run_scheme("image-wise run-length", encode, lenient, strict, layout, ebnf)

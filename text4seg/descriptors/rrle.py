@@ -15,15 +15,21 @@ Worked example (4 x 4, a dog in the middle)::
 
 This text must stay byte-identical: the released Text4Seg models were trained on it.
 The lenient and strict decoders are :mod:`text4seg.descriptors.runs`'; the grammar, regex and budget
-are :mod:`text4seg.descriptors.grammar`'s run-length ones with a ``rows x cols`` counted layout.
+are :mod:`text4seg.descriptors.grammar`'s run-length ones with a ``rows x cols`` counted layout. The exact
+EBNF (:func:`ebnf`; worked example in :mod:`text4seg.descriptors.ebnf`): ``rows`` rows joined by
+``"\\n "``, then ``"\\n"``; a row is runs ``LABEL " *" COUNT`` joined by ``"| "`` whose counts (1..cols, no
+leading zero) sum to exactly ``cols``, enforced by one rule per number of cells left:
+``r{c} ::= lab " *" ("c" | "k| " r{c-k} ...)``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import partial
 
-from text4seg.descriptors.core import ROW_SEP, RUN_SEP
-from text4seg.descriptors.grammar import Layout, run_scheme
+from text4seg.descriptors.core import MAX_FREE, ROW_SEP, RUN_SEP
+from text4seg.descriptors.ebnf import answer_rules, label_rule, rows_rule
+from text4seg.descriptors.grammar import Layout, count_rules, run_scheme
 from text4seg.descriptors.runs import decode_rows, run_starts, strict_decode_rows
 
 
@@ -46,4 +52,9 @@ def layout(rows: int, cols: int) -> Layout:
     return Layout(rows, cols, True)
 
 
-RRLE = run_scheme("row-wise run-length (paper)", encode, lenient, strict, layout)
+def ebnf(rows: int, cols: int, labels: Sequence[str] = (), max_free: int | None = MAX_FREE) -> str:
+    """Exact grammar of an R-RLE answer (row sums enforced)."""
+    return answer_rules([label_rule(labels), *count_rules(cols), rows_rule(f"r{cols}", rows)], max_free)
+
+
+RRLE = run_scheme("row-wise run-length (paper)", encode, lenient, strict, layout, ebnf)

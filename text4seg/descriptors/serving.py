@@ -1,10 +1,10 @@
 """Request bodies that carry the descriptor grammar to inference servers.
 
-``vllm serve`` (OpenAI-compatible chat API) takes the exact EBNF grammar of :mod:`.ebnf` as a structured
-output: ``{"structured_outputs": {"grammar": ...}}`` (the field vLLM's docs name since ``guided_grammar``
-was removed in v0.12; older servers read the top-level ``"guided_grammar"``, see ``legacy``). The grammar
-is in xgrammar's EBNF dialect, so the server's structured-output backend must be xgrammar (its default
-``auto`` tries xgrammar first).
+``vllm serve`` (OpenAI-compatible chat API) takes the exact EBNF grammar (:func:`.codec.answer_ebnf`) as
+a structured output: ``{"structured_outputs": {"grammar": ...}}`` (the field vLLM's docs name since
+``guided_grammar`` was removed in v0.12; older servers read the top-level ``"guided_grammar"``, see
+``legacy``). The grammar is in xgrammar's EBNF dialect, so the server's structured-output backend must be
+xgrammar (its default ``auto`` tries xgrammar first).
 
 ``swift deploy`` (ms-swift 4.x, vLLM backend) cannot carry a grammar: its chat request
 (``swift.infer_engine.protocol.ChatCompletionRequest``, i.e. ``RequestConfig``) has one structured-output
@@ -16,7 +16,7 @@ no useful regex form. ms-swift GRPO rollouts take one ``structured_outputs_regex
 arguments for every rollout (``rlhf_trainers/rollout_mixin.py`` builds one ``RequestConfig``), so neither a
 grammar nor a per-query label set reaches them without patching ms-swift.
 
-Budget: ``max_tokens`` defaults to :func:`~.ebnf.max_answer_tokens`, the bound under which every answer
+Budget: ``max_tokens`` defaults to :func:`~.codec.max_answer_tokens`, the bound under which every answer
 the grammar allows is complete (see :mod:`.xgr`).
 """
 
@@ -24,7 +24,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from text4seg.descriptors.ebnf import MAX_FREE_CHARS, answer_ebnf, max_answer_tokens
+from text4seg.descriptors.codec import answer_ebnf, max_answer_tokens
+from text4seg.descriptors.core import MAX_FREE
 
 
 def vllm_chat_body(
@@ -34,7 +35,7 @@ def vllm_chat_body(
     size: int | tuple[int, int] = 16,
     labels: Iterable[str] = (),
     max_tokens: int | None = None,
-    max_free_chars: int = MAX_FREE_CHARS,
+    max_free_chars: int = MAX_FREE,
     legacy: bool = False,
     **extra,
 ) -> dict:

@@ -1,4 +1,4 @@
-"""Constrained decoding with xgrammar: the exact grammars of :mod:`.ebnf`, compiled per query.
+"""Constrained decoding with xgrammar: each scheme's exact grammar (``Scheme.ebnf``), compiled per query.
 
 * :class:`XgrBackend`: one vocabulary (an ``xgrammar.TokenizerInfo``), its ``GrammarCompiler`` and an LRU
   cache of compiled per-query grammars keyed by ``(scheme, rows, cols, labels)`` (plus ``max_free_chars``
@@ -11,13 +11,14 @@
   ``GrammarMatcher`` per batch row; rows that finished are left alone).
 * :class:`XgrRequestProcessor`: the per-request form ``fn(token_ids, logits)`` (vLLM-style).
 
-Budget guarantee: the grammar bounds the free text to ``max_free_chars`` characters and the block has a
-longest form, so an answer has at most :func:`~text4seg.descriptors.ebnf.max_answer_tokens` tokens
-(every token is at least one character), EOS included. That is the default ``max_new_tokens``; a caller
-who passes fewer gets a ``ValueError`` naming the number needed, so within the budget every answer is
-complete and parses with ``decode(..., strict=True)``. (Unlike the own engine, xgrammar's masks do not
-know the tokens left, so a smaller budget could cut an answer; ``allow_short_budget=True`` accepts that
-risk, and the lenient decoder then repairs the cut answer.)
+Budget guarantee: the grammar bounds the free text to ``max_free_chars`` ASCII characters and the block
+has a longest form, so an answer has at most :func:`~text4seg.descriptors.codec.max_answer_tokens` tokens
+(every token is at least one byte; labels are counted in UTF-8 bytes), EOS included. That is the default
+``max_new_tokens``; a caller who passes fewer gets a ``ValueError`` naming the number needed, so within
+the budget every answer is complete and parses with ``decode(..., strict=True)``. (Unlike the own engine,
+xgrammar's masks do not know the tokens left, so a smaller budget could cut an answer;
+``allow_short_budget=True`` accepts that risk, and the lenient decoder then repairs the cut answer;
+``Predictor`` shrinks the free text to fit instead, :mod:`text4seg.inference.constrained`.)
 
 ``xgrammar`` is imported lazily (``pip install 'text4seg[train]'``).
 """
@@ -33,15 +34,9 @@ from typing import Any
 import numpy as np
 
 from text4seg import _lazy
-from text4seg.descriptors.core import SEG_OPEN, grid_shape
-from text4seg.descriptors.ebnf import (
-    MAX_FREE_CHARS,
-    allowed_labels,
-    answer_ebnf,
-    block_ebnf,
-    free_ebnf,
-    max_answer_tokens,
-)
+from text4seg.descriptors.codec import answer_ebnf, block_ebnf, max_answer_tokens
+from text4seg.descriptors.core import MAX_FREE, SEG_OPEN, allowed_labels, grid_shape
+from text4seg.descriptors.ebnf import free_ebnf
 from text4seg.descriptors.xgr_rows import Block, SplitRow, WholeRow
 
 CACHE_SIZE = 64  # compiled grammars kept per backend (LRU); ~2-5 MB each on the Qwen vocabulary
@@ -76,7 +71,7 @@ class XgrBackend:
         cache_size: compiled per-query grammars kept (least recently used dropped first).
         split: decode in two phases: the label-independent free text + ``<seg>`` grammar
             (:func:`~.ebnf.free_ebnf`, compiled once per ``max_free_chars``), then the query's block
-            grammar (:func:`~.ebnf.block_ebnf`), which compiles several times faster than the whole
+            grammar (:func:`~.codec.block_ebnf`), which compiles several times faster than the whole
             answer because the free-text states are not rebuilt per label. A token that runs past
             ``<seg>`` into the block (Qwen's ``">a"``) is allowed exactly when the block grammar accepts
             its tail, so the masks equal those of the whole-answer grammar (tested). False: one
@@ -136,22 +131,22 @@ class XgrBackend:
     def compiled(
         self, scheme: str, size: int | tuple[int, int] = 16, labels: Iterable[str] = (), max_free_chars=None
     ):
-        """The compiled whole-answer grammar of one query (:func:`~.ebnf.answer_ebnf`; LRU-cached)."""
-        mf = MAX_FREE_CHARS if max_free_chars is None else max_free_chars
+        """The compiled whole-answer grammar of one query (:func:`~.codec.answer_ebnf`; LRU-cached)."""
+        mf = MAX_FREE if max_free_chars is None else max_free_chars
         key = _spec_key(scheme, size, labels, mf)
         return self._cached(
             ("answer", *key), lambda: self.compiler.compile_grammar(answer_ebnf(scheme, key[1:3], key[3], mf))
         )
 
     def block(self, scheme: str, size: int | tuple[int, int] = 16, labels: Iterable[str] = ()) -> Block:
-        """The compiled block grammar of one query (:func:`~.ebnf.block_ebnf`; LRU-cached)."""
+        """The compiled block grammar of one query (:func:`~.codec.block_ebnf`; LRU-cached)."""
         key = _spec_key(scheme, size, labels, 0)[:4]
         return self._cached(
             ("block", *key),
             lambda: Block(self.compiler.compile_grammar(block_ebnf(scheme, key[1:3], key[3]))),
         )
 
-    def free(self, max_free_chars: int = MAX_FREE_CHARS):
+    def free(self, max_free_chars: int = MAX_FREE):
         """The compiled free-text grammar (:func:`~.ebnf.free_ebnf`), kept for the backend's life."""
         if max_free_chars not in self._free:
             self._free[max_free_chars] = self.compiler.compile_grammar(free_ebnf(max_free_chars))
@@ -177,7 +172,7 @@ class XgrBackend:
             self._straddlers = out
         return self._straddlers
 
-    def row(self, scheme: str, size=16, labels: Iterable[str] = (), max_free_chars: int = MAX_FREE_CHARS):
+    def row(self, scheme: str, size=16, labels: Iterable[str] = (), max_free_chars: int = MAX_FREE):
         """A fresh matcher for one query and one sequence (``fill``, ``accept``)."""
         if self.split:
             return SplitRow(self, self.block(scheme, size, labels), max_free_chars)
@@ -227,7 +222,7 @@ class XgrLogitsProcessor:
     Args:
         tokenizer: a Hugging Face tokenizer, an ``xgrammar.TokenizerInfo`` or an :class:`XgrBackend`.
         specs: per batch row ``(scheme, size, labels)``.
-        max_new_tokens: the generation budget (default: :func:`~.ebnf.max_answer_tokens`, see the module
+        max_new_tokens: the generation budget (default: :func:`~.codec.max_answer_tokens`, see the module
             docstring); fewer raises ``ValueError`` unless ``allow_short_budget``.
         max_free_chars: the free-text bound before ``<seg>`` (characters).
 
@@ -243,7 +238,7 @@ class XgrLogitsProcessor:
         tokenizer,
         specs: Sequence[tuple],
         max_new_tokens: int | None = None,
-        max_free_chars: int = MAX_FREE_CHARS,
+        max_free_chars: int = MAX_FREE,
         allow_short_budget: bool = False,
     ):
         xgr = _xgr()
@@ -339,7 +334,7 @@ class XgrRequestProcessor:
         size,
         labels: Sequence[str],
         max_new_tokens: int | None = None,
-        max_free_chars: int = MAX_FREE_CHARS,
+        max_free_chars: int = MAX_FREE,
         allow_short_budget: bool = False,
     ):
         xgr = _xgr()

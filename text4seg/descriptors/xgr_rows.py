@@ -4,7 +4,7 @@ sequence is finished (EOS) or the grammar rejected the token.
 
 :class:`SplitRow` decodes an answer in two phases: the free text and ``<seg>``
 (:func:`~text4seg.descriptors.ebnf.free_ebnf`, one compiled grammar per vocabulary), then the block
-(:func:`~text4seg.descriptors.ebnf.block_ebnf`). A token that finishes ``<seg>`` and runs on into the block
+(:func:`~text4seg.descriptors.codec.block_ebnf`). A token that finishes ``<seg>`` and runs on into the block
 (Qwen writes ``"<seg>a dog"`` as ``"<", "seg", ">a", " dog"``) is rejected by the first grammar, so the
 tokens that do so (found once per vocabulary, :meth:`.xgr.XgrBackend.straddlers`) are added to the mask
 exactly when the block grammar accepts their tail: the masks equal those of the whole-answer grammar

@@ -10,9 +10,10 @@ same for one image and question; ``Predictor`` is the reusable engine
 (``answer_to_masks``) live in :mod:`text4seg.inference.results` (shared with ``text4seg decode``).
 
 Generation goes through ms-swift's ``TransformersEngine`` in batches (greedy). Constrained decoding
-(:mod:`~text4seg.descriptors.constrain`) reaches ``model.generate`` through the engine's
-``pre_infer_hook`` (its ``logits_processor`` generate argument);
-the engine's template still builds the inputs.
+reaches ``model.generate`` through the engine's ``pre_infer_hook`` (its ``logits_processor`` generate
+argument); the engine's template still builds the inputs. The engine (xgrammar or the own one), the
+budget (:func:`~text4seg.descriptors.max_answer_tokens`, within which every constrained answer parses
+strictly) and its cap by the model's context are :mod:`text4seg.inference.constrained`'s.
 
 Results JSONL: ``OUT/results.jsonl``, one record per query (schema: :mod:`text4seg.inference.results`),
 appended and flushed per sample; overlays in ``OUT/overlays/``. A re-run with the same ``out_dir`` skips
@@ -29,8 +30,9 @@ from pathlib import Path
 
 from text4seg._lazy import require
 from text4seg.data.records import read_jsonl
-from text4seg.descriptors import DEFAULT_SCHEME, max_answer_tokens
+from text4seg.descriptors import DEFAULT_SCHEME, MAX_FREE
 from text4seg.descriptors.multi import max_multi_tokens
+from text4seg.inference.constrained import ConstrainedDecoder, context_room, logits_width
 from text4seg.inference.outdir import check_out_dir
 from text4seg.inference.queries import Query, load_queries
 from text4seg.inference.results import (
@@ -75,9 +77,12 @@ class Predictor:
     Args:
         model: model folder (or hub id, if online); ``adapters``: LoRA folders.
         batch_size: queries per ``generate`` call.
-        max_new_tokens: generation budget (default: enough for a 16x16 answer, see :meth:`budget`).
-        constrained: use :class:`~text4seg.descriptors.constrain.DescriptorLogitsProcessor` (strict parse
-            within the budget); max_free_tokens: its cap on the text before ``<seg>``.
+        max_new_tokens: generation budget (default: the query's answer bound, see :meth:`budget`).
+        constrained: grammar-constrained decoding (every answer parses strictly within the budget).
+        constrained_engine: ``"auto"`` (xgrammar when importable, else the own engine, said once),
+            ``"xgrammar"`` or ``"own"`` (:mod:`text4seg.inference.constrained`).
+        max_free: the bound on the text before ``<seg>`` under constrained decoding (characters with
+            xgrammar, tokens with the own engine; part of the budget).
         sam: None, a :class:`text4seg.inference.refine.Refiner` or a ``segment_anything`` ``Sam`` model.
         logits_processors: extra ``transformers`` logits processors applied at every step of every
             batch, before the grammar (so the grammar still masks what they lift).
@@ -94,13 +99,15 @@ class Predictor:
         batch_size: int = 8,
         max_new_tokens: int | None = None,
         constrained: bool = False,
-        max_free_tokens: int | None = 64,
+        constrained_engine: str = "auto",
+        max_free: int = MAX_FREE,
         sam=None,
         logits_processors: Sequence | None = None,
         trust_remote_code: bool = False,
         **engine_kwargs,
     ):
         check_trusted([model, *(adapters or [])], trust_remote_code)  # ms-swift would run their code
+        self.decoder = ConstrainedDecoder(constrained_engine, max_free)  # checks the engine name
         swift = require("swift")
         from text4seg.training.checkpoint import prepare_engine
 
@@ -116,9 +123,7 @@ class Predictor:
         self.batch_size = max(1, int(batch_size))
         self.max_new_tokens = max_new_tokens
         self.constrained = constrained
-        self.max_free_tokens = max_free_tokens
         self.logits_processors = list(logits_processors or [])
-        self._token_table = None
         self.last_processor = None  # the constrained batch's processor (its .seconds = grammar overhead)
         if sam is not None and not hasattr(sam, "refine"):
             from text4seg.inference.refine import Refiner
@@ -131,27 +136,14 @@ class Predictor:
         return self.engine.tokenizer
 
     def budget(self, q: Query) -> int:
-        """max_new_tokens for a query: the explicit value, or the scheme's bound for ``q.grid`` and
-        ``q.labels`` (:func:`~text4seg.descriptors.max_answer_tokens`: the longest well-formed answer in
-        characters, after ``max_free_tokens`` (64 when None) for the sentence before ``<seg>``)."""
+        """max_new_tokens for a query: the explicit value, or the answer bound of ``q.scheme``, ``q.grid``
+        and ``q.labels`` (:meth:`~text4seg.inference.constrained.ConstrainedDecoder.bound`: every
+        constrained answer parses strictly within it). :meth:`generate` caps it by the model's context."""
         if self.max_new_tokens:
             return int(self.max_new_tokens)
-        free = 64 if self.max_free_tokens is None else self.max_free_tokens
         if q.task == "multi":  # one block per label (text4seg.descriptors.multi)
-            return max_multi_tokens(q.scheme, q.grid, q.labels, free)
-        return max_answer_tokens(q.scheme, q.grid, q.labels, free)
-
-    def _processor(self, batch: Sequence[Query], max_new: int):
-        from text4seg.descriptors.constrain import DescriptorLogitsProcessor, TokenTable
-
-        if self._token_table is None:
-            self._token_table = TokenTable.from_tokenizer(self.tokenizer, self._eos_ids())
-        return DescriptorLogitsProcessor(
-            self._token_table,
-            [(q.scheme, q.grid, q.labels) for q in batch],
-            max_new_tokens=max_new,
-            max_free_tokens=self.max_free_tokens,
-        )
+            return max_multi_tokens(q.scheme, q.grid, q.labels, self.decoder.max_free)
+        return self.decoder.bound(q)
 
     def _eos_ids(self) -> list[int]:
         ids: list[int] = []
@@ -176,19 +168,25 @@ class Predictor:
             for q in batch
         ]
         cfg = swift.RequestConfig(max_tokens=max_new, temperature=0)
-        procs = list(self.logits_processors)
         if constrained and any(q.task == "multi" for q in batch):
             raise ValueError("constrained decoding writes one <seg> block; task 'multi' needs one per label")
-        if constrained:  # the grammar last: it masks whatever the other processors lifted
-            procs.append(self._processor(batch, max_new))
-            self.last_processor = procs[-1]
-        hook = None
-        if procs:
 
-            def hook(kwargs):
+        def hook(kwargs):
+            gen = kwargs["generation_config"]
+            room = context_room(self.engine, kwargs["inputs"])
+            if room is not None:  # ms-swift caps max_tokens the same way; the processors must know it
+                gen.max_new_tokens = max(1, min(int(gen.max_new_tokens), room[0] - room[1]))
+            procs = list(self.logits_processors)
+            if constrained:  # the grammar last: it masks whatever the other processors lifted
+                max_new = int(gen.max_new_tokens)
+                self.decoder.check_room(batch, max_new, room)
+                width = logits_width(self.engine.model, self.tokenizer)
+                procs.append(self.decoder.processor(batch, max_new, self.tokenizer, self._eos_ids(), width))
+                self.last_processor = procs[-1]
+            if procs:
                 transformers = require("transformers")
                 kwargs["inputs"]["logits_processor"] = transformers.LogitsProcessorList(procs)
-                return kwargs
+            return kwargs
 
         resps = self.engine._infer(reqs, cfg, pre_infer_hook=hook)
         out = []
@@ -292,7 +290,8 @@ def predict_to(
     batch_size: int = 8,
     max_new_tokens: int | None = None,
     constrained: bool = False,
-    max_free_tokens: int | None = 64,
+    constrained_engine: str = "auto",
+    max_free: int = MAX_FREE,
     sam=None,
     sam_type: str = "vit_h",
     logits_processors: Sequence | None = None,
@@ -314,7 +313,8 @@ def predict_to(
         batch_size=batch_size,
         max_new_tokens=max_new_tokens,
         constrained=constrained,
-        max_free_tokens=max_free_tokens,
+        constrained_engine=constrained_engine,
+        max_free=max_free,
         sam=_load_sam(sam, sam_type),
         logits_processors=logits_processors,
         trust_remote_code=trust_remote_code,
