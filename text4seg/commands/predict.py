@@ -12,7 +12,7 @@ HELP = "run a model on --image/--query or a built --jsonl; writes results.jsonl 
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="model folder (ms-swift loadable)")
+    p.add_argument("--model", default=None, help="model folder (ms-swift loadable); not with --api")
     p.add_argument("--adapters", nargs="*", default=None, help="LoRA adapter folders")
     p.add_argument("--model-type", default=None, help="ms-swift model_type (e.g. qwen2_5_vl, llava1_5_hf)")
     p.add_argument("--template", default=None, help="ms-swift template type (default: the model type's)")
@@ -40,6 +40,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shard", default=None, help="i/N: this process takes rows i, i+N, ... of --jsonl")
     p.add_argument("--limit", type=int, default=None, help="at most this many queries")
     p.add_argument("--no-overlays", action="store_true", help="skip the overlay PNGs")
+    api = p.add_argument_group("server (instead of --model: an OpenAI-compatible chat endpoint)")
+    api.add_argument(
+        "--api", default=None, help="server URL, e.g. http://127.0.0.1:8000 (swift deploy, vllm serve)"
+    )
+    api.add_argument("--served-model", default=None, help="the server's model name (default: its only model)")
+    api.add_argument("--concurrency", type=int, default=4, help="requests in flight (default 4)")
+    api.add_argument("--timeout", type=float, default=300.0, help="seconds per request (default 300)")
+    api.add_argument("--retries", type=int, default=3, help="retries of a transient failure, with back-off")
+    api.add_argument(
+        "--server",
+        default="auto",
+        choices=["auto", "swift", "vllm"],
+        help="server kind (auto: ask /v1/models)",
+    )
     add_progress(p)
 
 
@@ -48,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.image is not None and not args.query:
         raise ValueError("--image needs --query")
+    if (args.model is None) == (args.api is None):
+        raise ValueError("give exactly one of --model (in-process) and --api (a server URL)")
     options = dict(
         adapters=args.adapters,
         batch_size=args.batch_size,
@@ -62,6 +78,21 @@ def run(args: argparse.Namespace) -> int:
         options["model_type"] = args.model_type
     if args.template:
         options["template_type"] = args.template
+    if args.api is not None:
+        from text4seg.inference.api_client import ApiPredictor
+
+        options["client"] = ApiPredictor(
+            args.api,
+            args.served_model,
+            concurrency=args.concurrency,
+            timeout=args.timeout,
+            retries=args.retries,
+            max_new_tokens=args.max_new_tokens,
+            constrained=args.constrained,
+            sam=args.sam_checkpoint,
+            sam_type=args.sam_type,
+            server=args.server,
+        )
     if args.image is not None:
         opts = dict(labels=args.label or [], grid=args.grid, scheme=args.scheme, **options)
         results = predict_image(args.model, args.image, args.query, args.out, **opts)
