@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "evaluate": "evaluate",
     "demo": "demo",
     "mix": "mix",
+    "app": "app",
 }
 
 
