@@ -24,6 +24,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--label-only", action="store_true", help="score only the queried label's cells")
     p.add_argument("--semantic-background", action="store_true", help="include 'others' in the semantic mIoU")
+    p.add_argument(
+        "--report",
+        type=Path,
+        default=None,
+        help="also write one self-contained HTML page (metrics, IoU "
+        "histogram, gallery worst first), e.g. report.html",
+    )
     add_progress(p)
 
 
@@ -45,4 +52,9 @@ def run(args: argparse.Namespace) -> int:
     )
     print(format_table(metrics))
     print(f"wrote {out / 'metrics.json'} and {out / 'per_sample.jsonl'}")
+    if args.report is not None:
+        from text4seg.evaluation.report import write_report
+
+        write_report(args.report, args.pred, args.gt, metrics, out / "per_sample.jsonl", root=args.root)
+        print(f"wrote {args.report}")
     return 0
