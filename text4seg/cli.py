@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "demo": "demo",
     "mix": "mix",
     "app": "app",
+    "merge": "merge",
 }
 
 
