@@ -39,27 +39,27 @@ def evaluated(tmp_path):
         gt_rows.append(
             {
                 "messages": [
-                    {"role": "user", "content": "<image>Segment the red box."},
+                    {"role": "user", "content": "<image>Segment the green box."},
                     {"role": "assistant", "content": "ok"},
                 ],
                 "images": [str(img)],
                 "text4seg": {
-                    "id": f"s{i}", "task": "res", "labels": ["red box"], "grid": [16, 16], "scheme": "rrle",
+                    "id": f"s{i}", "task": "res", "labels": ["green box"], "grid": [16, 16], "scheme": "rrle",
                     "width": W, "height": H, "source": {},
                     "gt": {"masks": [mask_to_rle(gt)], "label_map": "", "classes": [], "ignore": [],
                            "boxes": []},
                 },
             }
         )  # fmt: skip
-        answer = "Sure.\n" + wrap(encode(mask_to_grid(pred, 16, labels="red box")))
+        answer = "Sure.\n" + wrap(encode(mask_to_grid(pred, 16, labels="green box")))
         refined = gt if i == 3 else None
         preds.append(
             {
-                "id": f"s{i}", "turn": 0, "image": str(img), "query": "Segment the red box.",
-                "labels": ["red box"],
+                "id": f"s{i}", "turn": 0, "image": str(img), "query": "Segment the green box.",
+                "labels": ["green box"],
                 "answer": answer, "scheme": "rrle", "grid": [16, 16], "width": W, "height": H,
                 "repairs": [], "refined": None if refined is None else mask_to_rle(refined),
-                "refined_labels": None if refined is None else {"red box": mask_to_rle(refined)},
+                "refined_labels": None if refined is None else {"green box": mask_to_rle(refined)},
                 "num_tokens": 40,
             }
         )  # fmt: skip
