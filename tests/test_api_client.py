@@ -274,7 +274,7 @@ def _api_argv(deployed, out, concurrency=3):
         "predict", "--api", deployed["server"].url, "--served-model", "tiny",
         "--jsonl", str(deployed["jsonl"]), "--out", str(out), "--concurrency", str(concurrency),
         "--max-new-tokens", str(BUDGET),
-        "--retries", "1", "--timeout", "60", "--quiet",
+        "--retries", "1", "--timeout", "60", "--no-progress",  # not --quiet (sets LOG_LEVEL process-wide)
     ]  # fmt: skip
 
 
@@ -290,7 +290,14 @@ def test_swift_deploy_answers_equal_the_in_process_answers(deployed, in_process,
     assert (tmp_path / got[("r0", 0)]["overlay"]).is_file()
     assert (
         main(
-            ["evaluate", "--pred", str(tmp_path / "results.jsonl"), "--gt", str(deployed["jsonl"]), "--quiet"]
+            [
+                "evaluate",
+                "--pred",
+                str(tmp_path / "results.jsonl"),
+                "--gt",
+                str(deployed["jsonl"]),
+                "--no-progress",
+            ]
         )
         == 0
     )

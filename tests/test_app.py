@@ -112,7 +112,8 @@ def test_bad_requests_get_one_line_errors_not_tracebacks(app):
 @pytest.mark.slow
 def test_browser_upload_type_submit_shows_the_in_process_mask(app, tmp_path):
     with Page(app["url"], tmp_path / "profile") as page:
-        page.wait_for("document.readyState === 'complete' && document.getElementById('refine').disabled")
+        # the tab may still show about:blank at first; /health then disables the SAM switch (no SAM here)
+        page.wait_for("!!document.getElementById('refine') && document.getElementById('refine').disabled")
         page.set_files("#image", [str(app["image"])])
         page.wait_for("document.getElementById('preview').src.startsWith('data:image')")
         page.js(

@@ -67,7 +67,16 @@ def evaluated(tmp_path):
     write_jsonl(gt_rows, gt_path)
     write_jsonl(preds, pred_path)
     report = tmp_path / "report.html"
-    argv = ["evaluate", "--pred", str(pred_path), "--gt", str(gt_path), "--report", str(report), "--quiet"]
+    argv = [
+        "evaluate",
+        "--pred",
+        str(pred_path),
+        "--gt",
+        str(gt_path),
+        "--report",
+        str(report),
+        "--no-progress",
+    ]
     assert main(argv) == 0
     return {"report": report, "per_sample": list(read_jsonl(tmp_path / "per_sample.jsonl")), "tmp": tmp_path}
 

@@ -62,6 +62,7 @@ from text4seg.descriptors import (
     grid_to_label_map,
     normalize_label,
 )
+from text4seg.inference.overlay import save_mask_png, save_overlay, save_png  # noqa: F401 (old import path)
 
 RESULTS_NAME = "results.jsonl"
 RECORD_KEYS = (
@@ -255,5 +256,4 @@ def repair_report(records: Iterable[dict]) -> dict:
 
 
 # ---------------------------------------------------------------------------------------- pictures
-# moved to text4seg.inference.overlay; re-exported for callers of the old names
-from text4seg.inference.overlay import save_mask_png, save_overlay, save_png  # noqa: E402, F401
+# save_overlay, save_mask_png and save_png live in text4seg.inference.overlay (imported above: old names)
