@@ -29,6 +29,8 @@ COMMANDS: dict[str, str] = {
     "evaluate": "evaluate",
     "demo": "demo",
     "mix": "mix",
+    "app": "app",
+    "merge": "merge",
 }
 
 

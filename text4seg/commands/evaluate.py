@@ -30,6 +30,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="headline semantic mIoU over all K classes, 'others' included (both are always reported)",
     )
     add_geometry(p)
+    p.add_argument(
+        "--report",
+        type=Path,
+        default=None,
+        help="also write one self-contained HTML page (metrics, IoU "
+        "histogram, gallery worst first), e.g. report.html",
+    )
     add_progress(p)
 
 
@@ -58,4 +65,9 @@ def run(args: argparse.Namespace) -> int:
     )
     print(format_table(metrics))
     print(f"wrote {out / 'metrics.json'} and {out / 'per_sample.jsonl'}")
+    if args.report is not None:
+        from text4seg.evaluation.report import write_report
+
+        write_report(args.report, args.pred, args.gt, metrics, out / "per_sample.jsonl", root=args.root)
+        print(f"wrote {args.report}")
     return match_verdict(metrics, args.pred, args.gt)

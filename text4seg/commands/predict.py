@@ -13,7 +13,7 @@ HELP = "run a model on --image/--query or a built --jsonl; writes results.jsonl 
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="model folder (ms-swift loadable)")
+    p.add_argument("--model", default=None, help="model folder (ms-swift loadable); not with --api")
     p.add_argument("--adapters", nargs="*", default=None, help="LoRA adapter folders")
     p.add_argument("--model-type", default=None, help="ms-swift model_type (e.g. qwen2_5_vl, llava1_5_hf)")
     p.add_argument("--template", default=None, help="ms-swift template type (default: the model type's)")
@@ -66,6 +66,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="load a model folder that ships Python code (auto_map, *.py); refused otherwise",
     )
+    api = p.add_argument_group("server (instead of --model: an OpenAI-compatible chat endpoint)")
+    api.add_argument(
+        "--api", default=None, help="server URL, e.g. http://127.0.0.1:8000 (swift deploy, vllm serve)"
+    )
+    api.add_argument("--served-model", default=None, help="the server's model name (default: its only model)")
+    api.add_argument("--concurrency", type=int, default=4, help="requests in flight (default 4)")
+    api.add_argument("--timeout", type=float, default=300.0, help="seconds per request (default 300)")
+    api.add_argument("--retries", type=int, default=3, help="retries of a transient failure, with back-off")
+    api.add_argument(
+        "--server",
+        default="auto",
+        choices=["auto", "swift", "vllm"],
+        help="server kind (auto: ask /v1/models)",
+    )
     add_progress(p)
     from text4seg.commands._video import add_video_arguments
 
@@ -78,6 +92,10 @@ def run(args: argparse.Namespace) -> int:
 
     if (args.image is not None or args.video is not None) and not args.query:
         raise ValueError("--image and --video need --query")
+    if (args.model is None) == (args.api is None):
+        raise ValueError("give exactly one of --model (in-process) and --api (a server URL)")
+    if args.api is not None and args.video is not None:
+        raise ValueError("--video runs in-process: give --model, not --api")
     if args.video is None:  # inputs, output folder and checkpoint: checked before the model loads
         queries, skipped = prepare_predict(args)
     options = dict(
@@ -100,6 +118,21 @@ def run(args: argparse.Namespace) -> int:
         from text4seg.commands._video import run_video
 
         return run_video(args, options)
+    if args.api is not None:
+        from text4seg.inference.api_client import ApiPredictor
+
+        options["client"] = ApiPredictor(
+            args.api,
+            args.served_model,
+            concurrency=args.concurrency,
+            timeout=args.timeout,
+            retries=args.retries,
+            max_new_tokens=args.max_new_tokens,
+            constrained=args.constrained,
+            sam=args.sam_checkpoint,
+            sam_type=args.sam_type,
+            server=args.server,
+        )
     results = predict_to(args.model, queries, args.out, **options)
     if not args.quiet:
         print(f"repairs: {json.dumps(results_report(results))}")

@@ -212,31 +212,50 @@ class Predictor:
                 yield self._record(q, text, ntok, out_dir, overlays, constrained)
 
     def _record(self, q: Query, text: str, ntok: int, out_dir, overlays: bool, constrained) -> dict:
-        h, w = _image_size(q)
-        am = answer_to_masks(text, h, w, q.grid, q.scheme)
-        refined = None
-        if self.refiner is not None:
-            refined = self.refiner.refine_label_map(q.image, am.label_map, key=q.image)
-        overlay = None
-        if out_dir is not None and overlays:
-            safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in q.id)[-80:]
-            overlay = f"overlays/{safe}_t{q.turn}.png"
-            save_overlay(Path(out_dir) / overlay, q.image, am.mask, None if refined is None else refined > 0)
-        return make_record(
-            id=q.id,
-            turn=q.turn,
-            image=q.image,
+        constrained = bool(self.constrained if constrained is None else constrained)
+        return query_record(q, text, ntok, out_dir, overlays, constrained, self.refiner)
+
+
+def query_record(
+    q: Query, text: str, ntok: int | None, out_dir, overlays: bool, constrained: bool | None, refiner=None
+) -> dict:
+    """The result record of one answer to ``q``: decode, SAM-refine (``refiner``: a ``Refiner`` or None),
+    write the overlay under ``out_dir`` (when ``overlays``). Shared by :class:`Predictor` and
+    :class:`text4seg.inference.api_client.ApiPredictor`."""
+    h, w = _image_size(q)
+    am = answer_to_masks(text, h, w, q.grid, q.scheme)
+    refined = None
+    if refiner is not None:
+        refined = refiner.refine_label_map(q.image, am.label_map, key=q.image)
+    overlay = None
+    if out_dir is not None and overlays:
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in q.id)[-80:]
+        overlay = f"overlays/{safe}_t{q.turn}.png"
+        save_overlay(
+            Path(out_dir) / overlay,
+            q.image,
+            am.mask,
+            refined,
+            label_map=am.label_map,
+            names=am.names,
             query=q.question,
-            labels=q.labels,
-            answer=text,
-            scheme=q.scheme,
             grid=q.grid,
-            masks=am,
-            refined_map=refined,
-            num_tokens=ntok,
-            constrained=bool(self.constrained if constrained is None else constrained),
-            overlay=overlay,
         )
+    return make_record(
+        id=q.id,
+        turn=q.turn,
+        image=q.image,
+        query=q.question,
+        labels=q.labels,
+        answer=text,
+        scheme=q.scheme,
+        grid=q.grid,
+        masks=am,
+        refined_map=refined,
+        num_tokens=ntok,
+        constrained=constrained,
+        overlay=overlay,
+    )
 
 
 def predict_queries(
@@ -298,13 +317,18 @@ def predict_to(
     overlays: bool = True,
     progress: bool = True,
     trust_remote_code: bool = False,
+    client=None,
     **engine_kwargs,
 ) -> Path:
     """Load a :class:`Predictor` and run ``queries`` into ``out_dir/results.jsonl`` (resumable).
 
     ``sam``: None, a SAM checkpoint path (of ``sam_type``), a ``Refiner`` or a ``Sam`` model;
     ``logits_processors`` and ``engine_kwargs`` go to :class:`Predictor` (e.g. ``model_type="llava1_5_hf"``).
+    ``client``: an object with :meth:`Predictor.predict`'s signature used instead of loading ``model``
+    (:class:`text4seg.inference.api_client.ApiPredictor`: the answers come from a server).
     """
+    if client is not None:
+        return predict_queries(client, queries, out_dir, overlays=overlays, progress=progress)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     predictor = Predictor(

@@ -25,6 +25,8 @@ from text4seg.training.trust import check_trusted
 # the options of a predict run that change its results (recorded in OUT/run.json)
 RESULT_OPTIONS = (
     "model",
+    "api",
+    "served_model",
     "adapters",
     "model_type",
     "template",
@@ -55,7 +57,8 @@ def prepare_predict(args: argparse.Namespace) -> tuple[list[Query], list[str]]:
         raise ValueError(f"--limit must be >= 1, got {args.limit}")
     if args.max_new_tokens is not None and args.max_new_tokens < 1:
         raise ValueError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
-    check_trusted([args.model, *(args.adapters or [])], getattr(args, "trust_remote_code", False))
+    if args.model is not None:  # (with --api the server loads the model)
+        check_trusted([args.model, *(args.adapters or [])], getattr(args, "trust_remote_code", False))
     if args.image is not None:
         if not args.query:
             raise ValueError("--image needs --query")

@@ -64,6 +64,7 @@ from text4seg.descriptors import (
     grid_to_label_map,
     normalize_label,
 )
+from text4seg.inference.overlay import save_mask_png, save_overlay, save_png  # noqa: F401 (old import path)
 
 RESULTS_NAME = "results.jsonl"
 RECORD_KEYS = (
@@ -342,38 +343,4 @@ def repair_report(records: Iterable[dict]) -> dict:
 
 
 # ---------------------------------------------------------------------------------------- pictures
-def save_overlay(
-    path: str | os.PathLike, image, coarse: np.ndarray, refined: np.ndarray | None = None
-) -> None:
-    """Write a PNG for people: the image (or black) with the coarse mask in red, the refined in green.
-
-    ``image``: a path, a PIL image, an ``(H, W, 3)`` uint8 array or None; masks ``(H, W)`` bool.
-    """
-    from PIL import Image
-
-    h, w = coarse.shape
-    if image is None:
-        base = np.zeros((h, w, 3), np.float32)
-    else:
-        img = Image.open(image) if isinstance(image, (str, os.PathLike)) else image
-        if not isinstance(img, np.ndarray):
-            img = np.asarray(img.convert("RGB"))
-        base = img.astype(np.float32)[:h, :w]
-    out = base.copy()
-    out[coarse] = 0.5 * base[coarse] + 0.5 * np.array([230, 30, 30], np.float32)
-    if refined is not None:
-        out[refined] = 0.5 * out[refined] + 0.5 * np.array([30, 220, 30], np.float32)
-    save_png(path, out.clip(0, 255).astype(np.uint8))
-
-
-def save_mask_png(path: str | os.PathLike, mask: np.ndarray) -> None:
-    """Write an ``(H, W)`` bool mask as a 0/255 grey PNG (atomically)."""
-    save_png(path, np.asarray(mask, bool).astype(np.uint8) * 255)
-
-
-def save_png(path: str | os.PathLike, array: np.ndarray) -> None:
-    """Write a uint8 ``(H, W)`` or ``(H, W, 3)`` array as PNG through a temporary file and a rename."""
-    from PIL import Image
-
-    with atomic_path(path) as tmp:
-        Image.fromarray(array).save(tmp, format="PNG")
+# save_overlay, save_mask_png and save_png live in text4seg.inference.overlay (imported above: old names)

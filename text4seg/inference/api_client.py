@@ -1,0 +1,293 @@
+"""Predict against an OpenAI-compatible chat server (``swift deploy``, ``vllm serve``): the scale-out path.
+
+:class:`ApiPredictor` has :meth:`text4seg.inference.predict.Predictor.predict`'s signature, so
+``predict_to(..., client=ApiPredictor(url, ...))`` writes the same resumable, flushed ``results.jsonl``
+(records through :func:`text4seg.inference.predict.query_record`: the same decoding, SAM refinement and
+overlays) and ``text4seg evaluate`` scores it the same way.
+
+Request (one per query; ``POST {url}/v1/chat/completions``, greedy)::
+
+    {"model": "NAME", "temperature": 0, "max_tokens": 97,
+     "messages": [{"role": "user", "content": [
+         {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBOR..."}},
+         {"type": "text", "text": "Please segment the red circle."}]}]}
+
+The answer is ``choices[0].message.content``; ``usage.completion_tokens`` becomes ``num_tokens``.
+``max_tokens`` is the in-process budget (:meth:`Predictor.budget`: the scheme's bound for the query's
+grid and labels) unless ``max_new_tokens`` is given.
+
+Constrained decoding (``constrained=True``) adds the structured output that the server understands,
+built by :mod:`text4seg.descriptors.serving` (no second builder here):
+
+* ``server="swift"`` (``swift deploy``; ms-swift's ``RequestConfig.structured_outputs_regex``, which its
+  vLLM backend passes on; its transformers backend ignores it): :func:`swift_deploy_body`, the regex form.
+* ``server="vllm"`` (``vllm serve``): ``structured="grammar"`` (default) is :func:`vllm_chat_body`,
+  the exact EBNF grammar (``{"structured_outputs": {"grammar": ...}}``); ``structured="regex"`` sends
+  the regex as ``{"structured_outputs": {"regex": ...}}``.
+
+The regex form cannot express the run-length row sums (nor ``compact``'s ordering): :data:`REGEX_CAVEAT`
+is printed once; the lenient decoder repairs what it lets through and records the repairs.
+``server="auto"`` asks ``GET {url}/v1/models``: a model ``owned_by`` ``"swift"`` means swift deploy.
+
+Pool: at most ``concurrency`` requests in flight (threads; SAM and the results file stay in the calling
+thread); records come back in completion order (the results file is keyed by ``(id, turn)``).
+Retries: a connection error, a timeout, HTTP 408/429/5xx are retried ``retries`` times with exponential
+back-off (``backoff * 2**k`` s, at most 30 s); any other HTTP error stops the run with the server's
+message. ``timeout``: seconds per request.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import mimetypes
+import os
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+
+from text4seg.descriptors import max_answer_tokens
+from text4seg.inference.queries import Query
+
+REGEX_CAVEAT = (
+    "constrained via regex: the regex checks the answer's characters, labels and run syntax, but it cannot "
+    "express that each row's runs sum to the grid width (run-length schemes) or compact's ordering; the "
+    "lenient decoder repairs such rows and records the repairs"
+)
+TRANSIENT_HTTP = {408, 429, 500, 502, 503, 504}
+SERVERS = ("auto", "swift", "vllm")
+STRUCTURED = ("grammar", "regex")
+
+
+class ApiError(OSError):
+    """A request that failed for good (after its retries, or a non-transient HTTP error)."""
+
+
+def image_data_url(path: str | os.PathLike) -> str:
+    """``data:<mime>;base64,...`` of an image file (the mime type from its suffix, default image/png)."""
+    mime = mimetypes.guess_type(str(path))[0] or "image/png"
+    with open(path, "rb") as fh:
+        return f"data:{mime};base64," + base64.b64encode(fh.read()).decode("ascii")
+
+
+def chat_messages(q: Query) -> list[dict]:
+    """The OpenAI chat messages of one query: the image (data URL) then the question, one user turn."""
+    return [
+        {
+            "role": "user",
+            "content": [
+                {"type": "image_url", "image_url": {"url": image_data_url(q.image)}},
+                {"type": "text", "text": q.question},
+            ],
+        }
+    ]
+
+
+def _base(url: str) -> str:
+    url = url.rstrip("/")
+    for tail in ("/chat/completions", "/v1"):
+        if url.endswith(tail):
+            url = url[: -len(tail)]
+    return url.rstrip("/")
+
+
+def _http_json(url: str, body: dict | None, timeout: float) -> dict:
+    data = None if body is None else json.dumps(body).encode("utf-8")
+    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        return json.loads(resp.read().decode("utf-8"))
+
+
+def server_models(url: str, timeout: float = 10.0) -> list[dict]:
+    """``GET {url}/v1/models``'s ``data`` list (``[{"id": ..., "owned_by": ...}, ...]``)."""
+    try:
+        return list(_http_json(_base(url) + "/v1/models", None, timeout).get("data", []))
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        raise ApiError(f"cannot list the models of {url}: {e}") from None
+
+
+class ApiPredictor:
+    """Answers from an OpenAI-compatible server, records as :class:`~text4seg.inference.predict.Predictor`.
+
+    Args:
+        url: server root (``http://127.0.0.1:8000``; a trailing ``/v1`` is accepted).
+        served_model: the server's model name (None: the server's only model).
+        concurrency: requests in flight (>= 1); timeout: seconds per request; retries: extra tries of a
+            transient failure; backoff: first back-off in seconds.
+        max_new_tokens / max_free_tokens / constrained: as :class:`Predictor`.
+        sam: None, a SAM checkpoint path (``sam_type``), a ``Refiner`` or a ``Sam`` model.
+        server: ``auto`` | ``swift`` | ``vllm``; structured: ``grammar`` | ``regex`` (vLLM; swift: regex).
+        extra: fields copied into every request body (e.g. ``{"seed": 0}``).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        served_model: str | None = None,
+        *,
+        concurrency: int = 4,
+        timeout: float = 300.0,
+        retries: int = 3,
+        backoff: float = 1.0,
+        max_new_tokens: int | None = None,
+        max_free_tokens: int | None = 64,
+        constrained: bool = False,
+        sam=None,
+        sam_type: str = "vit_h",
+        server: str = "auto",
+        structured: str = "grammar",
+        extra: dict | None = None,
+        log=print,
+    ):
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+        if retries < 0 or timeout <= 0:
+            raise ValueError(f"need retries >= 0 and timeout > 0, got retries={retries}, timeout={timeout}")
+        if server not in SERVERS:
+            raise ValueError(f"server must be one of {SERVERS}, got {server!r}")
+        if structured not in STRUCTURED:
+            raise ValueError(f"structured must be one of {STRUCTURED}, got {structured!r}")
+        self.url = _base(url)
+        self.concurrency, self.timeout, self.retries, self.backoff = (
+            int(concurrency),
+            timeout,
+            retries,
+            backoff,
+        )
+        self.max_new_tokens, self.max_free_tokens = max_new_tokens, max_free_tokens
+        self.constrained = constrained
+        self.structured = structured
+        self.extra = dict(extra or {})
+        self.log = log
+        self._served, self._server = served_model, server
+        self.refiner = None
+        if sam is not None:
+            from text4seg.inference.predict import _load_sam
+
+            self.refiner = _load_sam(sam, sam_type)
+            if not hasattr(self.refiner, "refine"):
+                from text4seg.inference.refine import Refiner
+
+                self.refiner = Refiner(self.refiner)
+        self._caveat_said = False
+
+    # ------------------------------------------------------------------------------------ server
+    def _resolve(self) -> None:
+        if self._served is not None and self._server != "auto":
+            return
+        models = server_models(self.url, min(self.timeout, 30.0))
+        if self._served is None:
+            if len(models) != 1:
+                names = [m.get("id") for m in models]
+                raise ValueError(f"{self.url} serves {names}: name one with --served-model")
+            self._served = str(models[0]["id"])
+        if self._server == "auto":
+            owner = next((m.get("owned_by") for m in models if m.get("id") == self._served), None)
+            self._server = "swift" if owner == "swift" else "vllm"
+
+    @property
+    def served_model(self) -> str:
+        self._resolve()
+        return str(self._served)
+
+    @property
+    def server(self) -> str:
+        self._resolve()
+        return self._server
+
+    def budget(self, q: Query) -> int:
+        """max_tokens of a query: as :meth:`text4seg.inference.predict.Predictor.budget`."""
+        if self.max_new_tokens:
+            return int(self.max_new_tokens)
+        free = 64 if self.max_free_tokens is None else self.max_free_tokens
+        return max_answer_tokens(q.scheme, q.grid, q.labels, free)
+
+    def body(self, q: Query, constrained: bool | None = None) -> dict:
+        """The ``/v1/chat/completions`` request body of one query (format: module docstring)."""
+        from text4seg.descriptors.serving import swift_deploy_body, vllm_chat_body
+
+        constrained = self.constrained if constrained is None else constrained
+        common = dict(max_tokens=self.budget(q), temperature=0, **self.extra)
+        msgs = chat_messages(q)
+        if not constrained:
+            return {"model": self.served_model, "messages": msgs, **common}
+        if self.server == "vllm" and self.structured == "grammar":
+            # the exact grammar (row sums included); an xgrammar-specific form would plug in here
+            return vllm_chat_body(self.served_model, msgs, q.scheme, q.grid, q.labels, **common)
+        body = swift_deploy_body(self.served_model, msgs, q.scheme, q.grid, q.labels, **common)
+        if self.server == "vllm":  # vLLM's own field for the same regex
+            body["structured_outputs"] = {"regex": body.pop("structured_outputs_regex")}
+        if not self._caveat_said and self.log is not None:
+            self.log(f"api: {REGEX_CAVEAT}")
+            self._caveat_said = True
+        return body
+
+    # ------------------------------------------------------------------------------------ requests
+    def ask(self, q: Query, constrained: bool | None = None) -> tuple[str, int | None]:
+        """``(answer text, completion tokens or None)`` of one query, retrying transient failures."""
+        body = self.body(q, constrained)
+        url = self.url + "/v1/chat/completions"
+        last = ""
+        for attempt in range(self.retries + 1):
+            if attempt:
+                time.sleep(min(30.0, self.backoff * 2 ** (attempt - 1)))
+            try:
+                resp = _http_json(url, body, self.timeout)
+            except urllib.error.HTTPError as e:
+                detail = e.read().decode("utf-8", "replace")[:300]
+                if e.code not in TRANSIENT_HTTP:
+                    raise ApiError(f"{url}: HTTP {e.code} for query {q.key}: {detail}") from None
+                last = f"HTTP {e.code}: {detail}"
+                continue
+            except (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException) as e:
+                last = str(getattr(e, "reason", e))
+                continue
+            try:
+                choice = resp["choices"][0]
+                text = choice["message"]["content"] or ""
+            except (KeyError, IndexError, TypeError):
+                raise ApiError(f"{url}: no choices[0].message.content for query {q.key}: {resp}") from None
+            ntok = (resp.get("usage") or {}).get("completion_tokens")
+            return text, None if ntok is None else int(ntok)
+        raise ApiError(f"{url}: query {q.key} failed after {self.retries + 1} tries: {last}")
+
+    def predict(
+        self,
+        queries: Iterable[Query],
+        out_dir: str | os.PathLike | None = None,
+        overlays: bool = True,
+        constrained: bool | None = None,
+    ) -> Iterator[dict]:
+        """Yield one result record per query in completion order (at most ``concurrency`` in flight)."""
+        from text4seg.inference.predict import query_record
+
+        constrained = bool(self.constrained if constrained is None else constrained)
+        self._resolve()
+        pending = iter(list(queries))
+        pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="text4seg-api")
+        flying: dict[Future, Query] = {}
+        try:
+            for q in _take(pending, self.concurrency):
+                flying[pool.submit(self.ask, q, constrained)] = q
+            while flying:
+                done, _ = wait(list(flying), return_when=FIRST_COMPLETED)
+                for fut in done:
+                    q = flying.pop(fut)
+                    text, ntok = fut.result()
+                    for nxt in _take(pending, 1):
+                        flying[pool.submit(self.ask, nxt, constrained)] = nxt
+                    yield query_record(q, text, ntok, out_dir, overlays, constrained, self.refiner)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _take(it: Iterator[Query], n: int) -> Sequence[Query]:
+    out = []
+    for q in it:
+        out.append(q)
+        if len(out) >= n:
+            break
+    return out

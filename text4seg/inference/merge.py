@@ -1,0 +1,98 @@
+"""Merge the ``results.jsonl`` of ``text4seg predict --shard i/N`` workers into one file to evaluate.
+
+``merge_results([shard0, shard1, ...], out_dir) -> Path`` writes ``out_dir/results.jsonl`` (atomically):
+every record of every input, once per ``(id, turn)`` key, in input order. An input is a results JSONL or
+the output folder that holds one. Rules:
+
+* a key in two inputs with the same ``answer`` is kept once (a shard re-run by hand); with different
+  answers it is an error naming the key and both files (the shards disagree: which one to trust?);
+* a last line without its newline (a worker killed mid-write) is skipped and counted, like a resume
+  does; a broken line elsewhere is an error naming the file and line;
+* ``overlay`` / ``mask_png`` paths (relative to their shard's folder) are rewritten relative to
+  ``out_dir`` so they still point at the shard's PNGs (nothing is copied).
+
+Worked example: shard 0 holds keys (a, 0), (c, 0); shard 1 holds (b, 0) and a half-written line;
+``merge_results([s0, s1], out)`` writes a, c, b and returns counts ``{"records": 3, "inputs": 2,
+"duplicates": 0, "partial_lines": 1}`` through ``stats`` when given a dict.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from text4seg.data.records import AtomicWriter
+from text4seg.inference.results import RESULTS_NAME
+
+
+def _results_file(p: str | os.PathLike) -> Path:
+    p = Path(p)
+    f = p / RESULTS_NAME if p.is_dir() else p
+    if not f.is_file():
+        raise OSError(f"no results file: {f}")
+    return f
+
+
+def _records(path: Path):
+    """``(line_no, record)`` of a results JSONL; ``(None, None)`` for a partial last line."""
+    with open(path, "rb") as fh:
+        lines = fh.readlines()
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        last = n == len(lines)
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            if last and not line.endswith(b"\n"):
+                yield None, None
+                return
+            raise ValueError(f"{path}:{n}: not a JSON record") from None
+        if last and not line.endswith(b"\n"):
+            yield None, None  # complete JSON but no newline: the writer was stopped before flushing it
+            return
+        if not isinstance(rec, dict) or "id" not in rec:
+            raise ValueError(f"{path}:{n}: not a result record (no 'id')")
+        yield n, rec
+
+
+def merge_results(
+    inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike, stats: dict | None = None
+) -> Path:
+    """Merge shard results into ``out_dir/results.jsonl`` (rules: module docstring); returns its path."""
+    if not inputs:
+        raise ValueError("nothing to merge: give the shards' output folders or results files")
+    out = Path(out_dir)
+    target = (out / RESULTS_NAME).resolve()
+    files = [_results_file(p) for p in inputs]
+    if target in {f.resolve() for f in files}:
+        raise ValueError(f"--out {out} holds one of the inputs ({target}); merge into another folder")
+    seen: dict[tuple[str, int], tuple[str, Path, int]] = {}
+    merged: list[dict] = []
+    dup = partial = 0
+    for f in files:
+        for n, rec in _records(f):
+            if rec is None:
+                partial += 1
+                continue
+            key = (str(rec["id"]), int(rec.get("turn", 0)))
+            if key in seen:
+                answer, f0, n0 = seen[key]
+                if answer != rec.get("answer"):
+                    raise ValueError(f"{f}:{n}: key {key} also in {f0}:{n0} with a different answer")
+                dup += 1
+                continue
+            seen[key] = (rec.get("answer"), f, n)
+            for k in ("overlay", "mask_png"):
+                if rec.get(k):
+                    rec[k] = os.path.relpath(f.parent.resolve() / rec[k], out.resolve())
+            merged.append(rec)
+    out.mkdir(parents=True, exist_ok=True)
+    with AtomicWriter(out / RESULTS_NAME) as wr:
+        for rec in merged:
+            wr.write(json.dumps(rec, ensure_ascii=False))
+    if stats is not None:
+        stats.update(records=len(merged), inputs=len(files), duplicates=dup, partial_lines=partial)
+    return out / RESULTS_NAME

@@ -1,0 +1,239 @@
+"""``text4seg app``: a small web page on a stdlib ``http.server`` to point a trained model at an image.
+
+Upload an image, type one or more referring expressions (one per line), tick constrained decoding and SAM
+refinement; each expression comes back with the overlay (:mod:`text4seg.inference.overlay`), the mask as
+a downloadable PNG (0/255; the SAM-refined one when refinement ran, the coarse one always), the raw
+answer text and the repairs the lenient decoder made. No dependency beyond the inference extra.
+
+HTTP API (what the page's script calls; also usable with ``curl``)::
+
+    GET  /            the page (text4seg.serving.page.PAGE)
+    GET  /health      {"ok": true, "sam": false, "grid": [16, 16], "scheme": "rrle"}
+    POST /api/segment {"image": "data:image/png;base64,...", "expressions": ["the red circle"],
+                       "template": "Can you segment {target} in this picture?",
+                       "constrained": false, "refine": false}
+      200 -> {"results": [{"expression": "the red circle", "question": "Can you segment the red circle
+               in this picture?", "answer": "...", "parse_valid": true, "repairs": [[kind, row, detail]],
+               "pred_labels": [...], "num_tokens": 57, "width": 640, "height": 480,
+               "overlay": "data:image/png;base64,...", "mask": "data:image/png;base64,..." (coarse),
+               "refined_mask": "data:..." | null}]}
+      400 -> {"error": "one line"}
+
+Each expression is asked as ``template.format(target=expression)`` with the expression as its target
+label (what constrained decoding allows besides ``others``). The model answers one request at a time
+(a lock); the server binds 127.0.0.1 unless told otherwise. Uploads go to a temporary folder that is
+removed when the server stops.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+import shutil
+import tempfile
+import threading
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+
+from text4seg.data.rle import rle_to_mask
+from text4seg.descriptors import DEFAULT_SCHEME, normalize_label
+from text4seg.inference.overlay import overlay_image, png_bytes
+from text4seg.inference.queries import Query
+from text4seg.inference.results import answer_to_masks, rles_to_label_map
+
+DEFAULT_TEMPLATE = "Can you segment {target} in this picture?"
+MAX_BODY = 32 * 1024 * 1024
+MAX_EXPRESSIONS = 8
+
+
+def _data_url(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def decode_data_url(url: str) -> bytes:
+    """The bytes of a ``data:image/...;base64,...`` URL (ValueError naming the problem otherwise)."""
+    if not isinstance(url, str) or not url.startswith("data:image/") or ";base64," not in url:
+        raise ValueError("image must be a data:image/...;base64,... URL")
+    try:
+        return base64.b64decode(url.split(";base64,", 1)[1], validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("image data URL is not valid base64") from None
+
+
+class Segmenter:
+    """A :class:`~text4seg.inference.predict.Predictor` behind a lock, answering the page's requests.
+
+    ``predictor``: anything with ``generate(queries, constrained) -> [(text, ntok)]`` and ``refiner``
+    (None without SAM); ``grid`` ``(rows, cols)`` and ``scheme`` of the answers.
+    """
+
+    def __init__(self, predictor, grid: tuple[int, int] = (16, 16), scheme: str = DEFAULT_SCHEME):
+        self.predictor, self.grid, self.scheme = predictor, (int(grid[0]), int(grid[1])), scheme
+        self.lock = threading.Lock()
+        self.workdir = Path(tempfile.mkdtemp(prefix="text4seg_app_"))
+        self._n = 0
+
+    @property
+    def has_sam(self) -> bool:
+        return getattr(self.predictor, "refiner", None) is not None
+
+    def close(self) -> None:
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def _save_upload(self, data: bytes) -> str:
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(io.BytesIO(data)) as im:
+                rgb = im.convert("RGB")
+        except (UnidentifiedImageError, OSError):
+            raise ValueError("the upload is not an image PIL can read") from None
+        self._n += 1
+        path = self.workdir / f"upload{self._n}.png"
+        rgb.save(path, format="PNG")
+        return str(path)
+
+    def segment(
+        self,
+        image: bytes,
+        expressions: list[str],
+        template: str = DEFAULT_TEMPLATE,
+        constrained: bool = False,
+        refine: bool = False,
+    ) -> list[dict]:
+        """One result per expression (keys: module docstring). ``image``: encoded image bytes."""
+        from text4seg.inference.predict import query_record
+
+        exprs = [e.strip() for e in expressions if e and e.strip()]
+        if not exprs:
+            raise ValueError("type at least one expression")
+        if len(exprs) > MAX_EXPRESSIONS:
+            raise ValueError(f"at most {MAX_EXPRESSIONS} expressions per request, got {len(exprs)}")
+        if "{target}" not in template:
+            raise ValueError(f"the question template must contain {{target}}, got {template!r}")
+        if refine and not self.has_sam:
+            raise ValueError("SAM refinement needs the app started with --sam-checkpoint")
+        with self.lock:
+            path = self._save_upload(image)
+            queries = [
+                Query(
+                    id=f"upload{self._n}",
+                    turn=i,
+                    image=path,
+                    question=template.format(target=e),
+                    labels=[normalize_label(e)],
+                    grid=self.grid,
+                    scheme=self.scheme,
+                )
+                for i, e in enumerate(exprs)
+            ]
+            # one query per generate call: the answer does not depend on its batch-mates' padding
+            answers = [self.predictor.generate([q], constrained)[0] for q in queries]
+            refiner = self.predictor.refiner if refine else None
+            recs = [
+                query_record(q, text, ntok, None, False, constrained, refiner)
+                for q, (text, ntok) in zip(queries, answers)
+            ]
+        return [self._result(e, q, r) for e, q, r in zip(exprs, queries, recs)]
+
+    def _result(self, expression: str, q: Query, rec: dict) -> dict:
+        h, w = rec["height"], rec["width"]
+        am = answer_to_masks(rec["answer"], h, w, q.grid, q.scheme)
+        refined = None
+        if rec["refined_labels"] is not None:
+            refined = rles_to_label_map(rec["refined_labels"], h, w)[0]
+        picture = overlay_image(
+            q.image, am.mask, refined, label_map=am.label_map, names=am.names, query=q.question, grid=q.grid
+        )
+        coarse = rle_to_mask(rec["coarse"])
+        return {
+            "expression": expression,
+            "question": q.question,
+            "answer": rec["answer"],
+            "parse_valid": rec["parse_valid"],
+            "repairs": rec["repairs"],
+            "pred_labels": rec["pred_labels"],
+            "num_tokens": rec["num_tokens"],
+            "width": w,
+            "height": h,
+            "overlay": _data_url(png_bytes(picture)),
+            "mask": _data_url(png_bytes(coarse.astype(np.uint8) * 255)),
+            "refined_mask": None
+            if rec["refined"] is None
+            else _data_url(png_bytes(rle_to_mask(rec["refined"]).astype(np.uint8) * 255)),
+        }
+
+
+def make_handler(segmenter: Segmenter):
+    """A ``BaseHTTPRequestHandler`` class serving the page and the API of ``segmenter``."""
+    from text4seg.serving.page import PAGE
+
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "text4seg-app"
+
+        def log_message(self, fmt, *args):  # quiet: one line per request is noise in a terminal
+            pass
+
+        def _send(self, code: int, body: bytes, ctype: str) -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _json(self, code: int, obj: dict) -> None:
+            self._send(code, json.dumps(obj).encode("utf-8"), "application/json")
+
+        def do_GET(self):
+            if self.path in ("/", "/index.html"):
+                return self._send(200, PAGE.encode("utf-8"), "text/html; charset=utf-8")
+            if self.path == "/health":
+                return self._json(
+                    200,
+                    {
+                        "ok": True,
+                        "sam": segmenter.has_sam,
+                        "grid": list(segmenter.grid),
+                        "scheme": segmenter.scheme,
+                    },
+                )
+            self._json(404, {"error": f"no such page: {self.path}"})
+
+        def do_POST(self):
+            if self.path != "/api/segment":
+                return self._json(404, {"error": f"no such endpoint: {self.path}"})
+            n = int(self.headers.get("Content-Length") or 0)
+            if n <= 0 or n > MAX_BODY:
+                return self._json(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"error": f"body of {n} bytes"})
+            try:
+                req = json.loads(self.rfile.read(n))
+                if not isinstance(req, dict):
+                    raise ValueError("the request body must be a JSON object")
+                exprs = req.get("expressions") or []
+                if isinstance(exprs, str):
+                    exprs = exprs.splitlines()
+                results = segmenter.segment(
+                    decode_data_url(req.get("image")),
+                    [str(e) for e in exprs],
+                    str(req.get("template") or DEFAULT_TEMPLATE),
+                    bool(req.get("constrained")),
+                    bool(req.get("refine")),
+                )
+            except (ValueError, KeyError) as e:
+                return self._json(400, {"error": str(e)})
+            self._json(200, {"results": results})
+
+    return Handler
+
+
+def serve(segmenter: Segmenter, host: str = "127.0.0.1", port: int = 7860) -> ThreadingHTTPServer:
+    """A started-not-yet-serving HTTP server (call ``serve_forever``; ``port=0`` picks a free port)."""
+    server = ThreadingHTTPServer((host, port), make_handler(segmenter))
+    server.daemon_threads = True
+    return server
