@@ -22,15 +22,15 @@ from collections.abc import Sequence
 COMMANDS: dict[str, str] = {
     "build": "build",
     "stats": "stats",
+    "mix": "mix",
     "train": "train",
     "export": "export",
     "predict": "predict",
     "decode": "decode",
-    "evaluate": "evaluate",
-    "demo": "demo",
-    "mix": "mix",
-    "app": "app",
     "merge": "merge",
+    "evaluate": "evaluate",
+    "app": "app",
+    "demo": "demo",
 }
 
 
