@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import gc
 import os
+import re
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from pathlib import Path
 
 from text4seg.data.records import AtomicWriter, Sample, dumps_row, parse_shard, to_swift_row
@@ -354,6 +356,19 @@ class _NoBar:
         pass
 
 
+_OPTION_READ = re.compile(r"""(?:\.opt|\bo|options\.get)\(\s*["']([a-z_0-9]+)["']""")
+
+
+@lru_cache(maxsize=1)
+def known_options() -> frozenset[str]:
+    """Every ``--set`` key a builder reads (``cfg.opt(KEY, default)`` or ``options.get(KEY)`` with a
+    literal KEY), found in the builders' own source, so the list cannot drift from the code."""
+    keys: set[str] = set()
+    for path in Path(__file__).parent.glob("*.py"):
+        keys.update(_OPTION_READ.findall(path.read_text(encoding="utf-8")))
+    return frozenset(keys)
+
+
 def make_config(
     root=None,
     split: str = "train",
@@ -367,6 +382,12 @@ def make_config(
     """Validate and assemble a :class:`BuildConfig`; ``with_gt=None`` means "on unless split is train"."""
     if scheme not in SCHEMES:
         raise ValueError(f"unknown scheme {scheme!r}; choose one of {sorted(SCHEMES)}")
+    unknown = sorted(k for k in (options or {}) if k not in known_options() and not k.endswith("_col"))
+    if unknown:  # a typo would otherwise be ignored without a word
+        raise ValueError(
+            f"unknown builder option(s) {unknown} (--set KEY=VALUE); the builders read: "
+            f"{sorted(known_options())} and <column>_col for hf-refer/hf-mask"
+        )
     if with_gt is None:
         with_gt = split not in TRAIN_SPLITS
     return BuildConfig(

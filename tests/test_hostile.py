@@ -374,3 +374,10 @@ def test_written_files_get_the_usual_permissions(tmp_path):
     finally:
         os.umask(old)
     assert (tmp_path / "x.jsonl").stat().st_mode & 0o777 == 0o644
+
+
+def test_an_unknown_builder_option_is_one_line_naming_it_and_nothing_is_written(tmp_path):
+    out = tmp_path / "o.jsonl"
+    p = cli(["build", "synthetic", "--out", out, "--limit", "2", "--set", "num_imagess=5"], tmp_path)
+    one_line_error(p, 2, "num_imagess", "num_images")
+    assert not out.exists()
