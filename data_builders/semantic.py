@@ -57,6 +57,23 @@ def read_label_png(path: Path) -> np.ndarray:
         raise BadInput(f"cannot read label map {path}: {exc}") from None
 
 
+def _check_image(image: Path, shape: tuple[int, int]) -> None:
+    """``BadInput`` unless ``image`` exists, decodes to the end (a truncated JPEG fails here) and is as
+    large as its label map (``shape`` = ``(h, w)``)."""
+    from PIL import Image
+
+    h, w = shape
+    try:
+        with Image.open(image) as im:
+            if im.size != (w, h):
+                raise BadInput(f"image {image} is {im.size[0]}x{im.size[1]} but its label map is {w}x{h}")
+            im.load()
+    except FileNotFoundError:
+        raise BadInput(f"image not found: {image}") from None
+    except OSError as exc:
+        raise BadInput(f"cannot read image {image}: {exc}") from None
+
+
 class SemanticBase(Builder):
     """Label-map datasets. Subclasses set ``names`` (PNG value -> class name or None), ``ignore``,
     ``split_alias`` (split -> folder/list name) and implement :meth:`list_items`."""
@@ -139,17 +156,9 @@ class SemanticBase(Builder):
         if not out.exists():
             from PIL import Image
 
-            try:
-                with Image.open(image) as im:
-                    if im.size != (w, h):
-                        raise BadInput(
-                            f"image {image} is {im.size[0]}x{im.size[1]} but its label map is {w}x{h}"
-                        )
-                    crop = im.convert("RGB").crop((x0, y0, x0 + cw, y0 + ch))
-            except FileNotFoundError:
-                raise BadInput(f"image not found: {image}") from None
-            except OSError as exc:
-                raise BadInput(f"cannot read image {image}: {exc}") from None
+            _check_image(image, (h, w))
+            with Image.open(image) as im:
+                crop = im.convert("RGB").crop((x0, y0, x0 + cw, y0 + ch))
             with atomic_path(out) as tmp:
                 crop.save(tmp, format="JPEG", quality=95)
         return out, lm[y0 : y0 + ch, x0 : x0 + cw], True
@@ -157,9 +166,9 @@ class SemanticBase(Builder):
     def make(self, unit: int, rep: int) -> list[Sample]:
         cfg = self.cfg
         image, ann = self.items[unit]
-        if self.check_images and not image.is_file():
-            raise BadInput(f"image not found: {image}")
         lm = read_label_png(ann)
+        if self.check_images:  # the same check on every split: readable to the end, the label map's size
+            _check_image(image, lm.shape)
         sid = f"{self.name}/{cfg.split}/{ann.stem}" + (f"/r{rep}" if rep else "")
         rng = sample_rng(cfg.seed, sid)
         image, lm, cropped = self._crop(rng, image, lm, unit)

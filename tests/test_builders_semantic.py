@@ -110,3 +110,22 @@ def test_unknown_split_lists_the_split_files(tmp_path):
     make_semantic(tmp_path / "voc20", "voc20")
     with pytest.raises(ValueError, match=r"unknown split 'test'.*\['train', 'val'\]"):
         _build(tmp_path, "voc20", "test")
+
+
+@pytest.mark.parametrize("split", ["training", "validation"])
+def test_a_truncated_image_and_a_label_map_of_another_size_are_bad_on_every_split(tmp_path, split):
+    """The same check on every split (it used to happen only where training crops decoded the image)."""
+    from support.fakes import SEMANTIC_LAYOUTS
+
+    name = "ade20k"
+    stems = make_semantic(tmp_path / name, name)[split]
+    img_t = SEMANTIC_LAYOUTS[name][0]
+    folder = tmp_path / name / img_t.format(split=split)
+    truncated = folder / f"{stems[0]}.jpg"
+    truncated.write_bytes(truncated.read_bytes()[:200])  # a cut-off download
+    Image.new("RGB", (10, 10)).save(folder / f"{stems[1]}.jpg")  # not the label map's 64x48
+    with pytest.raises(ValueError, match=stems[0]):
+        _build(tmp_path, name, split, options={"crop_prob": 0.0})
+    report, rows = _build(tmp_path, name, split, skip_bad=True, options={"crop_prob": 0.0})
+    assert report["skipped_bad"] == 2 and len(rows) == 1
+    assert any("label map is 64x48" in e for e in report["bad_examples"])
