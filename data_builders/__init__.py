@@ -22,7 +22,7 @@ from .mask_folder import MaskFolder
 from .multi import GRefCOCOMulti
 from .panoptic import CocoPanoptic
 from .reason import ReasonSeg
-from .refer import GRefCOCO, RefCLEF, RefCOCO, RefCOCOg, RefCOCOPlus
+from .refer import GRefCOCO, RefCLEF, RefCOCO, RefCOCOg, RefCOCOPlus, RefZOM
 from .semantic import ADE20K, CocoStuff, PascalContext59, PascalVOC20
 from .synthetic import Synthetic
 from .video import DAVIS17, MeViS, RefYouTubeVOS, ReVOS
@@ -34,6 +34,7 @@ BUILDERS: dict[str, type[Builder]] = {
     "refcocog": RefCOCOg,
     "refclef": RefCLEF,
     "grefcoco": GRefCOCO,
+    "ref-zom": RefZOM,
     "grefcoco-multi": GRefCOCOMulti,
     "coco-interactive": CocoInteractive,
     "coco-panoptic": CocoPanoptic,

@@ -256,6 +256,32 @@ class RefCLEF(Refer):
     layout = "<root>/refclef/refs(unc).p, <root>/refclef/instances.json, <root>/" + CLEF_IMAGES + "/"
 
 
+class RefZOM(Refer):
+    """Ref-ZOM (Hu et al., ICCV 2023): REFER layout, ``source`` says one-to-zero / one / many.
+
+    ``refs(final).p`` as the authors' loader reads it: ``ann_id`` an int or a list of ints (one-to-many:
+    the union), ``source == "zero"`` for an expression with no target in the image (its ``ann_id`` still
+    names an annotation, which is not the target). Crowd annotations stay in a target (the authors'
+    loader unions every listed annotation). Splits ``train`` and ``test``.
+    """
+
+    name = dataset = "ref-zom"
+    help = "Ref-ZOM (zero/one/many targets): <root>/ref-zom/refs(final).p + instances.json, COCO trainval2014"
+    split_bys = ("final",)
+    task = "gres"
+    image_subdir = "images/trainval2014"
+    layout = "<root>/ref-zom/refs(final).p, <root>/ref-zom/instances.json, <root>/images/trainval2014/"
+
+    def target_ann_ids(self, ref: dict, rep: int) -> tuple[list, bool]:
+        if ref.get("source") == "zero":
+            return [], False
+        ids = ref.get("ann_id")
+        ids = ids if isinstance(ids, list) else [ids]
+        if not ids or any(not isinstance(a, int) for a in ids):
+            raise BadInput(f"ref {ref.get('ref_id')} in {self.refs_path}: bad ann_id {ref.get('ann_id')!r}")
+        return ids, True
+
+
 class GRefCOCO(ReferBase):
     name = dataset = "grefcoco"
     help = "gRefCOCO (multi/no-target): <root>/grefcoco/grefs(unc).json + instances.json, COCO train2014"

@@ -225,3 +225,49 @@ def test_unknown_segmentation_form_is_a_bad_annotation_named_with_file_and_id(tm
     rep = build_jsonl("refclef", out, root=tmp_path, split="val", skip_bad=True, stats=False)
     assert rep["skipped_bad"] == 1 and rep["bad_causes"] == {cause: 1}
     assert rep["samples"] == 10
+
+
+def test_ref_zom_zero_one_and_many_targets_equal_pycocotools_and_score_with_its_metrics(tmp_path):
+    """Ref-ZOM's released layout: one-to-one (int ann_id), one-to-many (list: the union) and one-to-zero
+    (source "zero": an empty target, never flagged); evaluate adds Ref-ZOM's oIoU / mIoU / Acc."""
+    import json
+    import pickle
+
+    from support.cocoref import target_mask
+    from support.refzom import make_refzom
+
+    from text4seg.data.rle import rle_to_mask
+    from text4seg.evaluation.evaluate import evaluate
+
+    counts = make_refzom(tmp_path)
+    out = tmp_path / "zom.jsonl"
+    report = build_jsonl("ref-zom", out, root=tmp_path, split="test", stats=False)
+    rows = list(read_jsonl(out))
+    refs = {r["ref_id"]: r for r in pickle.loads((tmp_path / "ref-zom" / "refs(final).p").read_bytes())}
+    inst = json.loads((tmp_path / "ref-zom" / "instances.json").read_text())
+    anns = {a["id"]: a for a in inst["annotations"]}
+    seen = {"one": 0, "many": 0, "zero": 0}
+    for row in rows:
+        meta = row["text4seg"]
+        ref = refs[int(meta["source"]["ref_id"])]
+        seen[ref["source"]] += 1
+        mask = rle_to_mask(meta["gt"]["masks"][0])
+        if ref["source"] == "zero":
+            assert not mask.any() and "<seg>" in row["messages"][1]["content"]
+        else:
+            ids = ref["ann_id"] if isinstance(ref["ann_id"], list) else [ref["ann_id"]]
+            want = target_mask([anns[i] for i in ids], meta["height"], meta["width"])
+            assert np.array_equal(mask, want)
+    assert all(seen[k] > 0 for k in seen) and report["targets"]["empty_target"] == 0
+    assert counts["zero"] >= seen["zero"] // 2
+    # answers = the ground-truth grids: Acc 1 on one-to-zero samples, high (grid-bound) oIoU/mIoU
+    res = tmp_path / "res.jsonl"
+    keys = ("id", "grid", "scheme", "width", "height")
+    with open(res, "w") as fh:
+        for row in rows:
+            rec = {k: row["text4seg"][k] for k in keys}
+            rec.update(turn=0, answer=row["messages"][1]["content"])
+            fh.write(json.dumps(rec) + "\n")
+    zom = evaluate(res, out)["referring"]["coarse"]["refzom"]
+    assert zom["n_empty"] == seen["zero"] and zom["n_targeted"] == seen["one"] + seen["many"]
+    assert zom["acc"] == 1.0 and zom["oiou"] > 0.5 and zom["miou"] > 0.5

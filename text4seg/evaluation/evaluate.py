@@ -50,6 +50,7 @@ from text4seg.evaluation.metrics import (
     semantic_counts,
     semantic_scores_from_counts,
 )
+from text4seg.evaluation.multi import refzom_scores
 from text4seg.evaluation.peers import PEER_TASKS, score_peers
 from text4seg.inference.queries import turn_labels
 from text4seg.inference.results import (
@@ -79,6 +80,7 @@ def load_ground_truth(gt_path: str | os.PathLike, root=None) -> dict[tuple[str, 
         turns = sum(m.get("role") == "user" for m in row.get("messages", [])) or 1
         for t in range(turns):
             entry = {"task": task, "labels": turn_labels(meta, t, turns), "width": meta.get("width")}
+            entry["dataset"] = str((meta.get("source") or {}).get("dataset", ""))
             if task in PEER_TASKS:  # scored by text4seg.evaluation.peers from the row's own fields
                 entry["meta"] = meta
             elif task == "semantic":
@@ -205,6 +207,7 @@ def evaluate(
                 continue
             s = mask_stats(pm, gt_mask)
             s["box_iou"] = box_iou(mask_to_box(pm), gbox)
+            s["dataset"] = g.get("dataset", "")
             stats[kind].append(s)
             row[kind] = {k: s[k] for k in ("inter", "union", "iou", "pred_empty", "gt_empty", "box_iou")}
         per_sample.append(row)
@@ -218,6 +221,9 @@ def evaluate(
         out["rec_acc@0.5"] = (
             None if not targeted else sum(s["box_iou"] > 0.5 for s in targeted) / len(targeted)
         )
+        zom = [s for s in ss if s["dataset"] == "ref-zom"]
+        if zom:  # Ref-ZOM's own metrics: oIoU and mIoU on targeted samples, accuracy on empty ones
+            out["refzom"] = refzom_scores(zom)
         return out
 
     def _sem(kind: str):
