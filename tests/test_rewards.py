@@ -81,10 +81,11 @@ def test_multi_label_cell_and_per_label_matching():
 def test_format_reward_punishes_what_the_lenient_decoder_repairs():
     good = answer(DOG, "rrle")
     truncated = "<seg>dog *2| others *2\n"  # unclosed, rows missing: padded by the decoder
-    rewards = format_rewards([good, truncated, "no mask here"], [DOG] * 3, "rrle")
+    bare = "dog *2| others *2\n" * 2 + "others *4\n" * 2  # parses leniently, but is no <seg> answer
+    rewards = format_rewards([good, truncated, "no mask here", bare], [DOG] * 4, "rrle")
     assert rewards[0] == 1.0
     assert 0.0 <= rewards[1] < 1.0
-    assert rewards[2] == 0.0
+    assert rewards[2] == 0.0 and rewards[3] == 0.0
     # the padded answer gets the same IoU as if it were complete: only the format term tells them apart
     padded = "<seg>dog *2| others *2\n</seg>"
     complete = answer(grid({(0, 0): "dog", (0, 1): "dog"}), "rrle")

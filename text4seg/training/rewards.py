@@ -30,7 +30,8 @@ name                   weight  value
                                an empty target 1.0, non-empty 0.0 (and the reverse); ``per_label=True``:
                                the mean IoU over the labels of either side (multi-target answers)
 ``text4seg_format``    0.5     :func:`format_rewards`: 1.0 for a well-formed ``<seg>`` block of the right
-                               shape, ``1 - 0.25 * repairs`` otherwise (floor 0), 0.0 with no descriptors
+                               shape, ``1 - 0.25 * repairs`` otherwise (floor 0), 0.0 without a ``<seg>``
+                               block (text that merely parses leniently is no answer)
 ``text4seg_reject``    0.5     :func:`rejection_rewards`: 1.0 when the answer is empty exactly when the
                                target is absent (an N-acc / T-acc hit per answer), else 0.0
 ``text4seg_iou_pixel`` (opt.)  :func:`pixel_iou_rewards`: IoU of the decoded mask with the full-resolution
@@ -55,7 +56,7 @@ from typing import Any
 
 import numpy as np
 
-from text4seg.descriptors import BACKGROUND, Decoded, decode, mask_to_grid, normalize_label
+from text4seg.descriptors import BACKGROUND, SEG_OPEN, Decoded, decode, mask_to_grid, normalize_label
 
 DEFAULT_WEIGHTS: dict[str, float] = {"text4seg_iou": 1.0, "text4seg_format": 0.5, "text4seg_reject": 0.5}
 REPAIR_PENALTY = 0.25  # format reward lost per lenient-decoder repair
@@ -113,9 +114,12 @@ def iou_rewards(
     return out
 
 
-def format_score(decoded: Decoded) -> float:
-    """1.0 for an answer that needed no repair, 0.0 when it held no descriptors at all, else
-    ``1 - REPAIR_PENALTY * number_of_repairs`` (floor 0)."""
+def format_score(text: Any, decoded: Decoded) -> float:
+    """The format reward of one answer: 0.0 without a ``<seg>`` block or with no descriptors, 1.0 for a
+    block that needed no repair, else ``1 - REPAIR_PENALTY * number_of_repairs`` (floor 0). ``decoded``:
+    the lenient decode of ``text`` at the ground truth's shape."""
+    if not isinstance(text, str) or SEG_OPEN not in text:
+        return 0.0
     if any(r.kind == "no_descriptors" for r in decoded.repairs):
         return 0.0
     return max(0.0, 1.0 - REPAIR_PENALTY * len(decoded.repairs))
@@ -125,7 +129,7 @@ def format_rewards(
     completions: Sequence[str], grids: Sequence[np.ndarray], scheme: str = "rrle"
 ) -> list[float]:
     """:func:`format_score` of each completion decoded at its ground-truth grid's shape."""
-    return [format_score(_decode(t, np.shape(g), scheme)) for t, g in zip(completions, grids, strict=True)]
+    return [format_score(t, _decode(t, np.shape(g), scheme)) for t, g in zip(completions, grids, strict=True)]
 
 
 def rejection_rewards(
@@ -190,3 +194,41 @@ def pixel_iou_rewards(completions: Sequence[str], metas: Sequence[Mapping[str, A
         union = int(np.sum(pred | target))
         out.append(1.0 if union == 0 else float(np.sum(pred & target)) / union)
     return out
+
+
+def _per_row(fn, **fixed):
+    def score(completions, metas, solutions):
+        out = []
+        for text, meta, sol in zip(completions, metas, solutions, strict=True):
+            gt = ground_truth_grid(meta, sol)
+            out += fn([text], [gt], meta.get("scheme") or "rrle", **fixed)
+        return out
+
+    return score
+
+
+ROW_REWARDS = {
+    "text4seg_iou": _per_row(iou_rewards),
+    "text4seg_iou_per_label": _per_row(iou_rewards, per_label=True),
+    "text4seg_format": _per_row(format_rewards),
+    "text4seg_reject": _per_row(rejection_rewards),
+    "text4seg_iou_pixel": lambda completions, metas, solutions: pixel_iou_rewards(completions, metas),
+}
+"""The rewards by their registered ms-swift names, over dataset rows: ``fn(completions, metas,
+solutions) -> list[float]`` with ``metas`` the rows' ``text4seg`` dicts (each row read in its own scheme)
+and ``solutions`` the ``solution`` column or ``None`` per row."""
+
+
+def score_rows(
+    name: str,
+    completions: Sequence[str],
+    metas: Sequence[Mapping[str, Any]],
+    solutions: Sequence[str | None] | None = None,
+) -> list[float]:
+    """Reward ``name`` (a key of :data:`ROW_REWARDS`) of each completion against its dataset row."""
+    if name not in ROW_REWARDS:
+        raise ValueError(f"unknown text4seg reward {name!r}; choose one of {sorted(ROW_REWARDS)}")
+    if metas is None:
+        raise ValueError(f"reward {name!r} needs the dataset's 'text4seg' column (build with --with-gt)")
+    solutions = list(solutions) if solutions is not None else [None] * len(completions)
+    return ROW_REWARDS[name](list(completions), list(metas), solutions)

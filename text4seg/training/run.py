@@ -58,15 +58,16 @@ def train(
     if not quiet:
         for path, n in counts.items():
             echo(f"data ok: {path} ({n} rows)")
+    kind = recipes.swift_subcommand(recipe)
     if check_args:
-        unknown = recipes.unknown_arguments(recipe, "sft")
+        unknown = recipes.unknown_arguments(recipe, kind)
         if unknown:
             raise ValueError(
-                f"{recipe_path}: ms-swift's sft does not accept {unknown} (see `swift sft --help`)"
+                f"{recipe_path}: ms-swift's {kind} does not accept {unknown} (see `swift {kind} --help`)"
             )
     if recipes.global_batch(recipe) and not quiet:
         echo(f"global batch: {recipes.global_batch(recipe)} (per-device x accumulation x GPUs x nodes)")
-    argv, env = recipes.swift_command(recipe, swift=recipes.swift_executable(swift))
+    argv, env = recipes.swift_command(recipe, swift=recipes.swift_executable(swift), subcommand=kind)
     echo(recipes.format_command(argv, env))
     if dry_run:
         return 0
