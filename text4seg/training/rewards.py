@@ -232,3 +232,18 @@ def score_rows(
         raise ValueError(f"reward {name!r} needs the dataset's 'text4seg' column (build with --with-gt)")
     solutions = list(solutions) if solutions is not None else [None] * len(completions)
     return ROW_REWARDS[name](list(completions), list(metas), solutions)
+
+
+# a label inside an answer: no separator, count, tag or line characters (rrle, irle, full, compact heads)
+ROLLOUT_LABEL = r"[^|*<\n:=,]{1,80}"
+_SENTINEL = "zqxlabelzqx"
+
+
+def rollout_regex(scheme: str = "rrle", size: int | tuple[int, int] = 16, label: str = ROLLOUT_LABEL) -> str:
+    """One regex for every GRPO rollout (ms-swift's ``structured_outputs_regex``, vLLM only): the scheme's
+    answer regex (:func:`text4seg.descriptors.constrain.descriptor_regex`) with any label matching
+    ``label`` instead of the query's own labels. ms-swift applies one regex from the arguments to all
+    rollouts, so per-query labels cannot reach it; the format and rejection rewards do the rest."""
+    from text4seg.descriptors.constrain import descriptor_regex
+
+    return descriptor_regex(scheme, size, [_SENTINEL]).replace(_SENTINEL, label)
