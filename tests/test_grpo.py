@@ -119,3 +119,57 @@ def test_swift_grpo_logs_the_rewards_of_our_codec_every_step(grpo_run):
             assert table[name] == pytest.approx(want)
         n += len(table["completion"])
     assert n == 2 * 4  # 2 steps x 4 completions (2 prompts x 2 generations)
+
+
+def test_rl_rows_balance_absent_targets(tmp_path):
+    from text4seg.demo.data import write_rows
+    from text4seg.demo.rl import is_absent, rl_rows
+
+    def row(i, empty):
+        g = np.full((16, 16), "others", dtype=object)
+        if not empty:
+            g[i % 16, :3] = "the red circle"
+        answer = "Here is the mask.\n" + wrap(encode(g, "compact"))
+        meta = {"grid": [16, 16], "scheme": "compact", "id": str(i)}
+        return {
+            "messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": answer}],
+            "text4seg": meta,
+        }
+
+    rows = [row(i, i % 4 == 0) for i in range(40)]  # 25 % absent, like the demo's data
+    write_rows(tmp_path / "t.jsonl", rows)
+    picked = rl_rows(tmp_path / "t.jsonl", 16, seed=0)
+    assert len(picked) == 16 and sum(is_absent(r) for r in picked) == 8
+    assert len({r["text4seg"]["id"] for r in picked}) == 16
+    with pytest.raises(ValueError, match="12 absent"):
+        rl_rows(tmp_path / "t.jsonl", 20, seed=0, absent_fraction=0.6)  # the file has 10
+
+
+def test_reward_history_and_plot_from_a_grpo_log(tmp_path):
+    from text4seg.demo.rl import plot_rewards, reward_history
+
+    log = [
+        {
+            "loss": 0.1,
+            "reward": 0.5,
+            "reward_std": 0.2,
+            "frac_reward_zero_std": 0.25,
+            "rewards/text4seg_iou/mean": 0.3,
+            "rewards/text4seg_iou/std": 0.1,
+            "global_step/max_steps": "1/2",
+        },
+        {
+            "loss": 0.1,
+            "reward": 0.9,
+            "reward_std": 0.1,
+            "frac_reward_zero_std": 0.5,
+            "rewards/text4seg_iou/mean": 0.6,
+            "global_step/max_steps": "2/2",
+        },
+        {"train_runtime": 3.0, "global_step/max_steps": "2/2"},
+    ]
+    hist = reward_history(log)
+    assert [h["step"] for h in hist] == [1, 2] and [h["reward"] for h in hist] == [0.5, 0.9]
+    assert "rewards/text4seg_iou/std" not in hist[0] and hist[1]["rewards/text4seg_iou/mean"] == 0.6
+    plot_rewards(hist, tmp_path / "r.png")
+    assert (tmp_path / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

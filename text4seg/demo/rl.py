@@ -101,7 +101,7 @@ def control_recipe(
     cfg: DemoConfig, model: Path, data: Path, out: Path, device: str, learning_rate: float
 ) -> dict[str, Any]:
     """The control's ``swift sft`` arguments: the demo recipe from ``model`` at a constant
-    ``learning_rate``, a checkpoint every 10 steps, and steps enough never to end before it is stopped."""
+    ``learning_rate``, a checkpoint every 5 steps, and steps enough never to end before it is stopped."""
     from text4seg.training.recipes import apply_overrides, load_recipe
 
     overrides = {
@@ -114,7 +114,7 @@ def control_recipe(
         "learning_rate": learning_rate,
         "lr_scheduler_type": "constant",
         "warmup_ratio": 0.0,
-        "save_steps": 10,
+        "save_steps": 5,
         "save_total_limit": 2,
         **cfg.swift_overrides,
     }
@@ -222,17 +222,23 @@ def run_rl(
     if control:
         lr = float(recipe.get("learning_rate", 5e-4))
         ctl_recipe = control_recipe(cfg, sft_ckpt, data, out / "control", device, lr)
-        ctl = train(
-            ctl_recipe,
-            log,
-            title=f"control: the same SFT continued for {grpo['train_seconds']:.0f} s",
-            max_seconds=grpo["train_seconds"],
-        )
+        try:
+            ctl = train(
+                ctl_recipe,
+                log,
+                title=f"control: the same SFT continued for {grpo['train_seconds']:.0f} s",
+                max_seconds=grpo["train_seconds"],
+            )
+        except RuntimeError as exc:  # stopped before its first checkpoint: the control is the SFT model
+            if "wrote no checkpoint" not in str(exc):
+                raise
+            log(f"control: no checkpoint within {grpo['train_seconds']:.0f} s; it is the SFT checkpoint")
+            ctl = {"checkpoint": sft_ckpt, "train_seconds": grpo["train_seconds"]}
         ctl_scores = _scores(ctl["checkpoint"], test_jsonl, out / "pred_control", cfg, progress)
         log(f"RL: control ({ctl['checkpoint'].name}, {ctl['train_seconds']:.0f} s of SFT): {ctl_scores}")
         result["control"] = {
             **ctl_scores,
-            "steps": int(ctl["checkpoint"].name.split("-")[1]),
+            "steps": 0 if ctl["checkpoint"] == sft_ckpt else int(ctl["checkpoint"].name.split("-")[1]),
             "seconds": ctl["train_seconds"],
             "learning_rate": lr,
         }
