@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import time
 from collections.abc import Callable
@@ -92,8 +93,12 @@ def train(
     history: list[dict] = []
     t0 = time.perf_counter()
     with open(out / f"swift_{kind}.log", "w") as fh:
-        proc = subprocess.Popen(
-            argv, stdout=fh, stderr=subprocess.STDOUT, env={**offline_env(out / "cache"), **env}
+        proc = subprocess.Popen(  # own session: `swift` runs the trainer in a child process
+            argv,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            env={**offline_env(out / "cache"), **env},
+            start_new_session=max_seconds is not None,
         )
         seen, stopped = 0, False
         while True:
@@ -111,8 +116,11 @@ def train(
             if done:
                 break
             if max_seconds is not None and time.perf_counter() - t0 > max_seconds:
-                proc.terminate()  # the time budget is spent: keep the checkpoints saved so far
+                # the time budget is spent: stop the launcher AND its trainer child (its own process
+                # group), keep the checkpoints saved so far
+                os.killpg(proc.pid, signal.SIGTERM)
                 proc.wait()
+                time.sleep(1)  # let the group's children exit before the checkpoints are listed
                 stopped = True
                 break
             time.sleep(2)
