@@ -5,7 +5,7 @@ ground truth are documented there and in ``docs/rl.md``)::
 
     text4seg_iou            continuous cell IoU, labels compared (empty/empty = 1)
     text4seg_iou_per_label  mean per-label IoU (multi-target answers)
-    text4seg_format         well-formed <seg> block of the right shape = 1, minus 0.25 per repair
+    text4seg_format         1 when the strict decoder accepts it, else 0.75 - 0.25 per repair
     text4seg_reject         1 when the answer is empty exactly when the target is absent
     text4seg_iou_pixel      IoU with the full-resolution COCO-RLE target (optional)
 

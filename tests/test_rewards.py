@@ -170,3 +170,17 @@ def test_pixel_iou_reward_against_the_full_resolution_mask():
     assert got == pytest.approx([1.0, 0.5, 0.0])
     empty = _row(np.zeros((64, 64), bool), "dog", "rrle")
     assert pixel_iou_rewards([answer(np.full((16, 16), "others"), "rrle")], [empty]) == [1.0]
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["Here is the mask.\n<seg><seg></seg>", "<seg>dog\n1:1-2</seg>"],
+    ids=["nested-tag", "no-final-newline"],
+)
+def test_format_reward_is_one_only_for_what_the_strict_decoder_accepts(text):
+    # the lenient decoder reads these without a repair; a GRPO run learnt to write the first one
+    from text4seg.descriptors import decode
+
+    assert decode(text, 4, "compact").repairs == []
+    assert format_rewards([text], [DOG], "compact")[0] < 1.0
+    assert format_rewards([answer(DOG, "compact")], [DOG], "compact") == [1.0]

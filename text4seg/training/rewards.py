@@ -29,9 +29,9 @@ name                   weight  value
                                (a cell counts for a label only where both say that label); empty answer to
                                an empty target 1.0, non-empty 0.0 (and the reverse); ``per_label=True``:
                                the mean IoU over the labels of either side (multi-target answers)
-``text4seg_format``    0.5     :func:`format_rewards`: 1.0 for a well-formed ``<seg>`` block of the right
-                               shape, ``1 - 0.25 * repairs`` otherwise (floor 0), 0.0 without a ``<seg>``
-                               block (text that merely parses leniently is no answer)
+``text4seg_format``    0.5     :func:`format_rewards`: 1.0 when the strict decoder accepts the answer at
+                               the grid's shape (``parse_valid``), ``0.75 - 0.25 * repairs`` otherwise
+                               (floor 0), 0.0 without a ``<seg>`` block
 ``text4seg_reject``    0.5     :func:`rejection_rewards`: 1.0 when the answer is empty exactly when the
                                target is absent (an N-acc / T-acc hit per answer), else 0.0
 ``text4seg_iou_pixel`` (opt.)  :func:`pixel_iou_rewards`: IoU of the decoded mask with the full-resolution
@@ -56,7 +56,15 @@ from typing import Any
 
 import numpy as np
 
-from text4seg.descriptors import BACKGROUND, SEG_OPEN, Decoded, decode, mask_to_grid, normalize_label
+from text4seg.descriptors import (
+    BACKGROUND,
+    SEG_OPEN,
+    Decoded,
+    DescriptorError,
+    decode,
+    mask_to_grid,
+    normalize_label,
+)
 
 DEFAULT_WEIGHTS: dict[str, float] = {"text4seg_iou": 1.0, "text4seg_format": 0.5, "text4seg_reject": 0.5}
 REPAIR_PENALTY = 0.25  # format reward lost per lenient-decoder repair
@@ -114,22 +122,33 @@ def iou_rewards(
     return out
 
 
-def format_score(text: Any, decoded: Decoded) -> float:
-    """The format reward of one answer: 0.0 without a ``<seg>`` block or with no descriptors, 1.0 for a
-    block that needed no repair, else ``1 - REPAIR_PENALTY * number_of_repairs`` (floor 0). ``decoded``:
-    the lenient decode of ``text`` at the ground truth's shape."""
+def format_score(text: Any, decoded: Decoded, scheme: str = "rrle") -> float:
+    """The format reward of one answer (``decoded``: its lenient decode at the ground truth's shape).
+
+    0.0 without a ``<seg>`` block or with no descriptors; 1.0 when the strict decoder accepts it (the
+    evaluation's ``parse_valid``); otherwise ``0.75 - REPAIR_PENALTY * repairs`` (floor 0): a strict
+    failure costs at least one repair, since some defects (``<seg><seg></seg>``, a compact head without
+    its newline) pass the lenient decoder without a repair, and a policy learns to write exactly those.
+    """
     if not isinstance(text, str) or SEG_OPEN not in text:
         return 0.0
     if any(r.kind == "no_descriptors" for r in decoded.repairs):
         return 0.0
-    return max(0.0, 1.0 - REPAIR_PENALTY * len(decoded.repairs))
+    try:
+        decode(text, decoded.shape, scheme, strict=True)
+        return 1.0
+    except DescriptorError:
+        return max(0.0, 1.0 - REPAIR_PENALTY * (1 + len(decoded.repairs)))
 
 
 def format_rewards(
     completions: Sequence[str], grids: Sequence[np.ndarray], scheme: str = "rrle"
 ) -> list[float]:
     """:func:`format_score` of each completion decoded at its ground-truth grid's shape."""
-    return [format_score(t, _decode(t, np.shape(g), scheme)) for t, g in zip(completions, grids, strict=True)]
+    return [
+        format_score(t, _decode(t, np.shape(g), scheme), scheme)
+        for t, g in zip(completions, grids, strict=True)
+    ]
 
 
 def rejection_rewards(
