@@ -34,6 +34,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="if OUT already holds the trained checkpoint of this configuration, only predict and evaluate",
     )
+    p.add_argument(
+        "--rl",
+        action="store_true",
+        help="then reinforcement fine-tuning: GRPO with mask rewards from the SFT checkpoint, and a "
+        "matched-compute control (the same SFT continued for the same wall time); writes OUT/rl/, "
+        "OUT/rl_reward.png and the rl block of metrics.json",
+    )
+    p.add_argument("--rl-steps", type=int, default=None, help="GRPO steps of --rl (default 150; quick: 2)")
     add_progress(p)
 
 
@@ -50,11 +58,15 @@ def run(args: argparse.Namespace) -> int:
         cfg = replace(cfg, steps=args.steps)
     if args.seed is not None:
         cfg = replace(cfg, seed=args.seed)
+    if args.rl_steps is not None:
+        if args.rl_steps < 1:
+            raise ValueError(f"--rl-steps must be >= 1, got {args.rl_steps}")
+        cfg = replace(cfg, rl_steps=args.rl_steps)
     log = (lambda *_: None) if args.quiet else print
     mode = f"{'quick' if args.quick else 'full'}, scheme {cfg.scheme}"
     log(f"text4seg demo -> {args.out} ({mode}, {demo_steps(cfg)} steps from random weights)")
     metrics = run_demo(
-        args.out, cfg, log=log, reuse=args.reuse, progress=not (args.no_progress or args.quiet)
+        args.out, cfg, log=log, reuse=args.reuse, progress=not (args.no_progress or args.quiet), rl=args.rl
     )
     print(format_summary(metrics))
     print(f"wrote {args.out / 'metrics.json'}, {args.out / 'loss.png'} and {args.out / 'overlays'}/")

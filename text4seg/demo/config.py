@@ -18,6 +18,7 @@ DEMO_COLORS = ("red", "green", "blue", "yellow", "purple", "orange")
 # recipes/ at the repository root (an editable install or a checkout; the Makefile installs with -e)
 RECIPES_DIR = Path(__file__).resolve().parents[2] / "recipes"
 DEMO_RECIPE = RECIPES_DIR / "demo.yaml"
+GRPO_RECIPE = RECIPES_DIR / "grpo_demo.yaml"
 
 
 @dataclass
@@ -63,6 +64,12 @@ class DemoConfig:
     biases: tuple[float, ...] = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0)  # ForegroundBias grid, picked on val by gIoU
     constrained_biases: tuple[float, ...] = (0.0, 1.0)  # the same for constrained decoding
     constrained_val: int = 50  # val rows for the constrained sweep (the grammar is slow in Python)
+    # reinforcement stage (--rl; text4seg.demo.rl): GRPO recipe, steps, rows (half absent targets)
+    rl_recipe: str = str(GRPO_RECIPE)
+    rl_steps: int = 150
+    rl_rows: int = 800
+    rl_absent_fraction: float = 0.5
+    rl_overrides: dict[str, Any] = field(default_factory=dict)
 
     def builder_options(self, split: str) -> dict[str, Any]:
         """Options of the synthetic builder for ``split`` (``train``, ``val`` or ``test``)."""
@@ -117,4 +124,7 @@ QUICK = replace(
     overlays=4,
     biases=(0.0,),
     constrained_biases=(0.0,),
+    rl_steps=2,
+    rl_rows=8,
+    rl_overrides={"per_device_train_batch_size": 4, "num_generations": 2, "max_completion_length": 32},
 )

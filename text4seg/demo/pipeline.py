@@ -47,11 +47,14 @@ def run_demo(
     log: Callable[[str], Any] = print,
     reuse: bool = False,
     progress: bool = False,
+    rl: bool = False,
 ) -> dict[str, Any]:
     """The whole demo into ``out``; returns (and writes to ``out/metrics.json``) the summary metrics.
 
     ``reuse``: when ``out`` already holds the trained checkpoint of this configuration, skip data, model
-    and training and evaluate it again. ``progress``: progress bars while predicting.
+    and training and evaluate it again. ``progress``: progress bars while predicting. ``rl``: then the
+    reinforcement stage (:func:`text4seg.demo.rl.run_rl`: GRPO from the SFT checkpoint and a
+    matched-compute SFT control) into ``out/rl``; its scores are the ``rl`` block of the metrics.
     """
     import torch
 
@@ -111,5 +114,10 @@ def run_demo(
     base = baseline_ciou(paths["train"], paths["test"], cfg.grid)
     metrics = summary_metrics(results, chosen, sweeps, base, trained, extra, cfg)
     copy_overlays(out / "pred" / "test_greedy" / "overlays", out / "overlays", cfg.overlays)
+    if rl:
+        from text4seg.demo.rl import run_rl
+
+        write_metrics(metrics, out / "metrics.json")  # the SFT results stay even if RL is interrupted
+        metrics["rl"] = run_rl(out / "rl", cfg, ckpt, paths["train"], paths["test"], device, log, progress)
     write_metrics(metrics, out / "metrics.json")
     return metrics

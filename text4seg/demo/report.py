@@ -120,4 +120,16 @@ def format_summary(m: dict) -> str:
         ("Qwen tokens per answer", m["tokens_per_answer"]),
         ("train seconds", m["train_seconds"]),
     ]
+    rl = m.get("rl")
+    if rl:
+        ctl = rl.get("control") or {}
+        rows += [
+            ("RL cIoU before -> after", f"{f(rl['ciou_before'])} -> {f(rl['ciou_after'])}"),
+            ("RL N-acc before -> after", f"{f(rl['n_acc_before'])} -> {f(rl['n_acc_after'])}"),
+            ("RL T-acc before -> after", f"{f(rl['t_acc_before'])} -> {f(rl['t_acc_after'])}"),
+            ("RL parse_valid after", rl["parse_valid_after"]),
+            ("RL steps / seconds", f"{rl['steps']} / {f(rl['seconds'])}"),
+            ("control cIoU (same seconds SFT)", ctl.get("ciou")),
+            ("control N-acc / T-acc", f"{f(ctl.get('n_acc'))} / {f(ctl.get('t_acc'))}"),
+        ]
     return "\n".join(f"  {k:<30} {f(v)}" for k, v in rows)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import time
 from collections.abc import Callable
@@ -56,31 +57,50 @@ def offline_env(cache: Path) -> dict[str, str]:
 
 
 def _loss_line(rec: dict) -> str:
+    if "reward" in rec:  # swift rlhf (GRPO)
+        return (
+            f"  step {rec['global_step/max_steps']:>9}  reward {rec['reward']:.3f}  "
+            f"reward_std {rec.get('reward_std', 0):.3f}  {rec.get('elapsed_time', '')}"
+        )
     return (
         f"  step {rec['global_step/max_steps']:>9}  loss {rec['loss']:.4f}  "
         f"token_acc {rec.get('token_acc', 0):.3f}  {rec.get('elapsed_time', '')}"
     )
 
 
-def train(recipe: dict[str, Any], log: Callable[[str], Any] = print) -> dict[str, Any]:
-    """Run ``swift sft`` on ``recipe``; log the loss live; return ``{"checkpoint", "train_seconds", "log"}``.
+def train(
+    recipe: dict[str, Any],
+    log: Callable[[str], Any] = print,
+    title: str = "",
+    max_seconds: float | None = None,
+) -> dict[str, Any]:
+    """Run ``swift sft`` (``swift rlhf`` for a recipe with ``rlhf_type``) on ``recipe``; log the loss (or
+    the GRPO reward) live; return ``{"checkpoint", "train_seconds", "log"}``.
 
-    The run writes ``swift_sft.log`` and ms-swift's ``logging.jsonl`` into ``recipe["output_dir"]``.
+    The run writes ``swift_sft.log`` (``swift_rlhf.log``) and ms-swift's ``logging.jsonl`` into
+    ``recipe["output_dir"]``. ``max_seconds``: stop the run after that much wall time (the recipe must
+    save checkpoints every few steps: the last complete one is returned).
     """
-    from text4seg.training.recipes import format_command, swift_command, swift_executable
+    from text4seg.training.recipes import format_command, swift_command, swift_executable, swift_subcommand
 
     out = Path(recipe["output_dir"])
-    argv, env = swift_command(recipe, swift=swift_executable())
-    log("training (full fine-tuning: the weights start random):\n  " + format_command(argv, env))
+    kind = swift_subcommand(recipe)
+    argv, env = swift_command(recipe, swift=swift_executable(), subcommand=kind)
+    title = title or "training (full fine-tuning: the weights start random)"
+    log(f"{title}:\n  " + format_command(argv, env))
     out.mkdir(parents=True, exist_ok=True)
     logging = out / "logging.jsonl"
     history: list[dict] = []
     t0 = time.perf_counter()
-    with open(out / "swift_sft.log", "w") as fh:
-        proc = subprocess.Popen(
-            argv, stdout=fh, stderr=subprocess.STDOUT, env={**offline_env(out / "cache"), **env}
+    with open(out / f"swift_{kind}.log", "w") as fh:
+        proc = subprocess.Popen(  # own session: `swift` runs the trainer in a child process
+            argv,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            env={**offline_env(out / "cache"), **env},
+            start_new_session=max_seconds is not None,
         )
-        seen = 0
+        seen, stopped = 0, False
         while True:
             done = proc.poll() is not None
             if logging.exists():
@@ -95,14 +115,25 @@ def train(recipe: dict[str, Any], log: Callable[[str], Any] = print) -> dict[str
                         log(_loss_line(rec))
             if done:
                 break
+            if max_seconds is not None and time.perf_counter() - t0 > max_seconds:
+                # the time budget is spent: stop the launcher AND its trainer child (its own process
+                # group), keep the checkpoints saved so far
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait()
+                time.sleep(1)  # let the group's children exit before the checkpoints are listed
+                stopped = True
+                break
             time.sleep(2)
     seconds = time.perf_counter() - t0
-    if proc.returncode:
-        tail = (out / "swift_sft.log").read_text()[-2000:]
-        raise RuntimeError(f"swift sft failed with exit code {proc.returncode}; log tail:\n{tail}")
-    ckpts = sorted(out.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    if proc.returncode and not stopped:
+        tail = (out / f"swift_{kind}.log").read_text()[-2000:]
+        raise RuntimeError(f"swift {kind} failed with exit code {proc.returncode}; log tail:\n{tail}")
+    ckpts = sorted(
+        (p for p in out.glob("checkpoint-*") if (p / "trainer_state.json").exists()),  # complete ones
+        key=lambda p: int(p.name.split("-")[1]),
+    )
     if not ckpts:
-        raise RuntimeError(f"swift sft wrote no checkpoint under {out}")
+        raise RuntimeError(f"swift {kind} wrote no checkpoint under {out}")
     return {"checkpoint": ckpts[-1], "train_seconds": seconds, "log": history}
 
 

@@ -327,6 +327,11 @@ def swift_executable(explicit: str | None = None) -> str:
     return str(local) if local.exists() else (shutil.which("swift") or "swift")
 
 
+def swift_subcommand(recipe: Mapping[str, Any]) -> str:
+    """``rlhf`` for a recipe that names an ``rlhf_type`` (GRPO, DPO, ...), else ``sft``."""
+    return "rlhf" if recipe.get("rlhf_type") else "sft"
+
+
 def swift_command(
     recipe: Mapping[str, Any],
     *,
@@ -344,15 +349,24 @@ def format_command(argv: Sequence[str], env: Mapping[str, str]) -> str:
     return " ".join(prefix + [shlex.join(list(argv))])
 
 
+SWIFT_ARGUMENT_CLASSES = {
+    "sft": "SftArguments",
+    "rlhf": "RLHFArguments",
+    "export": "ExportArguments",
+    "infer": "InferArguments",
+}
+
+
 def swift_argument_names(kind: str = "sft") -> set[str]:
     """The argument names the installed ms-swift accepts for ``swift <kind>`` (its dataclass fields).
 
-    ``kind``: ``sft``, ``export`` or ``infer``. Imports ms-swift (a few seconds).
+    ``kind``: ``sft``, ``rlhf`` (GRPO and the other ``swift rlhf`` trainers), ``export`` or ``infer``.
+    Imports ms-swift (a few seconds).
     """
     import dataclasses
 
     arguments = require("swift.arguments")
-    classes = {"sft": "SftArguments", "export": "ExportArguments", "infer": "InferArguments"}
+    classes = SWIFT_ARGUMENT_CLASSES
     if kind not in classes:
         raise ValueError(f"kind {kind!r} not in {sorted(classes)}")
     cls = getattr(arguments, classes[kind])
@@ -378,7 +392,9 @@ def parse_swift_args(recipe: Mapping[str, Any], kind: str = "sft") -> Any:
     utils = require("swift.utils.utils")
     transformers = require("transformers")
     arguments = require("swift.arguments")
-    cls = getattr(arguments, {"sft": "SftArguments", "export": "ExportArguments"}[kind])
+    if kind not in SWIFT_ARGUMENT_CLASSES:
+        raise ValueError(f"kind {kind!r} not in {sorted(SWIFT_ARGUMENT_CLASSES)}")
+    cls = getattr(arguments, SWIFT_ARGUMENT_CLASSES[kind])
     with utils._patch_get_type_hints():
         parser = transformers.HfArgumentParser([cls])
     stderr = io.StringIO()

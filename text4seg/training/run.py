@@ -67,14 +67,15 @@ def train(
             echo(f"data ok: {path} ({n} rows)")
     from text4seg.training import lengths
 
+    kind = recipes.swift_subcommand(recipe)
     stripped = lengths.pop_allow(recipe)[0]  # allow_dropped_rows: a text4seg key, never passed to ms-swift
     if check_args:
-        unknown = recipes.unknown_arguments(stripped, "sft")
+        unknown = recipes.unknown_arguments(stripped, kind)
         if unknown:
             raise ValueError(
-                f"{recipe_path}: ms-swift's sft does not accept {unknown} (see `swift sft --help`)"
+                f"{recipe_path}: ms-swift's {kind} does not accept {unknown} (see `swift {kind} --help`)"
             )
-    if check_lengths:
+    if check_lengths and kind == "sft":  # (GRPO generates its answers: prompts only)
         try:
             template = lengths.build_template(stripped)
         except Exception as exc:  # a processor that cannot be loaded: say how to skip the check
@@ -88,7 +89,7 @@ def train(
     recipe = stripped
     if recipes.global_batch(recipe) and not quiet:
         echo(f"global batch: {recipes.global_batch(recipe)} (per-device x accumulation x GPUs x nodes)")
-    argv, env = recipes.swift_command(recipe, swift=recipes.swift_executable(swift))
+    argv, env = recipes.swift_command(recipe, swift=recipes.swift_executable(swift), subcommand=kind)
     echo(recipes.format_command(argv, env))
     if dry_run:
         return 0
