@@ -276,3 +276,27 @@ def test_public_api_round_trips_a_mask_in_every_scheme():
         assert (text4seg.grid_to_mask(res.grid, 30, 40) == text4seg.grid_to_mask(grid, 30, 40)).all()
     with pytest.raises(text4seg.DescriptorError):
         text4seg.decode("no mask", 8, strict=True)
+
+
+@pytest.mark.parametrize("scheme", sorted(SCHEMES))
+def test_ok_is_true_exactly_when_the_strict_decoder_accepts(scheme):
+    """`Decoded.ok` promises a strict parse: on corrupted answers (characters inserted, deleted, cut) it
+    agrees with `decode(..., strict=True)` both ways, including defects the lenient decoder reads past
+    without a repair (a missing final newline, an unnormalised label, a leading zero)."""
+    import random
+
+    rng = random.Random(scheme)
+    for trial in range(400):
+        n = rng.choice([2, 3, 4])
+        grid = np.where(np.random.default_rng(trial).random((n, n)) < 0.4, "red car", "others")
+        text = "Sure.\n" + wrap(encode(grid, scheme))
+        for _ in range(rng.randint(0, 3)):
+            i, c = rng.randrange(len(text) + 1), rng.choice("*|\n <>-:,=0123456789abc")
+            op = rng.random()
+            text = text[:i] + c + text[i:] if op < 0.4 else text[:i] + text[i + 1 :] if op < 0.8 else text[:i]
+        try:
+            decode(text, n, scheme, strict=True)
+            strict_ok = True
+        except DescriptorError:
+            strict_ok = False
+        assert decode(text, n, scheme).ok == strict_ok, repr(text)

@@ -60,11 +60,13 @@ class Decoded:
         grid: ``(rows, cols)`` numpy array of ``str`` (built on first access).
     """
 
-    __slots__ = ("runs", "shape", "repairs", "_grid")
+    __slots__ = ("runs", "shape", "repairs", "_grid", "_strict")
 
-    def __init__(self, runs: list[Run], shape: tuple[int, int], repairs: list[Repair]):
+    def __init__(self, runs: list[Run], shape: tuple[int, int], repairs: list[Repair], strict_check=None):
         self.runs, self.shape, self.repairs = runs, shape, repairs
         self._grid: np.ndarray | None = None
+        # (text, scheme) to run the strict decoder on when `ok` is first asked (None: nothing to check)
+        self._strict = strict_check
 
     def __repr__(self) -> str:
         return f"Decoded(shape={self.shape}, labels={self.labels!r}, repairs={self.repairs!r})"
@@ -84,8 +86,20 @@ class Decoded:
 
     @property
     def ok(self) -> bool:
-        """True when the text needed no repair (it would also decode strictly)."""
-        return not self.repairs
+        """True exactly when the text decodes with ``strict=True``: no repair was needed, and none of the
+        defects the lenient decoder reads past without a repair (a missing final newline, a label that
+        is not normalised, a number with a leading zero, ...) is there. The strict check runs on first
+        access only (the lenient hot path does not pay for it)."""
+        if self.repairs:
+            return False
+        if self._strict is not None:
+            text, scheme = self._strict
+            try:
+                decode(text, self.shape, scheme, strict=True)
+                self._strict = None
+            except DescriptorError:
+                return False
+        return True
 
     @property
     def labels(self) -> list[str]:
@@ -162,7 +176,8 @@ def decode(text: str, size: Size = 16, scheme: str = DEFAULT_SCHEME, strict: boo
     body = extract(text, repairs, strict)
     if body is None:
         return Decoded([(BACKGROUND, rows * cols)], (rows, cols), repairs)
-    return Decoded(sch.decode(body, rows, cols, repairs, strict), (rows, cols), repairs)
+    check = None if strict else (text, scheme)
+    return Decoded(sch.decode(body, rows, cols, repairs, strict), (rows, cols), repairs, check)
 
 
 def count_repairs(results: Sequence[Decoded]) -> dict[str, int]:

@@ -57,7 +57,6 @@ from text4seg.descriptors import (
     BACKGROUND,
     DEFAULT_SCHEME,
     Decoded,
-    DescriptorError,
     Repair,
     count_repairs,
     decode,
@@ -125,11 +124,7 @@ def answer_to_masks(
     are, and :attr:`AnswerMasks.other_labels` lists the others the answer named.
     """
     dec = decode(answer, size, scheme)
-    try:
-        decode(answer, size, scheme, strict=True)
-        valid = True
-    except DescriptorError:
-        valid = False
+    valid = dec.ok  # exactly: the answer decodes with strict=True
     label_map, names = grid_to_label_map(dec.grid, height, width, geometry)
     mask, other = select_labels(label_map, names, labels)
     return AnswerMasks(dec, valid, label_map, names, mask, other)
