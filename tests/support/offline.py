@@ -22,18 +22,13 @@ LAUNCH_VARS = ("NPROC_PER_NODE", "NNODES", "CUDA_VISIBLE_DEVICES")
 
 
 def offline_env(tmp: Path, unset: tuple[str, ...] = (), **extra: str) -> dict[str, str]:
-    """A copy of ``os.environ`` offline, with the caches under ``tmp``, 2 OpenMP threads, without
+    """The demo's environment for ms-swift (:func:`text4seg.demo.train.offline_env`: a copy of
+    ``os.environ`` offline, with the caches under ``tmp``) with 2 OpenMP threads, without
     :data:`LAUNCH_VARS` and ``unset``; ``extra`` variables are set last."""
-    env = dict(os.environ)
-    env.update(
-        HF_HUB_OFFLINE="1",
-        HF_DATASETS_OFFLINE="1",
-        MODELSCOPE_CACHE=str(tmp / "modelscope"),
-        HF_HOME=str(tmp / "hf"),
-        TOKENIZERS_PARALLELISM="false",
-        OMP_NUM_THREADS="2",
-        **extra,
-    )
+    from text4seg.demo.train import offline_env as swift_offline_env
+
+    env = swift_offline_env(tmp)
+    env.update(OMP_NUM_THREADS="2", **extra)
     for var in (*LAUNCH_VARS, *unset):
         env.pop(var, None)
     return env
