@@ -9,11 +9,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
-import text4seg
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # tests/support
+
+from support.garbage import GARBAGE  # noqa: E402
+
+import text4seg  # noqa: E402
 from text4seg.descriptors import nearest_index
 
 H, W, SIZE = 480, 640, 16
@@ -134,18 +140,8 @@ def scheme_microseconds(masks: list[np.ndarray], label: str) -> dict[str, dict[s
 
 def garbage_seconds() -> float:
     """Worst decode time of 1.2 MB of garbage over 8 kinds and every scheme (target < 1 s)."""
-    junks = [
-        "x" * 1_200_000,
-        "| *" * 400_000,
-        "*" * 1_200_000,
-        "\n" * 1_200_000,
-        "dog *1\n " * 150_000,
-        "<seg>" * 240_000,
-        "9" * 1_200_000,
-        " *9" * 400_000,
-    ]
     worst = 0.0
-    for junk in junks:
+    for junk in GARBAGE:
         for scheme in text4seg.SCHEMES:
             t0 = time.perf_counter()
             text4seg.decode("<seg>" + junk, SIZE, scheme)

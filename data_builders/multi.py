@@ -25,8 +25,7 @@ from text4seg.data.records import Sample
 from text4seg.data.rle import rle_to_json
 from text4seg.descriptors.multi import encode_multi, multi_label
 
-from .base import EMPTY_TARGET, LOST_ON_GRID, BuildConfig
-from .coco import rle_area, sample_rle
+from .base import BuildConfig
 from .refer import GRefCOCO, _sent_text
 
 
@@ -64,18 +63,8 @@ class GRefCOCOMulti(GRefCOCO):
 
     def make(self, unit: tuple[int, ...], rep: int) -> list[Sample]:
         cfg = self.cfg
-        rows, cols = cfg.grid
         items = []  # (ref, rle, ann_ids, sentence, fg grid or None)
-        for i in unit:
-            ref = self.refs[i]
-            rle, ann_ids, wants_target, sents = self._ref_items(ref, rep)
-            fg = None
-            if wants_target:
-                fg = sample_rle(rle, rows, cols)
-                issue = EMPTY_TARGET if rle_area(rle) == 0 else None if fg.any() else LOST_ON_GRID
-                where = f"ref {ref.get('ref_id')} (ann_id {ref.get('ann_id')!r}) in {self.refs_path}"
-                if issue and self.flag(issue, len(sents), where):
-                    continue
+        for ref, rle, ann_ids, sents, fg in self._unit_targets(unit, rep):
             items.extend((ref, rle, ann_ids, s, fg) for s in sents)
         if not items:
             return []

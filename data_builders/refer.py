@@ -38,7 +38,9 @@ Options: ``split_by`` (unc/umd/google/berkeley), ``image_dir`` (relative to root
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from text4seg.data.prompts import refer_turn, sample_rng
 from text4seg.data.records import Sample
@@ -139,21 +141,30 @@ class ReferBase(Builder):
             raise BadInput(f"ref {ref.get('ref_id')} in {self.ddir} has no sentence list", "malformed_record")
         return rle, ann_ids, wants_target, sents
 
-    def make(self, unit: tuple[int, ...], rep: int) -> list[Sample]:
-        cfg = self.cfg
-        rows, cols = cfg.grid
-        items = []  # (ref, rle, ann_ids, sentence, descriptor template or None)
+    def _unit_targets(self, unit: tuple[int, ...], rep: int) -> Iterator[tuple[dict, dict, list, list, Any]]:
+        """Each kept ref of ``unit`` as ``(ref, rle, ann_ids, sentences, fg)``: ``fg`` the ``(rows, cols)``
+        bool target grid, None for a ref meant to have no target. A ref whose target is empty
+        (``empty_target``) or has no grid cell (``lost_on_grid``) is flagged per ``empty_targets`` and left
+        out when the policy drops it."""
+        rows, cols = self.cfg.grid
         for i in unit:
             ref = self.refs[i]
             rle, ann_ids, wants_target, sents = self._ref_items(ref, rep)
-            tpl = None
+            fg = None
             if wants_target:
                 fg = sample_rle(rle, rows, cols)
                 issue = EMPTY_TARGET if rle_area(rle) == 0 else None if fg.any() else LOST_ON_GRID
                 where = f"ref {ref.get('ref_id')} (ann_id {ref.get('ann_id')!r}) in {self.refs_path}"
                 if issue and self.flag(issue, len(sents), where):
                     continue
-                tpl = descriptor_template(fg, cfg.scheme)
+            yield ref, rle, ann_ids, sents, fg
+
+    def make(self, unit: tuple[int, ...], rep: int) -> list[Sample]:
+        cfg = self.cfg
+        rows, cols = cfg.grid
+        items = []  # (ref, rle, ann_ids, sentence, descriptor template or None)
+        for ref, rle, ann_ids, sents, fg in self._unit_targets(unit, rep):
+            tpl = None if fg is None else descriptor_template(fg, cfg.scheme)
             for sent in sents:
                 items.append((ref, rle, ann_ids, sent, tpl))
         if not items:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
 import threading
 import urllib.error
 import urllib.request
@@ -17,6 +16,7 @@ from PIL import Image
 pytest.importorskip("swift")
 
 from support.browser import Page, shots_dir  # noqa: E402
+from support.offline import offline, one_torch_thread  # noqa: E402
 
 from text4seg.data.records import read_jsonl  # noqa: E402
 from text4seg.data.rle import rle_to_mask  # noqa: E402
@@ -29,19 +29,12 @@ EXPR = "red circle"
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
     """The app over a tiny LLaVA on 127.0.0.1 (a free port), plus the in-process prediction of one image."""
-    import torch
-
     from text4seg.demo.model import make_tiny_llava
     from text4seg.inference.predict import Predictor, predict_image
     from text4seg.serving.app import DEFAULT_TEMPLATE, Segmenter, serve
 
     root = tmp_path_factory.mktemp("app")
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with pytest.MonkeyPatch.context() as mp:
-        for k, v in {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}.items():
-            mp.setenv(k, os.environ.get(k, v))
-        mp.setenv("MODELSCOPE_CACHE", os.environ.get("MODELSCOPE_CACHE", str(root / "ms")))
+    with one_torch_thread(), offline(root):
         model = make_tiny_llava(root / "llava")
         img = root / "shapes.png"
         a = np.full((96, 128, 3), 235, np.uint8)
@@ -66,7 +59,6 @@ def app(tmp_path_factory):
             server.shutdown()
             server.server_close()
             seg.close()
-            torch.set_num_threads(n)
 
 
 def _post(url: str, body: dict):

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.garbage import GARBAGE
 
 import text4seg
 from text4seg.descriptors import (
@@ -223,19 +224,7 @@ def test_very_long_labels_are_cut_so_the_grid_stays_small():
     assert res.grid.dtype.itemsize <= 4 * MAX_LABEL_CHARS and "long_label" in kinds(res)
 
 
-@pytest.mark.parametrize(
-    "junk",
-    [
-        "x" * 1_200_000,
-        "| *" * 400_000,
-        "*" * 1_200_000,
-        "\n" * 1_200_000,
-        "dog *1\n " * 150_000,
-        "<seg>" * 240_000,
-        "9" * 1_200_000,
-        " *9" * 400_000,
-    ],
-)
+@pytest.mark.parametrize("junk", GARBAGE)
 @pytest.mark.parametrize("scheme", ALL_SCHEMES)
 def test_lenient_decoder_never_raises_on_a_megabyte_of_garbage(junk, scheme):
     # its time is printed by benchmarks/codec.py (a quadratic parser would take minutes here)

@@ -10,6 +10,7 @@ import re
 import numpy as np
 import pytest
 from pycocotools import mask as mu
+from support.fakes import result_of
 from support.peers import make_coco_instances
 
 from data_builders import build_jsonl
@@ -105,20 +106,6 @@ def test_builder_is_seeded_and_qwen25_coordinates_differ(tmp_path):
         _build(tmp_path, kinds="lasso")
 
 
-def _rec(row, answer, refined=None):
-    m = row["text4seg"]
-    return {
-        "id": m["id"],
-        "turn": 0,
-        "answer": answer,
-        "grid": m["grid"],
-        "scheme": m["scheme"],
-        "width": m["width"],
-        "height": m["height"],
-        "refined": refined,
-    }
-
-
 def test_scores_by_prompt_kind_hand_case():
     from text4seg.data.rle import mask_to_rle
 
@@ -140,7 +127,9 @@ def test_scores_by_prompt_kind_hand_case():
 def test_evaluate_dispatches_interactive_rows_by_kind(tmp_path):
     _, rows = _build(tmp_path)
     preds = tmp_path / "results.jsonl"
-    preds.write_text("".join(json.dumps(_rec(r, r["messages"][1]["content"])) + "\n" for r in rows))
+    preds.write_text(
+        "".join(json.dumps(result_of(r, r["messages"][1]["content"], refined=None)) + "\n" for r in rows)
+    )
     m = evaluate(preds, tmp_path / "inter.jsonl")
     inter = m["peers"]["interactive"]["coarse"]
     assert set(inter) == {"point", "scribble", "box", "mask", "all"} and inter["all"]["n"] == len(rows)

@@ -98,8 +98,9 @@ def test_tiny_llava_trains_three_steps_on_a_mixed_file(tmp_path):
 
     pytest.importorskip("swift")
     pytest.importorskip("pycocotools")
+    from support.offline import offline_env
     from support.owndata import make_coco_format, make_labelme
-    from test_sft_e2e import _offline_env, _recipe
+    from test_sft_e2e import _recipe
 
     from data_builders import build_jsonl
     from text4seg.demo.model import make_tiny_llava
@@ -132,7 +133,7 @@ def test_tiny_llava_trains_three_steps_on_a_mixed_file(tmp_path):
     )
     recipe.write_text(text)
     cmd = [sys.executable, "-m", "text4seg.cli", "train", str(recipe)]
-    env = _offline_env(tmp_path)
+    env = offline_env(tmp_path)
     proc = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     assert f"data ok: {mixed} (12 rows)" in proc.stdout

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from support.fakes import make_grefcoco
+from support.fakes import make_grefcoco, result_of
 
 from data_builders import build_jsonl
 from text4seg.data.records import read_jsonl
@@ -100,20 +100,6 @@ def test_grefcoco_multi_is_deterministic_and_reshuffles_per_repeat(tmp_path):
     assert len(set(ids)) == len(ids)
 
 
-def _record(row, answer):
-    meta = row["text4seg"]
-    return {
-        "id": meta["id"],
-        "turn": 0,
-        "answer": answer,
-        "grid": meta["grid"],
-        "scheme": meta["scheme"],
-        "width": meta["width"],
-        "height": meta["height"],
-        "num_tokens": 10,
-    }
-
-
 def test_scores_count_every_expression_and_rejections_hand_case():
     h, w = 2, 2
     gt_a = mask_to_rle(_fg([[1, 1], [0, 0]]))
@@ -133,7 +119,7 @@ def test_scores_count_every_expression_and_rejections_hand_case():
 def test_evaluate_scores_a_multi_file_and_a_perfect_answer_scores_one(tmp_path):
     _, rows = _build(tmp_path, k=3)
     gt = tmp_path / "multi_3.jsonl"
-    preds = [_record(r, r["messages"][1]["content"]) for r in rows]
+    preds = [result_of(r, r["messages"][1]["content"], num_tokens=10) for r in rows]
     pred_path = tmp_path / "results.jsonl"
     pred_path.write_text("".join(json.dumps(p) + "\n" for p in preds))
     m = evaluate(pred_path, gt, tmp_path / "eval")

@@ -15,8 +15,9 @@ pytest.importorskip("swift")
 pytest.importorskip("transformers")
 
 from support.fakes import make_grefcoco  # noqa: E402
+from support.offline import offline_env  # noqa: E402
 from support.peers import make_coco_instances  # noqa: E402
-from test_sft_e2e import _offline_env, _recipe  # noqa: E402
+from test_sft_e2e import _recipe  # noqa: E402
 
 from data_builders import build_jsonl  # noqa: E402
 from text4seg.cli import main  # noqa: E402
@@ -29,7 +30,7 @@ STEPS = 3
 def test_mixed_peer_tasks_train_and_predict_through_the_cli(tmp_path: Path, monkeypatch):
     import subprocess
 
-    env = _offline_env(tmp_path)
+    env = offline_env(tmp_path)
     make_grefcoco(tmp_path / "g", n_images=6)
     make_coco_instances(tmp_path / "c", split="train2017", n_images=2)
     multi, inter = tmp_path / "multi.jsonl", tmp_path / "inter.jsonl"

@@ -12,6 +12,8 @@ from PIL import Image
 pytest.importorskip("swift")
 pytest.importorskip("segment_anything")
 
+from support.offline import offline, one_torch_thread  # noqa: E402
+
 from text4seg import decode  # noqa: E402
 from text4seg.data.records import Sample, write_jsonl  # noqa: E402
 from text4seg.data.rle import mask_to_rle, rle_to_mask  # noqa: E402
@@ -26,23 +28,15 @@ BUDGET = 80
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
     """One torch thread: several times faster than two on a shared 2-core CPU (restored afterwards)."""
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+    with one_torch_thread():
+        yield
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     """A tiny LLaVA and a built JSONL written by the record writer (row s0: two turns; s1: no target)."""
     root = tmp_path_factory.mktemp("predict")
-    with pytest.MonkeyPatch.context() as mp:  # restored when the module's tests are done
-        for k, v in {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}.items():
-            mp.setenv(k, os.environ.get(k, v))
-        mp.setenv("MODELSCOPE_CACHE", os.environ.get("MODELSCOPE_CACHE", str(root / "ms")))
-        mp.setenv("HF_HOME", os.environ.get("HF_HOME", str(root / "hf")))
+    with offline(root):  # restored when the module's tests are done
         from text4seg.demo.model import make_tiny_llava
 
         model = make_tiny_llava(root / "llava")

@@ -28,6 +28,7 @@ pytest.importorskip("transformers")
 
 from support import tiny_families  # noqa: E402
 from support.fakes import make_refer  # noqa: E402
+from support.offline import offline_env  # noqa: E402
 
 from data_builders import build_jsonl  # noqa: E402
 from text4seg.training import recipes as train  # noqa: E402
@@ -87,19 +88,9 @@ print("RESULT " + json.dumps(result))
 
 
 def _env(tmp: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        HF_HUB_OFFLINE="1",
-        HF_DATASETS_OFFLINE="1",
-        MODELSCOPE_CACHE=str(tmp / "modelscope"),
-        HF_HOME=str(tmp / "hf"),
-        TOKENIZERS_PARALLELISM="false",
-        OMP_NUM_THREADS="2",
-        PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "tests"), env.get("PYTHONPATH", "")]),
-    )
-    for var in ("NPROC_PER_NODE", "NNODES", "CUDA_VISIBLE_DEVICES", "MAX_PIXELS", "MIN_PIXELS"):
-        env.pop(var, None)
-    return env
+    """Offline, single process, this checkout first on the path; no pixel bounds from the caller."""
+    path = os.pathsep.join([str(REPO), str(REPO / "tests"), os.environ.get("PYTHONPATH", "")])
+    return offline_env(tmp, unset=("MAX_PIXELS", "MIN_PIXELS"), PYTHONPATH=path)
 
 
 def _data(tmp: Path) -> list[Path]:

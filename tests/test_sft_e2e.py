@@ -5,7 +5,6 @@ inference on the merged model through ``text4seg.inference.predict``. About 1-3 
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -17,6 +16,8 @@ import pytest
 pytest.importorskip("swift")
 pytest.importorskip("transformers")
 
+from support.offline import offline_env  # noqa: E402
+
 from data_builders import build_jsonl  # noqa: E402
 from text4seg.demo.model import make_tiny_llava  # noqa: E402
 
@@ -24,21 +25,6 @@ STEPS = 20
 SYNTH = {"image_size": "96x64", "semantic_rate": 0, "turns": 1}  # wide: a centre crop would cut
 PLUGIN = Path(__file__).resolve().parents[1] / "recipes" / "text4seg_plugin.py"
 PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json")
-
-
-def _offline_env(tmp: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        HF_HUB_OFFLINE="1",
-        HF_DATASETS_OFFLINE="1",
-        MODELSCOPE_CACHE=str(tmp / "modelscope"),
-        HF_HOME=str(tmp / "hf"),
-        TOKENIZERS_PARALLELISM="false",
-        OMP_NUM_THREADS="2",
-    )
-    for var in ("NPROC_PER_NODE", "NNODES", "CUDA_VISIBLE_DEVICES"):
-        env.pop(var, None)
-    return env
 
 
 def _recipe(tmp: Path, model: Path, data: Path) -> Path:
@@ -109,7 +95,7 @@ def _logged_ids(log: str, tag: str) -> list[int]:
 @pytest.mark.slow
 def test_swift_lora_sft_trains_merges_and_predicts_offline(tmp_path: Path, monkeypatch):
     t0 = time.perf_counter()
-    env = _offline_env(tmp_path)
+    env = offline_env(tmp_path)
     train_jsonl, val_jsonl = tmp_path / "train.jsonl", tmp_path / "val.jsonl"
     build_jsonl(
         "synthetic", train_jsonl, root=tmp_path / "img", split="train", limit=64, options=SYNTH, stats=False

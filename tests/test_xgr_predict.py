@@ -4,12 +4,12 @@ the engine choice and the one warning about a short budget."""
 
 from __future__ import annotations
 
-import os
 import warnings
 
 import numpy as np
 import pytest
 from PIL import Image
+from support.offline import offline, one_torch_thread
 
 from text4seg import decode
 from text4seg.descriptors import get_scheme, max_answer_tokens
@@ -75,16 +75,8 @@ def test_xgrammar_free_text_shrinks_by_what_the_budget_lacks():
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     pytest.importorskip("swift")
-    import torch
-
     root = tmp_path_factory.mktemp("xgr_predict")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with pytest.MonkeyPatch.context() as mp:
-        for k, v in {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}.items():
-            mp.setenv(k, os.environ.get(k, v))
-        mp.setenv("MODELSCOPE_CACHE", os.environ.get("MODELSCOPE_CACHE", str(root / "ms")))
-        mp.setenv("HF_HOME", os.environ.get("HF_HOME", str(root / "hf")))
+    with one_torch_thread(), offline(root):
         from text4seg.demo.model import make_tiny_llava
 
         model = make_tiny_llava(root / "llava")
@@ -94,7 +86,6 @@ def tiny(tmp_path_factory):
             images.append(str(root / f"img{i}.png"))
             Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(images[-1])
         yield model, _queries(images)
-    torch.set_num_threads(threads)
 
 
 def _strict(records, queries):

@@ -338,3 +338,11 @@ def make_hf(
         for split, ds in splits.items():
             ds.to_parquet(str(root / "data" / f"{split}-00000-of-00001.parquet"))
     return plain
+
+
+def result_of(row: dict, answer: str, **extra) -> dict:
+    """A minimal result record (:mod:`text4seg.inference.results`) answering turn 0 of a built swift
+    ``row`` with ``answer``; ``extra`` fields (``num_tokens``, ``refined``...) are added."""
+    meta = row["text4seg"]
+    same = {k: meta[k] for k in ("grid", "scheme", "width", "height")}
+    return {"id": meta["id"], "turn": 0, "answer": answer, **same, **extra}

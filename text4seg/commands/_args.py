@@ -1,7 +1,8 @@
 """Argument helpers shared by every command, so a flag means the same thing everywhere.
 
 ``--grid`` (N or RxC), ``--scheme`` (choices from the scheme registry), ``--root`` (the folder relative
-image or dataset paths are resolved against), ``--no-progress`` and ``--quiet``.
+image or dataset paths are resolved against), ``--set KEY=VALUE`` (repeatable), ``--no-progress`` and
+``--quiet``.
 """
 
 from __future__ import annotations
@@ -76,6 +77,12 @@ def add_geometry(p: argparse.ArgumentParser) -> None:
         help="grid -> pixels: pil (centre sampling, the inverse of how the data were made; default) or "
         "official (the official evaluation's F.interpolate nearest: reproduces published raw numbers)",
     )
+
+
+def add_set(p: argparse.ArgumentParser, dest: str, help: str) -> None:
+    """``--set KEY=VALUE``, repeatable, collected as a list of strings in ``args.<dest>`` (``[]`` if absent);
+    the command parses them."""
+    p.add_argument("--set", dest=dest, action="append", default=[], metavar="KEY=VALUE", help=help)
 
 
 def add_root(p: argparse.ArgumentParser, help: str) -> None:

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from text4seg.commands._args import add_grid, add_progress, add_root, add_scheme
+from text4seg.commands._args import add_grid, add_progress, add_root, add_scheme, add_set
 
 HELP = "build instruction JSONL (ms-swift format) from a dataset on disk or the synthetic generator"
 
@@ -40,14 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="store ground-truth masks (default: on unless --split train)",
     )
     gt.add_argument("--no-gt", dest="with_gt", action="store_false", help="do not store ground-truth masks")
-    p.add_argument(
-        "--set",
-        dest="options",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="builder option, repeatable (e.g. --set image_size=64 --set absent_rate=0.2)",
-    )
+    add_set(p, "options", "builder option, repeatable (e.g. --set image_size=64 --set absent_rate=0.2)")
     p.add_argument("--no-stats", action="store_true", help="skip the answer-length statistics")
     add_progress(p)
 

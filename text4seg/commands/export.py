@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from text4seg.commands._args import add_progress
+from text4seg.commands._args import add_progress, add_set
 
 HELP = "merge a LoRA checkpoint into its base model: swift export --adapters CKPT --merge_lora true"
 
@@ -21,14 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--out", type=Path, required=True, help="output folder of the merged model (a plain model folder)"
     )
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="extra swift export argument (repeatable), e.g. model=/local/base/model",
-    )
+    add_set(p, "overrides", "extra swift export argument (repeatable), e.g. model=/local/base/model")
     p.add_argument("--dry-run", action="store_true", help="print the command, do not run it")
     p.add_argument(
         "--swift", default=None, help="the swift executable (default: next to this Python, then PATH)"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from text4seg.commands._args import add_progress
+from text4seg.commands._args import add_progress, add_set
 
 HELP = (
     "fine-tune with an ms-swift recipe (recipes/*.yaml): validate its data, print the swift command, run it"
@@ -14,13 +14,10 @@ HELP = (
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("recipe", type=Path, help="recipe YAML (flat ms-swift arguments, optional ENV mapping)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a recipe key (repeatable): model=/path, dataset=[a.jsonl,b.jsonl], output_dir=out "
+    add_set(
+        p,
+        "overrides",
+        "override a recipe key (repeatable): model=/path, dataset=[a.jsonl,b.jsonl], output_dir=out "
         "(where swift writes checkpoints), gpus=8 (= NPROC_PER_NODE; keeps the global batch), NNODES=2, "
         "MAX_PIXELS=...",
     )

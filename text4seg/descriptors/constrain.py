@@ -151,7 +151,26 @@ class TokenGrammar:
         return e
 
 
-class DescriptorLogitsProcessor:
+class TimedProcessor:
+    """Base of the grammar logits processors: ``__call__`` runs the subclass's ``_call(input_ids, scores)``
+    and adds its wall time to ``seconds`` and one to ``calls`` (the overhead benchmark reads them)."""
+
+    seconds: float = 0.0  # time spent in this processor
+    calls: int = 0
+
+    def __call__(self, input_ids, scores):
+        t0 = time.perf_counter()
+        try:
+            return self._call(input_ids, scores)
+        finally:
+            self.seconds += time.perf_counter() - t0
+            self.calls += 1
+
+    def _call(self, input_ids, scores):
+        raise NotImplementedError
+
+
+class DescriptorLogitsProcessor(TimedProcessor):
     """``transformers`` logits processor: row ``i`` of the batch follows the grammar of ``specs[i]``.
 
     Args:
@@ -188,16 +207,6 @@ class DescriptorLogitsProcessor:
         self.prompt_len: int | None = None
         self.states: list = []
         self._torch_cache: dict = {}
-        self.seconds = 0.0  # time spent in this processor (for the overhead benchmark)
-        self.calls = 0
-
-    def __call__(self, input_ids, scores):
-        t0 = time.perf_counter()
-        try:
-            return self._call(input_ids, scores)
-        finally:
-            self.seconds += time.perf_counter() - t0
-            self.calls += 1
 
     def _call(self, input_ids, scores):
         torch = __import__("torch")

@@ -35,6 +35,7 @@ import numpy as np
 
 from text4seg import _lazy
 from text4seg.descriptors.codec import answer_ebnf, block_ebnf, max_answer_tokens
+from text4seg.descriptors.constrain import TimedProcessor
 from text4seg.descriptors.core import MAX_FREE, SEG_OPEN, allowed_labels, grid_shape
 from text4seg.descriptors.ebnf import free_ebnf
 from text4seg.descriptors.xgr_rows import Block, SplitRow, WholeRow
@@ -216,7 +217,7 @@ def _check_budget(specs, max_new_tokens, max_free_chars, allow_short_budget) -> 
     return int(max_new_tokens)
 
 
-class XgrLogitsProcessor:
+class XgrLogitsProcessor(TimedProcessor):
     """``transformers`` logits processor: row ``i`` of the batch follows the exact grammar of ``specs[i]``.
 
     Args:
@@ -255,16 +256,6 @@ class XgrLogitsProcessor:
         self.active: list[bool] = []
         self.prompt_len: int | None = None
         self.bitmask = xgr.allocate_token_bitmask(len(self.specs), self.backend.info.vocab_size)
-        self.seconds = 0.0  # time spent in this processor (for the overhead benchmark)
-        self.calls = 0
-
-    def __call__(self, input_ids, scores):
-        t0 = time.perf_counter()
-        try:
-            return self._call(input_ids, scores)
-        finally:
-            self.seconds += time.perf_counter() - t0
-            self.calls += 1
 
     def _call(self, input_ids, scores):
         b = input_ids.shape[0]
