@@ -26,6 +26,11 @@ BENCHMARKS: dict[str, list[str]] = {
     "builders": [],
     "inference": [],
     "constrain": [],
+    "refer_fixture": [],
+    "owndata": [],
+    "peer_tokens": [],
+    "video_tokens": [],
+    "api": [],
 }
 PACKAGES = (
     "text4seg",
