@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from text4seg.cli import main
+from text4seg.training import datacheck
 from text4seg.training import recipes as train
 
 ANSWER = "Sure.\n<seg>others *16\n" + " others *16\n" * 15 + "</seg>"
@@ -97,8 +98,8 @@ def test_swift_command_spreads_lists_lowercases_bools_and_respects_the_environme
 
 def test_a_good_data_file_validates_and_reports_its_row_count(tmp_path, image):
     data = _write(tmp_path / "d.jsonl", [_row(image), _row(image)])
-    assert train.validate_jsonl(data) == 2
-    assert train.validate_data({"dataset": [f"{data}#1"], "val_dataset": "hub/id"}) == {str(data): 2}
+    assert datacheck.validate_jsonl(data) == 2
+    assert datacheck.validate_data({"dataset": [f"{data}#1"], "val_dataset": "hub/id"}) == {str(data): 2}
 
 
 @pytest.mark.parametrize(
@@ -114,8 +115,8 @@ def test_a_bad_row_is_reported_with_file_and_line(tmp_path, image, row_kwargs, m
     kwargs = {"image": image, **row_kwargs}
     img = kwargs.pop("image")
     data = _write(tmp_path / "d.jsonl", [_row(image), _row(img, **kwargs)])
-    with pytest.raises(train.DataFileError) as err:
-        train.validate_jsonl(data)
+    with pytest.raises(datacheck.DataFileError) as err:
+        datacheck.validate_jsonl(data)
     assert str(err.value).startswith(f"{data}:2: ")
     assert message in str(err.value)
 
@@ -123,10 +124,10 @@ def test_a_bad_row_is_reported_with_file_and_line(tmp_path, image, row_kwargs, m
 def test_broken_json_and_missing_file_are_reported(tmp_path, image):
     data = tmp_path / "d.jsonl"
     data.write_text(json.dumps(_row(image)) + "\n{oops\n")
-    with pytest.raises(train.DataFileError, match=r"d\.jsonl:2: not valid JSON"):
-        train.validate_jsonl(data)
-    with pytest.raises(train.DataFileError, match="does not exist"):
-        train.validate_jsonl(tmp_path / "missing.jsonl")
+    with pytest.raises(datacheck.DataFileError, match=r"d\.jsonl:2: not valid JSON"):
+        datacheck.validate_jsonl(data)
+    with pytest.raises(datacheck.DataFileError, match="does not exist"):
+        datacheck.validate_jsonl(tmp_path / "missing.jsonl")
 
 
 def _fake_swift(tmp_path: Path) -> Path:

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from text4seg._lazy import require
-from text4seg.training.recipes import _as_list, data_files, recipe_env
+from text4seg.training.recipes import as_list, data_files, recipe_env
 
 ALLOW_KEY = "allow_dropped_rows"
 DEFAULT_SAMPLE = 2000
@@ -165,7 +165,7 @@ def build_template(recipe: Mapping[str, Any]) -> Any:
     swift_model = require("swift.model")
     swift_template = require("swift.template")
     utils = require("swift.utils")
-    for plugin in _as_list(recipe.get("external_plugins")):
+    for plugin in as_list(recipe.get("external_plugins")):
         utils.import_external_file(str(plugin))
     with _environment(recipe_env(recipe)):
         processor = swift_model.get_processor(

@@ -1,5 +1,5 @@
-"""Training recipes: load a flat ms-swift YAML recipe, apply ``key=value`` overrides, validate the data
-files it names, and build the exact ``swift sft`` command line that trains it.
+"""Training recipes: load a flat ms-swift YAML recipe, apply ``key=value`` overrides, find the data files
+it names (checked by :mod:`text4seg.training.datacheck`), and build the exact ``swift sft`` command line.
 
 A recipe is the file ``swift sft RECIPE.yaml`` reads: a flat mapping of ms-swift argument names to values
 (lists allowed), plus an optional ``ENV`` mapping of environment variables (``NPROC_PER_NODE``,
@@ -34,11 +34,6 @@ LAUNCH_ENV = ("NPROC_PER_NODE", "NNODES", "NODE_RANK", "MASTER_ADDR", "MASTER_PO
 DATA_KEYS = ("dataset", "val_dataset")
 # Override aliases: short names for the launch variables.
 ALIASES = {"gpus": "ENV.NPROC_PER_NODE", "nproc_per_node": "ENV.NPROC_PER_NODE", "nnodes": "ENV.NNODES"}
-IMAGE_TAG = "<image>"
-
-
-class DataFileError(ValueError):
-    """A data file named by a recipe is unusable; the message names the file and the line."""
 
 
 def load_recipe(path: str | os.PathLike) -> dict[str, Any]:
@@ -134,7 +129,7 @@ def global_batch(recipe: Mapping[str, Any]) -> int | None:
     )
 
 
-def _as_list(value: Any) -> list:
+def as_list(value: Any) -> list:
     if value is None:
         return []
     return list(value) if isinstance(value, (list, tuple)) else [value]
@@ -149,7 +144,7 @@ def data_files(recipe: Mapping[str, Any], base: str | os.PathLike | None = None)
     """
     files: list[Path] = []
     for key in DATA_KEYS:
-        for entry in _as_list(recipe.get(key)):
+        for entry in as_list(recipe.get(key)):
             name = str(entry).split("#", 1)[0]
             path = Path(name)
             if base is not None and not path.is_absolute():
@@ -157,115 +152,6 @@ def data_files(recipe: Mapping[str, Any], base: str | os.PathLike | None = None)
             if name.endswith((".jsonl", ".json", ".csv")) or path.exists():
                 files.append(path)
     return files
-
-
-def _content_text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):  # OpenAI-style parts
-        parts = []
-        for part in content:
-            if isinstance(part, dict):
-                if part.get("type") == "image" or "image" in part or "image_url" in part:
-                    parts.append(IMAGE_TAG)
-                elif "text" in part:
-                    parts.append(str(part["text"]))
-        return "".join(parts)
-    return "" if content is None else str(content)
-
-
-def check_row(row: Any, base: Path) -> str | None:
-    """The problem with one JSONL row (ms-swift ``messages`` format), or None when it trains.
-
-    Checks: ``messages`` is a non-empty list of role/content turns; at least one assistant turn and no
-    empty assistant answer; the number of ``<image>`` tags equals the number of ``images``; every image
-    file exists (relative paths against ``base``).
-    """
-    if not isinstance(row, dict):
-        return f"a row must be a JSON object, got {type(row).__name__}"
-    messages = row.get("messages")
-    if not isinstance(messages, list) or not messages:
-        return f"'messages' must be a non-empty list, got {messages!r:.80}"
-    n_tags, n_answers = 0, 0
-    for k, turn in enumerate(messages):
-        if not isinstance(turn, dict) or "role" not in turn:
-            return f"messages[{k}] must be an object with 'role' and 'content', got {turn!r:.80}"
-        allowed = ("system", "user", "assistant", "tool")
-        if turn["role"] not in allowed:
-            return f"messages[{k}].role is {turn['role']!r}, not one of {allowed}"
-        text = _content_text(turn.get("content"))
-        n_tags += text.count(IMAGE_TAG)
-        if turn["role"] == "assistant":
-            n_answers += 1
-            if not text.strip():
-                return f"messages[{k}] is an empty assistant answer"
-    if n_answers == 0:
-        return "no assistant turn: nothing to train on"
-    images = _as_list(row.get("images"))
-    if n_tags != len(images):
-        return f"{n_tags} {IMAGE_TAG} tag(s) in the messages but {len(images)} image(s) in 'images'"
-    for img in images:
-        path = img.get("path") if isinstance(img, dict) else img
-        if not isinstance(path, str):
-            return f"image entry {img!r:.80} is not a path"
-        if path.startswith(("http://", "https://", "data:")):
-            continue
-        p = Path(path[7:] if path.startswith("file://") else path)
-        if not p.is_absolute():
-            p = base / p
-        if not p.is_file():
-            return f"image {path!r} does not exist"
-    return None
-
-
-def validate_jsonl(path: str | os.PathLike, *, base: str | os.PathLike | None = None) -> int:
-    """Check every row of a data file (see :func:`check_row`); return the number of rows.
-
-    Raises :class:`DataFileError` ``"FILE:LINE: problem"`` at the first bad row (a missing image, a wrong
-    number of ``<image>`` tags, an empty answer, broken JSON) or when the file is missing or empty.
-    Relative image paths resolve against ``base`` (default: the working directory, as in ms-swift).
-    """
-    p = Path(path)
-    if not p.is_file():
-        raise DataFileError(
-            f"{p}: data file does not exist (build it with `text4seg build`, see the recipe header)"
-        )
-    root = Path(base) if base is not None else Path.cwd()
-    n = 0
-    with p.open(encoding="utf-8") as f:
-        if p.suffix == ".json":
-            try:
-                rows = json.load(f)
-            except json.JSONDecodeError as exc:
-                raise DataFileError(f"{p}:{exc.lineno}: not valid JSON ({exc.msg})") from None
-            if not isinstance(rows, list):
-                raise DataFileError(f"{p}: a .json data file must hold a list of rows")
-            numbered: Iterable[tuple[int, Any]] = ((i + 1, r) for i, r in enumerate(rows))
-        else:
-            numbered = _jsonl_rows(p, f)
-        for line_no, row in numbered:
-            problem = check_row(row, root)
-            if problem:
-                raise DataFileError(f"{p}:{line_no}: {problem}")
-            n += 1
-    if n == 0:
-        raise DataFileError(f"{p}: no rows")
-    return n
-
-
-def _jsonl_rows(p: Path, f) -> Iterable[tuple[int, Any]]:
-    for line_no, line in enumerate(f, start=1):
-        if not line.strip():
-            continue
-        try:
-            yield line_no, json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataFileError(f"{p}:{line_no}: not valid JSON ({exc.msg})") from None
-
-
-def validate_data(recipe: Mapping[str, Any], base: str | os.PathLike | None = None) -> dict[str, int]:
-    """Validate every local data file of a recipe; returns ``{file: rows}``. Raises :class:`DataFileError`."""
-    return {str(p): validate_jsonl(p, base=base) for p in data_files(recipe, base)}
 
 
 def resolve_plugins(recipe: Mapping[str, Any], recipe_path: str | os.PathLike) -> dict[str, Any]:
@@ -276,7 +162,7 @@ def resolve_plugins(recipe: Mapping[str, Any], recipe_path: str | os.PathLike) -
     relative to the repository root), so ``text4seg train`` works from any directory.
     """
     out = dict(recipe)
-    plugins = _as_list(out.get("external_plugins"))
+    plugins = as_list(out.get("external_plugins"))
     if not plugins:
         return out
     here = Path(recipe_path).resolve().parent

@@ -18,7 +18,7 @@ import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from text4seg.training import recipes
+from text4seg.training import datacheck, recipes
 from text4seg.training.trust import check_trusted
 
 
@@ -61,7 +61,7 @@ def train(
     recipe = recipes.apply_overrides(base, parsed)
     check_launch(base, recipe, parsed)
     recipe = recipes.resolve_plugins(recipe, recipe_path)
-    counts = recipes.validate_data(recipe)  # before ms-swift starts: one error naming FILE:LINE
+    counts = datacheck.validate_data(recipe)  # before ms-swift starts: one error naming FILE:LINE
     if not quiet:
         for path, n in counts.items():
             echo(f"data ok: {path} ({n} rows)")
