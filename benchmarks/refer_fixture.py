@@ -4,7 +4,8 @@ For refcoco, refcoco+, refcocog, refclef (both split_bys), grefcoco and ref-zom:
 the fixture's ``instances.json`` (counted by form), and what a build of every split with ``--skip-bad``
 reports: samples, ``empty_target``, ``lost_on_grid``, dropped, gRefCOCO's crowd-changed refs. The
 fixtures (``tests/support/fakes.py``, ``tests/support/refzom.py``) carry one empty target and one 3x3 px
-object per split on purpose (``degenerate=True``). Run: ``.venv/bin/python benchmarks/refer_fixture.py``.
+object per split on purpose (``degenerate=True``); also the mean answer length in real Qwen2
+tokens. Run: ``.venv/bin/python benchmarks/refer_fixture.py``.
 """
 
 from __future__ import annotations
@@ -59,15 +60,19 @@ def main() -> None:
                 make_refer(d, name, split_by, n_images=8, refs_per_image=3, splits=SPLITS, degenerate=True)
             inst = json.loads((d / name / "instances.json").read_text())
             tot = {"samples": 0, "empty_target": 0, "lost_on_grid": 0, "dropped": 0, "crowd_removed_refs": 0}
+            tokens: list[float] = []
             for split in splits:
                 opts = {"split_by": split_by}
                 out = d / f"{split}.jsonl"
-                r = build_jsonl(name, out, root=d, split=split, skip_bad=True, stats=False, options=opts)
+                r = build_jsonl(name, out, root=d, split=split, skip_bad=True, options=opts)
+                tokens.extend([r["answers"]["tokens"]["mean"]] * r["samples"] if r["samples"] else [])
                 tot["samples"] += r["samples"]
                 for k in ("empty_target", "lost_on_grid", "dropped"):
                     tot[k] += r["targets"][k]
                 tot["crowd_removed_refs"] += r["conventions"].get("crowd_removed_refs", 0)
-            print(f"{name} ({split_by}): forms {forms(inst)}; every split with --skip-bad: {tot}")
+            mean = round(sum(tokens) / len(tokens), 1) if tokens else None
+            head = f"{name} ({split_by}): forms {forms(inst)}"
+            print(f"{head}; every split with --skip-bad: {tot}; R-RLE answer {mean} Qwen2 tokens (mean)")
 
 
 if __name__ == "__main__":
