@@ -23,9 +23,8 @@ from text4seg.inference.results import BAD_LINES_SUFFIX, RESULTS_NAME, finished_
 from text4seg.training.trust import check_trusted
 
 # the options of a predict run that change its results (recorded in OUT/run.json)
-RESULT_OPTIONS = (
+RESULT_OPTIONS = (  # (not the --api URL: the same served model may come back on another port)
     "model",
-    "api",
     "served_model",
     "adapters",
     "model_type",
