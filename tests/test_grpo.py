@@ -82,8 +82,9 @@ def test_plugin_registers_every_reward_under_its_name():
 @pytest.fixture(scope="module")
 def grpo_run(tmp_path_factory):
     """Two GRPO steps of the demo's tiny model (random weights) on one repeated row, on CPU."""
+    from text4seg.data.records import read_jsonl, write_jsonl
     from text4seg.demo import QUICK
-    from text4seg.demo.data import all_labels, build_splits, read_rows, tokenizer_corpus, write_rows
+    from text4seg.demo.data import all_labels, build_splits, tokenizer_corpus
     from text4seg.demo.model import make_demo_model
     from text4seg.demo.rl import grpo_recipe, suppress_image_token
     from text4seg.demo.train import train
@@ -93,8 +94,8 @@ def grpo_run(tmp_path_factory):
     paths = build_splits(out / "data", cfg)
     model = make_demo_model(out / "model", all_labels(paths.values()), tokenizer_corpus(paths["train"]), cfg)
     suppress_image_token(model)
-    row = read_rows(paths["train"])[0]
-    write_rows(out / "rl.jsonl", [row] * 4)  # one row: every logged completion has the same ground truth
+    row = next(read_jsonl(paths["train"]))
+    write_jsonl([row] * 4, out / "rl.jsonl")  # one row: every logged completion has the same ground truth
     recipe = grpo_recipe(cfg, model, out / "rl.jsonl", out / "train", "cpu")
     recipe.update(max_completion_length=24, beta=0.0)
     result = train(recipe, log=lambda *_: None)
@@ -122,7 +123,7 @@ def test_swift_grpo_logs_the_rewards_of_our_codec_every_step(grpo_run):
 
 
 def test_rl_rows_balance_absent_targets(tmp_path):
-    from text4seg.demo.data import write_rows
+    from text4seg.data.records import write_jsonl
     from text4seg.demo.rl import is_absent, rl_rows
 
     def row(i, empty):
@@ -137,7 +138,7 @@ def test_rl_rows_balance_absent_targets(tmp_path):
         }
 
     rows = [row(i, i % 4 == 0) for i in range(40)]  # 25 % absent, like the demo's data
-    write_rows(tmp_path / "t.jsonl", rows)
+    write_jsonl(rows, tmp_path / "t.jsonl")
     picked = rl_rows(tmp_path / "t.jsonl", 16, seed=0)
     assert len(picked) == 16 and sum(is_absent(r) for r in picked) == 8
     assert len({r["text4seg"]["id"] for r in picked}) == 16

@@ -9,7 +9,6 @@ Fixed prompts put every answer cell at the same token distance from its image pa
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -17,16 +16,6 @@ from text4seg.data.records import read_jsonl, write_jsonl
 from text4seg.demo.config import FIXED_ANSWER, FIXED_QUESTION, DemoConfig
 
 SPLITS = ("train", "val", "test")
-
-
-def read_rows(path: str | os.PathLike) -> list[dict]:
-    """All rows of a JSONL file (:func:`text4seg.data.records.read_jsonl`)."""
-    return list(read_jsonl(path))
-
-
-def write_rows(path: str | os.PathLike, rows: Iterable[dict]) -> None:
-    """Write rows as JSONL atomically (:func:`text4seg.data.records.write_jsonl`)."""
-    write_jsonl(rows, path)
 
 
 def fix_prompts(row: dict) -> dict:
@@ -67,11 +56,11 @@ def build_splits(data_dir: Path, cfg: DemoConfig) -> dict[str, Path]:
             stats=False,
             options=cfg.builder_options(split),
         )
-        rows = read_rows(raw)
+        rows = list(read_jsonl(raw))
         if cfg.fixed_prompts:
             rows = [fix_prompts(r) for r in rows]
         paths[split] = data_dir / f"{split}.jsonl"
-        write_rows(paths[split], rows)
+        write_jsonl(rows, paths[split])
     return paths
 
 
@@ -79,11 +68,11 @@ def all_labels(paths: Iterable[Path]) -> list[str]:
     """Sorted distinct target labels over the given JSONL files."""
     labels: set[str] = set()
     for p in paths:
-        for row in read_rows(p):
+        for row in read_jsonl(p):
             labels.update(row["text4seg"]["labels"])
     return sorted(labels)
 
 
 def tokenizer_corpus(train_jsonl: Path, rows: int = 2000) -> list[str]:
     """The texts the demo's tokenizer is trained on: every message of the first ``rows`` training rows."""
-    return [m["content"] for r in read_rows(train_jsonl)[:rows] for m in r["messages"]]
+    return [m["content"] for r in list(read_jsonl(train_jsonl))[:rows] for m in r["messages"]]

@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from text4seg.data.records import atomic_path
+from text4seg.data.records import atomic_path, read_jsonl
 from text4seg.demo.config import DemoConfig
-from text4seg.demo.data import all_labels, read_rows
+from text4seg.demo.data import all_labels
 
 
 def baseline_ciou(train_jsonl: Path, test_jsonl: Path, grid: int) -> dict[str, float]:
@@ -26,7 +26,7 @@ def baseline_ciou(train_jsonl: Path, test_jsonl: Path, grid: int) -> dict[str, f
     from text4seg.evaluation.metrics import referring_scores
 
     def masks(path):
-        return [rle_to_mask(r["text4seg"]["gt"]["masks"][0]) for r in read_rows(path)]
+        return [rle_to_mask(r["text4seg"]["gt"]["masks"][0]) for r in read_jsonl(path)]
 
     train_m, test_m = masks(train_jsonl), masks(test_jsonl)
     freq = np.mean([mask_to_grid(m, grid) != "others" for m in train_m], axis=0)
@@ -118,5 +118,5 @@ def qwen_tokens_per_answer(jsonl: Path) -> float | None:
     except ImportError:
         return None
     tok = get_tokenizer("qwen2.5-72b-instruct")
-    rows = read_rows(jsonl)
+    rows = list(read_jsonl(jsonl))
     return float(np.mean([len(tok.encode(r["messages"][1]["content"])) for r in rows]))

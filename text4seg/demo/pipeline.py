@@ -9,8 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from text4seg.data.records import read_jsonl, write_jsonl
 from text4seg.demo.config import FULL, DemoConfig
-from text4seg.demo.data import SPLITS, all_labels, build_splits, read_rows, tokenizer_corpus, write_rows
+from text4seg.demo.data import SPLITS, all_labels, build_splits, tokenizer_corpus
 from text4seg.demo.evaluate import (
     baseline_ciou,
     predict_and_score,
@@ -71,7 +72,8 @@ def run_demo(
         t = time.perf_counter()
         paths = build_splits(out / "data", cfg)
         stages["data_s"] = time.perf_counter() - t
-        log(f"data: {', '.join(f'{k} {len(read_rows(p))}' for k, p in paths.items())} rows -> {out / 'data'}")
+        counts = ", ".join(f"{k} {sum(1 for _ in read_jsonl(p))}" for k, p in paths.items())
+        log(f"data: {counts} rows -> {out / 'data'}")
         t = time.perf_counter()
         labels = all_labels(paths.values())
         model_dir = make_demo_model(out / "model_init", labels, tokenizer_corpus(paths["train"]), cfg)
@@ -84,7 +86,7 @@ def run_demo(
 
     # the decoding knob (label bias), tuned on the validation split only, per decoding mode
     val_c = out / "data" / "val_constrained_subset.jsonl"
-    write_rows(val_c, read_rows(paths["val"])[: cfg.constrained_val])
+    write_jsonl(list(read_jsonl(paths["val"]))[: cfg.constrained_val], val_c)
     sweeps, chosen = {}, {}
     for mode, biases, val_path in (
         ("greedy", cfg.biases, paths["val"]),

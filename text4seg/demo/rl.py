@@ -25,8 +25,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from text4seg.data.records import read_jsonl, write_jsonl
 from text4seg.demo.config import RECIPES_DIR, DemoConfig
-from text4seg.demo.data import read_rows, write_rows
 from text4seg.demo.evaluate import predict_and_score, prepare_for_inference
 from text4seg.demo.report import referring
 from text4seg.demo.train import train
@@ -65,7 +65,7 @@ def rl_rows(train_jsonl: Path, n: int, seed: int, absent_fraction: float = 0.5) 
 
     Balanced on purpose: the synthetic data has 25% absent targets, and a group whose four answers all
     write a mask teaches nothing about rejecting (see :mod:`text4seg.training.rewards`)."""
-    rows = read_rows(train_jsonl)
+    rows = list(read_jsonl(train_jsonl))
     absent = [r for r in rows if is_absent(r)]
     present = [r for r in rows if not is_absent(r)]
     k = round(n * absent_fraction)
@@ -191,7 +191,7 @@ def run_rl(
     before = _scores(sft_ckpt, test_jsonl, out / "pred_before", cfg, progress)
     log(f"RL: before (SFT {sft_ckpt.name}): {before}")
     data = out / "data.jsonl"
-    write_rows(data, rl_rows(train_jsonl, cfg.rl_rows, cfg.seed, cfg.rl_absent_fraction))
+    write_jsonl(rl_rows(train_jsonl, cfg.rl_rows, cfg.seed, cfg.rl_absent_fraction), data)
     suppress_image_token(sft_ckpt)
     recipe = grpo_recipe(cfg, sft_ckpt, data, out / "train", device)
     grpo = train(recipe, log, title=f"GRPO ({cfg.rl_steps} steps, mask rewards)")
