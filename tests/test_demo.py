@@ -6,6 +6,7 @@ Learning is not asserted here (a few training steps); the full demo's numbers ar
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -52,6 +53,28 @@ def test_demo_quick_runs_the_whole_path(tmp_path, monkeypatch, capsys):
     for split in ("test_greedy", "test_constrained"):
         rows = (out / "pred" / split / "results.jsonl").read_text().splitlines()
         assert len(rows) == metrics["n_test"]
+
+
+@pytest.mark.slow
+def test_demo_quick_rl_reports_before_after_and_a_matched_compute_control(tmp_path, monkeypatch):
+    from text4seg.cli import main
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("MODELSCOPE_CACHE", str(tmp_path / "ms"))
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--rl", "--scheme", "compact", "--out", str(out), "--quiet"]) == 0
+    rl = json.loads((out / "metrics.json").read_text())["rl"]
+    assert rl["steps"] == 2 and len(rl["mean_reward_per_step"]) == 2 and rl["seconds"] > 0
+    for key in ("ciou", "n_acc", "t_acc", "parse_valid"):
+        assert f"{key}_before" in rl and f"{key}_after" in rl
+    control = rl["control"]
+    assert 0.0 <= control["ciou"] <= 1.0 and control["seconds"] == pytest.approx(rl["seconds"])
+    assert rl["ciou_gain_over_control"] == pytest.approx((rl["ciou_after"] or 0) - (control["ciou"] or 0))
+    # the control continues the SFT on the SFT's own training rows, not on the RL subset
+    assert Path(control["dataset"]) == out / "data" / "train.jsonl"
+    assert (out / "rl_reward.png").stat().st_size > 0
 
 
 @pytest.mark.parametrize(

@@ -102,8 +102,17 @@ def test_format_reward_needs_the_grid_shape():
 
 def test_rejection_reward_is_one_when_emptiness_matches():
     texts = [answer(EMPTY, "compact"), answer(DOG, "compact")]
-    assert rejection_rewards(texts, [EMPTY, EMPTY], "compact") == [1.0, 0.0]
+    assert rejection_rewards(texts, [EMPTY, EMPTY], "compact", graded=False) == [1.0, 0.0]
     assert rejection_rewards(texts, [DOG, DOG], "compact") == [0.0, 1.0]
+
+
+def test_rejection_reward_of_an_absent_target_falls_with_the_foreground_written():
+    one_cell = answer(grid({(2, 2): "dog"}), "rrle")
+    four_cells = answer(DOG, "rrle")
+    empty, one, four = rejection_rewards([answer(EMPTY, "rrle"), one_cell, four_cells], [EMPTY] * 3, "rrle")
+    assert empty == 1.0
+    assert one == pytest.approx(0.5 * (1 - 1 / 16)) and four == pytest.approx(0.5 * (1 - 4 / 16))
+    assert empty > one > four > 0.0
 
 
 def _row(mask: np.ndarray, label: str, scheme: str) -> dict:

@@ -64,11 +64,11 @@ class DemoConfig:
     biases: tuple[float, ...] = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0)  # ForegroundBias grid, picked on val by gIoU
     constrained_biases: tuple[float, ...] = (0.0, 1.0)  # the same for constrained decoding
     constrained_val: int = 50  # val rows for the constrained sweep (the grammar is slow in Python)
-    # reinforcement stage (--rl; text4seg.demo.rl): GRPO recipe, steps, rows (half absent targets)
+    # reinforcement stage (--rl; text4seg.demo.rl): GRPO recipe, steps, rows (a quarter absent targets)
     rl_recipe: str = str(GRPO_RECIPE)
-    rl_steps: int = 150
+    rl_steps: int = 200
     rl_rows: int = 800
-    rl_absent_fraction: float = 0.5
+    rl_absent_fraction: float = 0.25
     rl_overrides: dict[str, Any] = field(default_factory=dict)
 
     def builder_options(self, split: str) -> dict[str, Any]:

@@ -33,7 +33,9 @@ name                   weight  value
                                the grid's shape (``parse_valid``), ``0.75 - 0.25 * repairs`` otherwise
                                (floor 0), 0.0 without a ``<seg>`` block
 ``text4seg_reject``    0.5     :func:`rejection_rewards`: 1.0 when the answer is empty exactly when the
-                               target is absent (an N-acc / T-acc hit per answer), else 0.0
+                               target is absent (an N-acc / T-acc hit per answer); a present target
+                               answered empty 0.0; an absent one answered with foreground fraction ``f``
+                               ``0.5 * (1 - f)`` (graded, so that such groups still rank their answers)
 ``text4seg_iou_pixel`` (opt.)  :func:`pixel_iou_rewards`: IoU of the decoded mask with the full-resolution
                                COCO-RLE target (``gt.masks``), the evaluation's measure
 =====================  ======  ============================================================================
@@ -68,6 +70,7 @@ from text4seg.descriptors import (
 
 DEFAULT_WEIGHTS: dict[str, float] = {"text4seg_iou": 1.0, "text4seg_format": 0.5, "text4seg_reject": 0.5}
 REPAIR_PENALTY = 0.25  # format reward lost per lenient-decoder repair
+ABSENT_PARTIAL = 0.5  # reward of an absent target answered with foreground, times (1 - its fraction)
 
 
 def _norm(grid: np.ndarray) -> np.ndarray:
@@ -152,13 +155,28 @@ def format_rewards(
 
 
 def rejection_rewards(
-    completions: Sequence[str], grids: Sequence[np.ndarray], scheme: str = "rrle"
+    completions: Sequence[str], grids: Sequence[np.ndarray], scheme: str = "rrle", graded: bool = True
 ) -> list[float]:
-    """1.0 when the decoded answer is empty exactly when the ground truth is (all ``others``), else 0.0."""
+    """1.0 when the decoded answer is empty exactly when the ground truth is (all ``others``); a present
+    target answered empty scores 0.0; an absent target answered with foreground scores
+    ``ABSENT_PARTIAL * (1 - f)`` with ``f`` the answer's foreground fraction of the grid (``graded=False``:
+    0.0).
+
+    Why graded: a policy that rarely writes a wholly empty answer (R-RLE samples a stray run in one of
+    16 rows) gives every absent-target group the same 0.0, hence no advantage and no signal to reject;
+    the graded value ranks fewer foreground cells higher, and is always below the 1.0 of the empty answer.
+    """
     out = []
     for text, gt in zip(completions, grids, strict=True):
         gt_empty = not np.any(_norm(gt) != BACKGROUND)
-        out.append(float(_decode(text, np.shape(gt), scheme).is_empty == gt_empty))
+        decoded = _decode(text, np.shape(gt), scheme)
+        if decoded.is_empty == gt_empty:
+            out.append(1.0)
+        elif gt_empty and graded:
+            fg = float(np.mean(np.asarray(decoded.grid, dtype=object) != BACKGROUND))
+            out.append(ABSENT_PARTIAL * (1.0 - fg))
+        else:
+            out.append(0.0)
     return out
 
 
