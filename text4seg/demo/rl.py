@@ -148,8 +148,15 @@ def plot_rewards(rewards: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     steps = [r["step"] for r in rewards]
+    total = [r["reward"] for r in rewards]
+    w = max(1, min(10, len(total) // 5))  # a rolling mean: one step's 4 prompts are a noisy sample
+    smooth = [
+        sum(total[max(0, i - w + 1) : i + 1]) / len(total[max(0, i - w + 1) : i + 1])
+        for i in range(len(total))
+    ]
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot(steps, [r["reward"] for r in rewards], label="total (weighted)", lw=1.5)
+    ax.plot(steps, total, label="total (weighted)", lw=0.8, alpha=0.35, color="C0")
+    ax.plot(steps, smooth, label=f"total, mean of {w} steps", lw=2.0, color="C0")
     for key in sorted({k for r in rewards for k in r if k.startswith("rewards/")}):
         ax.plot(steps, [r.get(key) for r in rewards], label=key.split("/")[1], lw=0.8, alpha=0.8)
     ax.set_xlabel("GRPO step")
