@@ -70,7 +70,9 @@ def test_demo_quick_rl_reports_before_after_and_a_matched_compute_control(tmp_pa
     for key in ("ciou", "n_acc", "t_acc", "parse_valid"):
         assert f"{key}_before" in rl and f"{key}_after" in rl
     control = rl["control"]
-    assert 0.0 <= control["ciou"] <= 1.0 and control["seconds"] == pytest.approx(rl["seconds"])
+    assert 0.0 <= control["ciou"] <= 1.0
+    # stopped at the first 2-second poll past the GRPO run's seconds
+    assert rl["seconds"] <= control["seconds"] <= rl["seconds"] + 5
     assert rl["ciou_gain_over_control"] == pytest.approx((rl["ciou_after"] or 0) - (control["ciou"] or 0))
     # the control continues the SFT on the SFT's own training rows, not on the RL subset
     assert Path(control["dataset"]) == out / "data" / "train.jsonl"

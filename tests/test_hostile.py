@@ -27,6 +27,10 @@ RUNNER = (
     "import resource, sys; lim = int(sys.argv[1]); resource.setrlimit(resource.RLIMIT_AS, (lim, lim)); "
     "from text4seg.cli import main; sys.exit(main(sys.argv[2:]))"
 )
+# the same, printing every thread's stack on SIGUSR1 (a test's diagnosis of a hang)
+RUNNER_DUMPS = (
+    "import faulthandler, signal; faulthandler.register(signal.SIGUSR1, all_threads=True); " + RUNNER
+)
 
 
 def cli(args, cwd: Path, mem: int = MEM_LIGHT, timeout: float = 120, **kw) -> subprocess.CompletedProcess:
@@ -337,7 +341,7 @@ def test_ctrl_c_during_a_build_prints_one_line_and_leaves_no_temporary_file(tmp_
     args += ["--set", "num_images=100000", "--no-stats"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(
-        [sys.executable, "-c", RUNNER, str(MEM_LIGHT), *map(str, args)],
+        [sys.executable, "-c", RUNNER_DUMPS, str(MEM_LIGHT), *map(str, args)],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.PIPE,
@@ -349,7 +353,14 @@ def test_ctrl_c_during_a_build_prints_one_line_and_leaves_no_temporary_file(tmp_
         assert proc.poll() is None and time.monotonic() < deadline, "the build never started writing images"
         time.sleep(0.1)
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    try:
+        _, err = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:  # seen once in a full-suite run, never alone: keep its stack
+        proc.send_signal(signal.SIGUSR1)  # faulthandler (RUNNER_DUMPS) prints every thread's stack
+        time.sleep(2)
+        proc.kill()
+        _, err = proc.communicate()
+        pytest.fail(f"the build did not exit within 120 s of Ctrl-C; its stacks:\n{err[-4000:]}")
     assert proc.returncode == 130 and "Traceback" not in err and "interrupted" in err, err[-2000:]
     assert not list(tmp_path.rglob("*.tmp")) and not (out / "t.jsonl").exists()
     assert not list((tmp_path / "imgs").glob("*.png"))  # the images of the unfinished set are gone
