@@ -27,9 +27,12 @@ RUNNER = (
     "import resource, sys; lim = int(sys.argv[1]); resource.setrlimit(resource.RLIMIT_AS, (lim, lim)); "
     "from text4seg.cli import main; sys.exit(main(sys.argv[2:]))"
 )
-# the same, printing every thread's stack on SIGUSR1 (a test's diagnosis of a hang)
+# the same, with Ctrl-C as in a terminal, printing every thread's stack on SIGUSR1 (diagnosis of a hang).
+# SIGINT is set explicitly: a suite started in the background by a shell without job control (`make test &`)
+# passes SIGINT ignored to its children, and Python then installs no KeyboardInterrupt handler at all.
 RUNNER_DUMPS = (
-    "import faulthandler, signal; faulthandler.register(signal.SIGUSR1, all_threads=True); " + RUNNER
+    "import faulthandler, signal; faulthandler.register(signal.SIGUSR1, all_threads=True); "
+    "signal.signal(signal.SIGINT, signal.default_int_handler); " + RUNNER
 )
 
 
