@@ -12,7 +12,8 @@ ground truth are documented there and in ``docs/rl.md``)::
 ms-swift calls each with the completions and every dataset column as keyword arguments: the rows'
 ``text4seg`` dict (grid, scheme, labels, gt.masks; built with ``--with-gt``) is the ground truth, and a
 ``solution`` column, when present, overrides it. Use with e.g. ``--reward_funcs text4seg_iou
-text4seg_format text4seg_reject --reward_weights 1.0 0.5 0.5``.
+text4seg_format text4seg_reject --reward_weights 1.0 0.5 0.0`` (the rejection term logged, not
+optimised: ``docs/rl.md``).
 """
 
 from swift.rewards import ORM, orms

@@ -108,3 +108,5 @@ def test_demo_recipe_is_the_recipe_file_with_the_runs_values_filled_in(tmp_path)
     quick = demo_recipe(QUICK, tmp_path / "m", tmp_path / "t.jsonl", tmp_path / "o", "cuda")
     assert quick["max_steps"] == demo_steps(QUICK) == 4 and quick["per_device_train_batch_size"] == 4
     assert quick["use_cpu"] is False
+    # the GRPO stage: the config's default steps are the recipe's own (one number, not two that drift)
+    assert load_recipe(FULL.rl_recipe)["max_steps"] == FULL.rl_steps

@@ -41,7 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "matched-compute control (the same SFT continued for the same wall time); writes OUT/rl/, "
         "OUT/rl_reward.png and the rl block of metrics.json",
     )
-    p.add_argument("--rl-steps", type=int, default=None, help="GRPO steps of --rl (default 150; quick: 2)")
+    p.add_argument("--rl-steps", type=int, default=None, help="GRPO steps of --rl (default 280; quick: 2)")
     add_progress(p)
 
 

@@ -66,7 +66,7 @@ class DemoConfig:
     constrained_val: int = 50  # val rows for the constrained sweep (the grammar is slow in Python)
     # reinforcement stage (--rl; text4seg.demo.rl): GRPO recipe, steps, rows (a quarter absent targets)
     rl_recipe: str = str(GRPO_RECIPE)
-    rl_steps: int = 200
+    rl_steps: int = 280
     rl_rows: int = 800
     rl_absent_fraction: float = 0.25
     rl_overrides: dict[str, Any] = field(default_factory=dict)

@@ -32,17 +32,23 @@ name                   weight  value
 ``text4seg_format``    0.5     :func:`format_rewards`: 1.0 when the strict decoder accepts the answer at
                                the grid's shape (``parse_valid``), ``0.75 - 0.25 * repairs`` otherwise
                                (floor 0), 0.0 without a ``<seg>`` block
-``text4seg_reject``    0.5     :func:`rejection_rewards`: 1.0 when the answer is empty exactly when the
+``text4seg_reject``    0.0     :func:`rejection_rewards`: 1.0 when the answer is empty exactly when the
                                target is absent (an N-acc / T-acc hit per answer); a present target
                                answered empty 0.0; an absent one answered with foreground fraction ``f``
-                               ``0.5 * (1 - f)`` (graded, so that such groups still rank their answers)
+                               ``0.5 * (1 - f)`` (graded, so that such groups still rank their answers).
+                               Listed with weight 0: logged per step as a hit rate, not optimised
 ``text4seg_iou_pixel`` (opt.)  :func:`pixel_iou_rewards`: IoU of the decoded mask with the full-resolution
                                COCO-RLE target (``gt.masks``), the evaluation's measure
 =====================  ======  ============================================================================
 
-Why three terms (measured on the demo, see ``docs/rl.md``): IoU alone pays partial credit for any
-foreground on present targets, so a policy learns to stop rejecting absent ones (N-acc fell to 0); and the
-lenient decoder pads missing rows, so an IoU computed after repair does not punish a truncated answer.
+Why IoU plus format: the lenient decoder pads missing rows, so an IoU computed after repair does not
+punish a truncated answer; the format term does. Why the rejection term has weight 0: GRPO normalises the
+summed reward within each group of answers to one query (ms-swift's ``scale_rewards: group``). On an
+absent target the IoU term already ranks the empty answer (1.0) above every other (0.0), so adding the
+rejection term changes no ranking there; on a present target it adds 1.0 to *every* non-empty answer,
+wherever its mask lies, a bonus for writing something. Measured on the demo's 6,000-step R-RLE start
+(``docs/demo.md``): with the term at weight 1.0 the policy wrote masks for absent targets too (N-acc
+1.0 -> 0.56); at weight 0 N-acc stayed 0.87-1.0 and cIoU rose more.
 
 Example::
 
@@ -68,7 +74,7 @@ from text4seg.descriptors import (
     normalize_label,
 )
 
-DEFAULT_WEIGHTS: dict[str, float] = {"text4seg_iou": 1.0, "text4seg_format": 0.5, "text4seg_reject": 0.5}
+DEFAULT_WEIGHTS: dict[str, float] = {"text4seg_iou": 1.0, "text4seg_format": 0.5, "text4seg_reject": 0.0}
 REPAIR_PENALTY = 0.25  # format reward lost per lenient-decoder repair
 ABSENT_PARTIAL = 0.5  # reward of an absent target answered with foreground, times (1 - its fraction)
 
