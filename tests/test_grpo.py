@@ -172,5 +172,16 @@ def test_reward_history_and_plot_from_a_grpo_log(tmp_path):
     hist = reward_history(log)
     assert [h["step"] for h in hist] == [1, 2] and [h["reward"] for h in hist] == [0.5, 0.9]
     assert "rewards/text4seg_iou/std" not in hist[0] and hist[1]["rewards/text4seg_iou/mean"] == 0.6
-    plot_rewards(hist, tmp_path / "r.png")
+    plot_rewards(hist, tmp_path / "r.png", {"text4seg_iou": 1.0, "text4seg_reject": 0.0})
     assert (tmp_path / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_reward_legend_names_each_terms_weight_and_marks_weight_zero_as_logged_only():
+    from text4seg.demo.rl import term_label
+
+    weights = {"text4seg_iou": 1.0, "text4seg_format": 0.5, "text4seg_reject": 0.0}
+    assert term_label("text4seg_iou", weights) == "text4seg_iou (weight 1)"
+    assert term_label("text4seg_format", weights) == "text4seg_format (weight 0.5)"
+    assert term_label("text4seg_reject", weights) == "text4seg_reject (weight 0, logged only)"
+    assert term_label("text4seg_iou_pixel", weights) == "text4seg_iou_pixel"  # not in the run's weights
+    assert term_label("text4seg_iou", None) == "text4seg_iou"

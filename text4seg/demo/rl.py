@@ -141,8 +141,19 @@ def reward_history(history: list[dict]) -> list[dict]:
     return out
 
 
-def plot_rewards(rewards: list[dict], path: Path) -> None:
-    """PNG of the mean reward per GRPO step (and each reward term's mean, when logged)."""
+def term_label(name: str, weights: dict[str, float] | None) -> str:
+    """Legend text of one reward term: ``name``, with its weight when known (weight 0: logged only)."""
+    w = (weights or {}).get(name)
+    if w is None:
+        return name
+    return f"{name} (weight {w:g}{', logged only' if w == 0 else ''})"
+
+
+def plot_rewards(rewards: list[dict], path: Path, weights: dict[str, float] | None = None) -> None:
+    """PNG of the mean reward per GRPO step (and each reward term's mean, when logged).
+
+    ``weights``: ``{reward name: weight}`` of the run (the recipe's ``reward_funcs`` / ``reward_weights``);
+    each term's legend entry then names its weight, and a term of weight 0 is marked as logged only."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -156,7 +167,8 @@ def plot_rewards(rewards: list[dict], path: Path) -> None:
     ax.plot(steps, total, label="total (weighted)", lw=0.8, alpha=0.35, color="C0")
     ax.plot(steps, smooth, label=f"total, mean of {w} steps", lw=2.0, color="C0")
     for key in sorted({k for r in rewards for k in r if k.startswith("rewards/")}):
-        ax.plot(steps, [r.get(key) for r in rewards], label=key.split("/")[1], lw=0.8, alpha=0.8)
+        label = term_label(key.split("/")[1], weights)
+        ax.plot(steps, [r.get(key) for r in rewards], label=label, lw=0.8, alpha=0.8)
     ax.set_xlabel("GRPO step")
     ax.set_ylabel("mean reward")
     ax.grid(alpha=0.3)
@@ -204,7 +216,8 @@ def run_rl(
     recipe = grpo_recipe(cfg, sft_ckpt, data, out / "train", device)
     grpo = train(recipe, log, title=f"GRPO ({cfg.rl_steps} steps, mask rewards)")
     rewards = reward_history(grpo["log"])
-    plot_rewards(rewards, out.parent / "rl_reward.png")
+    funcs, ws = recipe.get("reward_funcs") or [], recipe.get("reward_weights") or []
+    plot_rewards(rewards, out.parent / "rl_reward.png", dict(zip(funcs, ws, strict=False)))
     after = _scores(grpo["checkpoint"], test_jsonl, out / "pred_after", cfg, progress)
     log(f"RL: after {grpo['train_seconds']:.0f} s of GRPO: {after}")
     result: dict[str, Any] = {
