@@ -12,7 +12,7 @@ import pytest
 
 from text4seg.descriptors import encode, wrap
 from text4seg.training.recipes import load_recipe, parse_swift_args, resolve_plugins, unknown_arguments
-from text4seg.training.rewards import ROW_REWARDS, rollout_regex, score_rows
+from text4seg.training.rewards import DEFAULT_WEIGHTS, ROW_REWARDS, rollout_regex, score_rows
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 GRPO_RECIPES = sorted(RECIPES.glob("grpo_*.yaml"))
@@ -33,6 +33,10 @@ def test_grpo_recipe_parses_with_ms_swift_rlhf_parser(path):
     assert ns.rlhf_type == "grpo"
     assert set(ns.reward_funcs) <= set(ROW_REWARDS)
     assert len(ns.reward_weights) == len(ns.reward_funcs)
+    # every recipe uses the documented weights (text4seg.training.rewards.DEFAULT_WEIGHTS)
+    assert dict(zip(ns.reward_funcs, ns.reward_weights, strict=True)) == {
+        k: DEFAULT_WEIGHTS[k] for k in ns.reward_funcs
+    }
     assert Path(recipe["external_plugins"]).name == "text4seg_rewards.py"
     assert Path(recipe["external_plugins"]).exists()
 

@@ -41,7 +41,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "matched-compute control (the same SFT continued for the same wall time); writes OUT/rl/, "
         "OUT/rl_reward.png and the rl block of metrics.json",
     )
-    p.add_argument("--rl-steps", type=int, default=None, help="GRPO steps of --rl (default 280; quick: 2)")
+    from text4seg.demo.config import FULL, QUICK  # dataclasses only: no torch, no ms-swift
+
+    p.add_argument(
+        "--rl-steps",
+        type=int,
+        default=None,
+        help=f"GRPO steps of --rl (default {FULL.rl_steps}; quick: {QUICK.rl_steps})",
+    )
     add_progress(p)
 
 
