@@ -56,31 +56,12 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from text4seg.data.images import MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE, check_image_size  # noqa: F401 (re-exported)
 from text4seg.descriptors import DEFAULT_SCHEME
 
 IMAGE_TAG = "<image>"
 TASKS = ("res", "gres", "semantic", "reason", "shapes", "multi", "interactive", "panoptic", "vres", "vreason")
 SOURCE_KEYS = ("dataset", "split", "image_id", "ref_id", "ann_ids", "sent_ids")
-MAX_IMAGE_SIDE = 65_536  # pixels per side; larger sizes are refused before anything is allocated
-MAX_IMAGE_PIXELS = 2**28  # height * width (a 16k x 16k image)
-
-
-def check_image_size(height, width, where: str = "") -> tuple[int, int]:
-    """``(height, width)`` as ints if ``1 <= side <= MAX_IMAGE_SIDE`` and ``height * width <=
-    MAX_IMAGE_PIXELS``; else ``ValueError`` quoting the size and the limits (``where`` names the source)."""
-    pre = f"{where}: " if where else ""
-    try:
-        h, w = int(height), int(width)
-        if h != height or w != width:
-            raise ValueError
-    except (TypeError, ValueError, OverflowError):
-        raise ValueError(f"{pre}image size {height!r}x{width!r} is not a pair of integers") from None
-    if not (1 <= h <= MAX_IMAGE_SIDE and 1 <= w <= MAX_IMAGE_SIDE) or h * w > MAX_IMAGE_PIXELS:
-        raise ValueError(
-            f"{pre}image size {h}x{w} out of range: each side 1..{MAX_IMAGE_SIDE}, "
-            f"at most {MAX_IMAGE_PIXELS} pixels"
-        )
-    return h, w
 
 
 @dataclass
