@@ -101,3 +101,12 @@ def add_progress(p: argparse.ArgumentParser, child: bool = False) -> None:
         action="store_true",
         help=f"print results and errors only; silences ms-swift's INFO logging{where}",
     )
+
+
+def add_trust(p: argparse.ArgumentParser, what: str = "load a model folder") -> None:
+    """``--trust-remote-code``: without it a model folder that ships code is refused (``training.trust``)."""
+    p.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help=f"{what} that ships Python code (auto_map, *.py); refused otherwise",
+    )

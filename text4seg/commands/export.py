@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from text4seg.commands._args import add_progress, add_set
+from text4seg.commands._args import add_progress, add_set, add_trust
 
 HELP = "merge a LoRA checkpoint into its base model: swift export --adapters CKPT --merge_lora true"
 
@@ -26,11 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--swift", default=None, help="the swift executable (default: next to this Python, then PATH)"
     )
-    p.add_argument(
-        "--trust-remote-code",
-        action="store_true",
-        help="merge a checkpoint (or base model) that ships Python code (auto_map, *.py); refused otherwise",
-    )
+    add_trust(p, "merge a checkpoint (or base model)")
     add_progress(p, child=True)
 
 

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from text4seg.commands._args import add_grid, add_progress, add_root, add_scheme
+from text4seg.commands._args import add_grid, add_progress, add_root, add_scheme, add_trust
 from text4seg.inference.constrained import CONSTRAINED_ENGINES
 
 HELP = "run a model on --image/--query or a built --jsonl; writes results.jsonl (COCO RLE masks) + overlays"
@@ -61,11 +61,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="start over in --out although it holds results of other options (see OUT/run.json)",
     )
-    p.add_argument(
-        "--trust-remote-code",
-        action="store_true",
-        help="load a model folder that ships Python code (auto_map, *.py); refused otherwise",
-    )
+    add_trust(p)
     api = p.add_argument_group("server (instead of --model: an OpenAI-compatible chat endpoint)")
     api.add_argument(
         "--api", default=None, help="server URL, e.g. http://127.0.0.1:8000 (swift deploy, vllm serve)"

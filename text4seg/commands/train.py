@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from text4seg.commands._args import add_progress, add_set
+from text4seg.commands._args import add_progress, add_set, add_trust
 
 HELP = (
     "fine-tune with an ms-swift recipe (recipes/*.yaml): validate its data, print the swift command, run it"
@@ -34,6 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--swift", default=None, help="the swift executable (default: next to this Python, then PATH)"
     )
+    add_trust(p)
     add_progress(p, child=True)
 
 
@@ -49,4 +50,5 @@ def run(args: argparse.Namespace) -> int:
         swift=args.swift,
         quiet=args.quiet,
         progress=not args.no_progress,
+        trust_remote_code=args.trust_remote_code,
     )

@@ -45,6 +45,7 @@ def train(
     swift: str | None = None,
     quiet: bool = False,
     progress: bool = True,
+    trust_remote_code: bool = False,
     echo: Callable[[str], None] = _print,
 ) -> int:
     """Validate a recipe's data and arguments, print the ``swift sft`` command and run it (unless dry).
@@ -54,12 +55,15 @@ def train(
     rows with the recipe's own template and processor (a documented sample per file) and stop when rows are
     over ``max_length`` (ms-swift would drop or cut them silently) unless ``allow_dropped_rows=true`` is set
     (:mod:`text4seg.training.lengths`); the processor of ``model`` must be loadable (a local folder, or the
-    hub when online).
+    hub when online). Every local model folder the recipe names (:data:`MODEL_KEYS`) must carry no code
+    unless ``trust_remote_code`` (:mod:`text4seg.training.trust`): the length check loads the processor
+    and ms-swift loads everything with ``trust_remote_code=True``, so the check runs before either.
     """
     base = recipes.load_recipe(recipe_path)
     parsed = recipes.parse_overrides(list(overrides))
     recipe = recipes.apply_overrides(base, parsed)
     check_launch(base, recipe, parsed)
+    check_trusted(model_folders(recipe), trust_remote_code)  # before anything loads a processor
     recipe = recipes.resolve_plugins(recipe, recipe_path)
     counts = datacheck.validate_data(recipe)  # before ms-swift starts: one error naming FILE:LINE
     if not quiet:
@@ -94,6 +98,32 @@ def train(
     if dry_run:
         return 0
     return subprocess.call(argv, env=_child_env(env, quiet, progress))
+
+
+# recipe keys that name a model or adapter folder ms-swift would load (with trust_remote_code=True)
+MODEL_KEYS = (
+    "model",
+    "adapters",
+    "ref_model",
+    "ref_adapters",
+    "reward_model",
+    "reward_adapters",
+    "teacher_model",
+    "resume_from_checkpoint",
+)
+
+
+def model_folders(recipe: dict) -> list[str]:
+    """Every value of :data:`MODEL_KEYS` in ``recipe`` (strings or lists of strings), in order."""
+    out: list[str] = []
+    for key in MODEL_KEYS:
+        for v in recipes.as_list(recipe.get(key)):
+            if isinstance(v, (str, os.PathLike)) and str(v):
+                out.append(str(v))
+                base = base_model(v)  # an adapter folder loads its base model too (args.json "model")
+                if isinstance(base, str) and base:
+                    out.append(base)
+    return out
 
 
 def check_launch(base: dict, recipe: dict, overrides: dict) -> None:
