@@ -6,7 +6,9 @@ calls one library function. Shared flags (``--grid``, ``--scheme``, ``--root``, 
 ``--quiet``) come from :mod:`text4seg.commands._args`. A bad flag (unknown choice, malformed value) and
 bad input (a ``ValueError`` or ``OSError`` with a message naming the file or value) print one line
 ``text4seg CMD: error: ...`` and exit 2; set ``TEXT4SEG_DEBUG=1`` for the traceback. Ctrl-C prints one line
-and exits 130 (no traceback); a closed pipe (``| head``) ends quietly. ``--quiet`` also
+and exits 130 (no traceback); SIGTERM (a scheduler's kill, ``timeout``) is raised as :class:`Terminated`, a
+``KeyboardInterrupt``, so every ``with``/``finally`` cleans up (temporary files, uploads) the same way, and
+exits 143; a closed pipe (``| head``) ends quietly. ``--quiet`` also
 runs the command inside :func:`text4seg._lazy.quiet_libraries`.
 """
 
@@ -15,7 +17,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 # name -> module under text4seg.commands (a plain-dict registry: a new command is one entry)
@@ -32,6 +36,15 @@ COMMANDS: dict[str, str] = {
     "app": "app",
     "demo": "demo",
 }
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that cleanup runs as for Ctrl-C."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
+    raise Terminated()
 
 
 class UsageError(Exception):
@@ -72,6 +85,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        return _run(args)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         if getattr(args, "quiet", False):
             from text4seg._lazy import quiet_libraries
@@ -82,6 +106,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         if os.environ.get("TEXT4SEG_DEBUG"):
             raise
+        if isinstance(sys.exc_info()[1], Terminated):
+            print(f"\ntext4seg {args.command}: terminated", file=sys.stderr)
+            return 143
         print(f"\ntext4seg {args.command}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `text4seg ... | head`: the reader left; say nothing more

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from text4seg.commands._args import add_grid, add_scheme
+from text4seg.commands._args import add_grid, add_scheme, add_trust
 
 HELP = "serve a web page (127.0.0.1 by default): upload an image, type expressions, get overlays and masks"
 
@@ -24,14 +24,40 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)"
     )
     p.add_argument("--port", type=int, default=7860, help="port (0: any free one; default 7860)")
+    add_trust(p)
 
 
 def run(args: argparse.Namespace) -> int:
     from text4seg._lazy import quiet_libraries
-    from text4seg.inference.predict import Predictor, _load_sam
-    from text4seg.serving.app import Segmenter, serve
+    from text4seg.serving.app import check_port, check_sam_file, serve
+    from text4seg.training.trust import check_trusted
 
-    quiet_libraries()
+    # everything that can be checked is checked before the model loads (seconds to minutes)
+    check_trusted([args.model, *(args.adapters or [])], args.trust_remote_code)
+    if args.sam_checkpoint is not None:
+        check_sam_file(args.sam_checkpoint)
+    check_port(args.host, args.port)
+    with quiet_libraries():
+        seg = _segmenter(args)
+    try:
+        server = serve(seg, args.host, args.port)
+        host, port = server.server_address[:2]
+        print(f"text4seg app: http://{host}:{port}/ (Ctrl+C to stop)", flush=True)
+        try:
+            server.serve_forever()
+        finally:
+            server.server_close()
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (text4seg.cli turns it into the same)
+        pass
+    finally:
+        seg.close()  # the uploads folder goes with the server
+    return 0
+
+
+def _segmenter(args: argparse.Namespace):
+    from text4seg.inference.predict import Predictor, _load_sam
+    from text4seg.serving.app import Segmenter
+
     engine = {}
     if args.model_type:
         engine["model_type"] = args.model_type
@@ -39,17 +65,11 @@ def run(args: argparse.Namespace) -> int:
         engine["template_type"] = args.template
     sam = _load_sam(args.sam_checkpoint, args.sam_type) if args.sam_checkpoint is not None else None
     predictor = Predictor(
-        args.model, adapters=args.adapters, max_new_tokens=args.max_new_tokens, sam=sam, **engine
+        args.model,
+        adapters=args.adapters,
+        max_new_tokens=args.max_new_tokens,
+        sam=sam,
+        trust_remote_code=args.trust_remote_code,
+        **engine,
     )
-    seg = Segmenter(predictor, args.grid, args.scheme)
-    server = serve(seg, args.host, args.port)
-    host, port = server.server_address[:2]
-    print(f"text4seg app: http://{host}:{port}/ (Ctrl+C to stop)", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-        seg.close()
-    return 0
+    return Segmenter(predictor, args.grid, args.scheme)

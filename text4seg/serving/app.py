@@ -19,17 +19,22 @@ HTTP API (what the page's script calls; also usable with ``curl``)::
                "refined_mask": "data:..." | null}]}
       400 -> {"error": "one line"}
 
-Each expression is asked as ``template.format(target=expression)`` with the expression as its target
-label (what constrained decoding allows besides ``others``). The model answers one request at a time
-(a lock); the server binds 127.0.0.1 unless told otherwise. Uploads go to a temporary folder that is
-removed when the server stops.
+Each expression is asked as the template with its one literal ``{target}`` replaced by the expression
+(:func:`fill_template`: plain text, no format specs, no other braces), with the expression as its target
+label (what constrained decoding allows besides ``others``). Limits, each answered with a 400/413 and one
+line: a body of :data:`MAX_BODY` bytes, an upload over the toolkit's pixel limit
+(:mod:`text4seg.data.images`), :data:`MAX_EXPRESSIONS` expressions of :data:`MAX_EXPRESSION_CHARS`
+characters, a template of :data:`MAX_TEMPLATE_CHARS`. The model answers one request at a time (a lock);
+up to :data:`MAX_WAITING` more wait their turn and the next ones get 503 "busy" at once (never a reset
+connection: the listen backlog is :data:`BACKLOG`). An unexpected failure inside one request is a 500 with
+one line; it never ends the server. The server binds 127.0.0.1 unless told otherwise. Uploads go to a
+temporary folder that is removed when the server stops.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import io
 import json
 import shutil
 import tempfile
@@ -47,8 +52,36 @@ from text4seg.inference.queries import Query
 from text4seg.inference.results import answer_to_masks, rles_to_label_map
 
 DEFAULT_TEMPLATE = "Can you segment {target} in this picture?"
+PLACEHOLDER = "{target}"
 MAX_BODY = 32 * 1024 * 1024
 MAX_EXPRESSIONS = 8
+MAX_EXPRESSION_CHARS = 300
+MAX_TEMPLATE_CHARS = 500
+MAX_WAITING = 32  # requests queued behind the one being answered; more get 503 "busy"
+BACKLOG = 128  # listen backlog: a burst of connections is queued by the kernel, not reset
+
+
+def fill_template(template: str, target: str) -> str:
+    """``template`` with its one literal ``{target}`` replaced by ``target``.
+
+    A template is plain text: exactly one ``{target}``, no other ``{`` or ``}`` (no format specs such as
+    ``{target:>30000000}``, no attribute or index access), at most :data:`MAX_TEMPLATE_CHARS` characters;
+    ``ValueError`` quoting the template otherwise. ``target``: at most :data:`MAX_EXPRESSION_CHARS`.
+    """
+    if not isinstance(template, str) or len(template) > MAX_TEMPLATE_CHARS:
+        n = len(template) if isinstance(template, str) else type(template).__name__
+        raise ValueError(
+            f"the question template must be text of at most {MAX_TEMPLATE_CHARS} characters, got {n}"
+        )
+    rest = template.replace(PLACEHOLDER, "", 1)
+    if PLACEHOLDER not in template or "{" in rest or "}" in rest:
+        raise ValueError(
+            f"the question template must be plain text with exactly one {PLACEHOLDER} and no other braces, "
+            f"got {template[:80]!r}"
+        )
+    if len(target) > MAX_EXPRESSION_CHARS:
+        raise ValueError(f"an expression has {len(target)} characters; at most {MAX_EXPRESSION_CHARS}")
+    return template.replace(PLACEHOLDER, target)
 
 
 def _data_url(png: bytes) -> str:
@@ -86,13 +119,9 @@ class Segmenter:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def _save_upload(self, data: bytes) -> str:
-        from PIL import Image, UnidentifiedImageError
+        from text4seg.data.images import load_rgb
 
-        try:
-            with Image.open(io.BytesIO(data)) as im:
-                rgb = im.convert("RGB")
-        except (UnidentifiedImageError, OSError):
-            raise ValueError("the upload is not an image PIL can read") from None
+        rgb = load_rgb(data, "the upload")  # one line for a non-image, a bomb, a size over the limit
         self._n += 1
         path = self.workdir / f"upload{self._n}.png"
         rgb.save(path, format="PNG")
@@ -114,8 +143,7 @@ class Segmenter:
             raise ValueError("type at least one expression")
         if len(exprs) > MAX_EXPRESSIONS:
             raise ValueError(f"at most {MAX_EXPRESSIONS} expressions per request, got {len(exprs)}")
-        if "{target}" not in template:
-            raise ValueError(f"the question template must contain {{target}}, got {template!r}")
+        questions = [fill_template(template, e) for e in exprs]  # checked before the model is touched
         if refine and not self.has_sam:
             raise ValueError("SAM refinement needs the app started with --sam-checkpoint")
         with self.lock:
@@ -125,12 +153,12 @@ class Segmenter:
                     id=f"upload{self._n}",
                     turn=i,
                     image=path,
-                    question=template.format(target=e),
+                    question=question,
                     labels=[normalize_label(e)],
                     grid=self.grid,
                     scheme=self.scheme,
                 )
-                for i, e in enumerate(exprs)
+                for i, (e, question) in enumerate(zip(exprs, questions))
             ]
             # one query per generate call: the answer does not depend on its batch-mates' padding
             answers = [self.predictor.generate([q], constrained)[0] for q in queries]
@@ -173,6 +201,8 @@ def make_handler(segmenter: Segmenter):
     """A ``BaseHTTPRequestHandler`` class serving the page and the API of ``segmenter``."""
     from text4seg.serving.page import PAGE
 
+    slots = threading.BoundedSemaphore(MAX_WAITING + 1)  # the request being answered + those waiting
+
     class Handler(BaseHTTPRequestHandler):
         server_version = "text4seg-app"
 
@@ -208,32 +238,85 @@ def make_handler(segmenter: Segmenter):
         def do_POST(self):
             if self.path != "/api/segment":
                 return self._json(404, {"error": f"no such endpoint: {self.path}"})
-            n = int(self.headers.get("Content-Length") or 0)
-            if n <= 0 or n > MAX_BODY:
-                return self._json(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"error": f"body of {n} bytes"})
             try:
-                req = json.loads(self.rfile.read(n))
+                n = int(self.headers.get("Content-Length") or 0)
+            except ValueError:
+                n = -1
+            if n <= 0 or n > MAX_BODY:
+                self.close_connection = True  # the body is not read: the connection cannot be reused
+                return self._json(
+                    HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                    {"error": f"a request body of 1..{MAX_BODY} bytes is expected, got {n}"},
+                )
+            if not slots.acquire(blocking=False):
+                self.close_connection = True
+                return self._json(
+                    HTTPStatus.SERVICE_UNAVAILABLE,
+                    {"error": f"busy: {MAX_WAITING} requests are waiting; try again in a moment"},
+                )
+            try:
+                code, obj = self._segment(self.rfile.read(n))
+            finally:
+                slots.release()
+            self._json(code, obj)
+
+        def _segment(self, body: bytes) -> tuple[int, dict]:
+            try:
+                req = json.loads(body)
                 if not isinstance(req, dict):
                     raise ValueError("the request body must be a JSON object")
                 exprs = req.get("expressions") or []
                 if isinstance(exprs, str):
                     exprs = exprs.splitlines()
+                if not isinstance(exprs, list):
+                    raise ValueError("expressions must be a list of strings or one string")
+                template = req.get("template") or DEFAULT_TEMPLATE
+                if not isinstance(template, str):
+                    raise ValueError("template must be a string")
                 results = segmenter.segment(
                     decode_data_url(req.get("image")),
-                    [str(e) for e in exprs],
-                    str(req.get("template") or DEFAULT_TEMPLATE),
+                    [str(e)[: MAX_EXPRESSION_CHARS + 1] for e in exprs[: MAX_EXPRESSIONS + 1]],
+                    template,
                     bool(req.get("constrained")),
                     bool(req.get("refine")),
                 )
-            except (ValueError, KeyError) as e:
-                return self._json(400, {"error": str(e)})
-            self._json(200, {"results": results})
+            except (ValueError, KeyError, RecursionError) as e:
+                return 400, {"error": str(e)[:300]}
+            except Exception as e:  # a bug or a library failure: this request fails, the server lives on
+                return 500, {"error": f"internal error: {type(e).__name__}: {str(e)[:200]}"}
+            return 200, {"results": results}
 
     return Handler
 
 
+def check_port(host: str, port: int) -> None:
+    """``OSError`` naming ``host:port`` when it cannot be bound (in use, no permission), before loading."""
+    import socket
+
+    if not 0 <= int(port) <= 65535:
+        raise ValueError(f"--port {port}: expected 0..65535")
+    try:
+        with socket.create_server((host, port), reuse_port=False):
+            pass
+    except OSError as exc:
+        raise OSError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
+
+
+def check_sam_file(path) -> None:
+    """``FileNotFoundError`` naming a SAM checkpoint that is not a regular file, before a model loads."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"--sam-checkpoint {path}: no such file")
+
+
 def serve(segmenter: Segmenter, host: str = "127.0.0.1", port: int = 7860) -> ThreadingHTTPServer:
     """A started-not-yet-serving HTTP server (call ``serve_forever``; ``port=0`` picks a free port)."""
-    server = ThreadingHTTPServer((host, port), make_handler(segmenter))
+    server = _Server((host, port), make_handler(segmenter))
     server.daemon_threads = True
     return server
+
+
+class _Server(ThreadingHTTPServer):
+    request_queue_size = BACKLOG  # the stdlib's 5 resets the 6th of a burst of connections
+
+    def handle_error(self, request, client_address) -> None:  # a client that hung up: nothing to print
+        pass

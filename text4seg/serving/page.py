@@ -42,7 +42,7 @@ PAGE = """<!doctype html>
  <label for="expressions">Expressions (one per line)</label>
  <textarea id="expressions" placeholder="the red circle"></textarea>
  <label for="template">Question template</label>
- <input id="template" type="text" value="Can you segment {target} in this picture?">
+ <input id="template" type="text" maxlength="500" value="Can you segment {target} in this picture?">
  <label class="switch"><input id="constrained" type="checkbox"> constrained decoding</label>
  <label class="switch"><input id="refine" type="checkbox"> SAM refinement <span id="samnote"></span></label>
  <button id="submit">Segment</button>
