@@ -255,3 +255,14 @@ def test_app_checks_the_port_and_the_sam_file_before_loading_a_model(tmp_path):
         one_line_error(cli(["app", "--model", model, "--port", port], tmp_path), 2, f"127.0.0.1:{port}")
     p = cli(["app", "--model", model, "--port", "0", "--sam-checkpoint", tmp_path / "none.pth"], tmp_path)
     one_line_error(p, 2, "none.pth")
+
+
+def test_export_refuses_code_in_a_base_model_given_with_set(tmp_path):
+    marker = tmp_path / "MARKER"
+    base = evil_model(tmp_path / "base", marker)
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    (ckpt / "adapter_config.json").write_text("{}")
+    args = ["export", ckpt, "--out", tmp_path / "merged", "--dry-run", "--swift", "swift"]
+    one_line_error(cli([*args, "--set", f"model={base}"], tmp_path), 2, str(base), "tokenization_evil.py")
+    assert not marker.exists()

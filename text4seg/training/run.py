@@ -196,7 +196,9 @@ def export(
     resizes the whole image too (no centre crop), as in training.
     """
     argv, env = export_command(checkpoint, out, overrides, recipes.swift_executable(swift))
-    check_trusted([checkpoint, base_model(checkpoint)], trust_remote_code)  # ms-swift would run their code
+    given = recipes.apply_overrides({}, recipes.parse_overrides(list(overrides)))  # --set model=/base
+    folders = [str(checkpoint), base_model(checkpoint), *model_folders(given)]
+    check_trusted(folders, trust_remote_code)  # ms-swift would run their code
     echo(recipes.format_command(argv, env))
     if dry_run:
         return 0
