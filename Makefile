@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 DEMO_OUT ?= demo_out
 
-.PHONY: demo test lint venv clean
+.PHONY: demo test test-fast lint venv clean
 
 venv: $(STAMP)
 
@@ -26,8 +26,13 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check text4seg data_builders tests benchmarks
 
+# `make test` installed every extra, so a test module whose extra does not import fails (tests/conftest.py)
 test: lint
-	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest -q tests
+	TEXT4SEG_REQUIRE_EXTRAS=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest -q tests
+
+# the edit-test loop: everything but the end-to-end tests that train or run tiny models (marked slow)
+test-fast: $(STAMP)
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest -q -m "not slow" tests
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT)
