@@ -225,7 +225,12 @@ class AtomicWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
         self.tmp = Path(tmp)
-        self.fh = os.fdopen(fd, "w", encoding="utf-8", newline="\n")
+        try:
+            self.fh = os.fdopen(fd, "w", encoding="utf-8", newline="\n")
+        except BaseException:
+            os.close(fd)
+            self.tmp.unlink(missing_ok=True)
+            raise
         self.count = 0
 
     def write(self, line: str) -> None:
@@ -234,13 +239,24 @@ class AtomicWriter:
         self.count += 1
 
     def commit(self) -> None:
-        self.fh.close()
-        os.chmod(self.tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the usual permissions
-        os.replace(self.tmp, self.path)
+        """Close and rename onto ``path``; on any failure (a full disk at the last flush, a signal) the
+        temporary file is removed and ``path`` keeps its old content."""
+        try:
+            self.fh.close()
+            os.chmod(self.tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the usual permissions
+            os.replace(self.tmp, self.path)
+        except BaseException:
+            self.tmp.unlink(missing_ok=True)
+            raise
 
     def abort(self) -> None:
-        self.fh.close()
-        self.tmp.unlink(missing_ok=True)
+        """Close and remove the temporary file (``path`` is left as it was)."""
+        try:
+            self.fh.close()
+        except OSError:
+            pass  # a flush that fails (disk full) must not keep the temporary file
+        finally:
+            self.tmp.unlink(missing_ok=True)
 
     def __enter__(self) -> AtomicWriter:
         return self
@@ -248,7 +264,7 @@ class AtomicWriter:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
             self.commit()
-        else:
+        else:  # any BaseException: an error, Ctrl-C, SIGTERM turned into KeyboardInterrupt, SystemExit
             self.abort()
 
 
@@ -263,29 +279,90 @@ def write_jsonl(rows: Iterable[dict | Sample], path: str | os.PathLike) -> int:
     return w.count
 
 
-def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
-    """Yield ``(line_number, row)`` of a JSONL file (blank lines skipped). ``ValueError`` names the file
-    and line of a line that is not valid UTF-8 JSON or not a JSON object; ``OSError`` names a missing
-    file or a folder."""
+MAX_LINE_BYTES = int(os.environ.get("TEXT4SEG_MAX_LINE_BYTES") or 64 << 20)  # bytes per JSONL line
+QUOTE_CHARS = 200  # a value quoted in an error message is cut to this many characters
+
+
+def quote(value, limit: int = QUOTE_CHARS) -> str:
+    """``repr(value)`` cut to ``limit`` characters (``...`` marks the cut): error lines stay short whatever
+    a hostile file holds. Large containers are cut before ``repr`` builds their whole text."""
+    if isinstance(value, (list, tuple)) and len(value) > limit:
+        value = type(value)(value[:limit])
+    elif isinstance(value, dict) and len(value) > limit:
+        value = dict(list(value.items())[:limit])
+    elif isinstance(value, (str, bytes)) and len(value) > limit:
+        value = value[: limit + 1]
+    try:
+        text = repr(value)
+    except RecursionError:
+        text = f"<a {type(value).__name__} nested too deep to print>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def iter_lines(path: str | os.PathLike, limit: int | None = None) -> Iterator[tuple[int, bytes]]:
+    """Yield ``(line_number, raw_bytes)`` of a file, newline kept, blank lines included, streaming with
+    bounded memory: a line longer than ``limit`` bytes (default :data:`MAX_LINE_BYTES`, environment
+    variable ``TEXT4SEG_MAX_LINE_BYTES``) raises ``ValueError`` naming the file and line; a missing file or
+    a folder raises ``OSError`` naming it."""
+    limit = MAX_LINE_BYTES if limit is None else limit
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(f"{path} is a folder; expected a JSONL file")
     with open(path, "rb") as fh:
-        for n, raw in enumerate(fh, 1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
+        n = 0
+        while True:
+            raw = fh.readline(limit + 1)  # bounded: never more than limit + 1 bytes in memory
+            if not raw:
+                return
+            n += 1
+            if len(raw) > limit and not (len(raw) == limit + 1 and raw.endswith(b"\n")):
                 raise ValueError(
-                    f"{path}:{n}: not UTF-8 text (byte {raw[exc.start]:#04x} at {exc.start})"
-                ) from None
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{n}: not valid JSON ({exc.msg})") from None
-            if not isinstance(row, dict):
-                raise ValueError(f"{path}:{n}: a JSON {type(row).__name__}, expected an object {{...}}")
+                    f"{path}:{n}: line longer than {limit} bytes (not a JSONL row; "
+                    "raise TEXT4SEG_MAX_LINE_BYTES if it is one)"
+                )
+            yield n, raw
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_line(raw: bytes | str, path: str | os.PathLike, n: int) -> dict | None:
+    """One JSONL line as a dict (``None`` for a blank line). ``ValueError`` naming ``path:n`` for bytes that
+    are not UTF-8, text that is not strict JSON (``NaN``/``Infinity`` included), nesting deeper than the
+    parser handles, or a JSON value that is not an object."""
+    if isinstance(raw, bytes):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValueError(
+                f"{path}:{n}: not UTF-8 text (byte {raw[exc.start]:#04x} at {exc.start})"
+            ) from None
+    else:
+        line = raw
+    if not line.strip():
+        return None
+    try:
+        row = json.loads(line, parse_constant=_no_constant)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}:{n}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+    except RecursionError:
+        raise ValueError(f"{path}:{n}: JSON nested too deep (not a JSONL row)") from None
+    except ValueError as exc:  # parse_constant: NaN, Infinity, -Infinity
+        raise ValueError(f"{path}:{n}: not valid JSON ({exc}; write null or a number)") from None
+    if not isinstance(row, dict):
+        raise ValueError(f"{path}:{n}: a JSON {type(row).__name__}, expected an object {{...}}")
+    return row
+
+
+def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
+    """Yield ``(line_number, row)`` of a JSONL file (blank lines skipped), streaming in bounded memory.
+    ``ValueError`` names the file and line of a line that is too long (:func:`iter_lines`), not UTF-8, not
+    strict JSON, too deeply nested or not a JSON object (:func:`parse_line`); ``OSError`` names a missing
+    file or a folder."""
+    for n, raw in iter_lines(path):
+        row = parse_line(raw, path, n)
+        if row is not None:
             yield n, row
 
 
