@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from text4seg.commands._args import add_geometry, add_grid, add_progress, add_root, add_scheme, parse_size
@@ -32,7 +33,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from text4seg.descriptors import DEFAULT_SCHEME
-    from text4seg.inference.decode import decode_jsonl, decode_text
+    from text4seg.inference.decode import decode_jsonl, decode_text, repair_warning
 
     if args.text is not None:
         if args.size is None:
@@ -59,4 +60,7 @@ def run(args: argparse.Namespace) -> int:
         f"decoded {report['answers']} answers: {report['parse_valid']} parse strictly, "
         f"{report['answers_repaired']} repaired -> {args.out / 'decoded.jsonl'}, {args.out / 'repairs.json'}"
     )
+    warning = repair_warning(report, args.grid, args.scheme)
+    if warning:
+        print(f"text4seg decode: {warning}", file=sys.stderr)
     return 0

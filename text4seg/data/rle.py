@@ -28,18 +28,85 @@ def mask_to_rle(mask: np.ndarray) -> dict:
     return rle_to_json(mask_util.encode(m))
 
 
-def rle_to_mask(rle: dict) -> np.ndarray:
-    """``(H, W)`` bool mask of a COCO RLE (``counts`` as ``str``, ``bytes`` or an uncompressed list)."""
-    mask_util = require("pycocotools.mask")
+def check_rle(rle, where: str = "rle") -> tuple[int, int]:
+    """``(height, width)`` of a COCO RLE after checking its form, before anything is allocated.
+
+    ``size`` must be ``[height, width]`` within :func:`text4seg.data.images.check_image_size`'s limits;
+    ``counts`` a ``str``/``bytes`` (compressed, ASCII) or a list of non-negative ints summing to
+    ``height * width``. ``ValueError`` quoting the bad value, prefixed with ``where`` (file, line, id and
+    field of the caller).
+    """
+    from text4seg.data.images import check_image_size
+
     if not isinstance(rle, dict) or "size" not in rle or "counts" not in rle:
-        raise ValueError(f"expected a COCO RLE dict with 'size' and 'counts', got {str(rle)[:80]!r}")
-    h, w = (int(v) for v in rle["size"])
+        raise ValueError(
+            f"{where}: expected a COCO RLE {{'size': [h, w], 'counts': ...}}, got {str(rle)[:80]!r}"
+        )
+    size = rle["size"]
+    if not isinstance(size, (list, tuple)) or len(size) != 2:
+        raise ValueError(f"{where}.size: expected [height, width], got {str(size)[:80]!r}")
+    h, w = check_image_size(size[0], size[1], f"{where}.size")
+    counts = rle["counts"]
+    if isinstance(counts, str):
+        if not counts.isascii():
+            raise ValueError(f"{where}.counts: not an ASCII RLE string: {counts[:40]!r}")
+    elif isinstance(counts, list):
+        if not all(type(c) is int and c >= 0 for c in counts):
+            bad = next(c for c in counts if not (type(c) is int and c >= 0))
+            raise ValueError(
+                f"{where}.counts: run lengths must be non-negative integers, got {str(bad)[:40]!r}"
+            )
+        if sum(counts) != h * w:
+            raise ValueError(f"{where}.counts: runs sum to {sum(counts)}, size {h}x{w} needs {h * w}")
+    elif not isinstance(counts, bytes):
+        raise ValueError(
+            f"{where}.counts: expected a string or a list of run lengths, got {type(counts).__name__}"
+        )
+    return h, w
+
+
+def rle_to_mask(rle: dict, where: str = "rle") -> np.ndarray:
+    """``(H, W)`` bool mask of a COCO RLE (``counts`` as ``str``, ``bytes`` or an uncompressed list),
+    checked first by :func:`check_rle` (``where`` prefixes its errors). A compressed string that
+    describes more or fewer pixels than ``size`` is refused too."""
+    h, w = check_rle(rle, where)
+    mask_util = require("pycocotools.mask")
     counts = rle["counts"]
     if isinstance(counts, list):
         obj = mask_util.frPyObjects({"size": [h, w], "counts": counts}, h, w)
     else:
         obj = {"size": [h, w], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
+        if _compressed_total(obj["counts"], h * w) != h * w:
+            raise ValueError(f"{where}.counts: the compressed runs do not cover size {h}x{w}")
     return mask_util.decode(obj).astype(bool)
+
+
+def _compressed_total(counts: bytes, limit: int) -> int:
+    """Sum of the run lengths of a pycocotools compressed counts string, decoded as its C reader does
+    (``rleFrString``); -1 when a byte is outside the alphabet, a run ends early or a run is negative or
+    over ``limit`` (the C decoder would write past the mask: a crash, not an error)."""
+    runs: list[int] = []
+    i = 0
+    while i < len(counts):
+        x, k, more = 0, 0, True
+        while more:
+            if i >= len(counts) or not 48 <= counts[i] < 48 + 64:
+                return -1
+            c = counts[i] - 48
+            x |= (c & 0x1F) << (5 * k)
+            more = bool(c & 0x20)
+            i += 1
+            k += 1
+            if k > 13:  # 65 bits: no run of a checked size needs that many
+                return -1
+            if not more and (c & 0x10):
+                x |= -1 << (5 * k)
+        if len(runs) > 2:
+            x += runs[-2]
+        if not 0 <= x <= limit:
+            return -1
+        runs.append(x)
+    return sum(runs)
 
 
 def rle_to_json(rle: dict) -> dict:

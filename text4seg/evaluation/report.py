@@ -25,11 +25,18 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from text4seg.data.images import load_rgb
 from text4seg.data.records import AtomicWriter, read_jsonl
 from text4seg.data.rle import rle_to_mask
 from text4seg.descriptors import DEFAULT_SCHEME
 from text4seg.inference.overlay import overlay_image, png_bytes
-from text4seg.inference.results import answer_to_masks, rles_to_label_map
+from text4seg.inference.results import (
+    answer_to_masks,
+    check_grid,
+    iter_records,
+    record_key,
+    rles_to_label_map,
+)
 
 BINS = 10
 MID = 'text-anchor="middle"'
@@ -123,18 +130,22 @@ def _iou(row: dict, kind: str):
     return None if v is None else float(v)
 
 
-def _card(rec: dict, row: dict, gt: dict | None, rank: int) -> str:
+def _card(rec: dict, row: dict, gt: dict | None, rank: int, line: str = "record") -> str:
+    """One gallery card; ``line`` (file:line of the record) names the source of any error. The image is
+    opened through :func:`text4seg.data.images.load_rgb` (size checked from the header first)."""
     h, w = int(rec["height"]), int(rec["width"])
-    grid = tuple(rec.get("grid") or (16, 16))
+    grid = check_grid(rec.get("grid") or (16, 16), f"{line}: grid")
     am = answer_to_masks(rec["answer"], h, w, grid, rec.get("scheme") or DEFAULT_SCHEME)
     refined = None
     if rec.get("refined_labels") is not None:
-        refined = rles_to_label_map(rec["refined_labels"], h, w)[0]
+        refined = rles_to_label_map(rec["refined_labels"], h, w, f"{line}: refined_labels")[0]
     elif rec.get("refined"):
-        refined = rle_to_mask(rec["refined"])
-    gt_mask = rle_to_mask(gt["rle"]) if gt and gt.get("rle") else None
+        refined = rle_to_mask(rec["refined"], f"{line}: refined")
+    gt_mask = rle_to_mask(gt["rle"], gt.get("rle_where", "ground truth")) if gt and gt.get("rle") else None
     image = rec.get("image")
-    if image is None or not os.path.isfile(image):
+    if image is not None and os.path.isfile(image):
+        image = load_rgb(image, f"{line}: image {image}")
+    else:
         image = None
     pic = overlay_image(
         image, am.mask, refined, label_map=am.label_map, names=am.names, query=rec.get("query") or "",
@@ -188,8 +199,16 @@ def write_report(
     from text4seg.evaluation.evaluate import load_ground_truth
 
     rows = list(read_jsonl(per_sample)) if isinstance(per_sample, (str, os.PathLike)) else list(per_sample)
-    recs = {(str(r["id"]), int(r.get("turn", 0))): r for r in read_jsonl(pred_path)}
+    from text4seg.evaluation.evaluate import join_key
+
     gts = load_ground_truth(gt_path, root)
+    by_question: dict[tuple, list] = {}
+    for key, g in gts.items():
+        by_question.setdefault((g["image"], g["query"]), []).append(key)
+    recs = {}
+    for n, r in iter_records(pred_path):
+        key = join_key(r, f"{pred_path}:{n}", gts, by_question, root) or record_key(r)
+        recs.setdefault(key, (f"{pred_path}:{n}", r))
     raw = [v for v in (_iou(r, "coarse") for r in rows) if v is not None]
     ref = [v for v in (_iou(r, "refined") for r in rows) if v is not None]
 
@@ -203,7 +222,8 @@ def write_report(
     for rank, row in enumerate(ordered, 1):
         key = (str(row["id"]), int(row.get("turn", 0)))
         if key in recs:
-            cards.append(_card(recs[key], row, gts.get(key), rank))
+            line, rec = recs[key]
+            cards.append(_card(rec, row, gts.get(key), rank, line))
     title = title or f"text4seg evaluation — {Path(pred_path).name}"
     shown = f"{len(cards)} of {len(rows)} samples, worst first"
     page = (

@@ -9,8 +9,17 @@ answer to one PNG.
 Input line: the answer is the first string among :data:`RESPONSE_KEYS`, else the last message when it is
 the assistant's; the image is ``images[0]`` (a path or ``{"path": ...}``) or ``image``; the size comes from
 ``text4seg.height/width`` or top-level ``height/width``, else from the image file; ``text4seg`` (a built
-row's metadata) also gives the id, grid, scheme and labels when present; else a top-level ``id`` (swift
-``infer`` rows ``{"response", "images", "id"}``) is the record's id, else the line's index.
+row's metadata) also gives the id, grid, scheme and labels when present; else a top-level ``id`` is the
+record's id; else the id is ``""``: a ``swift infer`` row (keys ``response, labels, logprobs, messages,
+images, dataset``; ``images`` as ``[{"bytes": null, "path": ...}]``, the built row's ``text4seg`` block
+dropped) carries no id, and ``text4seg evaluate`` joins such a record with the ground-truth row of the same
+image and question (never by position). The record's ``turn`` is the index of the last user message (the
+turn the answer replies to). The image size is read from the header only
+(:func:`text4seg.data.images.image_size`: a decompression bomb is one error line).
+
+When more than half of the answers need lenient repairs under the grid and scheme used, the command
+warns on stderr (:func:`repair_warning`): the answers were probably written on another ``--grid`` or
+``--scheme``.
 """
 
 from __future__ import annotations
@@ -20,11 +29,20 @@ import os
 from pathlib import Path
 
 from text4seg._lazy import require
+from text4seg.data.images import image_size
 from text4seg.data.records import AtomicWriter, check_image_size, read_jsonl
-from text4seg.descriptors import DEFAULT_SCHEME, grid_shape
+from text4seg.descriptors import DEFAULT_SCHEME, SCHEMES
 from text4seg.inference.outdir import check_out_dir
 from text4seg.inference.queries import turn_labels
-from text4seg.inference.results import AnswerMasks, answer_to_masks, make_record, repair_report, save_mask_png
+from text4seg.inference.results import (
+    AnswerMasks,
+    answer_to_masks,
+    check_grid,
+    make_record,
+    repair_report,
+    save_mask_png,
+    user_questions,
+)
 
 RESPONSE_KEYS = ("response", "answer", "text", "output", "prediction")
 
@@ -34,22 +52,90 @@ def response_text(row: dict, where: str) -> str:
     for k in RESPONSE_KEYS:
         if isinstance(row.get(k), str):
             return row[k]
+    for k in RESPONSE_KEYS:
+        if row.get(k) is not None:
+            raise ValueError(
+                f"{where}: {k}: expected the answer text (a string), got {type(row[k]).__name__}"
+            )
     msgs = row.get("messages") or []
     if isinstance(msgs, list) and msgs and isinstance(msgs[-1], dict) and msgs[-1].get("role") == "assistant":
         if not isinstance(msgs[-1].get("content"), str):
-            raise ValueError(f"{where}: the last assistant message's content is not a string")
+            raise ValueError(f"{where}: messages: the last assistant message's content is not a string")
         return msgs[-1]["content"]
     raise ValueError(f"{where}: no response field (looked for {RESPONSE_KEYS} and a last assistant message)")
 
 
-def _question(row: dict) -> str:
-    msgs = row.get("messages") or []
-    users = [
-        m["content"]
-        for m in (msgs if isinstance(msgs, list) else [])
-        if isinstance(m, dict) and m.get("role") == "user" and isinstance(m.get("content"), str)
-    ]
-    return users[-1].replace("<image>", "").strip() if users else ""
+def image_of(row: dict, where: str, root: str | os.PathLike | None = None) -> str | None:
+    """The image path of one input line: ``images[0]`` (a path or ``{"path": ...}``, swift's form) or
+    ``image``; relative paths joined to ``root``. ``ValueError`` naming the field of a malformed value."""
+    images = row.get("images")
+    if images is None:
+        images = [row["image"]] if row.get("image") is not None else []
+    if isinstance(images, (str, dict)):
+        images = [images]
+    if not isinstance(images, list):
+        raise ValueError(f"{where}: images: expected a list of paths, got {type(images).__name__}")
+    if not images:
+        return None
+    first = images[0]
+    image = first.get("path") if isinstance(first, dict) else first
+    if image is not None and not isinstance(image, str):
+        raise ValueError(f"{where}: images[0]: expected a path (string), got {str(first)[:60]!r}")
+    if root is not None and image and not os.path.isabs(image):
+        image = os.path.join(root, image)
+    return image or None
+
+
+def _meta(row: dict, where: str) -> dict:
+    """The line's ``text4seg`` block (``{}`` when absent), its id, labels and scheme type-checked."""
+    meta = row.get("text4seg")
+    if meta is None:
+        return {}
+    if not isinstance(meta, dict):
+        raise ValueError(f"{where}: text4seg: must be an object, got {type(meta).__name__}")
+    for k in ("id",):
+        if k in meta and (isinstance(meta[k], bool) or not isinstance(meta[k], (str, int))):
+            raise ValueError(f"{where}: text4seg.{k}: expected a string, got {str(meta[k])[:60]!r}")
+    for k in ("labels", "asked"):
+        if meta.get(k) is not None and not isinstance(meta[k], list):
+            raise ValueError(f"{where}: text4seg.{k}: expected a list of labels, got {str(meta[k])[:60]!r}")
+    if "scheme" in meta and (not isinstance(meta["scheme"], str) or meta["scheme"] not in SCHEMES):
+        raise ValueError(f"{where}: text4seg.scheme: unknown scheme {str(meta['scheme'])[:60]!r}")
+    return meta
+
+
+def _row_id(row: dict, meta: dict, where: str) -> str:
+    rid = meta.get("id", row.get("id", ""))
+    if rid is None or isinstance(rid, bool) or not isinstance(rid, (str, int)):
+        raise ValueError(f"{where}: id: expected a string, got {type(rid).__name__} {str(rid)[:60]!r}")
+    return str(rid)
+
+
+def _size(row: dict, meta: dict, image: str | None, where: str) -> tuple[int, int]:
+    """``(height, width)`` of a line: ``text4seg.height/width``, top-level ``height/width``, else the
+    image file's header."""
+    h = meta["height"] if meta.get("height") is not None else row.get("height")
+    w = meta["width"] if meta.get("width") is not None else row.get("width")
+    if h is not None or w is not None:
+        return check_image_size(h, w, f"{where}: height/width")
+    if not image:
+        raise ValueError(f"{where}: no image path and no width/height")
+    if not os.path.exists(image):
+        raise OSError(f"{where}: image not found: {image} (use --root DIR)")
+    w, h = image_size(image, f"{where}: image {image}")
+    return h, w
+
+
+def repair_warning(report: dict, grid: tuple[int, int], scheme: str | None) -> str | None:
+    """One warning line when more than half of the answers needed repairs (None otherwise)."""
+    n, bad = report.get("answers", 0), report.get("answers_repaired", 0)
+    if not n or bad * 2 <= n:
+        return None
+    return (
+        f"WARNING: {bad} of {n} answers needed repairs under the grid/scheme used (--grid "
+        f"{grid[0]}x{grid[1]} --scheme {scheme or DEFAULT_SCHEME}, unless a row's text4seg says otherwise): "
+        "were they written on another --grid or --scheme? see repairs.json"
+    )
 
 
 def decode_text(
@@ -85,8 +171,6 @@ def decode_jsonl(
     :data:`~text4seg.descriptors.DEFAULT_SCHEME`); ``geometry``: "pil" or "official" (see
     :data:`text4seg.descriptors.GEOMETRIES`).
     """
-    from PIL import Image
-
     path, out = Path(path), Path(out_dir)
     if not path.is_file():
         raise OSError(f"no such file: {path}")
@@ -99,43 +183,22 @@ def decode_jsonl(
     with AtomicWriter(out / "decoded.jsonl") as wr:
         for n, row in enumerate(tqdm(rows, unit="answer", desc="decode", disable=not progress), 1):
             where = f"{path}:{n}"
-            meta = row.get("text4seg") or {}
+            meta = _meta(row, where)
             answer = response_text(row, where)
-            image = None
-            images = row.get("images") or ([row["image"]] if row.get("image") else [])
-            if images:
-                image = images[0].get("path") if isinstance(images[0], dict) else images[0]
-                if root is not None and image and not os.path.isabs(image):
-                    image = os.path.join(root, image)
-            if not isinstance(meta, dict):
-                raise ValueError(f"{where}: 'text4seg' must be an object, got {type(meta).__name__}")
-            h = meta.get("height") or row.get("height") or 0
-            w = meta.get("width") or row.get("width") or 0
-            if h or w:
-                h, w = check_image_size(h, w, where)
-            if not (h and w):
-                if not image:
-                    raise ValueError(f"{where}: no image path and no width/height")
-                if not os.path.isfile(image):
-                    raise OSError(f"{where}: image not found: {image} (use --root DIR)")
-                try:
-                    with Image.open(image) as im:
-                        w, h = im.size
-                except OSError as exc:
-                    raise OSError(f"{where}: unreadable image {image}: {exc}") from None
-            try:
-                g = grid_shape(meta["grid"]) if meta.get("grid") else grid
-            except (TypeError, ValueError) as exc:
-                raise ValueError(f"{where}: text4seg.grid: {exc}") from None
+            image = image_of(row, where, root)
+            h, w = _size(row, meta, image, where)
+            g = check_grid(meta["grid"], f"{where}: text4seg.grid") if meta.get("grid") is not None else grid
             sch = scheme or meta.get("scheme", DEFAULT_SCHEME)
+            questions = user_questions(row.get("messages"))
+            turn = max(0, len(questions) - 1)  # the answer replies to the last user turn
             mask_png = f"masks/{n - 1:06d}.png"
             am = decode_text(answer, h, w, out / mask_png, g, sch, geometry)
             rec = make_record(
-                id=str(meta.get("id", row.get("id", n - 1))),  # swift-style rows keep their top-level id
-                turn=0,
+                id=_row_id(row, meta, where),  # "": joined by image + question (module docstring)
+                turn=turn,
                 image=image,
-                query=_question(row),
-                labels=turn_labels(meta, 0, 1) if meta else [],
+                query=questions[-1] if questions else "",
+                labels=turn_labels(meta, turn, max(1, len(questions))) if meta else [],
                 answer=answer,
                 scheme=sch,
                 grid=g,

@@ -8,6 +8,10 @@ the output folder that holds one. Rules:
   answers it is an error naming the key and both files (the shards disagree: which one to trust?);
 * a last line without its newline (a worker killed mid-write) is skipped and counted, like a resume
   does; a broken line elsewhere is an error naming the file and line;
+* every record is checked as ``text4seg evaluate`` checks it
+  (:func:`~text4seg.inference.results.record_problem`): a wrong type is an error naming the file, line,
+  id and field; a record without an id (``text4seg decode`` of ``swift infer`` output) is keyed by
+  ``(turn, image, query)`` instead;
 * ``overlay`` / ``mask_png`` paths (relative to their shard's folder) are rewritten relative to
   ``out_dir`` so they still point at the shard's PNGs (nothing is copied).
 
@@ -24,7 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from text4seg.data.records import AtomicWriter
-from text4seg.inference.results import RESULTS_NAME
+from text4seg.inference.results import RESULTS_NAME, record_key, record_problem
 
 
 def _results_file(p: str | os.PathLike) -> Path:
@@ -45,17 +49,42 @@ def _records(path: Path):
         last = n == len(lines)
         try:
             rec = json.loads(line)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
             if last and not line.endswith(b"\n"):
                 yield None, None
                 return
-            raise ValueError(f"{path}:{n}: not a JSON record") from None
+            why = "nested too deeply" if isinstance(exc, RecursionError) else type(exc).__name__
+            raise ValueError(f"{path}:{n}: not a JSON record ({why})") from None
         if last and not line.endswith(b"\n"):
             yield None, None  # complete JSON but no newline: the writer was stopped before flushing it
             return
         if not isinstance(rec, dict) or "id" not in rec:
             raise ValueError(f"{path}:{n}: not a result record (no 'id')")
+        problem = _problem(rec)
+        if problem:
+            who = f" id {rec['id']!r}:" if isinstance(rec["id"], (str, int)) and rec["id"] is not True else ""
+            raise ValueError(f"{path}:{n}:{who} {problem}")
+        for k in ("overlay", "mask_png"):
+            if rec.get(k) is not None and not isinstance(rec[k], str):
+                raise ValueError(
+                    f"{path}:{n}: id {rec['id']!r}: {k}: expected a relative path, got {rec[k]!r:.60}"
+                )
         yield n, rec
+
+
+def _problem(rec: dict) -> str | None:
+    """Why a record cannot be merged: the fields merge reads (``id``, ``turn``, ``answer``) of the wrong
+    type; a complete record (every field evaluate needs) is checked in full, as evaluate checks it."""
+    if all(k in rec for k in ("answer", "width", "height", "grid", "scheme")):
+        return record_problem(rec)
+    rid, turn = rec["id"], rec.get("turn", 0)
+    if isinstance(rid, bool) or not isinstance(rid, (str, int)):
+        return f"id: expected a string, got {type(rid).__name__} {str(rid)[:60]!r}"
+    if isinstance(turn, bool) or not isinstance(turn, int) or turn < 0:
+        return f"turn: expected an int >= 0, got {turn!r}"
+    if "answer" in rec and not isinstance(rec["answer"], str):
+        return f"answer: expected a string, got {type(rec['answer']).__name__}"
+    return None
 
 
 def merge_results(
@@ -69,7 +98,7 @@ def merge_results(
     files = [_results_file(p) for p in inputs]
     if target in {f.resolve() for f in files}:
         raise ValueError(f"--out {out} holds one of the inputs ({target}); merge into another folder")
-    seen: dict[tuple[str, int], tuple[str, Path, int]] = {}
+    seen: dict[tuple, tuple[str, Path, int]] = {}
     merged: list[dict] = []
     dup = partial = 0
     for f in files:
@@ -77,7 +106,7 @@ def merge_results(
             if rec is None:
                 partial += 1
                 continue
-            key = (str(rec["id"]), int(rec.get("turn", 0)))
+            key = record_key(rec)
             if key in seen:
                 answer, f0, n0 = seen[key]
                 if answer != rec.get("answer"):

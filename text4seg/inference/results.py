@@ -150,13 +150,18 @@ def label_map_to_rles(label_map: np.ndarray, names: Sequence[str]) -> dict[str, 
     return {n: mask_to_rle(label_map == k) for k, n in enumerate(names) if k > 0}
 
 
-def rles_to_label_map(rles: dict[str, dict], height: int, width: int) -> tuple[np.ndarray, list[str]]:
-    """Inverse of :func:`label_map_to_rles`: ``((H, W) int32 map, ["others", *labels])`` (``{}``: all 0)."""
+def rles_to_label_map(
+    rles: dict[str, dict], height: int, width: int, where: str = "refined_labels"
+) -> tuple[np.ndarray, list[str]]:
+    """Inverse of :func:`label_map_to_rles`: ``((H, W) int32 map, ["others", *labels])`` (``{}``: all 0).
+    ``where`` names the field in errors (a mask of another size, a malformed RLE)."""
+    if not isinstance(rles, dict):
+        raise ValueError(f"{where}: expected an object {{label: RLE}}, got {type(rles).__name__}")
     out = np.zeros((height, width), np.int32)
-    for k, rle in enumerate(rles.values(), 1):
-        m = rle_to_mask(rle)
+    for k, (name, rle) in enumerate(rles.items(), 1):
+        m = rle_to_mask(rle, f"{where}[{name!r}]")
         if m.shape != out.shape:
-            raise ValueError(f"refined_labels mask is {m.shape[0]}x{m.shape[1]}, record is {height}x{width}")
+            raise ValueError(f"{where}: mask is {m.shape[0]}x{m.shape[1]}, record is {height}x{width}")
         out[m] = k
     return out, [BACKGROUND, *rles]
 
@@ -278,42 +283,127 @@ def finished_keys(results: str | os.PathLike, echo=None) -> set[tuple[str, int]]
     return keys
 
 
-def record_problem(rec: dict) -> str | None:
-    """Why a results line cannot be scored (None: it can): it needs ``id``, the ``answer`` text, the
-    image ``width``/``height``, and the ``grid`` and ``scheme`` the answer is to be decoded with."""
-    from text4seg.data.records import check_image_size
-    from text4seg.descriptors import SCHEMES, grid_shape
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
 
-    missing = [k for k in ("id", "answer", "width", "height", "grid", "scheme") if k not in rec]
-    if missing:
-        return f"not a result record: no {missing} (write it with text4seg predict or decode)"
-    if not isinstance(rec["answer"], str):
-        return f"answer must be a string, got {type(rec['answer']).__name__}"
-    if rec["scheme"] not in SCHEMES:
-        return f"unknown scheme {rec['scheme']!r}; choose one of {sorted(SCHEMES)}"
+
+def check_grid(value, field: str = "grid") -> tuple[int, int]:
+    """``(rows, cols)`` of a grid field (an int or a pair of ints within the descriptor limits);
+    ``ValueError`` naming ``field`` and quoting the value."""
+    from text4seg.descriptors import grid_shape
+
+    pair = value if isinstance(value, (list, tuple)) else [value]
+    if not (len(pair) in (1, 2) and all(_is_int(v) for v in pair)):
+        raise ValueError(f"{field}: expected an int or [rows, cols] of ints, got {str(value)[:60]!r}")
     try:
-        grid_shape(rec["grid"])
-        check_image_size(rec["height"], rec["width"])
-        int(rec.get("turn", 0))
-    except (TypeError, ValueError) as exc:
+        return grid_shape(value if _is_int(value) else tuple(value))
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ValueError(f"{field}: {exc}") from None
+
+
+def user_questions(messages) -> list[str]:
+    """The user turns' text of a messages list, ``<image>`` tags removed and stripped (the ``query`` of
+    a record; what joins a ``swift infer`` row, which has no id, with its ground-truth row)."""
+    if not isinstance(messages, list):
+        return []
+    return [
+        m["content"].replace("<image>", "").strip()
+        for m in messages
+        if isinstance(m, dict) and m.get("role") == "user" and isinstance(m.get("content"), str)
+    ]
+
+
+def record_key(rec: dict) -> tuple:
+    """The key that names one result record: ``(id, turn)``; a record without an id (``id == ""``, a
+    ``swift infer`` row decoded without one) is named by ``("", turn, image, query)`` instead."""
+    key = (str(rec["id"]), int(rec.get("turn", 0)))
+    return key if key[0] else (*key, rec.get("image"), rec.get("query", ""))
+
+
+def _rle_problem(value, field: str, hw: tuple[int, int]) -> str | None:
+    from text4seg.data.rle import check_rle
+
+    try:
+        if check_rle(value, field) != hw:
+            return f"{field}: mask size {value['size']} is not the record's [height, width] {list(hw)}"
+    except ValueError as exc:
         return str(exc)
     return None
 
 
-def load_records(path: str | os.PathLike) -> list[dict]:
-    """The records of a results JSONL, each checked with :func:`record_problem`; ``ValueError`` names the
-    file and line of the first bad one, or an empty file."""
+def record_problem(rec: dict) -> str | None:
+    """Why a results line cannot be scored (None: it can), as ``"<field>: <problem>"``: it needs ``id``
+    (a string or an int), the ``answer`` text, the image ``width``/``height``, and the ``grid`` and
+    ``scheme`` the answer is to be decoded with; every other field present must have its schema type
+    (module docstring) and every mask the record's size. Nothing is decoded or allocated."""
+    from text4seg.data.records import check_image_size
+    from text4seg.descriptors import SCHEMES
+
+    missing = [k for k in ("id", "answer", "width", "height", "grid", "scheme") if k not in rec]
+    if missing:
+        return f"not a result record: no {missing} (write it with text4seg predict or decode)"
+    if not isinstance(rec["id"], str) and not _is_int(rec["id"]):
+        return f"id: expected a string, got {type(rec['id']).__name__} {str(rec['id'])[:60]!r}"
+    if not _is_int(rec.get("turn", 0)) or rec.get("turn", 0) < 0:
+        return f"turn: expected an int >= 0, got {rec.get('turn')!r}"
+    if not isinstance(rec["answer"], str):
+        return f"answer: expected a string, got {type(rec['answer']).__name__}"
+    if not isinstance(rec["scheme"], str) or rec["scheme"] not in SCHEMES:
+        return f"scheme: unknown scheme {str(rec['scheme'])[:60]!r}; choose one of {sorted(SCHEMES)}"
+    try:
+        check_grid(rec["grid"])
+        hw = check_image_size(rec["height"], rec["width"], "height/width")
+    except ValueError as exc:
+        return str(exc)
+    for k, types, want in (
+        ("image", (str, type(None)), "a path or null"),
+        ("query", (str,), "a string"),
+        ("num_tokens", (int, type(None)), "an int or null"),
+    ):
+        if k in rec and (not isinstance(rec[k], types) or isinstance(rec[k], bool)):
+            return f"{k}: expected {want}, got {type(rec[k]).__name__} {str(rec[k])[:40]!r}"
+    for k in ("labels", "pred_labels"):
+        if k in rec and not (isinstance(rec[k], list) and all(isinstance(x, str) for x in rec[k])):
+            return f"{k}: expected a list of strings, got {str(rec[k])[:60]!r}"
+    reps = rec.get("repairs", [])
+    if not isinstance(reps, list) or not all(
+        isinstance(r, list) and len(r) == 3 and isinstance(r[0], str) for r in reps
+    ):
+        return f"repairs: expected a list of [kind, row, detail], got {str(reps)[:60]!r}"
+    for k in ("coarse", "refined"):
+        if rec.get(k) is not None and (problem := _rle_problem(rec[k], k, hw)):
+            return problem
+    rl = rec.get("refined_labels")
+    if rl is not None:
+        if not isinstance(rl, dict):
+            return f"refined_labels: expected an object {{label: RLE}}, got {type(rl).__name__}"
+        for name, rle in rl.items():
+            if problem := _rle_problem(rle, f"refined_labels[{name!r}]", hw):
+                return problem
+    return None
+
+
+def iter_records(path: str | os.PathLike) -> list[tuple[int, dict]]:
+    """``(line, record)`` of a results JSONL, each checked with :func:`record_problem`; ``ValueError``
+    names the file, line, id (when readable) and field of the first bad one, or an empty file."""
     from text4seg.data.records import iter_jsonl
 
     out = []
     for n, rec in iter_jsonl(path):
         problem = record_problem(rec)
         if problem:
-            raise ValueError(f"{path}:{n}: {problem}")
-        out.append(rec)
+            rid = rec.get("id")
+            who = f" id {rid!r}:" if isinstance(rid, str) or _is_int(rid) else ""
+            raise ValueError(f"{path}:{n}:{who} {problem}")
+        out.append((n, rec))
     if not out:
         raise ValueError(f"{path} has no result records (an empty file?)")
     return out
+
+
+def load_records(path: str | os.PathLike) -> list[dict]:
+    """The records of a results JSONL, checked as by :func:`iter_records`."""
+    return [rec for _, rec in iter_records(path)]
 
 
 def repair_report(records: Iterable[dict]) -> dict:
