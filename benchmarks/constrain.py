@@ -86,8 +86,8 @@ def main(argv=None) -> int:
     import xgrammar as xgr
     from support.tiny_qwen import qwen_tokenizer_fast
 
-    from text4seg.descriptors.constrain import DescriptorLogitsProcessor, TokenTable
-    from text4seg.descriptors.xgr import XgrBackend, XgrLogitsProcessor
+    from text4seg.decoding.constrain import DescriptorLogitsProcessor, TokenTable
+    from text4seg.decoding.xgr import XgrBackend, XgrLogitsProcessor
 
     torch.set_num_threads(1)
     print(f"load average at start: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs (timings scale with it)")

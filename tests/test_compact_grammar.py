@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from text4seg import decode, encode, wrap
-from text4seg.descriptors.constrain import TokenTable, grammar_for, make_grammar
+from text4seg.decoding.constrain import TokenTable, grammar_for, make_grammar
 from text4seg.descriptors.grammar import END
 
 LABELS = ["red circle", "red", "blue square"]
@@ -86,7 +86,7 @@ def test_random_walks_through_allowed_tokens_always_decode_strictly(seed):
 
 def test_logits_processor_with_random_logits_gives_strict_compact_answers():
     torch = pytest.importorskip("torch")
-    from text4seg.descriptors.constrain import DescriptorLogitsProcessor
+    from text4seg.decoding.constrain import DescriptorLogitsProcessor
 
     table = char_table()
     eos = table.eos_ids[0]

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 
 from text4seg import SCHEMES, decode, encode, mask_to_grid, wrap
-from text4seg.descriptors import SEG_CLOSE, SEG_OPEN, get_scheme
-from text4seg.descriptors.constrain import (
+from text4seg.decoding.constrain import (
     DescriptorLogitsProcessor,
     TokenTable,
     descriptor_regex,
     make_grammar,
 )
+from text4seg.descriptors import SEG_CLOSE, SEG_OPEN, get_scheme
 from text4seg.descriptors.grammar import END
 
 torch = pytest.importorskip("torch")
@@ -197,7 +197,7 @@ def test_regex_matches_encoded_answers_and_rejects_wrong_labels():
 
 
 def test_per_request_processor_gives_strictly_parsable_answers():
-    from text4seg.descriptors.constrain import RequestLogitsProcessor
+    from text4seg.decoding.constrain import RequestLogitsProcessor
 
     table, _ = _table()
     proc = RequestLogitsProcessor(table, "rrle", 4, ["cat"], max_new_tokens=100)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import text4seg
+from text4seg.decoding.constrain import descriptor_regex, make_grammar
 from text4seg.descriptors import (
     SCHEMES,
     SEG_CLOSE,
@@ -21,7 +22,6 @@ from text4seg.descriptors import (
     wrap,
 )
 from text4seg.descriptors.codec import answer_ebnf
-from text4seg.descriptors.constrain import descriptor_regex, make_grammar
 from text4seg.descriptors.grammar import END
 
 LABELS = ["cat", "a dog"]

@@ -1,5 +1,5 @@
 """Differential test: the exact EBNF grammars (compiled by xgrammar) accept and reject the same answers
-as the own character-level grammar (text4seg.descriptors.constrain.make_grammar), for every scheme."""
+as the own character-level grammar (text4seg.decoding.constrain.make_grammar), for every scheme."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from text4seg import decode, encode, wrap
+from text4seg.decoding.constrain import make_grammar
 from text4seg.descriptors import get_scheme
 from text4seg.descriptors.codec import answer_ebnf
 from text4seg.descriptors.compact_grammar import COMPACT_ANY_ORDER_MAX
-from text4seg.descriptors.constrain import make_grammar
 from text4seg.descriptors.ebnf import ebnf_literal
 
 xgr = pytest.importorskip("xgrammar")

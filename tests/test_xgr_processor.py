@@ -12,7 +12,7 @@ from text4seg.descriptors import max_answer_tokens
 xgr = pytest.importorskip("xgrammar")
 torch = pytest.importorskip("torch")
 
-from text4seg.descriptors.xgr import XgrBackend, XgrLogitsProcessor, XgrRequestProcessor  # noqa: E402
+from text4seg.decoding.xgr import XgrBackend, XgrLogitsProcessor, XgrRequestProcessor  # noqa: E402
 
 SCHEMES = ("rrle", "irle", "full", "compact")
 PIECES = [*"abcdefghijklmnopqrstuvwxyz *|\n<>/-:,=0123456789"]
@@ -151,7 +151,7 @@ def test_importing_text4seg_imports_no_xgrammar():
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_numpy_mask_application_equals_xgrammars_kernel(dtype):
-    from text4seg.descriptors.xgr import _apply
+    from text4seg.decoding.xgr import _apply
 
     gen = torch.Generator().manual_seed(0)
     vocab, width, rows = 100, 104, [0, 2]  # logits padded beyond the vocabulary; row 1 unconstrained

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from text4seg import encode, wrap
+from text4seg.decoding.bodies import swift_deploy_body, vllm_chat_body
 from text4seg.descriptors import max_answer_tokens
-from text4seg.descriptors.serving import swift_deploy_body, vllm_chat_body
 
 MESSAGES = [{"role": "user", "content": "Segment the cat."}]
 

@@ -1,16 +1,16 @@
 """Semantic descriptors: masks <-> grids of text labels <-> text (numpy and Pillow only).
 
 Everything outside this package imports descriptor names from here (``from text4seg.descriptors import
-decode``), never from a submodule, so the package may be reorganised freely. The token-level
-constrained-decoding machinery is :mod:`text4seg.descriptors.constrain` (torch imported lazily).
+decode``), never from a submodule, so the package may be reorganised freely; the one exception is
+:mod:`text4seg.decoding`, the constrained-decoding engines (torch and xgrammar imported lazily), which read
+the grammar internals (``core``, ``grammar``, ``ebnf``, ``codec``).
 
 Modules (each imports only those above it): ``core`` (labels, tags, errors, the ``Scheme`` interface),
 ``ebnf`` (what every exact answer grammar shares), ``grid`` (PIL-nearest geometry), ``runs`` (run
 parsing), ``grammar`` (character-level grammars), ``compact_grammar`` (the compact scheme's grammars), one
 module per scheme (``rrle``, ``irle``, ``full``, ``compact``: format, decoders, exact EBNF emitter),
 ``schemes`` (the registry), ``codec`` (answers: ``encode``/``decode``, the exact answer grammar and the
-one answer budget), ``constrain`` (tokens, own engine), ``xgr_rows`` + ``xgr`` (xgrammar engine),
-``serving`` (request bodies).
+one answer budget).
 """
 
 from text4seg.descriptors.codec import (

@@ -20,8 +20,8 @@ Constrained decoding
 :func:`answer_ebnf` is the scheme's exact grammar of a whole answer (``Scheme.ebnf``; the shared rules and
 a worked example are :mod:`text4seg.descriptors.ebnf`), for xgrammar and inference servers.
 :func:`max_answer_tokens` is THE answer budget of both constrained engines (xgrammar's,
-:mod:`~text4seg.descriptors.xgr`, and the own one, :mod:`~text4seg.descriptors.constrain`), of
-``Predictor`` and of the request bodies (:mod:`~text4seg.descriptors.serving`). Guarantee: with either
+:mod:`~text4seg.decoding.xgr`, and the own one, :mod:`~text4seg.decoding.constrain`), of
+``Predictor`` and of the request bodies (:mod:`~text4seg.decoding.bodies`). Guarantee: with either
 engine on and ``max_new_tokens`` at least this budget, every answer is complete and parses with
 ``decode(..., strict=True)``.
 """

@@ -13,7 +13,7 @@ and ``body`` is exact: every accepted answer decodes with ``decode(text, (rows, 
 strict=True)``, and (up to the free text, see below) the language equals that of the scheme's
 character grammar (``make_grammar(scheme, size, labels).accepts``; ``tests/test_xgr_grammar.py``).
 ``max_free=None`` gives the block alone (``root ::= body "</seg>"``, what follows ``<seg>``), for decoders
-that compile the label-independent :func:`free_ebnf` once (:mod:`text4seg.descriptors.xgr`).
+that compile the label-independent :func:`free_ebnf` once (:mod:`text4seg.decoding.xgr`).
 
 Worked example (rrle, 2 x 3, labels ``["cat"]``; the count rules enforce the row sum 3)::
 

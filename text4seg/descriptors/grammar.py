@@ -5,7 +5,7 @@ allowed labels): ``start()`` is the state before the answer, ``step(state, c)`` 
 character (None: rejected), ``cost(state)`` the fewest characters, plus one for EOS, that finish the
 answer from ``state``. States are hashable NamedTuples whose ``phase`` field is :data:`FREE` while the
 answer is still in the sentence before ``<seg>`` and :data:`END` once ``</seg>`` is written; other phases
-are each grammar's own. :mod:`text4seg.descriptors.constrain` lifts any such grammar to tokens.
+are each grammar's own. :mod:`text4seg.decoding.constrain` lifts any such grammar to tokens.
 
 :class:`RunGrammar` is the grammar of the ``rrle``, ``irle`` and ``full`` schemes, given the scheme's
 :class:`Layout` (``rrle``, ``rows x cols`` grid, allowed labels = the query's targets plus ``others``)::

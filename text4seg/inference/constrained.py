@@ -2,8 +2,8 @@
 logits processor, the answer budget and its cap by the model's context.
 
 Engines (``constrained_engine``) apply the same per-scheme grammar: ``"xgrammar"``
-(:mod:`~text4seg.descriptors.xgr`: the scheme's exact EBNF compiled per query, about 1 ms per step on a
-152k vocabulary, ``benchmarks/constrain.py``) and ``"own"`` (:mod:`~text4seg.descriptors.constrain`: the
+(:mod:`~text4seg.decoding.xgr`: the scheme's exact EBNF compiled per query, about 1 ms per step on a
+152k vocabulary, ``benchmarks/constrain.py``) and ``"own"`` (:mod:`~text4seg.decoding.constrain`: the
 character-level grammars in Python, tens to hundreds of ms per step on a real vocabulary; it stays the
 differential reference of ``tests/test_xgr_grammar.py``). ``"auto"`` (default) takes xgrammar when it is
 importable and otherwise says once that it falls back to the own engine.
@@ -108,13 +108,13 @@ class ConstrainedDecoder:
         """
         specs = [(q.scheme, q.grid, q.labels) for q in batch]
         if self.engine_used() == "xgrammar":
-            from text4seg.descriptors.xgr import XgrBackend, XgrLogitsProcessor
+            from text4seg.decoding.xgr import XgrBackend, XgrLogitsProcessor
 
             if self._backend is None:
                 self._backend = XgrBackend(tokenizer, width, list(eos_ids))
             free = max(0, self.free_within(batch, max_new))  # below 0: reported by check_room
             return XgrLogitsProcessor(self._backend, specs, max_new, free, allow_short_budget=True)
-        from text4seg.descriptors.constrain import DescriptorLogitsProcessor, TokenTable
+        from text4seg.decoding.constrain import DescriptorLogitsProcessor, TokenTable
 
         if self._table is None:
             self._table = TokenTable.from_tokenizer(tokenizer, eos_ids)

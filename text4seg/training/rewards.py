@@ -284,9 +284,9 @@ _SENTINEL = "zqxlabelzqx"
 
 def rollout_regex(scheme: str = "rrle", size: int | tuple[int, int] = 16, label: str = ROLLOUT_LABEL) -> str:
     """One regex for every GRPO rollout (ms-swift's ``structured_outputs_regex``, vLLM only): the scheme's
-    answer regex (:func:`text4seg.descriptors.constrain.descriptor_regex`) with any label matching
+    answer regex (:func:`text4seg.decoding.constrain.descriptor_regex`) with any label matching
     ``label`` instead of the query's own labels. ms-swift applies one regex from the arguments to all
     rollouts, so per-query labels cannot reach it; the format and rejection rewards do the rest."""
-    from text4seg.descriptors.constrain import descriptor_regex
+    from text4seg.decoding.constrain import descriptor_regex
 
     return descriptor_regex(scheme, size, [_SENTINEL]).replace(_SENTINEL, label)

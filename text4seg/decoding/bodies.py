@@ -9,7 +9,7 @@ xgrammar (its default ``auto`` tries xgrammar first).
 ``swift deploy`` (ms-swift 4.x, vLLM backend) cannot carry a grammar: its chat request
 (``swift.infer_engine.protocol.ChatCompletionRequest``, i.e. ``RequestConfig``) has one structured-output
 field, ``structured_outputs_regex``, which ``VllmEngine`` turns into ``StructuredOutputsParams(regex=...)``.
-So :func:`swift_deploy_body` sends :func:`~text4seg.descriptors.constrain.descriptor_regex` (exact for
+So :func:`swift_deploy_body` sends :func:`~text4seg.decoding.constrain.descriptor_regex` (exact for
 ``full``; for the run-length schemes and ``compact`` it does not check row sums / order). An exact
 regex for R-RLE row sums would need one alternative per composition of the row (2**(cols-1)), so there is
 no useful regex form. ms-swift GRPO rollouts take one ``structured_outputs_regex`` from the training
@@ -70,7 +70,7 @@ def swift_deploy_body(
 ) -> dict:
     """A ``/v1/chat/completions`` body for ``swift deploy --infer_backend vllm``: the descriptor regex
     (the only structured output ms-swift passes on; not exact for run-length row sums)."""
-    from text4seg.descriptors.constrain import descriptor_regex
+    from text4seg.decoding.constrain import descriptor_regex
 
     labels = list(labels)
     return {

@@ -7,7 +7,7 @@
   By default an answer is decoded in two phases (:mod:`.xgr_rows`): the label-independent free text and
   ``<seg>``, compiled once, then the query's block grammar, which compiles in a few ms.
 * :class:`XgrLogitsProcessor`: a ``transformers`` ``LogitsProcessor`` with the interface of
-  :class:`text4seg.descriptors.constrain.DescriptorLogitsProcessor` (per-row specs, one
+  :class:`text4seg.decoding.constrain.DescriptorLogitsProcessor` (per-row specs, one
   ``GrammarMatcher`` per batch row; rows that finished are left alone).
 * :class:`XgrRequestProcessor`: the per-request form ``fn(token_ids, logits)`` (vLLM-style).
 
@@ -34,11 +34,11 @@ from typing import Any
 import numpy as np
 
 from text4seg import _lazy
+from text4seg.decoding.constrain import TimedProcessor
+from text4seg.decoding.xgr_rows import Block, SplitRow, WholeRow
 from text4seg.descriptors.codec import answer_ebnf, block_ebnf, max_answer_tokens
-from text4seg.descriptors.constrain import TimedProcessor
 from text4seg.descriptors.core import MAX_FREE, SEG_OPEN, allowed_labels, grid_shape
 from text4seg.descriptors.ebnf import free_ebnf
-from text4seg.descriptors.xgr_rows import Block, SplitRow, WholeRow
 
 CACHE_SIZE = 64  # compiled grammars kept per backend (LRU); ~2-5 MB each on the Qwen vocabulary
 
