@@ -132,6 +132,9 @@ def run(args: argparse.Namespace) -> int:
     results = predict_to(args.model, queries, args.out, **options)
     if not args.quiet:
         print(f"repairs: {json.dumps(results_report(results))}")
+    cut = getattr(options.get("client"), "cut_answers", 0)
+    if cut:
+        print(f"cut_answers: {cut} (longer than their query's answer bound; cut there)")
     if skipped:
         print(f"skipped_bad: {len(skipped)} queries (unreadable images), e.g. {skipped[0]}")
     print(f"results: {results}")

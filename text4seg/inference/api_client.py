@@ -17,7 +17,7 @@ The answer is ``choices[0].message.content``; ``usage.completion_tokens`` become
 grid and labels) unless ``max_new_tokens`` is given.
 
 Constrained decoding (``constrained=True``) adds the structured output that the server understands,
-built by :mod:`text4seg.descriptors.serving` (no second builder here):
+built by :mod:`text4seg.decoding.bodies` (no second builder here):
 
 * ``server="swift"`` (``swift deploy``; ms-swift's ``RequestConfig.structured_outputs_regex``, which its
   vLLM backend passes on; its transformers backend ignores it): :func:`swift_deploy_body`, the regex form.
@@ -33,23 +33,32 @@ Pool: at most ``concurrency`` requests in flight (threads; SAM and the results f
 thread); records come back in completion order (the results file is keyed by ``(id, turn)``).
 Retries: a connection error, a timeout, HTTP 408/429/5xx are retried ``retries`` times with exponential
 back-off (``backoff * 2**k`` s, at most 30 s); any other HTTP error stops the run with the server's
-message. ``timeout``: seconds per request.
+message, and so does an answer of another shape (not JSON, no ``choices[0].message.content`` string).
+
+Limits (the server is not trusted): ``timeout`` is a deadline for the whole exchange of one request
+(connect, headers and body; a server trickling one byte at a time is cut there), an answer over
+:data:`MAX_RESPONSE_BYTES` is refused (read in chunks, never allocated from its ``Content-Length``),
+and an answer text longer than its query's :meth:`ApiPredictor.answer_cap` (the scheme's answer bound,
+a character bound) is cut there and counted in :attr:`ApiPredictor.cut_answers`.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import json
 import mimetypes
 import os
+import socket
+import threading
 import time
-import urllib.error
-import urllib.request
+import urllib.parse
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
-from text4seg.descriptors import max_answer_tokens
+from text4seg.descriptors import MAX_FREE, max_answer_tokens
+from text4seg.descriptors.multi import max_multi_tokens
 from text4seg.inference.queries import Query
 
 REGEX_CAVEAT = (
@@ -59,6 +68,8 @@ REGEX_CAVEAT = (
 )
 TRANSIENT_HTTP = {408, 429, 500, 502, 503, 504}
 SERVERS = ("auto", "swift", "vllm")
+MAX_RESPONSE_BYTES = 16 << 20  # the most of one server answer that is read (a longer one is an error)
+_CHUNK = 1 << 16
 STRUCTURED = ("grammar", "regex")
 
 
@@ -94,19 +105,106 @@ def _base(url: str) -> str:
     return url.rstrip("/")
 
 
-def _http_json(url: str, body: dict | None, timeout: float) -> dict:
-    data = None if body is None else json.dumps(body).encode("utf-8")
-    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=timeout) as resp:
-        return json.loads(resp.read().decode("utf-8"))
+class HttpStatus(OSError):
+    """An HTTP error status (``code``) with the start of the server's answer (``detail``)."""
+
+    def __init__(self, code: int, detail: str):
+        super().__init__(f"HTTP {code}: {detail}")
+        self.code, self.detail = code, detail
+
+
+def _cut(conn: http.client.HTTPConnection) -> None:
+    """The deadline's watchdog: shut the socket down, so that a blocked read returns at once."""
+    sock = conn.sock
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+def _connection(url: str, timeout: float) -> tuple[http.client.HTTPConnection, str]:
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ApiError(f"{url}: not an http:// or https:// URL")
+    kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return kind(parts.hostname, parts.port, timeout=timeout), path
+
+
+def _read_body(resp: http.client.HTTPResponse, sock, deadline: float, limit: int, url: str) -> bytes:
+    """The response body, read in chunks: at most ``limit`` bytes, ``TimeoutError`` past ``deadline``."""
+    declared = resp.getheader("Content-Length")
+    if declared is not None and declared.strip().isdigit() and int(declared) > limit:
+        raise ApiError(f"{url}: the server announces {int(declared)} bytes, over the limit of {limit}")
+    chunks, total = [], 0
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"no complete answer within the deadline ({total} bytes so far)")
+        if sock is not None:
+            sock.settimeout(left)
+        chunk = resp.read1(_CHUNK)
+        if not chunk:
+            return b"".join(chunks)
+        total += len(chunk)
+        if total > limit:
+            raise ApiError(f"{url}: the answer is over the limit of {limit} bytes")
+        chunks.append(chunk)
+
+
+def _http_bytes(url: str, body: dict | None, timeout: float, limit: int = MAX_RESPONSE_BYTES) -> bytes:
+    """The body of one ``GET`` (``body`` None) or JSON ``POST``, the whole exchange within ``timeout``
+    seconds (a deadline, not a per-read timeout) and at most ``limit`` bytes; ``HttpStatus`` for an HTTP
+    error status, ``TimeoutError`` past the deadline."""
+    deadline = time.monotonic() + timeout
+    conn, path = _connection(url, timeout)
+    watchdog = threading.Timer(timeout, _cut, (conn,))
+    watchdog.daemon = True
+    try:
+        watchdog.start()
+        data = None if body is None else json.dumps(body).encode("utf-8")
+        headers = {"Content-Type": "application/json"} if data is not None else {}
+        conn.request("GET" if data is None else "POST", path, body=data, headers=headers)
+        resp = conn.getresponse()
+        raw = _read_body(resp, conn.sock, deadline, limit, url)
+    except (OSError, http.client.HTTPException) as e:
+        if isinstance(e, ApiError):
+            raise
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"no complete answer within {timeout:g} s") from None
+        raise
+    finally:
+        watchdog.cancel()
+        conn.close()
+    if resp.status >= 400:
+        raise HttpStatus(resp.status, raw[:300].decode("utf-8", "replace"))
+    return raw
+
+
+def _http_json(url: str, body: dict | None, timeout: float, limit: int = MAX_RESPONSE_BYTES):
+    """:func:`_http_bytes` parsed as JSON (``ApiError`` naming ``url`` and quoting the start if not)."""
+    raw = _http_bytes(url, body, timeout, limit)
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise ApiError(f"{url}: the answer is not JSON: {_quote(raw)}") from None
+
+
+def _quote(raw, n: int = 120) -> str:
+    """The start of a server's answer (bytes or a parsed value), for an error message."""
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else json.dumps(raw)[: n + 1]
+    return repr(text[:n]) + (" ..." if len(text) > n else "")
 
 
 def server_models(url: str, timeout: float = 10.0) -> list[dict]:
     """``GET {url}/v1/models``'s ``data`` list (``[{"id": ..., "owned_by": ...}, ...]``)."""
     try:
-        return list(_http_json(_base(url) + "/v1/models", None, timeout).get("data", []))
-    except (urllib.error.URLError, OSError, ValueError) as e:
+        answer = _http_json(_base(url) + "/v1/models", None, timeout)
+    except (OSError, http.client.HTTPException) as e:
         raise ApiError(f"cannot list the models of {url}: {e}") from None
+    data = answer.get("data") if isinstance(answer, dict) else None
+    if not isinstance(data, list) or not all(isinstance(m, dict) for m in data):
+        raise ApiError(f"{url}/v1/models: no list of models under 'data': {_quote(answer)}")
+    return data
 
 
 class ApiPredictor:
@@ -173,6 +271,7 @@ class ApiPredictor:
 
                 self.refiner = Refiner(self.refiner)
         self._caveat_said = False
+        self.cut_answers = 0  # answers longer than their query's answer_cap, cut there
 
     # ------------------------------------------------------------------------------------ server
     def _resolve(self) -> None:
@@ -183,6 +282,8 @@ class ApiPredictor:
             if len(models) != 1:
                 names = [m.get("id") for m in models]
                 raise ValueError(f"{self.url} serves {names}: name one with --served-model")
+            if not isinstance(models[0].get("id"), (str, int)):
+                raise ApiError(f"{self.url}/v1/models: the model has no 'id': {_quote(models[0])}")
             self._served = str(models[0]["id"])
         if self._server == "auto":
             owner = next((m.get("owned_by") for m in models if m.get("id") == self._served), None)
@@ -203,11 +304,13 @@ class ApiPredictor:
         if self.max_new_tokens:
             return int(self.max_new_tokens)
         free = 64 if self.max_free_tokens is None else self.max_free_tokens
+        if q.task == "multi":  # one block per label (text4seg.descriptors.multi)
+            return max_multi_tokens(q.scheme, q.grid, q.labels, free)
         return max_answer_tokens(q.scheme, q.grid, q.labels, free)
 
     def body(self, q: Query, constrained: bool | None = None) -> dict:
         """The ``/v1/chat/completions`` request body of one query (format: module docstring)."""
-        from text4seg.descriptors.serving import swift_deploy_body, vllm_chat_body
+        from text4seg.decoding.bodies import swift_deploy_body, vllm_chat_body
 
         constrained = self.constrained if constrained is None else constrained
         common = dict(max_tokens=self.budget(q), temperature=0, **self.extra)
@@ -227,7 +330,9 @@ class ApiPredictor:
 
     # ------------------------------------------------------------------------------------ requests
     def ask(self, q: Query, constrained: bool | None = None) -> tuple[str, int | None]:
-        """``(answer text, completion tokens or None)`` of one query, retrying transient failures."""
+        """``(answer text, completion tokens or None)`` of one query, retrying transient failures
+        (connection errors, the deadline, HTTP 408/429/5xx); an answer of the wrong shape is an
+        ``ApiError`` naming the query."""
         body = self.body(q, constrained)
         url = self.url + "/v1/chat/completions"
         last = ""
@@ -236,23 +341,36 @@ class ApiPredictor:
                 time.sleep(min(30.0, self.backoff * 2 ** (attempt - 1)))
             try:
                 resp = _http_json(url, body, self.timeout)
-            except urllib.error.HTTPError as e:
-                detail = e.read().decode("utf-8", "replace")[:300]
+            except ApiError as e:
+                raise ApiError(f"{e} (query {q.key})") from None
+            except HttpStatus as e:
                 if e.code not in TRANSIENT_HTTP:
-                    raise ApiError(f"{url}: HTTP {e.code} for query {q.key}: {detail}") from None
-                last = f"HTTP {e.code}: {detail}"
+                    raise ApiError(f"{url}: HTTP {e.code} for query {q.key}: {e.detail}") from None
+                last = str(e)
                 continue
-            except (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException) as e:
-                last = str(getattr(e, "reason", e))
+            except (OSError, http.client.HTTPException) as e:  # refused, reset, the deadline
+                last = f"{type(e).__name__}: {e}"
                 continue
-            try:
-                choice = resp["choices"][0]
-                text = choice["message"]["content"] or ""
-            except (KeyError, IndexError, TypeError):
-                raise ApiError(f"{url}: no choices[0].message.content for query {q.key}: {resp}") from None
-            ntok = (resp.get("usage") or {}).get("completion_tokens")
-            return text, None if ntok is None else int(ntok)
+            return answer_of(resp, f"{url}: query {q.key}")
         raise ApiError(f"{url}: query {q.key} failed after {self.retries + 1} tries: {last}")
+
+    def answer_cap(self, q: Query) -> int:
+        """The longest answer kept, in characters: the query's answer bound (a character bound, see
+        :func:`~text4seg.descriptors.max_answer_tokens`) with :data:`~text4seg.descriptors.MAX_FREE`
+        characters of free text, or :meth:`budget` if larger (an explicit ``max_new_tokens``)."""
+        if q.task == "multi":
+            bound = max_multi_tokens(q.scheme, q.grid, q.labels, MAX_FREE)
+        else:
+            bound = max_answer_tokens(q.scheme, q.grid, q.labels, MAX_FREE)
+        return max(bound, self.budget(q))
+
+    def cap(self, q: Query, text: str) -> str:
+        """``text`` cut at :meth:`answer_cap` (counted in :attr:`cut_answers`)."""
+        cap = self.answer_cap(q)
+        if len(text) <= cap:
+            return text
+        self.cut_answers += 1
+        return text[:cap]
 
     def predict(
         self,
@@ -277,11 +395,30 @@ class ApiPredictor:
                 for fut in done:
                     q = flying.pop(fut)
                     text, ntok = fut.result()
+                    text = self.cap(q, text)
                     for nxt in _take(pending, 1):
                         flying[pool.submit(self.ask, nxt, constrained)] = nxt
                     yield query_record(q, text, ntok, out_dir, overlays, constrained, self.refiner)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+def answer_of(resp, where: str) -> tuple[str, int | None]:
+    """``(choices[0].message.content, usage.completion_tokens or None)`` of a chat completion;
+    ``ApiError`` naming ``where`` and quoting the answer when it has another shape."""
+    try:
+        text = resp["choices"][0]["message"]["content"]
+    except (KeyError, IndexError, TypeError):
+        raise ApiError(f"{where}: no choices[0].message.content in the answer {_quote(resp)}") from None
+    if text is None:
+        text = ""
+    if not isinstance(text, str):
+        raise ApiError(f"{where}: choices[0].message.content is not a string: {_quote(text)}")
+    usage = resp.get("usage")
+    ntok = usage.get("completion_tokens") if isinstance(usage, dict) else None
+    if ntok is not None and (not isinstance(ntok, int) or isinstance(ntok, bool) or ntok < 0):
+        raise ApiError(f"{where}: usage.completion_tokens is not a count: {_quote(ntok)}")
+    return text, ntok
 
 
 def _take(it: Iterator[Query], n: int) -> Sequence[Query]:

@@ -55,11 +55,11 @@ def _font(size: int):
 
 
 def _as_rgb(image, h: int, w: int) -> np.ndarray:
-    from PIL import Image
+    from text4seg.data.images import load_rgb
 
     if image is None:
         return np.zeros((h, w, 3), np.uint8)
-    img = Image.open(image) if isinstance(image, (str, os.PathLike)) else image
+    img = load_rgb(image) if isinstance(image, (str, os.PathLike)) else image
     if not isinstance(img, np.ndarray):
         img = np.asarray(img.convert("RGB"))
     img = np.asarray(img, np.uint8)

@@ -65,10 +65,10 @@ def _enable_kv_cache(engine) -> None:
 def _image_size(q: Query) -> tuple[int, int]:
     if q.width > 0 and q.height > 0:
         return q.height, q.width
-    from PIL import Image
+    from text4seg.data.images import image_size
 
-    with Image.open(q.image) as im:
-        return im.height, im.width
+    w, h = image_size(q.image)
+    return h, w
 
 
 class Predictor:

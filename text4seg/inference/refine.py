@@ -91,13 +91,14 @@ def sample_points(mask: np.ndarray, n_pos: int = 10, n_neg: int = 10, seed: int 
 
 
 def _load_rgb(image) -> np.ndarray:
-    from PIL import Image
+    from text4seg.data.images import load_rgb
 
     if isinstance(image, np.ndarray):
         arr = image
+    elif isinstance(image, (str, os.PathLike)):  # regular files within the pixel limit only
+        arr = np.asarray(load_rgb(image))
     else:
-        img = Image.open(image) if isinstance(image, (str, os.PathLike)) else image
-        arr = np.asarray(img.convert("RGB"))
+        arr = np.asarray(image.convert("RGB"))
     if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
         raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got shape {arr.shape} dtype {arr.dtype}")
     return arr

@@ -83,10 +83,9 @@ def decode_video_answer(
     text: str, frames: Sequence[Path], sampled: Sequence[int], grid, scheme: str, form: str, refiner=None
 ) -> tuple[dict[int, np.ndarray], list]:
     """``({frame index: (H, W) bool mask}, repairs)`` of an answer about the ``sampled`` frames."""
-    from PIL import Image
+    from text4seg.data.images import image_size
 
-    with Image.open(frames[0]) as im:
-        w, h = im.size
+    w, h = image_size(frames[0])
     dec = decode_frames(text, len(sampled), grid, scheme, form)
     keyed = {}
     for t, g in zip(sampled, dec.grids):
@@ -101,10 +100,11 @@ def save_gif(path: Path, frames: Sequence[Path], masks: Sequence[np.ndarray], ms
     """An animated GIF: each frame with its mask tinted red (written through a temporary file)."""
     from PIL import Image
 
+    from text4seg.data.images import load_rgb
+
     images = []
     for f, m in zip(frames, masks):
-        with Image.open(f) as im:
-            arr = np.asarray(im.convert("RGB"), dtype=np.float32)
+        arr = np.asarray(load_rgb(f), dtype=np.float32)
         arr[m] = 0.45 * arr[m] + 0.55 * np.array([255, 0, 0], np.float32)
         images.append(Image.fromarray(arr.astype(np.uint8)))
     path.parent.mkdir(parents=True, exist_ok=True)
