@@ -2,7 +2,11 @@
 
 ``answer_stats(answers)`` summarises a list of answers; :class:`AnswerCollector` does the same in
 bounded memory while a builder streams its answers; ``file_stats(path)`` reads every assistant message of
-a JSONL file. Worked example: the answers ``["one", "two two", "three three three"]`` give::
+a JSONL file in one streaming pass (bounded lines, see :func:`text4seg.data.records.iter_lines`); a row of
+the wrong shape (``messages`` not a list of objects, an assistant ``content`` that is not text, ``images``
+not a path or a list of paths, ``text4seg`` not an object, its ``id`` not a string, ``labels`` not a list,
+``task`` not a string) is one ``ValueError`` naming the file, the line
+and the field. Worked example: the answers ``["one", "two two", "three three three"]`` give::
 
     {"answers": 3, "chars": {"mean": 9.0, "p50": 7.0, "p95": 16.0, "max": 17},
      "tokens": {"mean": 2.0, "p50": 2.0, "p95": 2.9, "max": 3}, "tokenized": 3}
@@ -11,7 +15,10 @@ a JSONL file. Worked example: the answers ``["one", "two two", "three three thre
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from array import array
+from collections.abc import Iterator, Sequence
+
+from text4seg.data.records import quote
 
 MAX_TOKENIZED = 20_000  # answers tokenised at most (evenly spaced subset beyond that)
 
@@ -19,7 +26,7 @@ MAX_TOKENIZED = 20_000  # answers tokenised at most (evenly spaced subset beyond
 def _summary(values: Sequence[int]) -> dict:
     import numpy as np
 
-    if not values:
+    if not len(values):
         return {"mean": 0.0, "p50": 0.0, "p95": 0.0, "max": 0}
     a = np.asarray(values, dtype=np.float64)
     return {
@@ -51,7 +58,7 @@ class AnswerCollector:
 
     def __init__(self, max_tokenized: int = MAX_TOKENIZED):
         self.max_tokenized = max(1, max_tokenized)
-        self.chars: list[int] = []
+        self.chars = array("q")  # 8 bytes per answer, whatever the length
         self.kept: list[str] = []
         self.stride = 1
 
@@ -75,23 +82,63 @@ class AnswerCollector:
         return out
 
 
-def file_answers(path: str) -> list[str]:
-    """Every assistant message of every row of a JSONL file."""
-    from text4seg.data.records import read_jsonl
+def _answer_text(content, where: str) -> str:
+    """An assistant message's text: a string, or the ``text`` of a list of OpenAI-style parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list) and all(isinstance(x, dict) for x in content):
+        texts = [x.get("text", "") for x in content]
+        if all(isinstance(t, str) for t in texts):
+            return "".join(texts)
+    raise ValueError(f"{where}.content must be text (a string or a list of text parts), got {quote(content)}")
+
+
+def row_facts(row: dict, path: str | os.PathLike, n: int) -> tuple[list[str], str, int]:
+    """``(answers, task, number of labels)`` of one JSONL row; ``ValueError`` naming ``path:n`` and the
+    field when the row has the wrong shape."""
+    where = f"{path}:{n}"
+    msgs = row.get("messages")
+    if not isinstance(msgs, list):
+        raise ValueError(f"{where}: row has no 'messages' list (got {quote(msgs)})")
+    answers = []
+    for k, m in enumerate(msgs):
+        if not isinstance(m, dict):
+            raise ValueError(f"{where}: messages[{k}] must be an object, got {quote(m)}")
+        if m.get("role") == "assistant":
+            answers.append(_answer_text(m.get("content", ""), f"{where}: messages[{k}]"))
+    images = row.get("images", [])
+    if not isinstance(images, str) and not (
+        isinstance(images, list) and all(isinstance(x, (str, dict)) for x in images)
+    ):
+        raise ValueError(f"{where}: 'images' must be a path or a list of paths, got {quote(images)}")
+    meta = row.get("text4seg", {})
+    if not isinstance(meta, dict):
+        raise ValueError(f"{where}: 'text4seg' must be an object, got {quote(meta)}")
+    rid = meta.get("id", "")
+    if isinstance(rid, bool) or not isinstance(rid, (str, int)):
+        raise ValueError(f"{where}: text4seg.id must be a string, got {quote(rid)}")
+    labels = meta.get("labels", [])
+    if not isinstance(labels, list):
+        raise ValueError(f"{where}: text4seg.labels must be a list, got {quote(labels)}")
+    task = meta.get("task", "")
+    if not isinstance(task, str):
+        raise ValueError(f"{where}: text4seg.task must be a string, got {quote(task)}")
+    return answers, task, len(labels)
+
+
+def _facts(path: str | os.PathLike) -> Iterator[tuple[list[str], str, int]]:
+    from text4seg.data.records import iter_jsonl
 
     try:
-        rows = list(read_jsonl(path))
+        for n, row in iter_jsonl(path):
+            yield row_facts(row, path, n)
     except FileNotFoundError:
         raise OSError(f"no such file: {path}") from None
-    answers = []
-    for n, row in enumerate(rows, 1):
-        msgs = row.get("messages") if isinstance(row, dict) else None
-        if not isinstance(msgs, list):
-            raise ValueError(f"{path}:{n}: row has no 'messages' list")
-        answers.extend(
-            m.get("content", "") for m in msgs if isinstance(m, dict) and m.get("role") == "assistant"
-        )
-    return answers
+
+
+def file_answers(path: str) -> list[str]:
+    """Every assistant message of every row of a JSONL file."""
+    return [a for answers, _, _ in _facts(path) for a in answers]
 
 
 def format_stats(stats: dict) -> str:
@@ -113,32 +160,48 @@ def format_stats(stats: dict) -> str:
 
 def file_stats(path: str, max_tokenized: int = MAX_TOKENIZED, tokens: bool = True) -> dict:
     """:func:`answer_stats` of every assistant message of a JSONL file (one-line error on a bad row), plus
-    the :func:`target_summary` of built rows (tasks, targets per sample, no-target samples)."""
-    stats = answer_stats(file_answers(path), max_tokenized, tokens)
-    stats.update({k: v for k, v in target_summary(path).items() if k != "samples"})
+    the :func:`target_summary` of built rows (tasks, targets per sample, no-target samples); one streaming
+    pass in bounded memory."""
+    collector = AnswerCollector(max_tokenized)
+    targets = _Targets()
+    for answers, task, k in _facts(path):
+        for a in answers:
+            collector.add(a)
+        targets.add(task, k)
+    stats = collector.stats(tokens)
+    stats.update({k: v for k, v in targets.summary().items() if k != "samples"})
     return stats
+
+
+class _Targets:
+    """Counts of :func:`target_summary`, fed one row at a time."""
+
+    def __init__(self) -> None:
+        self.n = self.empty = self.total = self.most = 0
+        self.tasks: dict[str, int] = {}
+
+    def add(self, task: str, k: int) -> None:
+        self.n += 1
+        self.total += k
+        self.most = max(self.most, k)
+        self.empty += k == 0
+        self.tasks[task] = self.tasks.get(task, 0) + 1
+
+    def summary(self) -> dict:
+        n = self.n
+        return {
+            "samples": n,
+            "tasks": dict(sorted(self.tasks.items())),
+            "targets_per_sample": {"mean": round(self.total / n, 3) if n else 0.0, "max": self.most},
+            "empty_targets": self.empty,
+        }
 
 
 def target_summary(path: str | os.PathLike) -> dict:
     """Stream a built JSONL: ``samples``, ``tasks`` (count per task), ``targets_per_sample`` (mean and
     max of ``len(text4seg.labels)``), ``empty_targets`` (samples whose labels are ``[]``: no-target
     questions, which are intended; the build report's ``targets`` counts the unintended ones)."""
-    from text4seg.data.records import read_jsonl
-
-    n = empty = total = most = 0
-    tasks: dict[str, int] = {}
-    for row in read_jsonl(path):
-        meta = row.get("text4seg") or {}
-        k = len(meta.get("labels") or [])
-        n += 1
-        total += k
-        most = max(most, k)
-        empty += k == 0
-        t = str(meta.get("task", ""))
-        tasks[t] = tasks.get(t, 0) + 1
-    return {
-        "samples": n,
-        "tasks": dict(sorted(tasks.items())),
-        "targets_per_sample": {"mean": round(total / n, 3) if n else 0.0, "max": most},
-        "empty_targets": empty,
-    }
+    targets = _Targets()
+    for _, task, k in _facts(path):
+        targets.add(task, k)
+    return targets.summary()
