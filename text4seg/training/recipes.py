@@ -11,6 +11,12 @@ command built here does the same.
 >>> r["model"], r["ENV"]["NPROC_PER_NODE"]
 ('/ckpt/merged', 4)
 
+Hostile recipes are one line naming the file and the field: a file over :data:`MAX_RECIPE_BYTES`, YAML
+aliases that expand past :data:`MAX_YAML_NODES` nodes (an "alias bomb") or refer to themselves, a key
+given twice, a value of the wrong type (``max_length: abc``, ``dataset: 5``, ``ENV: [1]``; see
+:func:`check_recipe`).
+Quoted values are cut to 200 characters.
+
 Only :func:`swift_argument_names` imports ms-swift; everything else needs PyYAML (an ms-swift
 dependency) and the standard library.
 """
@@ -18,15 +24,19 @@ dependency) and the standard library.
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import shlex
 import shutil
 import sys
 from collections.abc import Iterable, Mapping, Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from text4seg._lazy import require
+from text4seg.data.records import quote
 
 # Environment variables of ms-swift's own launcher (torch.distributed.run under the hood).
 LAUNCH_ENV = ("NPROC_PER_NODE", "NNODES", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT", "CUDA_VISIBLE_DEVICES")
@@ -34,29 +44,197 @@ LAUNCH_ENV = ("NPROC_PER_NODE", "NNODES", "NODE_RANK", "MASTER_ADDR", "MASTER_PO
 DATA_KEYS = ("dataset", "val_dataset")
 # Override aliases: short names for the launch variables.
 ALIASES = {"gpus": "ENV.NPROC_PER_NODE", "nproc_per_node": "ENV.NPROC_PER_NODE", "nnodes": "ENV.NNODES"}
+MAX_RECIPE_BYTES = 1 << 20  # a recipe is a few KB
+MAX_YAML_NODES = 100_000  # YAML nodes after expanding aliases
+# Keys whose values have a known type (checked before anything else reads them).
+INT_KEYS = (
+    "max_length", "per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
+    "lora_rank", "lora_alpha", "max_steps", "save_steps", "eval_steps", "logging_steps", "save_total_limit",
+    "dataloader_num_workers", "seed", "data_seed", "num_generations", "max_completion_length",
+    "max_new_tokens", "dataset_num_proc",
+)  # fmt: skip
+FLOAT_KEYS = (
+    "learning_rate",
+    "num_train_epochs",
+    "warmup_ratio",
+    "weight_decay",
+    "lora_dropout",
+    "beta",
+    "temperature",
+)
+PATHS_KEYS = ("dataset", "val_dataset", "external_plugins")  # a string or a list of strings
+NESTED_KEYS = ("model_kwargs", "deepspeed", "generation_config")  # may hold a mapping
+LAUNCH_INT_ENV = ("NPROC_PER_NODE", "NNODES", "NODE_RANK", "MASTER_PORT")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_SCALARS = (str, int, float, bool, type(None))
+
+
+@lru_cache(maxsize=1)
+def _recipe_loader():
+    """A ``yaml.SafeLoader`` subclass that refuses duplicate keys and aliases expanding past the bound."""
+    yaml = require("yaml")
+
+    class RecipeLoader(yaml.SafeLoader):
+        def compose_document(self):
+            node = super().compose_document()
+            _expanded_nodes(node, yaml)
+            return node
+
+        def construct_mapping(self, node, deep=False):
+            seen = set()
+            for key_node, _ in node.value:
+                key = getattr(key_node, "value", None)
+                if isinstance(key, str) and key in seen and key != "<<":
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"key {quote(key)} is given twice", key_node.start_mark
+                    )
+                seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+
+    return RecipeLoader
+
+
+def _expanded_nodes(root, yaml) -> int:
+    """Nodes of a composed YAML document with every alias expanded (memoised: linear in the document);
+    ``yaml.YAMLError`` past :data:`MAX_YAML_NODES` or on an alias that contains itself."""
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+    stack: list[tuple[Any, bool]] = [(root, False)]
+    while stack:  # iterative post-order: deep nesting costs no Python recursion
+        node, done = stack.pop()
+        key = id(node)
+        if done:
+            active.discard(key)
+            children = _children(node, yaml)
+            sizes[key] = min(1 + sum(sizes[id(c)] for c in children), MAX_YAML_NODES + 1)
+            if sizes[key] > MAX_YAML_NODES:
+                raise yaml.YAMLError(
+                    f"aliases expand past {MAX_YAML_NODES} nodes (an alias bomb?); a recipe needs none"
+                )
+            continue
+        if key in sizes:
+            continue
+        if key in active:
+            raise yaml.YAMLError("an alias refers to a node that contains it (a recursive recipe)")
+        active.add(key)
+        stack.append((node, True))
+        stack.extend((c, False) for c in _children(node, yaml) if id(c) not in sizes)
+    return sizes[id(root)]
+
+
+def _children(node, yaml) -> list:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [x for pair in node.value for x in pair]
+    return []
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_value(key: str, value: Any, where: str) -> None:
+    """``ValueError`` naming ``where`` and ``key`` when ``value`` has the wrong type for the key."""
+    bad = None
+    if value is None:
+        return
+    if key in INT_KEYS and not _is_int(value):
+        bad = "an integer"
+    elif key in FLOAT_KEYS and not (
+        (_is_int(value) or isinstance(value, float))
+        and math.isfinite(value)
+        or isinstance(value, str)
+        and _is_float(value)
+    ):
+        bad = "a number"
+    elif key in PATHS_KEYS:
+        items = value if isinstance(value, list) else [value]
+        if not items or not all(isinstance(x, str) and x.strip() for x in items):
+            bad = "a path (or name) or a list of them"
+    elif key in NESTED_KEYS:
+        if not isinstance(value, (dict, str, *_SCALARS)):
+            bad = "a mapping or a string"
+    elif isinstance(value, dict):
+        bad = "a value or a list (recipes are flat)"
+    elif isinstance(value, list) and not all(isinstance(x, _SCALARS) for x in value):
+        bad = "a value or a flat list of values"
+    elif not isinstance(value, (*_SCALARS, list)):
+        bad = "a value or a list"
+    if bad:
+        raise ValueError(f"{where}: {key} must be {bad}, got {quote(value)}")
+
+
+def _is_float(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
+
+
+def _check_env(env: Any, where: str) -> None:
+    if not isinstance(env, dict):
+        raise ValueError(f"{where}: ENV must be a mapping of environment variables, got {quote(env)}")
+    for name, value in env.items():
+        if not isinstance(name, str) or not _ENV_NAME.fullmatch(name):
+            raise ValueError(f"{where}: ENV key {quote(name)} is not an environment variable name")
+        if not isinstance(value, (str, int, float, bool)):
+            raise ValueError(f"{where}: ENV.{name} must be a string or a number, got {quote(value)}")
+        if name in LAUNCH_INT_ENV and not (
+            _is_int(value) or isinstance(value, str) and value.strip().isdigit()
+        ):
+            raise ValueError(f"{where}: ENV.{name} must be a whole number, got {quote(value)}")
+
+
+def check_recipe(recipe: Mapping[str, Any], where: str) -> None:
+    """``ValueError`` naming ``where`` and the field for a key that is not a name, an ``ENV`` that is not a
+    mapping of names to scalars, or a value of the wrong type (:data:`INT_KEYS`, :data:`FLOAT_KEYS`,
+    :data:`PATHS_KEYS`; other keys hold a scalar or a flat list, :data:`NESTED_KEYS` a mapping too)."""
+    for key, value in recipe.items():
+        if not isinstance(key, str) or not key.strip():
+            raise ValueError(f"{where}: key {quote(key)} is not an argument name")
+        if key == "ENV":
+            _check_env(value, where)
+        else:
+            _check_value(key, value, where)
 
 
 def load_recipe(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a recipe YAML into a dict (``ENV`` kept as a nested dict); ``ValueError`` if it is not flat."""
+    """Read a recipe YAML into a dict (``ENV`` kept as a nested dict); ``ValueError`` naming the file (and
+    the field) if it is too big, not UTF-8, not valid YAML, an alias bomb, not flat or of the wrong types."""
     yaml = require("yaml")
     p = Path(path)
+    name = quote(str(p))
     if not p.is_file():
-        raise FileNotFoundError(f"recipe {str(p)!r} does not exist")
+        raise FileNotFoundError(f"recipe {name} does not exist")
+    with open(p, "rb") as fh:
+        raw = fh.read(MAX_RECIPE_BYTES + 1)
+    if len(raw) > MAX_RECIPE_BYTES:
+        raise ValueError(f"recipe {name} is over {MAX_RECIPE_BYTES} bytes; a recipe is a few KB")
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"recipe {name}: not UTF-8 text (byte {raw[exc.start]:#04x} at offset {exc.start})"
+        ) from None
+    try:
+        data = yaml.load(text, Loader=_recipe_loader())  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as exc:
-        raise ValueError(f"recipe {str(p)!r} is not valid YAML: {exc}") from None
+        raise ValueError(f"recipe {name} is not valid YAML: {_one_line(exc)}") from None
+    except RecursionError:
+        raise ValueError(f"recipe {name} is nested too deep") from None
     if not isinstance(data, dict):
         raise ValueError(
-            f"recipe {str(p)!r} must be a mapping of ms-swift argument names, got {type(data).__name__}"
+            f"recipe {name} must be a mapping of ms-swift argument names, got {type(data).__name__}"
         )
-    for key, value in data.items():
-        if key == "ENV":
-            if not isinstance(value, dict):
-                raise ValueError(f"recipe {str(p)!r}: ENV must be a mapping, got {value!r}")
-        elif isinstance(value, dict) and key not in ("model_kwargs", "deepspeed", "generation_config"):
-            raise ValueError(f"recipe {str(p)!r}: key {key!r} is nested ({value!r}); recipes are flat")
+    check_recipe(data, f"recipe {name}")
     return data
+
+
+def _one_line(exc: Exception) -> str:
+    """A YAML error as one line of at most 300 characters."""
+    text = " ".join(str(exc).replace('in "<unicode string>", ', "").split())
+    return text if len(text) <= 300 else text[:297] + "..."
 
 
 def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
@@ -72,10 +250,19 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
         key = key.strip().lstrip("-")
         if not sep or not key:
             raise ValueError(f"override {item!r} is not of the form key=value")
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        try:
+            value = yaml.load(raw, Loader=_recipe_loader()) if raw.strip() else ""  # noqa: S506
+        except (yaml.YAMLError, RecursionError) as exc:
+            raise ValueError(f"override {quote(item)}: not a YAML value ({_one_line(exc)})") from None
         key = ALIASES.get(key, key)
         if key.isupper() and not key.startswith("ENV."):
             key = "ENV." + key
+        where = f"override {quote(item)}"
+        if key.startswith("ENV."):
+            if value is not None:
+                _check_env({key[4:]: value}, where)
+        else:
+            _check_value(key, value, where)
         out[key] = value
     return out
 
@@ -107,15 +294,27 @@ def apply_overrides(recipe: Mapping[str, Any], overrides: Mapping[str, Any]) -> 
         out.pop("ENV", None)
     launch_changed = any(k in overrides for k in ("ENV.NPROC_PER_NODE", "ENV.NNODES"))
     if before and launch_changed and "gradient_accumulation_steps" not in overrides:
-        per_step = int(out.get("per_device_train_batch_size", 1)) * _world_size(out)
+        per_step = _whole(out, "per_device_train_batch_size", 1, "per_device_train_batch_size") * _world_size(
+            out
+        )
         if per_step and before % per_step == 0:
             out["gradient_accumulation_steps"] = before // per_step
     return out
 
 
+def _whole(mapping: Mapping[str, Any], key: str, default: int, field: str) -> int:
+    """``mapping[key]`` as an int; ``ValueError`` naming ``field`` when it is not a whole number."""
+    value = mapping.get(key, default)
+    if _is_int(value):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    raise ValueError(f"{field} must be a whole number, got {quote(value)}")
+
+
 def _world_size(recipe: Mapping[str, Any]) -> int:
     env = recipe.get("ENV") or {}
-    return int(env.get("NPROC_PER_NODE", 1)) * int(env.get("NNODES", 1))
+    return _whole(env, "NPROC_PER_NODE", 1, "ENV.NPROC_PER_NODE") * _whole(env, "NNODES", 1, "ENV.NNODES")
 
 
 def global_batch(recipe: Mapping[str, Any]) -> int | None:
@@ -123,8 +322,8 @@ def global_batch(recipe: Mapping[str, Any]) -> int | None:
     if "per_device_train_batch_size" not in recipe or "gradient_accumulation_steps" not in recipe:
         return None
     return (
-        int(recipe["per_device_train_batch_size"])
-        * int(recipe["gradient_accumulation_steps"])
+        _whole(recipe, "per_device_train_batch_size", 1, "per_device_train_batch_size")
+        * _whole(recipe, "gradient_accumulation_steps", 1, "gradient_accumulation_steps")
         * _world_size(recipe)
     )
 
