@@ -13,6 +13,7 @@ The driver shards the units (``i/N`` takes ``units[i::N]``), repeats them, fans 
 
 from __future__ import annotations
 
+import csv
 import gc
 import os
 import re
@@ -132,6 +133,10 @@ class Builder:
         """Add ``n`` to the report counter ``key`` (summed over units and workers by the driver)."""
         self.tally[key] = self.tally.get(key, 0) + n
 
+    def where(self, unit) -> str:
+        """Where ``unit`` comes from, for error messages (file and record); the default quotes the unit."""
+        return f"item {unit!r}"
+
     def cleanup(self) -> None:
         """Remove files this build created beside the JSONL (images, label maps) when it did not finish.
         Called by the driver on any failure, Ctrl-C included; the default has nothing to remove."""
@@ -151,6 +156,10 @@ class Builder:
 _WORKER: Builder | None = None
 
 
+# Exceptions a malformed annotation file raises from the builders' parsing code (a list where an int goes,
+# an absent key, infinity, 100000-deep JSON, a CSV field over the csv module's limit): turned into one line.
+MALFORMED = (KeyError, TypeError, IndexError, AttributeError, OverflowError, RecursionError, csv.Error)
+
 _Result = tuple[list[str], list[str], "tuple[str, str] | None", dict, list[str]]
 
 
@@ -160,11 +169,18 @@ def _lines(builder: Builder, unit, rep: int, skip_bad: bool) -> _Result:
     try:
         try:
             samples = builder.make(unit, rep)
-        except (KeyError, TypeError, IndexError, AttributeError) as exc:  # malformed annotation record
+        except MALFORMED as exc:  # malformed annotation record: wrong types, absurd values
             raise BadInput(
-                f"{builder.name}: malformed annotation for item {unit!r}: {type(exc).__name__}: {exc}",
+                f"{builder.name}: malformed annotation in {builder.where(unit)}: "
+                f"{type(exc).__name__}: {str(exc)[:200]}",
                 cause="malformed_record",
-            ) from exc
+            ) from None
+        except MemoryError:
+            raise BadInput(
+                f"{builder.name}: {builder.where(unit)} needs more memory than there is (sizes or counts in "
+                "its annotation are out of proportion)",
+                cause="out_of_memory",
+            ) from None
     except (BadInput, OSError) as exc:
         if not skip_bad:
             raise
@@ -219,6 +235,11 @@ def run_build(
     try:
         builder = builder_cls(cfg)
         units = builder.units()
+    except MALFORMED as exc:  # the annotation files are parsed here: wrong types become one line
+        raise ValueError(
+            f"{builder_cls.name}: malformed annotation files under {cfg.root}: {type(exc).__name__}: "
+            f"{str(exc)[:200]}"
+        ) from None
     finally:
         gc.freeze()
         if gc_was_enabled:

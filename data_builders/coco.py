@@ -20,7 +20,6 @@ construction (same RLE, same sample points); ``benchmarks/builders.py`` checks i
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -37,13 +36,9 @@ class CocoIndex:
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        try:
-            with open(self.path, encoding="utf-8") as fh:
-                data = json.load(fh)
-        except FileNotFoundError:
-            raise FileNotFoundError(f"annotation file not found: {self.path}") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ValueError(f"corrupt annotation file {self.path}: {exc}") from None
+        from .common import load_json
+
+        data = load_json(self.path)
         try:
             self.images = {
                 im["id"]: (im["file_name"], int(im["height"]), int(im["width"])) for im in data["images"]
@@ -53,8 +48,10 @@ class CocoIndex:
                 for a in data["annotations"]
             }
             self.categories = {c["id"]: c["name"] for c in data.get("categories", [])}
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"{self.path} is not a COCO instances file (missing or bad {exc})") from None
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
+            raise ValueError(
+                f"{self.path} is not a COCO instances file (missing or bad {type(exc).__name__}: {exc})"
+            ) from None
 
     def image(self, image_id) -> tuple[str, int, int]:
         try:

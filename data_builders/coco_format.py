@@ -33,7 +33,6 @@ image id hash, see :mod:`data_builders.owndata`), ``mode``, ``label_dir``, ``che
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from pathlib import Path
@@ -47,7 +46,18 @@ from text4seg.descriptors import encode, grid_labels, normalize_label
 
 from .base import BadInput, BuildConfig, Builder
 from .coco import rle_of_segmentations, sample_rle
-from .common import PLACEHOLDER, descriptor_template, empty_grid, inside, label_of
+from .common import (
+    PLACEHOLDER,
+    check_sample_pixels,
+    checked_size,
+    claimed_size,
+    descriptor_template,
+    empty_grid,
+    hashable_id,
+    inside,
+    label_of,
+    load_json,
+)
 from .owndata import instance_turn, label_dir_of, split_of, split_ratio_of, write_label_png
 
 TASKS = ("referring", "semantic", "instance")
@@ -60,13 +70,7 @@ ANN_CANDIDATES = (
 
 
 def _load(path: Path) -> dict:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"annotation file not found: {path}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"corrupt annotation file {path}: {exc}") from None
+    data = load_json(path)
     if not isinstance(data, dict) or not isinstance(data.get("images"), list):
         raise ValueError(f"{path} is not a COCO instance file (no 'images' list)")
     return data
@@ -125,20 +129,24 @@ class CocoFormat(Builder):
         p = self.ann_path
         self.images: dict = {}
         for n, im in enumerate(data["images"]):
-            try:
-                self.images[im["id"]] = (str(im["file_name"]), int(im["height"]), int(im["width"]))
-            except (KeyError, TypeError, ValueError) as exc:
+            try:  # the size is checked per image in make(), against the image's header
+                iid = hashable_id(im["id"], f"{p}: images[{n}]")
+                self.images[iid] = (str(im["file_name"]), im["height"], im["width"])
+            except (KeyError, TypeError) as exc:
                 raise ValueError(f"{p}: images[{n}] needs id, file_name, height, width ({exc!r})") from None
         self.categories: dict = {}
         for n, c in enumerate(data.get("categories") or []):
             try:
-                self.categories[c["id"]] = str(c["name"])
+                self.categories[hashable_id(c["id"], f"{p}: categories[{n}]")] = str(c["name"])
             except (KeyError, TypeError) as exc:
                 raise ValueError(f"{p}: categories[{n}] needs id and name ({exc!r})") from None
         self.anns: dict = {i: [] for i in self.images}
         for n, a in enumerate(data.get("annotations") or []):
             if not isinstance(a, dict) or "image_id" not in a:
                 raise ValueError(f"{p}: annotations[{n}] has no image_id")
+            hashable_id(a["image_id"], f"{p}: annotations[{n}]", "image_id")
+            if "category_id" in a:
+                hashable_id(a["category_id"], f"{p}: annotation {str(a.get('id', n))[:40]}", "category_id")
             if a["image_id"] not in self.anns:
                 raise ValueError(
                     f"{p}: annotation {a.get('id', n)!r} names image_id {a['image_id']!r}, not in images"
@@ -165,6 +173,17 @@ class CocoFormat(Builder):
 
     # ------------------------------------------------------------------------------------------- make
     def _ann_rle(self, a: dict, h: int, w: int) -> dict:
+        try:
+            return self._ann_rle_of(a, h, w)
+        except (TypeError, ValueError, OverflowError) as exc:  # a size of Infinity, a list, a string...
+            if isinstance(exc, BadInput):
+                raise
+            raise BadInput(
+                f"annotation {str(a.get('id'))[:40]!r} in {self.ann_path}: bad segmentation ({exc})",
+                cause="bad_segmentation",
+            ) from None
+
+    def _ann_rle_of(self, a: dict, h: int, w: int) -> dict:
         where = f"of annotation {a.get('id')!r} in {self.ann_path}"
         if "segmentation" not in a:
             raise BadInput(f"annotation {a.get('id')!r} in {self.ann_path} has no segmentation")
@@ -195,11 +214,19 @@ class CocoFormat(Builder):
                 f"is not in categories {sorted(self.categories)[:20]}"
             ) from None
 
+    def where(self, unit) -> str:
+        return f"image id {unit!r} in {self.ann_path}"
+
     def make(self, unit, rep: int) -> list[Sample]:
         file_name, h, w = self.images[unit]
         path = inside(self.root, file_name)
-        if self.check_images and not path.is_file():
-            raise BadInput(f"image not found: {path} (image id {unit!r} in {self.ann_path})")
+        where = self.where(unit)
+        if self.check_images:
+            if not path.exists():
+                raise BadInput(f"image not found: {path} ({where})", cause="image_not_found")
+            h, w = checked_size(path, h, w, where)
+        else:
+            h, w = claimed_size(h, w, where)
         anns = self.anns[unit]
         base = dict(image=str(path), width=w, height=h, grid=self.cfg.grid, scheme=self.cfg.scheme)
         if self.task == "referring":
@@ -255,6 +282,8 @@ class CocoFormat(Builder):
         if self.task == "instance":
             anns = [a for a in anns if not a.get("iscrowd")]
         names = [normalize_label(self._category(a)) for a in anns]
+        if cfg.with_gt or self.task == "instance":  # full-resolution masks: bound what one sample takes
+            check_sample_pixels(len(anns) + 1, h, w, self.where(unit))
         rles = [self._ann_rle(a, h, w) for a in anns]
         sid = self._sid(unit, rep=rep)
         rng = sample_rng(cfg.seed, sid)

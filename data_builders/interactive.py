@@ -51,7 +51,7 @@ from text4seg.descriptors import encode, mask_to_grid
 
 from .base import BadInput, BuildConfig, Builder
 from .coco import rle_area, sample_rle, segmentation_rles, union_rle
-from .common import PLACEHOLDER, descriptor_template, inside, label_of
+from .common import PLACEHOLDER, checked_size, claimed_size, descriptor_template, inside, label_of, load_json
 
 KINDS = ("point", "scribble", "box", "mask")
 COORDS = ("norm1000", "qwen2.5-vl")
@@ -193,14 +193,14 @@ class CocoInteractive(Builder):
         self.check_images = cfg.opt("check_images", True)
         path = cfg.root / "annotations" / f"instances_{cfg.split}.json"
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = load_json(path)
             self.images = {im["id"]: im for im in data["images"]}
             self.cats = {c["id"]: c["name"] for c in data["categories"]}
             self.anns = [a for a in data["annotations"] if not a.get("iscrowd", 0)]
         except FileNotFoundError:
             raise FileNotFoundError(f"annotation file not found: {path}") from None
-        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
-            raise ValueError(f"{path} is not a COCO instances file: {exc}") from None
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"{path} is not a COCO instances file: {type(exc).__name__}: {exc}") from None
         self.ann_path = path
 
     def conventions(self) -> dict:
@@ -209,6 +209,10 @@ class CocoInteractive(Builder):
     def units(self) -> list[int]:
         return list(range(len(self.anns)))
 
+    def where(self, unit) -> str:
+        a = self.anns[unit]
+        return f"annotation {str(a.get('id') if isinstance(a, dict) else unit)[:40]} in {self.ann_path}"
+
     def make(self, unit: int, rep: int) -> list[Sample]:
         cfg = self.cfg
         a = self.anns[unit]
@@ -216,13 +220,20 @@ class CocoInteractive(Builder):
         im = self.images.get(a.get("image_id"))
         if im is None:
             raise BadInput(f"{where}: image id {a.get('image_id')!r} not in images", "missing_image_record")
-        h, w = int(im["height"]), int(im["width"])
+        h, w = claimed_size(im.get("height"), im.get("width"), where)
+        path = inside(cfg.root / cfg.split, str(im["file_name"]))
+        if self.check_images:
+            if not path.exists():
+                raise BadInput(f"image not found: {path}", "image_not_found")
+            checked_size(path, h, w, where)
         try:
             rle = union_rle(segmentation_rles(a["segmentation"], h, w), h, w)
             box = [float(v) for v in a["bbox"]]
             name = self.cats[a["category_id"]]
-        except (KeyError, TypeError, ValueError, IndexError) as exc:
+        except (KeyError, TypeError, ValueError, IndexError, OverflowError) as exc:
             raise BadInput(f"bad {where}: {exc}", "bad_segmentation") from None
+        if len(box) != 4 or not all(math.isfinite(v) for v in box):
+            raise BadInput(f"bad {where}: bbox {str(a.get('bbox'))[:60]} is not 4 finite numbers", "bad_bbox")
         if rle_area(rle) == 0 or box[2] <= 0 or box[3] <= 0:
             self.count("empty_annotations")
             return []
@@ -230,9 +241,6 @@ class CocoInteractive(Builder):
         if not fg.any():
             self.count("lost_on_grid_skipped")
             return []
-        path = inside(cfg.root / cfg.split, im["file_name"])
-        if self.check_images and not path.is_file():
-            raise BadInput(f"image not found: {path}", "image_not_found")
         label = label_of(name)
         desc = descriptor_template(fg, cfg.scheme).replace(PLACEHOLDER, label)
         co = Coords(self.coords, h, w, self.max_pixels)

@@ -26,13 +26,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import io
-import json
 import os
 from pathlib import Path
 
 import numpy as np
 
+from text4seg.data.images import open_image
 from text4seg.data.prompts import refer_turn, sample_rng
 from text4seg.data.records import Sample, atomic_path, check_image_size
 from text4seg.data.rle import mask_to_rle
@@ -40,22 +39,35 @@ from text4seg.descriptors import encode, mask_to_grid
 
 from .base import BadInput, BuildConfig, Builder
 from .coco import SegmentationError, _checked_polygon
-from .common import inside, label_of
+from .common import (
+    check_sample_pixels,
+    claimed_size,
+    hashable_id,
+    image_size,
+    inside,
+    label_of,
+    load_json,
+    side_dir,
+)
 from .owndata import split_of, split_ratio_of
 
 AREA_SHAPES = ("polygon", "rectangle", "circle", "mask", "line", "linestrip")
 POINT_SHAPES = ("point", "points")
 
 
-def _png(data: str, what: str):
-    from PIL import Image, UnidentifiedImageError
-
+def _png(data: str, what: str, mode: str | None = None):
+    """The decoded image of an embedded base64 PNG (``mode``: converted), through the pixel limit of
+    :func:`text4seg.data.images.open_image` (a 48 KB bomb claiming 20000 x 20000 pixels is refused)."""
     try:
-        im = Image.open(io.BytesIO(base64.b64decode(data, validate=False)))
-        im.load()
-        return im
-    except (binascii.Error, UnidentifiedImageError, OSError, ValueError) as exc:
+        raw = base64.b64decode(data, validate=False)
+    except (binascii.Error, ValueError, TypeError) as exc:
         raise BadInput(f"{what}: cannot decode the embedded base64 image ({exc})") from None
+    try:
+        with open_image(raw, where=f"{what}: embedded image") as im:
+            im.load()
+            return im.convert(mode) if mode else im.copy()
+    except (ValueError, OSError) as exc:
+        raise BadInput(str(exc) if "embedded" in str(exc) else f"{what}: embedded image: {exc}") from None
 
 
 def shape_mask(shape: dict, h: int, w: int, line_width: int = 3, where: str = "") -> np.ndarray | None:
@@ -126,7 +138,7 @@ class LabelMe(Builder):
         if d:
             self.image_dir = Path(d).expanduser().resolve()
         elif cfg.out is not None:
-            self.image_dir = cfg.out.parent / f"{cfg.out.stem}_images"
+            self.image_dir = side_dir(cfg.out.parent / f"{cfg.out.stem}_images", cfg.out.parent)
         else:
             self.image_dir = self.root / "text4seg_images"
         files = sorted(p.relative_to(self.root).as_posix() for p in self.root.rglob("*.json"))
@@ -138,47 +150,65 @@ class LabelMe(Builder):
     def units(self) -> list[str]:
         return self._units
 
-    def _image(self, rel: str, doc: dict) -> str:
+    def _image(self, rel: str, doc: dict) -> tuple[str, tuple[int, int]]:
+        """(path of the image, its ``(width, height)`` from the real header)."""
         where = self.root / rel
         ip = doc.get("imagePath")
         if ip:
             target = os.path.normpath(os.path.join(os.path.dirname(rel), str(ip).replace("\\", "/")))
             path = inside(self.root, target)
-            if path.is_file():
-                return str(path)
+            if path.is_file() or path.is_fifo():
+                return str(path), image_size(path, str(where))
         if doc.get("imageData"):
+            if not isinstance(doc["imageData"], str):
+                raise BadInput(f"{where}: imageData must be a base64 string", cause="malformed_record")
             out = self.image_dir / (Path(rel).with_suffix("").as_posix().replace("/", "__") + ".png")
             if not out.exists():
-                im = _png(doc["imageData"], str(where))
+                im = _png(doc["imageData"], str(where), "RGB")
+                side_dir(out.parent, self.image_dir.parent)
                 with atomic_path(out) as tmp:
-                    im.convert("RGB").save(tmp, format="PNG")
-            return str(out)
+                    im.save(tmp, format="PNG")
+            return str(out), image_size(out, str(where))
         raise BadInput(f"{where}: image not found (imagePath {ip!r}) and no imageData embedded")
+
+    def where(self, unit) -> str:
+        return f"LabelMe file {self.root / unit}"
 
     def make(self, unit: str, rep: int) -> list[Sample]:
         cfg = self.cfg
         where = self.root / unit
         try:
-            doc = json.loads(where.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise BadInput(f"corrupt LabelMe file {where}: {exc}") from None
+            doc = load_json(where, "LabelMe file")
+        except (ValueError, OSError) as exc:
+            raise BadInput(str(exc)) from None
         if not isinstance(doc, dict) or not isinstance(doc.get("shapes"), list):
             raise BadInput(f"{where} is not a LabelMe file (no 'shapes' list)")
-        try:
-            h, w = int(doc["imageHeight"]), int(doc["imageWidth"])
-        except (KeyError, TypeError, ValueError):
-            raise BadInput(f"{where}: imageHeight and imageWidth must be integers") from None
-        image = self._image(unit, doc)
-        groups: dict[tuple, np.ndarray | None] = {}
+        if "imageHeight" not in doc or "imageWidth" not in doc:
+            raise BadInput(f"{where}: imageHeight and imageWidth must be integers")
+        h, w = claimed_size(doc["imageHeight"], doc["imageWidth"], f"{where}: imageHeight x imageWidth")
+        image, (iw, ih) = self._image(unit, doc)
+        if (ih, iw) != (h, w):
+            raise BadInput(
+                f"{where}: imageHeight x imageWidth {h}x{w} differ from the image {image} ({ih}x{iw})",
+                cause="size_mismatch",
+            )
+        keys: list[tuple] = []
         for n, shape in enumerate(doc["shapes"]):
             sw = f"{where} shape {n}"
-            if not isinstance(shape, dict) or not str(shape.get("label", "")).strip():
-                raise BadInput(f"{sw}: a shape needs a non-empty label")
-            label = str(shape["label"]).strip()
+            label = shape.get("label") if isinstance(shape, dict) else None
+            if not isinstance(label, (str, int, float)) or isinstance(label, bool) or not str(label).strip():
+                raise BadInput(f"{sw}: a shape needs a non-empty label, got {str(label)[:80]!r}")
+            label = str(label).strip()
             gid = shape.get("group_id")
-            key = (
+            if gid is not None:
+                gid = hashable_id(gid, sw, "group_id")
+            keys.append(
                 (label,) if self.targets == "label" else (label, ("g", gid) if gid is not None else ("s", n))
             )
+        check_sample_pixels(len(set(keys)) + 1, h, w, str(where))  # one mask per target, one canvas
+        groups: dict[tuple, np.ndarray | None] = {}
+        for n, (shape, key) in enumerate(zip(doc["shapes"], keys)):
+            sw = f"{where} shape {n}"
             m = shape_mask(shape, h, w, self.line_width, sw)
             prev = groups.get(key)
             groups[key] = m if prev is None else (prev if m is None else prev | m)

@@ -28,17 +28,19 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 
+from text4seg.data.images import open_image
 from text4seg.data.prompts import reason_turn, refer_turn, sample_rng
 from text4seg.data.records import Sample
 from text4seg.data.rle import mask_to_rle
 from text4seg.descriptors import encode, mask_to_grid
 
 from .base import BadInput, BuildConfig, Builder
-from .common import inside, label_of
+from .common import image_size, inside, label_of, read_text
 from .owndata import split_of, split_ratio_of
 
 FIELDS = ("image", "mask", "id", "query", "split")
@@ -53,10 +55,13 @@ def _read_queries(path: Path) -> list[tuple[int, dict]]:
                 reader = csv.DictReader(fh)
                 if not reader.fieldnames or "image" not in reader.fieldnames:
                     raise ValueError(f"{path}:1: the header must name the columns image,mask,id,query")
-                for rec in reader:
-                    rows.append(
-                        (reader.line_num, {k: v for k, v in rec.items() if k and v not in ("", None)})
-                    )
+                try:
+                    for rec in reader:
+                        rows.append(
+                            (reader.line_num, {k: v for k, v in rec.items() if k and v not in ("", None)})
+                        )
+                except csv.Error as exc:  # a field over csv's limit (128 KB), a NUL byte...
+                    raise ValueError(f"{path}:{reader.line_num}: bad CSV ({exc})") from None
             else:
                 for n, line in enumerate(fh, 1):
                     if not line.strip():
@@ -65,6 +70,8 @@ def _read_queries(path: Path) -> list[tuple[int, dict]]:
                         rec = json.loads(line)
                     except json.JSONDecodeError as exc:
                         raise ValueError(f"{path}:{n}: not valid JSON ({exc.msg})") from None
+                    except RecursionError:
+                        raise ValueError(f"{path}:{n}: JSON nested too deeply") from None
                     if not isinstance(rec, dict):
                         raise ValueError(f"{path}:{n}: expected a JSON object, got {type(rec).__name__}")
                     rows.append((n, rec))
@@ -98,9 +105,7 @@ class MaskFolder(Builder):
             raise FileNotFoundError(f"queries file not found: {self.qpath}")
         cls_file = self.root / "classes.txt"
         self.classes = (
-            [s.strip() for s in cls_file.read_text(encoding="utf-8").splitlines()]
-            if cls_file.is_file()
-            else []
+            [s.strip() for s in read_text(cls_file, "classes file").splitlines()] if cls_file.exists() else []
         )
         rows = _read_queries(self.qpath)
         ratio = split_ratio_of(cfg)
@@ -122,8 +127,10 @@ class MaskFolder(Builder):
             return None
         if isinstance(raw, int) and not isinstance(raw, bool):
             return raw
-        s = str(raw).strip()
-        if s.lstrip("-").isdigit():
+        if not isinstance(raw, str):
+            raise BadInput(f"{where}: id {str(raw)[:80]!r} must be a pixel value or a class name")
+        s = raw.strip()
+        if re.fullmatch(r"-?[0-9]+", s):  # ASCII digits only: "²".isdigit() is true, int("²") fails
             return int(s)
         if s in self.classes:
             return self.classes.index(s)
@@ -131,26 +138,31 @@ class MaskFolder(Builder):
             f"{where}: id {s!r} is neither a pixel value nor a name in classes.txt {self.classes[:20]}"
         )
 
-    def make(self, unit: int, rep: int) -> list[Sample]:
-        from PIL import Image, UnidentifiedImageError
+    def where(self, unit) -> str:
+        return f"{self.qpath}:{self.rows[unit][0]}"
 
+    def make(self, unit: int, rep: int) -> list[Sample]:
         cfg = self.cfg
         n, rec = self.rows[unit]
         where = f"{self.qpath}:{n}"
+        for key in ("image", "mask", "query"):
+            v = rec.get(key)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (str, int, float))):
+                raise BadInput(f"{where}: {key} {str(v)[:80]!r} must be a string", cause="malformed_record")
         if not rec.get("image"):
             raise BadInput(f"{where}: no 'image'")
         image = inside(self.root / "images", str(rec["image"]))
-        if not image.is_file():
-            raise BadInput(f"{where}: image not found: {image}")
+        if not image.exists():
+            raise BadInput(f"{where}: image not found: {image}", cause="image_not_found")
         mask_rel = str(rec.get("mask") or Path(str(rec["image"])).with_suffix(".png").as_posix())
         mpath = inside(self.root / "masks", mask_rel)
         try:
-            with Image.open(mpath) as im:
+            with open_image(mpath) as im:
                 arr = np.asarray(im)
         except FileNotFoundError:
-            raise BadInput(f"{where}: mask not found: {mpath}") from None
-        except (UnidentifiedImageError, OSError) as exc:
-            raise BadInput(f"{where}: cannot read mask {mpath}: {exc}") from None
+            raise BadInput(f"{where}: mask not found: {mpath}", cause="image_not_found") from None
+        except (ValueError, OSError) as exc:
+            raise BadInput(f"{where}: cannot read mask: {exc}") from None
         value = self._value(rec.get("id"), where)
         if value is None:
             m = (
@@ -171,11 +183,9 @@ class MaskFolder(Builder):
             else:
                 raise BadInput(f"{where}: empty query (give 'query', or an 'id' that is a class name)")
         h, w = m.shape
-        with Image.open(image) as im:
-            if im.size != (w, h):
-                raise BadInput(
-                    f"{where}: image {image} is {im.size[0]}x{im.size[1]} but mask {mpath} is {w}x{h}"
-                )
+        iw, ih = image_size(image, where)
+        if (iw, ih) != (w, h):
+            raise BadInput(f"{where}: image {image} is {iw}x{ih} but mask {mpath} is {w}x{h}")
         sid = f"{self.name}/{cfg.split}/{n}" + (f"/r{rep}" if rep else "")
         label = label_of(text)
         grid = mask_to_grid(m, cfg.grid, labels=text)

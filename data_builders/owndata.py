@@ -65,6 +65,9 @@ def write_label_png(path: Path, label_map: np.ndarray) -> None:
     """Write an integer label map as a PNG through a temporary file (8-bit up to 255, else 16-bit)."""
     from PIL import Image
 
+    from .common import side_dir
+
+    side_dir(path.parent, path.parent.parent)  # the split folder: never written through a link
     path.parent.mkdir(parents=True, exist_ok=True)
     arr = np.asarray(label_map)
     if arr.max(initial=0) > 65535:
@@ -84,5 +87,7 @@ def label_dir_of(cfg, default_name: str) -> Path:
     if d:
         return Path(d).expanduser().resolve()
     if cfg.out is not None:
-        return cfg.out.parent / f"{cfg.out.stem}_labels"
+        from .common import side_dir
+
+        return side_dir(cfg.out.parent / f"{cfg.out.stem}_labels", cfg.out.parent)
     return Path(cfg.root) / default_name

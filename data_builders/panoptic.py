@@ -37,6 +37,7 @@ from functools import cache
 
 import numpy as np
 
+from text4seg.data.images import open_image
 from text4seg.data.prompts import TEMPLATE_DIR, answer, sample_rng
 from text4seg.data.records import Sample
 from text4seg.data.rle import mask_to_rle
@@ -44,7 +45,7 @@ from text4seg.descriptors import encode, nearest_index, normalize_label
 from text4seg.descriptors.instances import instance_label, number_instances
 
 from .base import BadInput, BuildConfig, Builder
-from .common import inside
+from .common import checked_size, claimed_size, inside, load_json
 
 
 @cache
@@ -107,14 +108,14 @@ class CocoPanoptic(Builder):
         self.image_dir = inside(cfg.root, cfg.opt("image_dir", split))
         self.check_images = cfg.opt("check_images", True)
         try:
-            data = json.loads(self.ann.read_text(encoding="utf-8"))
+            data = load_json(self.ann)
             self.images = {im["id"]: im for im in data["images"]}
             self.names = {c["id"]: c["name"] for c in data["categories"]}
             self.things = {c["id"] for c in data["categories"] if c.get("isthing", 0)}
             self.anns = list(data["annotations"])
         except FileNotFoundError:
             raise FileNotFoundError(f"annotation file not found: {self.ann}") from None
-        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
+        except (KeyError, TypeError) as exc:
             raise ValueError(f"{self.ann} is not a COCO panoptic file: {exc}") from None
         self.thing_names = sorted({normalize_label(self.names[c]) for c in self.things})
 
@@ -124,32 +125,38 @@ class CocoPanoptic(Builder):
     def units(self) -> list[int]:
         return list(range(len(self.anns)))
 
-    def make(self, unit: int, rep: int) -> list[Sample]:
-        from PIL import Image
+    def where(self, unit) -> str:
+        a = self.anns[unit]
+        return (
+            f"annotation of image {str(a.get('image_id') if isinstance(a, dict) else a)[:40]} in {self.ann}"
+        )
 
+    def make(self, unit: int, rep: int) -> list[Sample]:
         cfg = self.cfg
         a = self.anns[unit]
         im = self.images.get(a.get("image_id"))
         if im is None:
             raise BadInput(f"{self.ann}: annotation of image {a.get('image_id')!r} has no image entry")
-        png = inside(self.png_dir, a["file_name"])
+        h, w = claimed_size(im.get("height"), im.get("width"), f"{self.ann}: image {str(im.get('id'))[:40]}")
+        png = inside(self.png_dir, str(a["file_name"]))
         try:
-            with Image.open(png) as pim:
+            with open_image(png) as pim:
                 ids = rgb_to_id(np.asarray(pim.convert("RGB")))
         except FileNotFoundError:
             raise BadInput(f"panoptic PNG not found: {png}", "image_not_found") from None
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
             raise BadInput(f"cannot read panoptic PNG {png}: {exc}") from None
-        h, w = int(im["height"]), int(im["width"])
         if ids.shape != (h, w):
             raise BadInput(f"{png} is {ids.shape[1]}x{ids.shape[0]}, its image entry says {w}x{h}")
         segs = list(a.get("segments_info") or [])
         unknown = [s.get("category_id") for s in segs if s.get("category_id") not in self.names]
         if unknown:
             raise BadInput(f"{png}: segments with unknown category ids {unknown[:5]}", "malformed_record")
-        path = inside(self.image_dir, im["file_name"])
-        if self.check_images and not path.is_file():
-            raise BadInput(f"image not found: {path}", "image_not_found")
+        path = inside(self.image_dir, str(im["file_name"]))
+        if self.check_images:
+            if not path.exists():
+                raise BadInput(f"image not found: {path}", "image_not_found")
+            checked_size(path, h, w, f"{self.ann}: image {str(im.get('id'))[:40]}")
         grid, labels = panoptic_grid(ids, segs, self.names, self.things, cfg.grid)
         sid = f"{self.name}/{cfg.split}/{im['id']}" + (f"/r{rep}" if rep else "")
         rng = sample_rng(cfg.seed, sid)

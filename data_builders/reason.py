@@ -17,7 +17,6 @@ with the phrase itself as the label.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from text4seg.data.prompts import reason_turn, refer_turn, sample_rng
@@ -27,7 +26,7 @@ from text4seg.descriptors import encode
 
 from .base import EMPTY_TARGET, LOST_ON_GRID, BadInput, BuildConfig, Builder
 from .coco import rle_area, rle_of_segmentations, sample_rle
-from .common import PLACEHOLDER, descriptor_template, empty_grid, image_size, label_of
+from .common import PLACEHOLDER, descriptor_template, empty_grid, image_size, label_of, load_json
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png")
 
@@ -63,7 +62,7 @@ class ReasonSeg(Builder):
         cfg = self.cfg
         js = self.jsons[unit]
         try:
-            anno = json.loads(js.read_text(encoding="utf-8"))
+            anno = load_json(js, "ReasonSeg annotation")
             texts = anno["text"]
             texts = [texts] if isinstance(texts, str) else list(texts)
             polys = []
@@ -72,12 +71,15 @@ class ReasonSeg(Builder):
                     pts = [float(c) for p in s.get("points", []) for c in p]
                     if len(pts) >= 6:
                         polys.append(pts)
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, OverflowError) as exc:
             raise BadInput(f"bad ReasonSeg annotation {js}: {type(exc).__name__}: {exc}") from None
         image = self._image(js)
-        h, w = anno.get("imageHeight"), anno.get("imageWidth")
-        if not (isinstance(h, int) and isinstance(w, int)):
-            w, h = image_size(image)
+        w, h = image_size(image, str(js))  # the real size: imageHeight/imageWidth must agree when given
+        ch, cw = anno.get("imageHeight"), anno.get("imageWidth")
+        if isinstance(ch, int) and isinstance(cw, int) and (ch, cw) != (h, w):
+            raise BadInput(
+                f"{js}: imageHeight x imageWidth {ch}x{cw} differ from the image {image} ({h}x{w})"
+            )
         rle = rle_of_segmentations([polys] if polys else [], h, w, where=f"in {js}")
         tpl = None
         if polys:  # a target polygon: it must survive rasterising and grid sampling (no silent empties)

@@ -37,7 +37,6 @@ Options: ``split_by`` (unc/umd/google/berkeley), ``image_dir`` (relative to root
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -49,7 +48,7 @@ from text4seg.descriptors import encode
 
 from .base import EMPTY_TARGET, LOST_ON_GRID, BadInput, BuildConfig, Builder
 from .coco import CocoIndex, rle_area, sample_rle
-from .common import PLACEHOLDER, descriptor_template, empty_grid, inside, label_of
+from .common import PLACEHOLDER, checked_size, descriptor_template, empty_grid, inside, label_of, load_json
 from .safe_pickle import safe_load
 
 COCO_IMAGES = "images/mscoco/images/train2014"
@@ -101,7 +100,7 @@ class ReferBase(Builder):
             )
         self.coco = CocoIndex(self.ddir / "instances.json")
         self.refs = [r for r in refs if split_matches(cfg.split, str(r.get("split")))]
-        self._exists: dict[str, tuple[str, bool]] = {}
+        self._exists: dict[str, tuple[str, str]] = {}  # file name -> (path, error message or "")
         self._empty = ""
         if self.turns > 1:  # one unit per image: its refs in file order, chunked into samples of `turns`
             by_image: dict = {}
@@ -121,19 +120,36 @@ class ReferBase(Builder):
     def units(self) -> list[tuple[int, ...]]:
         return self._units
 
-    def _image_path(self, file_name: str) -> str:
-        """Absolute image path (checked to exist once per image unless ``check_images`` is off)."""
+    def where(self, unit) -> str:
+        ids = [self.refs[i].get("ref_id") if isinstance(self.refs[i], dict) else i for i in unit]
+        return f"ref(s) {str(ids)[:80]} in {self.refs_path}"
+
+    def _image_path(self, file_name: str, h: int, w: int) -> str:
+        """Absolute image path, checked once per image unless ``check_images`` is off: it exists and its
+        header has the height x width that ``instances.json`` claims (masks are drawn at that size)."""
         hit = self._exists.get(file_name)
         if hit is None:
-            path = inside(self.image_dir, file_name)
-            hit = self._exists[file_name] = (str(path), not self.check_images or path.is_file())
-        if not hit[1]:
-            raise BadInput(f"image not found: {hit[0]}")
+            path = inside(self.image_dir, str(file_name))
+            err = ""
+            if self.check_images:
+                if not path.exists():
+                    err = f"image not found: {path}"
+                else:
+                    try:
+                        checked_size(path, h, w, f"{self.coco.path}: image {file_name!r}")
+                    except BadInput as exc:
+                        err = str(exc)
+            hit = self._exists[file_name] = (str(path), err)
+        if hit[1]:
+            raise BadInput(
+                hit[1], "image_not_found" if hit[1].startswith("image not found") else "size_mismatch"
+            )
         return hit[0]
 
     def _ref_items(self, ref: dict, rep: int) -> tuple[dict, list, bool, list[dict]]:
         """(compressed RLE of the ref's target, target ann ids, meant to have a target, sentences)."""
         file_name, h, w = self.coco.image(ref["image_id"])
+        self._image_path(file_name, h, w)  # before any mask is made at the claimed size
         ann_ids, wants_target = self.target_ann_ids(ref, rep)
         rle = self.coco.rle(ann_ids, h, w)
         sents = ref.get("sentences") or []
@@ -170,7 +186,7 @@ class ReferBase(Builder):
         if not items:
             return []
         file_name, h, w = self.coco.image(items[0][0]["image_id"])
-        path = self._image_path(file_name)
+        path = self._image_path(file_name, h, w)
         empty = self._empty or encode(empty_grid((rows, cols)), cfg.scheme)
         self._empty = empty
         out = []
@@ -302,13 +318,7 @@ class GRefCOCO(ReferBase):
 
     def load_refs(self) -> list[dict]:
         path = self.refs_path = self.ddir / f"grefs({self.split_by}).json"
-        try:
-            with open(path, encoding="utf-8") as fh:
-                refs = json.load(fh)
-        except FileNotFoundError:
-            raise FileNotFoundError(f"annotation file not found: {path}") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ValueError(f"corrupt annotation file {path}: {exc}") from None
+        refs = load_json(path)
         if not isinstance(refs, list):
             raise ValueError(f"{path} is not a gRefCOCO grefs file (expected a list)")
         return refs

@@ -28,11 +28,11 @@ flagged ``empty_target`` (or ``lost_on_grid`` when it vanishes on the grid) unde
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
+from text4seg.data.images import open_image
 from text4seg.data.prompts import sample_rng
 from text4seg.data.records import Sample
 from text4seg.data.rle import mask_to_rle, rle_to_mask
@@ -41,27 +41,28 @@ from text4seg.descriptors import BACKGROUND, encode, mask_to_grid, wrap
 from text4seg.descriptors.video import check_form, encode_frames
 
 from .base import EMPTY_TARGET, LOST_ON_GRID, BadInput, BuildConfig, Builder
-from .common import image_size, inside, label_of
+from .common import check_sample_pixels, image_size, inside, label_of, load_json
 
 
 def _load_json(path: Path) -> dict:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        data = load_json(path)
     except FileNotFoundError:
         raise BadInput(f"annotation file not found: {path}", "annotation_not_found") from None
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError) as exc:
         raise BadInput(f"cannot read {path}: {exc}", "bad_annotation") from None
+    if not isinstance(data, dict):
+        raise BadInput(f"{path}: expected a JSON object, got {type(data).__name__}", "bad_annotation")
+    return data
 
 
 def _palette_mask(path: Path, obj_ids) -> np.ndarray:
-    from PIL import Image
-
     try:
-        with Image.open(path) as im:
+        with open_image(path) as im:
             arr = np.asarray(im)
     except FileNotFoundError:
         raise BadInput(f"mask not found: {path}", "mask_not_found") from None
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
         raise BadInput(f"cannot read mask {path}: {exc}", "bad_mask") from None
     if arr.ndim == 3:
         arr = arr[..., 0]
@@ -209,7 +210,8 @@ class MeViS(VideoBuilder):
         root = Path(cfg.root)
         self.videos = _load_json(inside(root, self.meta_name.format(split=cfg.split))).get("videos", {})
         mask_path = inside(root, self.mask_name.format(split=cfg.split))
-        self.mask_dict = _load_json(mask_path) if mask_path.is_file() else None
+        self.mask_dict = _load_json(mask_path) if mask_path.exists() else None
+        self.mask_path = mask_path
         self.img_dir = inside(root, self.image_dir.format(split=cfg.split))
 
     def wants_target(self, exp: dict) -> bool:
@@ -221,25 +223,47 @@ class MeViS(VideoBuilder):
         exp = self.videos[vid]["expressions"][eid]
         per_anno = []
         for a in _as_list(exp.get("anno_id", [])):
-            if str(a) not in self.mask_dict:
+            rles = self.mask_dict.get(str(a))
+            if rles is None:
                 raise BadInput(
-                    f"{self.name}: anno_id {a} of {vid}/{eid} not in mask_dict", "malformed_record"
+                    f"{self.name}: anno_id {a} of {vid}/{eid} not in mask_dict {self.mask_path}",
+                    "malformed_record",
                 )
-            per_anno.append(self.mask_dict[str(a)])
-        size = None
-        for rles in per_anno:
-            size = next((r["size"] for r in rles if r), size)
-        if size is None:
-            w, h = image_size(paths[0])
-            size = [h, w]
+            if not isinstance(rles, list):
+                raise BadInput(
+                    f"{self.mask_path}: key {str(a)!r}: expected a list of RLEs (or null) per frame, got "
+                    f"{type(rles).__name__}",
+                    "malformed_record",
+                )
+            per_anno.append((str(a), rles))
+        w, h = image_size(paths[0], f"{vid}/{eid}")  # the frames' real size, not the RLEs' claim
+        check_sample_pixels(len(paths), h, w, f"{self.mask_path}: {vid}/{eid}")
         out = []
         for i in range(len(paths)):
-            m = np.zeros((int(size[0]), int(size[1])), bool)
-            for rles in per_anno:
+            m = np.zeros((h, w), bool)
+            for key, rles in per_anno:
                 if i < len(rles) and rles[i]:
-                    m |= rle_to_mask(rles[i])
+                    m |= self._rle_mask(rles[i], key, i, (h, w))
             out.append(m)
         return out
+
+    def _rle_mask(self, rle, key: str, i: int, shape: tuple[int, int]) -> np.ndarray:
+        """Frame ``i`` of ``mask_dict[key]`` decoded, its size checked against the frames' ``shape``."""
+        where = f"{self.mask_path}: key {key!r} frame {i}"
+        if not isinstance(rle, dict):
+            raise BadInput(
+                f"{where}: expected an RLE dict or null, got {str(rle)[:60]!r}", "bad_segmentation"
+            )
+        try:
+            size = rle.get("size")
+            if not isinstance(size, list) or len(size) != 2 or tuple(size) != shape:
+                raise ValueError(
+                    f"RLE size {str(size)[:60]} differs from the frames' height x width {list(shape)}"
+                )
+            return rle_to_mask(rle, where)
+        except (ValueError, TypeError, OverflowError, MemoryError) as exc:
+            msg = str(exc) if str(exc).startswith(where) else f"{where}: {exc}"
+            raise BadInput(msg, "bad_segmentation") from None
 
 
 class ReVOS(MeViS):
@@ -301,7 +325,8 @@ class DAVIS17(VideoBuilder):
 
 
 def _palette_ids(path: Path) -> np.ndarray:
-    from PIL import Image
-
-    with Image.open(path) as im:
-        return np.asarray(im)
+    try:
+        with open_image(path) as im:
+            return np.asarray(im)
+    except (OSError, ValueError) as exc:
+        raise BadInput(f"cannot read mask {path}: {exc}", "bad_mask") from None

@@ -100,7 +100,7 @@ def make_coco_format(root: str | Path, n_images: int = 4, seed: int = 0, size=(4
                     "segmentation": [_rect_poly(2, h - 10, 10, h - 2), _rect_poly(14, h - 10, 20, h - 2)],
                 }
             )
-    data = {"images": images, "annotations": anns, "categories": CATEGORIES}
+    data = {"images": images, "annotations": anns, "categories": [dict(c) for c in CATEGORIES]}
     (root / "instances.json").write_text(json.dumps(data))
     return data
 
