@@ -16,9 +16,27 @@ def add_video_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--sam2-config", default=None, help="SAM 2 model config name (with --sam2-checkpoint)")
 
 
+def check_video_args(args: argparse.Namespace) -> None:
+    """Everything of a ``predict --video`` command line that can be checked before the model loads."""
+    from text4seg.inference.prepare import check_flags
+    from text4seg.inference.video import check_expression_id
+
+    check_flags(args)
+    if args.frames < 1:
+        raise ValueError(f"--frames must be >= 1, got {args.frames}")
+    check_expression_id(args.expression_id)
+    if not Path(args.video).exists():
+        raise OSError(f"--video {args.video}: not found")
+    for flag, path in (("--sam2-checkpoint", args.sam2_checkpoint),):
+        if path is not None and not Path(path).is_file():
+            raise OSError(f"{flag} {path}: not a file")
+
+
 def run_video(args: argparse.Namespace, options: dict) -> int:
     from text4seg.inference.predict import Predictor, _load_sam
     from text4seg.inference.video import VIDEO_RESULTS, predict_video
+
+    check_video_args(args)
 
     engine = {k: options[k] for k in ("model_type", "template_type") if k in options}
     sam = _load_sam(options["sam"], options["sam_type"]) if options.get("sam") else None

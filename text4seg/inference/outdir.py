@@ -3,7 +3,10 @@ never mix the results of different options.
 
 :func:`check_out_dir` refuses (``ValueError`` naming the paths) an output folder whose entries that we
 would write (``results.jsonl``, ``overlays/``, ``masks/``, ...) are symbolic links (writing through one
-lands outside ``--out``) or are of the wrong kind (a folder where a file goes, or the reverse).
+lands outside ``--out``), files with more than one hard link (appending to one changes every other name
+of it, wherever it is), FIFOs or devices, or are of the wrong kind (a folder where a file goes, or the
+reverse). Files inside the folders are written through a temporary file and a rename, which replaces a
+link instead of writing through it.
 :func:`record_options` keeps the options of a run in ``OUT/run.json``::
 
     {"command": "predict", "options": {"model": "/abs/ckpt", "constrained": false, "grid": [16, 16], ...}}
@@ -19,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -41,6 +45,12 @@ def check_out_dir(out: str | os.PathLike, files: Iterable[str] = (), folders: It
         elif p.exists() and p.is_dir() != want_dir:
             kind, want = ("folder", "file") if p.is_dir() else ("file", "folder")
             bad.append(f"{p} is a {kind}, expected a {want}")
+        elif p.exists() and not want_dir:
+            st = p.stat()
+            if not stat.S_ISREG(st.st_mode):
+                bad.append(f"{p} is not a regular file (a FIFO or device)")
+            elif st.st_nlink > 1:  # appending would change the other names of the same file too
+                bad.append(f"{p} is a hard link ({st.st_nlink} names share its content)")
     if bad:
         raise ValueError(f"refusing to write into --out {out}: {'; '.join(bad)}; move them away")
     out.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,9 @@
 """Everything ``text4seg predict`` checks before it loads a model (so a bad input costs seconds, not a
 model load, and fails with one line):
 
-1. the flags (``--limit``, ``--batch-size``, ``--image`` with ``--query``, ``--constrained`` labels);
+1. the flags (``--limit``, ``--batch-size``, ``--image`` with ``--query``, ``--constrained`` labels,
+   ``--template`` and ``--model-type`` among ms-swift's names, the ``--api`` client's numbers) and the
+   files they name (``--sam-checkpoint`` a file, each of ``--adapters`` a LoRA folder);
 2. the checkpoint carries no code unless ``--trust-remote-code`` (:mod:`text4seg.training.trust`);
 3. the queries: rows well-formed and images readable (:mod:`text4seg.inference.checks`; ``--skip-bad``
    drops the queries of unreadable images and counts them);
@@ -13,6 +15,9 @@ model load, and fails with one line):
 from __future__ import annotations
 
 import argparse
+import ast
+import importlib.util
+import math
 import os
 from pathlib import Path
 
@@ -48,16 +53,90 @@ def _path(v):
     return None if v is None else os.path.abspath(v)
 
 
-def prepare_predict(args: argparse.Namespace) -> tuple[list[Query], list[str]]:
-    """Check a ``predict`` command line (module docstring); ``(queries, skipped-query messages)``."""
+def swift_names(kind: str) -> set[str] | None:
+    """The names ms-swift knows for ``kind`` ``"template"`` or ``"model"`` (the string constants of its
+    ``swift/<kind>/constant.py``, read as text: ms-swift is not imported), None if they cannot be read."""
+    spec = importlib.util.find_spec("swift")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        path = os.path.join(folder, kind, "constant.py")
+        try:
+            with open(path, encoding="utf-8") as fh:
+                tree = ast.parse(fh.read())
+        except (OSError, SyntaxError, ValueError):
+            continue
+        names = {
+            node.value.value
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Assign)
+            and isinstance(node.value, ast.Constant)
+            and isinstance(node.value.value, str)
+        }
+        return names or None
+    return None
+
+
+def check_engine_names(template: str | None, model_type: str | None) -> None:
+    """``ValueError`` for a ``--template`` or ``--model-type`` that ms-swift does not know (checked only
+    where ms-swift's names can be read; text4seg's own templates count as known)."""
+    from text4seg.training.align import LLAVA_WHOLE_IMAGE_TEMPLATE
+
+    for flag, value, kind, extra in (
+        ("--template", template, "template", {LLAVA_WHOLE_IMAGE_TEMPLATE}),
+        ("--model-type", model_type, "model", set()),
+    ):
+        known = swift_names(kind) if value else None
+        if known is not None and value not in known | extra:
+            near = sorted(n for n in known | extra if n.split("_")[0] == value.split("_")[0])[:8]
+            hint = f" (similar: {', '.join(near)})" if near else ""
+            raise ValueError(f"{flag} {value!r} is not an ms-swift {kind} type{hint}")
+
+
+def check_files(args: argparse.Namespace) -> None:
+    """The files a ``predict`` command line names: ``--sam-checkpoint`` a regular file, each of
+    ``--adapters`` a LoRA folder (``adapter_config.json``) unless it reads as a hub id (``org/name``)."""
+    sam = getattr(args, "sam_checkpoint", None)
+    if sam is not None and not os.path.isfile(sam):
+        why = "a folder" if os.path.isdir(sam) else "not found"
+        raise OSError(f"--sam-checkpoint {sam}: {why} (expected a SAM .pth file)")
+    for a in args.adapters or []:
+        a = str(a)
+        if os.path.isdir(a):
+            if not os.path.isfile(os.path.join(a, "adapter_config.json")):
+                raise OSError(f"--adapters {a}: no adapter_config.json (not a LoRA adapter folder)")
+        elif os.path.exists(a) or os.path.isabs(a) or a.startswith(".") or a.count("/") != 1:
+            raise OSError(f"--adapters {a}: not a folder (expected a LoRA adapter folder)")
+
+
+def check_api_numbers(args: argparse.Namespace) -> None:
+    """``--concurrency``, ``--timeout`` and ``--retries`` of ``--api``: positive, finite."""
+    if getattr(args, "api", None) is None:
+        return
+    if args.concurrency < 1:
+        raise ValueError(f"--concurrency must be >= 1, got {args.concurrency}")
+    if not (math.isfinite(args.timeout) and args.timeout > 0):
+        raise ValueError(f"--timeout must be a positive number of seconds, got {args.timeout}")
+    if args.retries < 0:
+        raise ValueError(f"--retries must be >= 0, got {args.retries}")
+
+
+def check_flags(args: argparse.Namespace) -> None:
+    """Every flag of a ``predict`` command line that can be checked without a model (module docstring)."""
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit must be >= 1, got {args.limit}")
     if args.max_new_tokens is not None and args.max_new_tokens < 1:
         raise ValueError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
+    check_api_numbers(args)
+    check_engine_names(getattr(args, "template", None), getattr(args, "model_type", None))
+    check_files(args)
     if args.model is not None:  # (with --api the server loads the model)
         check_trusted([args.model, *(args.adapters or [])], getattr(args, "trust_remote_code", False))
+
+
+def prepare_predict(args: argparse.Namespace) -> tuple[list[Query], list[str]]:
+    """Check a ``predict`` command line (module docstring); ``(queries, skipped-query messages)``."""
+    check_flags(args)
     if args.image is not None:
         if not args.query:
             raise ValueError("--image needs --query")

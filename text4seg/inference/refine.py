@@ -38,14 +38,61 @@ from text4seg._lazy import require
 SAM_TYPES = ("vit_h", "vit_l", "vit_b")
 
 
+SAM_PARTS = ("image_encoder.", "prompt_encoder.", "mask_decoder.")  # the key prefixes of a SAM state dict
+
+
+def load_sam_state(checkpoint: str | os.PathLike) -> dict:
+    """The state dict of a SAM checkpoint, read with ``torch.load(weights_only=True)``: a pickle that
+    would run code, a file that is not a torch checkpoint, or one that is not a ``{name: tensor}`` dict of
+    SAM's parts is a ``ValueError`` naming the file."""
+    import pickle
+
+    torch = require("torch")
+    try:
+        state = torch.load(str(checkpoint), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:  # weights_only refused a global: loading it would run code
+        why = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise ValueError(
+            f"SAM checkpoint {checkpoint}: refused, it is not a plain state dict (a pickle that would "
+            f"import or run code: {why})"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError, TypeError, AttributeError) as exc:
+        if isinstance(exc, OSError) and exc.errno is not None:
+            raise
+        why = f"{type(exc).__name__}: {str(exc).strip()[:160]}"
+        raise ValueError(f"SAM checkpoint {checkpoint}: not a torch checkpoint ({why})") from None
+    if not isinstance(state, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
+        raise ValueError(
+            f"SAM checkpoint {checkpoint}: not a state dict ({{name: tensor}}), got {type(state).__name__}"
+        )
+    foreign = sorted(k for k in state if not k.startswith(SAM_PARTS))
+    if not state or foreign:
+        raise ValueError(
+            f"SAM checkpoint {checkpoint}: not a SAM state dict (keys start with {', '.join(SAM_PARTS)}; "
+            f"got {foreign[:3] or 'none'})"
+        )
+    return state
+
+
 def load_sam(checkpoint: str | os.PathLike, sam_type: str = "vit_h", device: str | None = None):
-    """A released SAM from its checkpoint (``segment_anything.sam_model_registry``), in eval mode."""
+    """A released SAM from its checkpoint (``segment_anything.sam_model_registry``), in eval mode.
+
+    The weights are read by :func:`load_sam_state` (never unpickled as code); a state dict of another
+    SAM type or with missing / unexpected / misshaped tensors is a ``ValueError`` naming the file."""
     sa = require("segment_anything")
     if sam_type not in SAM_TYPES:
         raise ValueError(f"unknown SAM type {sam_type!r}; choose one of {SAM_TYPES}")
     if not os.path.isfile(checkpoint):
         raise OSError(f"SAM checkpoint not found: {checkpoint}")
-    sam = sa.sam_model_registry[sam_type](checkpoint=str(checkpoint))
+    state = load_sam_state(checkpoint)
+    sam = sa.sam_model_registry[sam_type](checkpoint=None)
+    try:
+        sam.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        why = " ".join(str(exc).split())[:240]
+        raise ValueError(f"SAM checkpoint {checkpoint} does not fit SAM {sam_type} ({why})") from None
     if device:
         sam.to(device)
     return sam.eval()

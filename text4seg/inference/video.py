@@ -47,6 +47,28 @@ def video_frames(source: str | os.PathLike, out_dir: str | os.PathLike) -> tuple
     raise OSError(f"--video {src}: not a frame folder or a video file ({', '.join(VIDEO_EXTS)})")
 
 
+def check_expression_id(expression_id: str) -> str:
+    """``expression_id`` if it is one folder name (it becomes ``Annotations/<video>/<expression_id>/``)."""
+    name = str(expression_id)
+    if not name or name in (".", "..") or "/" in name or os.sep in name or "\0" in name:
+        raise ValueError(f"--expression-id {name!r}: expected one folder name (no '/', not '..')")
+    return name
+
+
+def check_video_out(out: str | os.PathLike, video: str, expression_id: str) -> Path:
+    """Create ``out`` and check every folder and file a video prediction writes there (no link, no
+    foreign kind; :func:`text4seg.inference.outdir.check_out_dir`), level by level."""
+    from text4seg.inference.outdir import check_out_dir
+
+    check_expression_id(expression_id)
+    out = check_out_dir(out, files=[VIDEO_RESULTS], folders=["Annotations", "overlays", "frames"])
+    check_out_dir(out / "Annotations", folders=[video])
+    check_out_dir(out / "Annotations" / video, folders=[expression_id])
+    if (out / "frames").is_dir():  # a decoded video file's frames go to frames/<video>/
+        check_out_dir(out / "frames", folders=[video])
+    return out
+
+
 def fill_nearest(keyed: dict[int, np.ndarray], n_frames: int) -> list[np.ndarray]:
     """Masks for frames ``0..n_frames-1``: each the mask of the nearest key in ``keyed`` (ties: earlier)."""
     keys = np.array(sorted(keyed))
@@ -169,7 +191,8 @@ def predict_video(
     from text4seg.data.rle import mask_to_rle
     from text4seg.descriptors import grid_shape, max_answer_tokens
 
-    out = Path(out_dir)
+    video = Path(source).stem if Path(source).is_file() else Path(source).name
+    out = check_video_out(out_dir, video, expression_id)
     video, frames = video_frames(source, out)
     change = image_change(frames) if sampling == "keyframe" else None
     sampled = sample_frames(len(frames), n_frames, sampling, change)
