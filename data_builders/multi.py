@@ -71,7 +71,7 @@ class GRefCOCOMulti(GRefCOCO):
         image_id = items[0][0]["image_id"]
         sample_rng(cfg.seed, f"{self.name}/{image_id}/r{rep}").shuffle(items)
         file_name, h, w = self.coco.image(image_id)
-        path = self._image_path(file_name)
+        path = self._image_path(file_name, h, w)
         out = []
         for start in range(0, len(items), self.k):
             chunk = items[start : start + self.k]
