@@ -22,12 +22,12 @@ original encoding, so ms-swift gets absolute paths; images given as paths are us
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
 
 from text4seg._lazy import require
+from text4seg.data.images import open_image
 from text4seg.data.prompts import refer_turn, sample_rng
 from text4seg.data.records import Sample, atomic_path
 from text4seg.data.rle import mask_to_rle, rle_to_json
@@ -35,7 +35,7 @@ from text4seg.descriptors import encode
 
 from .base import LOST_ON_GRID, BadInput, BuildConfig, Builder
 from .coco import rle_of_segmentations, sample_rle
-from .common import PLACEHOLDER, descriptor_template, empty_grid, inside, label_of
+from .common import PLACEHOLDER, descriptor_template, empty_grid, inside, label_of, side_dir
 
 EXT_OF_FORMAT = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "BMP": ".bmp", "GIF": ".gif", "TIFF": ".tif"}
 
@@ -99,7 +99,7 @@ class HFBase(Builder):
         if image_dir:
             self.image_dir = Path(image_dir).resolve()
         elif cfg.out is not None:
-            self.image_dir = cfg.out.parent / f"{cfg.out.stem}_images"
+            self.image_dir = side_dir(cfg.out.parent / f"{cfg.out.stem}_images", cfg.out.parent)
         else:
             self.image_dir = self.root / "text4seg_images"
 
@@ -108,8 +108,6 @@ class HFBase(Builder):
 
     def _image(self, value, index: int) -> tuple[str, int, int]:
         """(absolute path, width, height) of an image cell; bytes are written to ``image_dir`` once."""
-        from PIL import Image, UnidentifiedImageError
-
         path, data = None, None
         if isinstance(value, dict):
             path, data = value.get("path"), value.get("bytes")
@@ -121,22 +119,25 @@ class HFBase(Builder):
             )
         try:
             if data:
-                with Image.open(io.BytesIO(data)) as im:
+                with open_image(data, f"row {index} of {self.root}: image bytes") as im:
                     (w, h), fmt = im.size, im.format
                 out = self.image_dir / self.cfg.split / f"{index:08d}{EXT_OF_FORMAT.get(fmt, '.img')}"
                 if not out.is_file():
+                    side_dir(out.parent, self.image_dir)  # the split folder
                     with atomic_path(out) as tmp:
                         tmp.write_bytes(data)
                 return str(out), w, h
             if not path:
                 raise BadInput(f"row {index} of {self.root}: image has neither bytes nor path")
             p = Path(path) if Path(path).is_absolute() else inside(self.root, path)
-            with Image.open(p) as im:
+            with open_image(p) as im:
                 w, h = im.size
             return str(p), w, h
         except FileNotFoundError:
             raise BadInput(f"row {index} of {self.root}: image not found: {path}") from None
-        except (UnidentifiedImageError, OSError) as exc:
+        except BadInput:
+            raise
+        except (ValueError, OSError) as exc:
             raise BadInput(
                 f"row {index} of {self.root}: cannot read image {path or '(bytes)'}: {exc}"
             ) from None
@@ -236,20 +237,20 @@ class HFMask(HFBase):
     columns = {"image": "image", "text": "text", "mask": "mask"}
 
     def targets(self, row, index, h, w):
-        from PIL import Image, UnidentifiedImageError
-
         value = row[self.col["mask"]]
         try:
             if isinstance(value, dict):
-                src = io.BytesIO(value["bytes"]) if value.get("bytes") else inside(self.root, value["path"])
-                with Image.open(src) as im:
+                src = value["bytes"] if value.get("bytes") else inside(self.root, value["path"])
+                with open_image(src, f"mask of row {index}") as im:
                     mask = np.asarray(im.convert("L") if im.mode not in ("1", "L", "P", "I") else im)
             elif isinstance(value, str):
-                with Image.open(inside(self.root, value)) as im:
+                with open_image(inside(self.root, value)) as im:
                     mask = np.asarray(im)
             else:
                 mask = np.asarray(value)
-        except (FileNotFoundError, UnidentifiedImageError, OSError, KeyError, TypeError) as exc:
+        except BadInput:
+            raise
+        except (FileNotFoundError, ValueError, OSError, KeyError, TypeError) as exc:
             raise BadInput(f"row {index} of {self.root}: cannot read mask: {exc}") from None
         if mask.shape != (h, w):
             raise BadInput(f"row {index} of {self.root}: mask is {mask.shape} but the image is {(h, w)}")

@@ -165,7 +165,6 @@ class LabelMe(Builder):
             out = self.image_dir / (Path(rel).with_suffix("").as_posix().replace("/", "__") + ".png")
             if not out.exists():
                 im = _png(doc["imageData"], str(where), "RGB")
-                side_dir(out.parent, self.image_dir.parent)
                 with atomic_path(out) as tmp:
                     im.save(tmp, format="PNG")
             return str(out), image_size(out, str(where))

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from text4seg.data.images import load_rgb, open_image
 from text4seg.data.prompts import SEMANTIC_MODES, sample_rng, semantic_turn
 from text4seg.data.records import Sample, atomic_path
 from text4seg.data.rle import mask_to_rle
@@ -35,7 +36,7 @@ from text4seg.descriptors import mask_to_grid
 
 from . import classes as C
 from .base import TRAIN_SPLITS, BadInput, BuildConfig, Builder
-from .common import inside
+from .common import inside, read_text, side_dir
 
 MODES = ("mix", *SEMANTIC_MODES, "all_classes")
 
@@ -44,33 +45,33 @@ def read_label_png(path: Path) -> np.ndarray:
     """``(H, W)`` integer label map of a PNG (palette PNGs give their indices).
 
     ``BadInput`` names a missing or unreadable file."""
-    from PIL import Image, UnidentifiedImageError
-
     try:
-        with Image.open(path) as im:
+        with open_image(path) as im:
             if im.mode not in ("P", "L", "I", "I;16"):
                 raise BadInput(f"label map {path} has mode {im.mode}; expected a single-channel PNG")
             return np.asarray(im)
     except FileNotFoundError:
         raise BadInput(f"label map not found: {path}") from None
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+    except BadInput:
+        raise
+    except (ValueError, OSError) as exc:
         raise BadInput(f"cannot read label map {path}: {exc}") from None
 
 
 def _check_image(image: Path, shape: tuple[int, int]) -> None:
     """``BadInput`` unless ``image`` exists, decodes to the end (a truncated JPEG fails here) and is as
     large as its label map (``shape`` = ``(h, w)``)."""
-    from PIL import Image
-
     h, w = shape
     try:
-        with Image.open(image) as im:
+        with open_image(image) as im:
             if im.size != (w, h):
                 raise BadInput(f"image {image} is {im.size[0]}x{im.size[1]} but its label map is {w}x{h}")
             im.load()
     except FileNotFoundError:
         raise BadInput(f"image not found: {image}") from None
-    except OSError as exc:
+    except BadInput:
+        raise
+    except (ValueError, OSError) as exc:
         raise BadInput(f"cannot read image {image}: {exc}") from None
 
 
@@ -106,7 +107,7 @@ class SemanticBase(Builder):
         if crop_dir:
             self.crop_dir = Path(crop_dir).resolve()
         elif cfg.out is not None:
-            self.crop_dir = cfg.out.parent / f"{cfg.out.stem}_crops"
+            self.crop_dir = side_dir(cfg.out.parent / f"{cfg.out.stem}_crops", cfg.out.parent)
         else:
             self.crop_dir = self.root / "text4seg_crops"
         # value -> name table over the whole PNG value range, with ignored values and unnamed ids as None
@@ -141,7 +142,7 @@ class SemanticBase(Builder):
         if not list_file.is_file():
             have = sorted(p.stem for p in list_file.parent.glob("*.txt")) if list_file.parent.is_dir() else []
             raise ValueError(f"unknown split {self.cfg.split!r}: {list_file} not found; splits here: {have}")
-        stems = [s.strip() for s in list_file.read_text().split() if s.strip()]
+        stems = [s.strip() for s in read_text(list_file, "split list").split() if s.strip()]
         return [(inside(img_dir, s + ".jpg"), inside(ann_dir, s + ".png")) for s in stems]
 
     # ------------------------------------------------------------------------------------------- make
@@ -154,11 +155,9 @@ class SemanticBase(Builder):
         y0, x0 = rng.randint(0, h - ch), rng.randint(0, w - cw)
         out = self.crop_dir / self.split_name / f"{image.stem}_{x0}_{y0}_{cw}_{ch}.jpg"
         if not out.exists():
-            from PIL import Image
-
             _check_image(image, (h, w))
-            with Image.open(image) as im:
-                crop = im.convert("RGB").crop((x0, y0, x0 + cw, y0 + ch))
+            crop = load_rgb(image).crop((x0, y0, x0 + cw, y0 + ch))
+            side_dir(out.parent, self.crop_dir)  # the split folder
             with atomic_path(out) as tmp:
                 crop.save(tmp, format="JPEG", quality=95)
         return out, lm[y0 : y0 + ch, x0 : x0 + cw], True
