@@ -4,6 +4,10 @@ A row trains when ``messages`` is a non-empty list of role/content turns with at
 and no empty assistant answer, the number of ``<image>`` tags equals the number of ``images``, and every
 image file exists (relative paths against the recipe's folder or ``base``). ms-swift would otherwise fail
 mid-run, or drop the row.
+
+JSONL files are read with :func:`text4seg.data.records.iter_lines` (bounded lines) and
+:func:`~text4seg.data.records.parse_line` (strict JSON: no ``NaN``, no nesting deeper than the parser
+handles, UTF-8 only), so a hostile data file is one line ``FILE:LINE: ...`` too.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from text4seg.data.records import iter_lines, parse_line, quote
 from text4seg.training.recipes import as_list, data_files
 
 IMAGE_TAG = "<image>"
@@ -49,14 +54,14 @@ def check_row(row: Any, base: Path) -> str | None:
         return f"a row must be a JSON object, got {type(row).__name__}"
     messages = row.get("messages")
     if not isinstance(messages, list) or not messages:
-        return f"'messages' must be a non-empty list, got {messages!r:.80}"
+        return f"'messages' must be a non-empty list, got {quote(messages, 80)}"
     n_tags, n_answers = 0, 0
     for k, turn in enumerate(messages):
         if not isinstance(turn, dict) or "role" not in turn:
-            return f"messages[{k}] must be an object with 'role' and 'content', got {turn!r:.80}"
+            return f"messages[{k}] must be an object with 'role' and 'content', got {quote(turn, 80)}"
         allowed = ("system", "user", "assistant", "tool")
         if turn["role"] not in allowed:
-            return f"messages[{k}].role is {turn['role']!r}, not one of {allowed}"
+            return f"messages[{k}].role is {quote(turn['role'], 80)}, not one of {allowed}"
         text = _content_text(turn.get("content"))
         n_tags += text.count(IMAGE_TAG)
         if turn["role"] == "assistant":
@@ -71,14 +76,18 @@ def check_row(row: Any, base: Path) -> str | None:
     for img in images:
         path = img.get("path") if isinstance(img, dict) else img
         if not isinstance(path, str):
-            return f"image entry {img!r:.80} is not a path"
+            return f"image entry {quote(img, 80)} is not a path"
         if path.startswith(("http://", "https://", "data:")):
             continue
         p = Path(path[7:] if path.startswith("file://") else path)
         if not p.is_absolute():
             p = base / p
-        if not p.is_file():
-            return f"image {path!r} does not exist"
+        try:
+            exists = p.is_file()
+        except (OSError, ValueError) as exc:  # a name too long, a NUL byte
+            return f"image {quote(path)} cannot be checked ({type(exc).__name__})"
+        if not exists:
+            return f"image {quote(path)} does not exist"
     return None
 
 
@@ -96,35 +105,50 @@ def validate_jsonl(path: str | os.PathLike, *, base: str | os.PathLike | None = 
         )
     root = Path(base) if base is not None else Path.cwd()
     n = 0
-    with p.open(encoding="utf-8") as f:
-        if p.suffix == ".json":
-            try:
-                rows = json.load(f)
-            except json.JSONDecodeError as exc:
-                raise DataFileError(f"{p}:{exc.lineno}: not valid JSON ({exc.msg})") from None
-            if not isinstance(rows, list):
-                raise DataFileError(f"{p}: a .json data file must hold a list of rows")
-            numbered: Iterable[tuple[int, Any]] = ((i + 1, r) for i, r in enumerate(rows))
-        else:
-            numbered = _jsonl_rows(p, f)
-        for line_no, row in numbered:
-            problem = check_row(row, root)
-            if problem:
-                raise DataFileError(f"{p}:{line_no}: {problem}")
-            n += 1
+    numbered = _json_rows(p) if p.suffix == ".json" else _jsonl_rows(p)
+    for line_no, row in numbered:
+        problem = check_row(row, root)
+        if problem:
+            raise DataFileError(f"{p}:{line_no}: {problem}")
+        n += 1
     if n == 0:
         raise DataFileError(f"{p}: no rows")
     return n
 
 
-def _jsonl_rows(p: Path, f) -> Iterable[tuple[int, Any]]:
-    for line_no, line in enumerate(f, start=1):
-        if not line.strip():
-            continue
-        try:
-            yield line_no, json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataFileError(f"{p}:{line_no}: not valid JSON ({exc.msg})") from None
+def _json_rows(p: Path) -> Iterable[tuple[int, Any]]:
+    """The rows of a ``.json`` data file (one JSON list) numbered from 1; ``DataFileError`` names the file."""
+    try:
+        with p.open(encoding="utf-8") as f:
+            rows = json.load(f, parse_constant=_no_constant)
+    except json.JSONDecodeError as exc:
+        raise DataFileError(f"{p}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+    except UnicodeDecodeError as exc:
+        raise DataFileError(f"{p}: not UTF-8 text (at byte offset {exc.start})") from None
+    except RecursionError:
+        raise DataFileError(f"{p}: JSON nested too deep") from None
+    except ValueError as exc:  # NaN, Infinity
+        raise DataFileError(f"{p}: not valid JSON ({exc})") from None
+    if not isinstance(rows, list):
+        raise DataFileError(f"{p}: a .json data file must hold a list of rows")
+    return ((i + 1, r) for i, r in enumerate(rows))
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not JSON")
+
+
+def _jsonl_rows(p: Path) -> Iterable[tuple[int, Any]]:
+    """The rows of a JSONL data file with their line numbers (bounded lines, strict JSON objects)."""
+    try:
+        for line_no, raw in iter_lines(p):
+            row = parse_line(raw, p, line_no)
+            if row is not None:
+                yield line_no, row
+    except DataFileError:
+        raise
+    except ValueError as exc:  # parse_line and iter_lines name the file and line
+        raise DataFileError(str(exc)) from None
 
 
 def validate_data(recipe: Mapping[str, Any], base: str | os.PathLike | None = None) -> dict[str, int]:
