@@ -353,3 +353,34 @@ def test_sigterm_during_a_build_leaves_no_temporary_file(tmp_path):
     assert proc.returncode != 0 and "Traceback" not in err, err[-2000:]
     assert not [p for p in tmp_path.rglob("*") if ".tmp" in p.name], list(tmp_path.rglob("*"))
     assert not (out / "t.jsonl").exists()
+
+
+def _claim(inst_path: Path, side: int = 4000) -> None:
+    data = json.loads(inst_path.read_text())
+    for im in data["images"]:
+        im.update(height=side, width=side)
+    inst_path.write_text(json.dumps(data))
+
+
+@pytest.mark.parametrize("family", ["grefcoco", "coco-interactive"])
+def test_refer_and_interactive_builders_check_claimed_sizes_against_the_header(tmp_path, capsys, family):
+    from support.fakes import make_grefcoco
+    from support.peers import make_coco_instances
+
+    from text4seg.cli import main
+
+    if family == "grefcoco":
+        make_grefcoco(tmp_path, n_images=2, splits=("val",))
+        inst = tmp_path / "grefcoco" / "instances.json"
+        split = "val"
+    else:
+        make_coco_instances(tmp_path, n_images=2)
+        inst = tmp_path / "annotations" / "instances_val2017.json"
+        split = "val2017"
+    _claim(inst)
+    out = tmp_path / "o.jsonl"
+    rc = main(["build", family, "--root", str(tmp_path), "--out", str(out), "--split", split, "--no-stats"])
+    err = capsys.readouterr().err
+    lines = [x for x in err.splitlines() if "error:" in x]
+    assert rc == 2 and len(lines) == 1 and "Traceback" not in err, err
+    assert "4000x4000" in lines[0] and inst.name in lines[0] and not out.exists(), lines[0]
