@@ -15,8 +15,19 @@ from typing import Any
 FIXED_QUESTION = "Segment {label}."
 FIXED_ANSWER = "Here is the mask."
 DEMO_COLORS = ("red", "green", "blue", "yellow", "purple", "orange")
-# recipes/ at the repository root (an editable install or a checkout; the Makefile installs with -e)
-RECIPES_DIR = Path(__file__).resolve().parents[2] / "recipes"
+
+
+def recipes_dir() -> Path:
+    """The recipes folder: ``text4seg/recipes/`` of an installed wheel (pyproject ships ``recipes/`` there as
+    package data), else ``recipes/`` of the checkout this module runs from (an editable install)."""
+    package = Path(__file__).resolve().parents[1]
+    for folder in (package / "recipes", package.parent / "recipes"):
+        if (folder / "demo.yaml").is_file():
+            return folder
+    raise FileNotFoundError(f"no recipes folder with demo.yaml in {package} or its parent: a broken install")
+
+
+RECIPES_DIR = recipes_dir()
 DEMO_RECIPE = RECIPES_DIR / "demo.yaml"
 GRPO_RECIPE = RECIPES_DIR / "grpo_demo.yaml"
 
