@@ -32,8 +32,9 @@ def check_rle(rle, where: str = "rle") -> tuple[int, int]:
     """``(height, width)`` of a COCO RLE after checking its form, before anything is allocated.
 
     ``size`` must be ``[height, width]`` within :func:`text4seg.data.images.check_image_size`'s limits;
-    ``counts`` a ``str``/``bytes`` (compressed, ASCII) or a list of non-negative ints summing to
-    ``height * width``. ``ValueError`` quoting the bad value, prefixed with ``where`` (file, line, id and
+    ``counts`` a ``str``/``bytes`` (compressed, ASCII) whose runs cover exactly ``height * width`` pixels
+    (pycocotools' decoder writes past the mask otherwise), or a list of non-negative ints summing to it.
+    ``ValueError`` quoting the bad value, prefixed with ``where`` (file, line, id and
     field of the caller).
     """
     from text4seg.data.images import check_image_size
@@ -47,9 +48,10 @@ def check_rle(rle, where: str = "rle") -> tuple[int, int]:
         raise ValueError(f"{where}.size: expected [height, width], got {str(size)[:80]!r}")
     h, w = check_image_size(size[0], size[1], f"{where}.size")
     counts = rle["counts"]
-    if isinstance(counts, str):
-        if not counts.isascii():
-            raise ValueError(f"{where}.counts: not an ASCII RLE string: {counts[:40]!r}")
+    if isinstance(counts, (str, bytes)):
+        raw = counts.encode("latin-1", "replace") if isinstance(counts, str) else counts
+        if (isinstance(counts, str) and not counts.isascii()) or _compressed_total(raw, h * w) != h * w:
+            raise ValueError(f"{where}.counts: the compressed runs do not cover size {h}x{w}")
     elif isinstance(counts, list):
         if not all(type(c) is int and c >= 0 for c in counts):
             bad = next(c for c in counts if not (type(c) is int and c >= 0))
@@ -58,7 +60,7 @@ def check_rle(rle, where: str = "rle") -> tuple[int, int]:
             )
         if sum(counts) != h * w:
             raise ValueError(f"{where}.counts: runs sum to {sum(counts)}, size {h}x{w} needs {h * w}")
-    elif not isinstance(counts, bytes):
+    else:
         raise ValueError(
             f"{where}.counts: expected a string or a list of run lengths, got {type(counts).__name__}"
         )
@@ -67,8 +69,7 @@ def check_rle(rle, where: str = "rle") -> tuple[int, int]:
 
 def rle_to_mask(rle: dict, where: str = "rle") -> np.ndarray:
     """``(H, W)`` bool mask of a COCO RLE (``counts`` as ``str``, ``bytes`` or an uncompressed list),
-    checked first by :func:`check_rle` (``where`` prefixes its errors). A compressed string that
-    describes more or fewer pixels than ``size`` is refused too."""
+    checked first by :func:`check_rle` (``where`` prefixes its errors)."""
     h, w = check_rle(rle, where)
     mask_util = require("pycocotools.mask")
     counts = rle["counts"]
@@ -76,8 +77,6 @@ def rle_to_mask(rle: dict, where: str = "rle") -> np.ndarray:
         obj = mask_util.frPyObjects({"size": [h, w], "counts": counts}, h, w)
     else:
         obj = {"size": [h, w], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
-        if _compressed_total(obj["counts"], h * w) != h * w:
-            raise ValueError(f"{where}.counts: the compressed runs do not cover size {h}x{w}")
     return mask_util.decode(obj).astype(bool)
 
 

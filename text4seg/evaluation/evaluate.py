@@ -77,6 +77,8 @@ def _resolve(path: str, root: str | os.PathLike | None) -> str:
 
 def _gt_problem(meta, where: str) -> str | None:
     """Why a built row's ``text4seg`` block cannot serve as ground truth, as ``"<field>: <problem>"``."""
+    if meta is not None and not isinstance(meta, dict):
+        return f"text4seg: expected an object, got {type(meta).__name__} {str(meta)[:60]!r}"
     if not isinstance(meta, dict) or "gt" not in meta:
         return "no text4seg.gt (is this a built JSONL?)"
     rid = meta.get("id")

@@ -126,6 +126,31 @@ def _size(row: dict, meta: dict, image: str | None, where: str) -> tuple[int, in
     return h, w
 
 
+def _plan(row: dict, where: str, root, grid: tuple[int, int], scheme: str | None) -> dict:
+    """Everything one input line needs to be decoded (answer, image, size, grid, scheme, id, turn,
+    question, labels), every field checked: ``ValueError`` naming ``where`` and the field. Run over the
+    whole file before anything is written, so that bad input leaves no mask PNG behind."""
+    meta = _meta(row, where)
+    answer = response_text(row, where)
+    image = image_of(row, where, root)
+    h, w = _size(row, meta, image, where)
+    g = check_grid(meta["grid"], f"{where}: text4seg.grid") if meta.get("grid") is not None else grid
+    questions = user_questions(row.get("messages"))
+    turn = max(0, len(questions) - 1)  # the answer replies to the last user turn
+    return {
+        "answer": answer,
+        "image": image,
+        "h": h,
+        "w": w,
+        "grid": g,
+        "scheme": scheme or meta.get("scheme", DEFAULT_SCHEME),
+        "id": _row_id(row, meta, where),  # "": joined by image + question (module docstring)
+        "turn": turn,
+        "query": questions[-1] if questions else "",
+        "labels": turn_labels(meta, turn, max(1, len(questions))) if meta else [],
+    }
+
+
 def repair_warning(report: dict, grid: tuple[int, int], scheme: str | None) -> str | None:
     """One warning line when more than half of the answers needed repairs (None otherwise)."""
     n, bad = report.get("answers", 0), report.get("answers_repaired", 0)
@@ -178,30 +203,24 @@ def decode_jsonl(
     if not rows:
         raise ValueError(f"{path} has no rows (an empty file?)")
     check_out_dir(out, files=["decoded.jsonl", "repairs.json"], folders=["masks"])  # no write through a link
+    plans = [_plan(row, f"{path}:{n}", root, grid, scheme) for n, row in enumerate(rows, 1)]  # all checked
     tqdm = require("tqdm").tqdm
     records = []
     with AtomicWriter(out / "decoded.jsonl") as wr:
-        for n, row in enumerate(tqdm(rows, unit="answer", desc="decode", disable=not progress), 1):
-            where = f"{path}:{n}"
-            meta = _meta(row, where)
-            answer = response_text(row, where)
-            image = image_of(row, where, root)
-            h, w = _size(row, meta, image, where)
-            g = check_grid(meta["grid"], f"{where}: text4seg.grid") if meta.get("grid") is not None else grid
-            sch = scheme or meta.get("scheme", DEFAULT_SCHEME)
-            questions = user_questions(row.get("messages"))
-            turn = max(0, len(questions) - 1)  # the answer replies to the last user turn
+        for n, plan in enumerate(tqdm(plans, unit="answer", desc="decode", disable=not progress), 1):
             mask_png = f"masks/{n - 1:06d}.png"
-            am = decode_text(answer, h, w, out / mask_png, g, sch, geometry)
+            am = decode_text(
+                plan["answer"], plan["h"], plan["w"], out / mask_png, plan["grid"], plan["scheme"], geometry
+            )
             rec = make_record(
-                id=_row_id(row, meta, where),  # "": joined by image + question (module docstring)
-                turn=turn,
-                image=image,
-                query=questions[-1] if questions else "",
-                labels=turn_labels(meta, turn, max(1, len(questions))) if meta else [],
-                answer=answer,
-                scheme=sch,
-                grid=g,
+                id=plan["id"],
+                turn=plan["turn"],
+                image=plan["image"],
+                query=plan["query"],
+                labels=plan["labels"],
+                answer=plan["answer"],
+                scheme=plan["scheme"],
+                grid=plan["grid"],
                 masks=am,
                 mask_png=mask_png,
             )

@@ -27,7 +27,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from text4seg.data.records import AtomicWriter
+from text4seg.data.records import AtomicWriter, iter_lines, parse_line
 from text4seg.inference.results import RESULTS_NAME, record_key, record_problem
 
 
@@ -40,25 +40,17 @@ def _results_file(p: str | os.PathLike) -> Path:
 
 
 def _records(path: Path):
-    """``(line_no, record)`` of a results JSONL; ``(None, None)`` for a partial last line."""
-    with open(path, "rb") as fh:
-        lines = fh.readlines()
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
+    """``(line_no, record)`` of a results JSONL; ``(None, None)`` for a partial last line (no newline: the
+    writer was stopped before flushing it). Lines are read in bounded memory and parsed strictly
+    (:func:`text4seg.data.records.parse_line`); every record is type-checked (:func:`_problem`)."""
+    for n, raw in iter_lines(path):
+        if not raw.strip():
             continue
-        last = n == len(lines)
-        try:
-            rec = json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-            if last and not line.endswith(b"\n"):
-                yield None, None
-                return
-            why = "nested too deeply" if isinstance(exc, RecursionError) else type(exc).__name__
-            raise ValueError(f"{path}:{n}: not a JSON record ({why})") from None
-        if last and not line.endswith(b"\n"):
-            yield None, None  # complete JSON but no newline: the writer was stopped before flushing it
+        if not raw.endswith(b"\n"):  # only the last line can lack its newline
+            yield None, None
             return
-        if not isinstance(rec, dict) or "id" not in rec:
+        rec = parse_line(raw, path, n)
+        if "id" not in rec:
             raise ValueError(f"{path}:{n}: not a result record (no 'id')")
         problem = _problem(rec)
         if problem:
