@@ -154,7 +154,9 @@ class ReferBase(Builder):
         rle = self.coco.rle(ann_ids, h, w)
         sents = ref.get("sentences") or []
         if not isinstance(sents, list):
-            raise BadInput(f"ref {ref.get('ref_id')} in {self.ddir} has no sentence list", "malformed_record")
+            raise BadInput(
+                f"ref {ref.get('ref_id')} in {self.refs_path} has no sentence list", "malformed_record"
+            )
         return rle, ann_ids, wants_target, sents
 
     def _unit_targets(self, unit: tuple[int, ...], rep: int) -> Iterator[tuple[dict, dict, list, list, Any]]:
@@ -248,7 +250,7 @@ class Refer(ReferBase):
 
     def target_ann_ids(self, ref: dict, rep: int) -> tuple[list, bool]:
         if "ann_id" not in ref:
-            raise BadInput(f"ref {ref.get('ref_id')} in {self.ddir} has no ann_id", "malformed_record")
+            raise BadInput(f"ref {ref.get('ref_id')} in {self.refs_path} has no ann_id", "malformed_record")
         return [ref["ann_id"]], True
 
 

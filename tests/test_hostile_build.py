@@ -199,6 +199,39 @@ def _mask_folder_case(tmp_path: Path, path: tuple, value) -> list:
     return _build(tmp_path, tmp_path / "o.jsonl", "mask-folder")
 
 
+def _json_case(files: dict, key: str, path: tuple, value) -> None:
+    doc = json.loads(files[key].read_text())
+    _set(doc, path, value)
+    files[key].write_text(_dump(doc))
+
+
+def _grefcoco_case(tmp_path: Path, path: tuple, value) -> list:
+    from support.fakes import make_grefcoco
+
+    make_grefcoco(tmp_path, n_images=2, splits=("val",))
+    d = tmp_path / "grefcoco"
+    _json_case({"inst": d / "instances.json", "grefs": d / "grefs(unc).json"}, path[0], path[1:], value)
+    return _build(tmp_path, tmp_path / "o.jsonl", "grefcoco")
+
+
+def _interactive_case(tmp_path: Path, path: tuple, value) -> list:
+    from support.peers import make_coco_instances
+
+    make_coco_instances(tmp_path, n_images=1)
+    _json_case({"inst": tmp_path / "annotations" / "instances_val2017.json"}, path[0], path[1:], value)
+    return [*_build(tmp_path, tmp_path / "o.jsonl", "coco-interactive"), "--split", "val2017"]
+
+
+def _mevis_case(tmp_path: Path, path: tuple, value) -> list:
+    write_mevis(tmp_path)
+    files = {
+        "meta": tmp_path / "train" / "meta_expressions.json",
+        "masks": tmp_path / "train" / "mask_dict.json",
+    }
+    _json_case(files, path[0], path[1:], value)
+    return [*_build(tmp_path, tmp_path / "o.jsonl", "mevis"), "--split", "train"]
+
+
 FAMILIES = {
     "coco-format": (
         _coco_case,
@@ -219,6 +252,34 @@ FAMILIES = {
         _labelme_case,
         [("imageHeight",), ("imageWidth",), ("shapes", 0, "points"), ("shapes", 0, "label"), ("shapes", 0)],
         ("shot0.json",),
+    ),
+    "grefcoco": (
+        _grefcoco_case,
+        [
+            ("inst", "images", 0, "height"),
+            ("inst", "images", 0, "id"),
+            ("inst", "annotations", 0, "segmentation"),
+            ("grefs", 0, "ann_id"),
+            ("grefs", 0, "image_id"),
+            ("grefs", 0, "sentences"),
+        ],
+        ("instances.json", "grefs(unc).json"),
+    ),
+    "coco-interactive": (
+        _interactive_case,
+        [
+            ("inst", "images", 0, "width"),
+            ("inst", "annotations", 0, "bbox"),
+            ("inst", "annotations", 0, "segmentation"),
+            ("inst", "annotations", 0, "image_id"),
+            ("inst", "annotations", 0, "category_id"),
+        ],
+        ("instances_val2017.json",),
+    ),
+    "mevis": (
+        _mevis_case,
+        [("meta", "videos", "vid_a", "expressions", "0", "anno_id"), ("masks", "101", 1), ("masks", "101")],
+        ("meta_expressions.json", "mask_dict.json"),
     ),
     "mask-folder": (
         _mask_folder_case,
