@@ -145,6 +145,8 @@ class CocoFormat(Builder):
             if not isinstance(a, dict) or "image_id" not in a:
                 raise ValueError(f"{p}: annotations[{n}] has no image_id")
             hashable_id(a["image_id"], f"{p}: annotations[{n}]", "image_id")
+            if a.get("id") is not None:  # written to every row's source.ann_ids
+                hashable_id(a["id"], f"{p}: annotations[{n}]", "id")
             if "category_id" in a:
                 hashable_id(a["category_id"], f"{p}: annotation {str(a.get('id', n))[:40]}", "category_id")
             if a["image_id"] not in self.anns:
