@@ -28,7 +28,9 @@ Ground truth: referring rows store the full-resolution RLE; semantic and instanc
 write a label-map PNG per image to ``--set label_dir=`` (default ``<out stem>_labels/``); pixel value ``v``
 is ``gt.classes[v]`` (for ``instance``: ``"<name> <k>"``, numbered like the answer, then the instances
 too small for the grid). Options: ``ann``, ``task``, ``absent_rate`` (0.25), ``split_ratio`` (train/val by
-image id hash, see :mod:`data_builders.owndata`), ``mode``, ``label_dir``, ``check_images`` (true).
+image id hash, see :mod:`data_builders.owndata`), ``mode``, ``label_dir``, ``check_images`` (true: each
+image must exist and its header must have the height x width its entry claims; false: the claim is only
+bounded by the pixel limit).
 """
 
 from __future__ import annotations

@@ -296,12 +296,14 @@ MATRIX = [
 
 
 @pytest.mark.parametrize(("family", "path", "kind"), MATRIX)
-def test_a_wrong_type_in_an_annotation_file_is_one_line_naming_the_file(tmp_path, capsys, family, path, kind):
+def test_a_wrong_type_in_an_annotation_file_is_one_line_naming_the_file(
+    tmp_path, capsys, monkeypatch, family, path, kind
+):
     from text4seg.cli import main
 
     case, _, names = FAMILIES[family]
     args = case(tmp_path, path, copy.deepcopy(BAD_VALUES[kind]))
-    os.environ.pop("TEXT4SEG_DEBUG", None)
+    monkeypatch.delenv("TEXT4SEG_DEBUG", raising=False)
     rc = main(list(map(str, args)))
     err = capsys.readouterr().err
     if rc == 0:  # the value was acceptable there (e.g. a string id, a string label): the build is whole
