@@ -98,6 +98,10 @@ def check_files(args: argparse.Namespace) -> None:
     if sam is not None and not os.path.isfile(sam):
         why = "a folder" if os.path.isdir(sam) else "not found"
         raise OSError(f"--sam-checkpoint {sam}: {why} (expected a SAM .pth file)")
+    if sam is not None:  # weights_only, tensors mapped: no code runs and nothing big is read yet
+        from text4seg.inference.refine import load_sam_state
+
+        load_sam_state(sam, mmap=True)
     for a in args.adapters or []:
         a = str(a)
         if os.path.isdir(a):

@@ -41,17 +41,26 @@ SAM_TYPES = ("vit_h", "vit_l", "vit_b")
 SAM_PARTS = ("image_encoder.", "prompt_encoder.", "mask_decoder.")  # the key prefixes of a SAM state dict
 
 
-def load_sam_state(checkpoint: str | os.PathLike) -> dict:
+def load_sam_state(checkpoint: str | os.PathLike, mmap: bool = False) -> dict:
     """The state dict of a SAM checkpoint, read with ``torch.load(weights_only=True)``: a pickle that
     would run code, a file that is not a torch checkpoint, or one that is not a ``{name: tensor}`` dict of
-    SAM's parts is a ``ValueError`` naming the file."""
+    SAM's parts is a ``ValueError`` naming the file. ``mmap``: map the tensors instead of reading them
+    (a cheap check of a zip-format checkpoint; the legacy format is read)."""
     import pickle
 
     torch = require("torch")
     try:
-        state = torch.load(str(checkpoint), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:  # weights_only refused a global: loading it would run code
-        why = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        try:
+            state = torch.load(str(checkpoint), map_location="cpu", weights_only=True, mmap=mmap)
+        except RuntimeError as exc:
+            if not (mmap and "mmap" in str(exc)):
+                raise
+            state = torch.load(str(checkpoint), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:  # weights_only refused a global, or not a pickle at all
+        lines = [ln.strip() for ln in str(exc).splitlines() if "Unpickler error" in ln]
+        why = (lines[0] if lines else str(exc).strip().splitlines()[-1] if str(exc).strip() else "")[:160]
+        if "global" not in why.lower():
+            raise ValueError(f"SAM checkpoint {checkpoint}: not a torch checkpoint ({why})") from None
         raise ValueError(
             f"SAM checkpoint {checkpoint}: refused, it is not a plain state dict (a pickle that would "
             f"import or run code: {why})"
