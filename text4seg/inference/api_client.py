@@ -48,6 +48,7 @@ import base64
 import contextlib
 import http.client
 import json
+import math
 import mimetypes
 import os
 import socket
@@ -242,7 +243,7 @@ class ApiPredictor:
     ):
         if concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {concurrency}")
-        if retries < 0 or timeout <= 0:
+        if retries < 0 or not (math.isfinite(timeout) and timeout > 0):
             raise ValueError(f"need retries >= 0 and timeout > 0, got retries={retries}, timeout={timeout}")
         if server not in SERVERS:
             raise ValueError(f"server must be one of {SERVERS}, got {server!r}")
