@@ -194,6 +194,40 @@ def test_swift_infer_rows_join_the_ground_truth_by_image_and_question_not_by_pos
     assert p.returncode == 0 and "merged 2 records" in p.stdout, p.stderr
 
 
+def test_rows_made_by_ms_swifts_own_loader_and_writer_decode_and_evaluate(ws, tmp_path, monkeypatch, capsys):
+    """The ``swift infer`` row built by ms-swift itself: its dataset loader (``text4seg`` column dropped,
+    images cast to structs, the ``dataset`` tag added), ``InferRequest.remove_response`` and the
+    writer's ``check_json_format``, exactly as ``SwiftInfer._batch_infer`` composes them; only the model
+    call is replaced by a fixed response (about 12 s, no model)."""
+    pytest.importorskip("swift")
+    monkeypatch.setenv("MODELSCOPE_CACHE", str(tmp_path / "ms"))
+    from swift.dataset import load_dataset
+    from swift.infer_engine import InferRequest
+    from swift.utils import check_json_format
+
+    _, val = load_dataset([str(ws / "gt.jsonl")], split_dataset_ratio=1.0, num_proc=1)
+    rows = []
+    for data, response in zip(val, [ANSWER4, EMPTY4]):
+        labels = InferRequest.remove_response(data["messages"])
+        data["messages"].append({"role": "assistant", "content": response})
+        rows.append({"response": response, "labels": labels, "logprobs": None, **data})
+    rows = check_json_format(rows)
+    assert sorted(rows[0]) == sorted(swift_infer_row("x", "y", "z"))  # the fixture above has this shape
+    assert rows[0]["images"] == [{"bytes": None, "path": str(ws / "img0.png")}] and "text4seg" not in rows[0]
+    src = write_jsonl(tmp_path / "swift.jsonl", rows[::-1])
+    out = tmp_path / "dec"
+    assert main(["decode", str(src), "--out", str(out), "--grid", "4", "--no-progress"]) == 0
+    assert (
+        main(
+            ["evaluate", "--pred", str(out / "decoded.jsonl"), "--gt", str(ws / "gt.jsonl"), "--no-progress"]
+        )
+        == 0
+    )
+    assert "samples 2 (missing 0, unmatched 0)" in capsys.readouterr().out
+    per = {r["id"]: r for r in map(json.loads, (out / "per_sample.jsonl").read_text().splitlines())}
+    assert per["a"]["coarse"]["iou"] == 1.0 and per["b"]["coarse"]["iou"] == 0.0
+
+
 def test_swift_infer_rows_with_an_ambiguous_image_and_question_are_refused(ws, tmp_path):
     gt = write_jsonl(tmp_path / "gt.jsonl", [row("a", str(ws / "img0.png")), row("c", str(ws / "img0.png"))])
     src = write_jsonl(tmp_path / "swift.jsonl", [swift_infer_row(str(ws / "img0.png"), ANSWER4, str(gt))])
