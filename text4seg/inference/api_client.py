@@ -144,7 +144,11 @@ def _read_body(resp: http.client.HTTPResponse, sock, deadline: float, limit: int
         if sock is not None:
             sock.settimeout(left)
         chunk = resp.read1(_CHUNK)
-        if not chunk:
+        if not chunk:  # the end, or the watchdog's shutdown at the deadline
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"no complete answer within the deadline ({total} bytes so far)")
+            if declared is not None and declared.strip().isdigit() and total < int(declared):
+                raise http.client.IncompleteRead(b"", int(declared) - total)
             return b"".join(chunks)
         total += len(chunk)
         if total > limit:
