@@ -29,8 +29,8 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from text4seg.data.queries import Query  # noqa: E402
 from text4seg.inference.api_client import ApiPredictor  # noqa: E402
-from text4seg.inference.queries import Query  # noqa: E402
 
 
 def _free_port() -> int:

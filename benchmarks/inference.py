@@ -53,10 +53,10 @@ def main() -> None:
 
     from support.sam import make_tiny_sam
 
+    from text4seg.data.results import answer_to_masks
     from text4seg.demo.model import make_tiny_llava
     from text4seg.inference.predict import Predictor, Query
     from text4seg.inference.refine import Refiner
-    from text4seg.inference.results import answer_to_masks
 
     model = args.model or make_tiny_llava(tmp / "llava")
     rng = np.random.default_rng(0)

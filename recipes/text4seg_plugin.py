@@ -3,13 +3,13 @@
 Registers the template ``text4seg_llava1_5_hf``: ms-swift's ``llava1_5_hf`` template whose CLIP image
 processor resizes the whole image to its crop size (336 x 336 for LLaVA-1.5) instead of resizing the
 short side and centre-cropping. The answer's grid describes the whole image, so the model must see all of
-it (see :mod:`text4seg.training.align`). The change is made on the loaded processor object, so
+it (see :mod:`text4seg.checkpoints.align`). The change is made on the loaded processor object, so
 ``swift export`` saves it into the merged model. ``swift export`` re-imports this plugin from the
 checkpoint's args.json.
 
 Kept in its own folder on purpose: ms-swift puts a plugin's folder on ``sys.path``.
 """
 
-from text4seg.training.align import register_swift_templates
+from text4seg.checkpoints.align import register_swift_templates
 
 register_swift_templates()

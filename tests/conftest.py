@@ -1,6 +1,6 @@
-"""Suite-wide rules. Under CI (``TEXT4SEG_REQUIRE_EXTRAS=1``, set by ``.ci/run``) a required extra that fails to
-import is a failure, not a skip: CI must not go green with the end-to-end tests skipped. Locally, a module
-whose extra is missing skips as before (``pytest.importorskip``)."""
+"""Suite-wide rules. Under `make test` (``TEXT4SEG_REQUIRE_EXTRAS=1``, what CI runs) a required extra that
+fails to import is a failure, not a skip: CI must not go green with the end-to-end tests skipped. Locally, a
+module whose extra is missing skips as before (``pytest.importorskip``)."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("transformers")
 pytest.importorskip("torch")
 
-from text4seg.training import align  # noqa: E402
+from text4seg.checkpoints import align  # noqa: E402
 
 SHAPES = [(640, 320), (300, 600), (500, 500)]  # wide, tall, square
 PLUGIN = Path(__file__).resolve().parents[1] / "recipes" / "text4seg_plugin.py"

@@ -10,9 +10,9 @@ from PIL import Image
 
 from text4seg import encode, mask_to_grid, wrap
 from text4seg.data.records import write_jsonl
+from text4seg.data.results import answer_to_masks
 from text4seg.data.rle import mask_to_rle
 from text4seg.evaluation.evaluate import evaluate
-from text4seg.inference.results import answer_to_masks
 
 H, W = 32, 48
 
@@ -198,7 +198,7 @@ def test_gt_file_without_ground_truth_is_a_clear_error(tmp_path):
 
 
 def test_multi_turn_rows_give_each_turn_its_own_label():
-    from text4seg.inference.queries import queries_from_row
+    from text4seg.data.queries import queries_from_row
 
     row = _row("m", [np.zeros((H, W), bool)] * 2, labels=("red circle", "blue square"))
     qs = queries_from_row(row)
@@ -209,8 +209,8 @@ def test_refined_semantic_label_map_is_scored_from_the_record(tmp_path):
     pytest.importorskip("segment_anything")
     from support.sam import make_tiny_sam
 
+    from text4seg.data.results import make_record
     from text4seg.inference.refine import Refiner
-    from text4seg.inference.results import make_record
 
     lm = np.zeros((H, W), np.uint8)
     lm[:, : W // 2] = 1  # class "cat" on the left half

@@ -154,7 +154,7 @@ def test_predict_rerun_with_other_options_names_them_unless_overwrite(ws, tmp_pa
 
 
 def test_resume_keeps_every_good_line_and_sets_a_corrupt_middle_line_aside(tmp_path):
-    from text4seg.inference.results import finished_keys
+    from text4seg.data.results import finished_keys
 
     res = tmp_path / "results.jsonl"
     lines = [

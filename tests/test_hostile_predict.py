@@ -221,9 +221,9 @@ def test_a_fifo_as_image_is_refused_at_once_not_read(ws, tmp_path, how):
 
 def test_every_image_reader_of_predict_refuses_a_bomb(ws):
     from text4seg.data.images import image_size
-    from text4seg.inference.overlay import overlay_image
+    from text4seg.data.overlay import overlay_image
+    from text4seg.data.queries import Query
     from text4seg.inference.predict import _image_size
-    from text4seg.inference.queries import Query
     from text4seg.inference.refine import _load_rgb
     from text4seg.inference.video import decode_video_answer
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from text4seg.inference import results
-from text4seg.inference.overlay import GT_COLOUR, PALETTE, overlay_image, save_overlay
+from text4seg.data.overlay import GT_COLOUR, PALETTE, overlay_image, save_overlay
 
 H, W = 32, 48
 S = 8  # 256 / 32: the scale overlay_image picks for a 32 x 48 image (shorter side -> 256 px)
@@ -69,11 +68,10 @@ def test_refined_panel_sits_beside_the_coarse_one_with_the_same_label_colours():
     assert np.array_equal(_px(both, 25, 37, panel=1), [100, 100, 100])  # dog not in the refined map
 
 
-def test_query_text_adds_a_header_line_and_results_keeps_its_old_import(tmp_path):
+def test_query_text_adds_a_header_line(tmp_path):
     base, lm = _scene()
     plain = overlay_image(base, lm > 0)
     asked = overlay_image(base, lm > 0, query="Please segment the cat.")
     assert asked.shape[0] == plain.shape[0] + 20 + 6
-    assert results.save_overlay is save_overlay
-    results.save_overlay(tmp_path / "o.png", base, lm > 0, lm > 0)  # the old positional call still works
+    save_overlay(tmp_path / "o.png", base, lm > 0, lm > 0)
     assert Image.open(tmp_path / "o.png").size == (2 * W * S + 10 + 20, plain.shape[0])

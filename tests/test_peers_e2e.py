@@ -61,7 +61,7 @@ def test_mixed_peer_tasks_train_and_predict_through_the_cli(tmp_path: Path, monk
 
     for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "MODELSCOPE_CACHE", "HF_HOME"):
         monkeypatch.setenv(k, env[k])
-    from text4seg.training.align import register_swift_templates
+    from text4seg.checkpoints.align import register_swift_templates
 
     register_swift_templates()
     queries = tmp_path / "queries.jsonl"

@@ -15,11 +15,11 @@ pytest.importorskip("segment_anything")
 from support.offline import offline, one_torch_thread  # noqa: E402
 
 from text4seg import decode  # noqa: E402
+from text4seg.data.queries import load_queries  # noqa: E402
 from text4seg.data.records import Sample, write_jsonl  # noqa: E402
+from text4seg.data.results import RECORD_KEYS, finished_keys  # noqa: E402
 from text4seg.data.rle import mask_to_rle, rle_to_mask  # noqa: E402
 from text4seg.inference.predict import Predictor, predict_queries  # noqa: E402
-from text4seg.inference.queries import load_queries  # noqa: E402
-from text4seg.inference.results import RECORD_KEYS, finished_keys  # noqa: E402
 
 GRID = 4  # small grids keep the random model's forced answers short
 BUDGET = 80

@@ -7,7 +7,7 @@ dataset; max_steps 2; deepspeed off; batch 2; output dir; one process), on synth
 640x480 and 480x640. Checks: no row is over ``max_length`` (text4seg.training.lengths, with the recipe's
 own template) and ms-swift trained on every row; LoRA wraps exactly the connector and the LLM linear
 layers (vision tower frozen, as the headers say); ``text4seg export`` merges; predict on the merged model
-works once :func:`text4seg.training.checkpoint.prepare_engine` ran, and sees as many image tokens as
+works once :func:`text4seg.checkpoints.settings.prepare_engine` ran, and sees as many image tokens as
 training did. Run with ``-s`` to see the measured numbers.
 """
 
@@ -75,7 +75,7 @@ result["cli_rc"] = main(["predict", "--model", merged, "--jsonl", data, "--out",
                          "--batch-size", "2", "--max-new-tokens", "24", "--no-overlays", "--quiet"])
 result["records"] = [json.loads(line) for line in (Path(out) / "results.jsonl").read_text().splitlines()]
 from text4seg.inference.predict import Predictor
-from text4seg.training.checkpoint import prepare_engine
+from text4seg.checkpoints.settings import prepare_engine
 result["prepared"] = prepare_engine(merged)  # what predict applied (idempotent)
 p = Predictor(merged, batch_size=2, max_new_tokens=24)
 cfg = json.loads((Path(merged) / "config.json").read_text())

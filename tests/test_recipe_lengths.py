@@ -106,7 +106,7 @@ def test_internvl_header_arithmetic_is_what_the_released_processor_does(path):
     pytest.importorskip("transformers")
     from PIL import Image
 
-    from text4seg.training import align
+    from text4seg.checkpoints import align
 
     ip = align.released_image_processor("internvl")
     tokens = set()

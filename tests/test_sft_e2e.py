@@ -162,8 +162,8 @@ def test_swift_lora_sft_trains_merges_and_predicts_offline(tmp_path: Path, monke
     # 5. inference on the merged model through the project's entry point
     for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "MODELSCOPE_CACHE", "HF_HOME"):
         monkeypatch.setenv(k, env[k])
+    from text4seg.checkpoints.align import register_swift_templates
     from text4seg.inference.predict import predict_jsonl
-    from text4seg.training.align import register_swift_templates
 
     register_swift_templates()  # merged/args.json names text4seg_llava1_5_hf
 

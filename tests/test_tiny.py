@@ -129,10 +129,10 @@ def test_ms_swift_qwen_template_trains_only_the_answer_on_the_tiny_qwen(qwen_dir
 
 
 def test_demo_model_has_one_token_per_answer_cell_and_shows_the_whole_image(tmp_path):
+    from text4seg.checkpoints.align import check_whole_image
     from text4seg.demo.config import QUICK
     from text4seg.demo.model import cell_tokens, make_demo_model
     from text4seg.descriptors import encode
-    from text4seg.training.align import check_whole_image
 
     labels = ["the red circle", "the blue circle"]
     corpus = ["Segment the red circle.", "Here is the mask."]

@@ -202,8 +202,8 @@ def test_export_command_wraps_swift_export_merge_lora(tmp_path, capsys):
 
 def test_import_text4seg_train_does_not_import_heavy_modules():
     code = (
-        "import sys, text4seg.training.recipes, text4seg.training.align, text4seg.training.lengths, "
-        "text4seg.training.checkpoint; "
+        "import sys, text4seg.training.recipes, text4seg.checkpoints.align, text4seg.training.lengths, "
+        "text4seg.checkpoints.settings; "
         "print(sorted(m for m in ('torch', 'transformers', 'swift') if m in sys.modules))"
     )
     out = os.popen(f"{sys.executable} -c {json.dumps(code)}").read().strip()

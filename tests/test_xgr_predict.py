@@ -12,9 +12,9 @@ from PIL import Image
 from support.offline import offline, one_torch_thread
 
 from text4seg import decode
+from text4seg.data.queries import Query
 from text4seg.descriptors import get_scheme, max_answer_tokens
 from text4seg.inference.constrained import ConstrainedDecoder
-from text4seg.inference.queries import Query
 
 GRID = (3, 4)
 LABEL = "red circle"

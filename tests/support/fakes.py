@@ -341,7 +341,7 @@ def make_hf(
 
 
 def result_of(row: dict, answer: str, **extra) -> dict:
-    """A minimal result record (:mod:`text4seg.inference.results`) answering turn 0 of a built swift
+    """A minimal result record (:mod:`text4seg.data.results`) answering turn 0 of a built swift
     ``row`` with ``answer``; ``extra`` fields (``num_tokens``, ``refined``...) are added."""
     meta = row["text4seg"]
     same = {k: meta[k] for k in ("grid", "scheme", "width", "height")}

@@ -1,7 +1,7 @@
 """Tiny random models of every recipe family, with the RELEASED image settings and the real Qwen tokenizer.
 
 Only the widths and depths are tiny; what decides the number of image tokens and what the model sees is
-the released checkpoint's: the image processor (from :data:`text4seg.training.align.RELEASED`), the
+the released checkpoint's: the image processor (from :data:`text4seg.checkpoints.align.RELEASED`), the
 vision patch / merge / tile geometry, and the tokenizer (Qwen2.5's BPE with the special tokens at their
 real ids, so ms-swift's hard-coded ids hold). Each factory writes a folder ms-swift loads by path
 (``--model DIR --model_type TYPE --check_model false``) and returns it.
@@ -24,8 +24,8 @@ from support.tiny_qwen import (
     make_tiny_qwen2_5_vl,
     qwen_tokenizer_fast,
 )
+from text4seg.checkpoints.align import RELEASED
 from text4seg.demo.model import make_tiny_llava
-from text4seg.training.align import RELEASED
 
 QWEN_VOCAB = 151936
 # InternVL3-hf / Qwen3 tokens after Qwen2.5's 22 specials (ids from 151665)

@@ -104,7 +104,7 @@ def add_progress(p: argparse.ArgumentParser, child: bool = False) -> None:
 
 
 def add_trust(p: argparse.ArgumentParser, what: str = "load a model folder") -> None:
-    """``--trust-remote-code``: without it a model folder that ships code is refused (``training.trust``)."""
+    """``--trust-remote-code``: without it a model folder that ships code is refused (checkpoints.trust)."""
     p.add_argument(
         "--trust-remote-code",
         action="store_true",

@@ -29,8 +29,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from text4seg._lazy import quiet_libraries
+    from text4seg.checkpoints.trust import check_trusted
     from text4seg.serving.app import check_port, check_sam_file, serve
-    from text4seg.training.trust import check_trusted
 
     # everything that can be checked is checked before the model loads (seconds to minutes)
     check_trusted([args.model, *(args.adapters or [])], args.trust_remote_code)

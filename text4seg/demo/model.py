@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from text4seg._lazy import require
-from text4seg.training.align import CLIP_MEAN, CLIP_STD
+from text4seg.checkpoints.align import CLIP_MEAN, CLIP_STD
 
 # llava-hf/llava-1.5-*-hf's template: "USER: <image>\n{text} ASSISTANT: {answer}"
 LLAVA_1_5_CHAT_TEMPLATE = (

@@ -1,5 +1,5 @@
 """Evaluate: join result records (``results.jsonl`` of ``text4seg predict``/``decode``, schema in
-:mod:`text4seg.inference.results`) with the built ground truth.
+:mod:`text4seg.data.results`) with the built ground truth.
 
 ``evaluate(pred_path, gt_path, out_dir=None, ...) -> dict`` scores raw (coarse) and SAM-refined masks side
 by side and, with ``out_dir``, writes ``metrics.json`` and ``per_sample.jsonl`` (atomically).
@@ -44,7 +44,17 @@ import numpy as np
 
 from text4seg._lazy import require
 from text4seg.data.images import open_image
+from text4seg.data.queries import turn_labels
 from text4seg.data.records import AtomicWriter, check_image_size, iter_jsonl
+from text4seg.data.results import (
+    answer_to_masks,
+    check_grid,
+    iter_records,
+    repair_report,
+    rles_to_label_map,
+    select_labels,
+    user_questions,
+)
 from text4seg.data.rle import check_rle, rle_to_mask
 from text4seg.descriptors import BACKGROUND, SCHEMES, normalize_label
 from text4seg.evaluation.metrics import (
@@ -57,16 +67,6 @@ from text4seg.evaluation.metrics import (
 )
 from text4seg.evaluation.multi import refzom_scores
 from text4seg.evaluation.peers import PEER_TASKS, score_peers
-from text4seg.inference.queries import turn_labels
-from text4seg.inference.results import (
-    answer_to_masks,
-    check_grid,
-    iter_records,
-    repair_report,
-    rles_to_label_map,
-    select_labels,
-    user_questions,
-)
 
 IGNORE = 255
 

@@ -1,7 +1,7 @@
 """Interactive segmentation scores by prompt kind (PSALM's COCO-Interactive table): mIoU and cIoU.
 
 Each result record of a ``task == "interactive"`` row is decoded as any single-block answer (every
-non-``others`` cell is foreground, :func:`text4seg.inference.results.answer_to_masks`) and compared with
+non-``others`` cell is foreground, :func:`text4seg.data.results.answer_to_masks`) and compared with
 ``gt.masks[0]``; the SAM-refined union ``refined`` is scored too when the record has it. The prompt kind
 is the part of ``source.ref_id`` after the last ``:`` (``<ann_id>:<kind>``, written by the
 ``coco-interactive`` builder). Per kind and over all: ``n``, ``miou`` (mean per-sample IoU) and ``ciou``
@@ -14,10 +14,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from text4seg.data.results import answer_to_masks
 from text4seg.data.rle import rle_to_mask
 from text4seg.descriptors import DEFAULT_SCHEME
 from text4seg.evaluation.metrics import mask_stats
-from text4seg.inference.results import answer_to_masks
 
 KINDS = ("point", "scribble", "box", "mask")
 

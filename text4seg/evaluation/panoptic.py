@@ -182,10 +182,10 @@ def score_panoptic(items: Sequence[tuple[dict, dict]]) -> tuple[dict, list[dict]
     ``refined`` uses the record's ``refined_labels`` (SAM, each label alone) when present. A label with an
     instance number is a thing even if no ground truth names its class.
     """
+    from text4seg.data.results import answer_to_masks, rles_to_label_map
     from text4seg.data.rle import rle_to_mask
     from text4seg.descriptors import DEFAULT_SCHEME
     from text4seg.descriptors.instances import parse_instance_label
-    from text4seg.inference.results import answer_to_masks, rles_to_label_map
 
     cats: dict[str, int] = {}
     things: set[int] = set()

@@ -8,7 +8,7 @@ The page (no external assets; every picture is an inline ``data:image/png`` URL)
    raw bars and, when refinement ran, refined bars beside them;
 3. a gallery sorted worst first (by the refined IoU when present, else the raw IoU; samples without a
    per-sample IoU, e.g. semantic ones, last): each card is the overlay of
-   :func:`text4seg.inference.overlay.overlay_image` (the query, one colour per label with a legend, the
+   :func:`text4seg.data.overlay.overlay_image` (the query, one colour per label with a legend, the
    ground-truth outline in yellow, the faint answer grid, coarse and refined side by side), the IoU, the
    answer's first characters and its repairs. ``max_gallery`` caps the cards (the worst ones are kept).
 
@@ -26,17 +26,17 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from text4seg.data.images import load_rgb
+from text4seg.data.overlay import overlay_image, png_bytes
 from text4seg.data.records import AtomicWriter, read_jsonl
-from text4seg.data.rle import rle_to_mask
-from text4seg.descriptors import DEFAULT_SCHEME
-from text4seg.inference.overlay import overlay_image, png_bytes
-from text4seg.inference.results import (
+from text4seg.data.results import (
     answer_to_masks,
     check_grid,
     iter_records,
     record_key,
     rles_to_label_map,
 )
+from text4seg.data.rle import rle_to_mask
+from text4seg.descriptors import DEFAULT_SCHEME
 
 BINS = 10
 MID = 'text-anchor="middle"'

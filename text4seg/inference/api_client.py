@@ -58,9 +58,9 @@ import urllib.parse
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
+from text4seg.data.queries import Query
 from text4seg.descriptors import MAX_FREE, max_answer_tokens
 from text4seg.descriptors.multi import max_multi_tokens
-from text4seg.inference.queries import Query
 
 REGEX_CAVEAT = (
     "constrained via regex: the regex checks the answer's characters, labels and run syntax, but it cannot "

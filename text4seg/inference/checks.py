@@ -1,6 +1,6 @@
 """Input checks that run before a model is loaded: every row well-formed, every image readable.
 
-``load_checked_queries(jsonl, ...)`` reads a built JSONL like :func:`text4seg.inference.queries.load_queries`
+``load_checked_queries(jsonl, ...)`` reads a built JSONL like :func:`text4seg.data.queries.load_queries`
 but first checks each row's field types (``messages`` a list of ``{"role": str, "content": str}``,
 ``images`` a non-empty list whose first entry is a path or ``{"path": str}``, ``text4seg`` an object
 whose ``id`` is a string or int, ``grid`` ``[rows, cols]`` within :data:`text4seg.descriptors.MAX_GRID_SIDE`,
@@ -19,9 +19,9 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
+from text4seg.data.queries import Query, queries_from_row
 from text4seg.data.records import iter_jsonl, parse_shard
 from text4seg.descriptors import grid_shape
-from text4seg.inference.queries import Query, queries_from_row
 
 
 def row_problem(row: dict) -> str | None:

@@ -26,8 +26,8 @@ import sys
 import warnings
 from collections.abc import Sequence
 
+from text4seg.data.queries import Query
 from text4seg.descriptors import MAX_FREE, max_answer_tokens
-from text4seg.inference.queries import Query
 
 CONSTRAINED_ENGINES = ("auto", "xgrammar", "own")
 

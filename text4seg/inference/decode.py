@@ -2,8 +2,8 @@
 
 ``decode_jsonl(path, out_dir, ...)`` reads one answer per line and writes, atomically,
 ``OUT/decoded.jsonl`` (result records, the same schema as ``text4seg predict``'s ``results.jsonl``:
-:mod:`text4seg.inference.results`), ``OUT/masks/NNNNNN.png`` (the coarse mask of line N+1, 0/255) and
-``OUT/repairs.json`` (:func:`~text4seg.inference.results.repair_report`). ``decode_text`` decodes one
+:mod:`text4seg.data.results`), ``OUT/masks/NNNNNN.png`` (the coarse mask of line N+1, 0/255) and
+``OUT/repairs.json`` (:func:`~text4seg.data.results.repair_report`). ``decode_text`` decodes one
 answer to one PNG.
 
 Input line: the answer is the first string among :data:`RESPONSE_KEYS`, else the last message when it is
@@ -30,19 +30,19 @@ from pathlib import Path
 
 from text4seg._lazy import require
 from text4seg.data.images import image_size
+from text4seg.data.overlay import save_mask_png
+from text4seg.data.queries import turn_labels
 from text4seg.data.records import AtomicWriter, check_image_size, read_jsonl
-from text4seg.descriptors import DEFAULT_SCHEME, SCHEMES
-from text4seg.inference.outdir import check_out_dir
-from text4seg.inference.queries import turn_labels
-from text4seg.inference.results import (
+from text4seg.data.results import (
     AnswerMasks,
     answer_to_masks,
     check_grid,
     make_record,
     repair_report,
-    save_mask_png,
     user_questions,
 )
+from text4seg.descriptors import DEFAULT_SCHEME, SCHEMES
+from text4seg.inference.outdir import check_out_dir
 
 RESPONSE_KEYS = ("response", "answer", "text", "output", "prediction")
 

@@ -9,7 +9,7 @@ the output folder that holds one. Rules:
 * a last line without its newline (a worker killed mid-write) is skipped and counted, like a resume
   does; a broken line elsewhere is an error naming the file and line;
 * every record is checked as ``text4seg evaluate`` checks it
-  (:func:`~text4seg.inference.results.record_problem`): a wrong type is an error naming the file, line,
+  (:func:`~text4seg.data.results.record_problem`): a wrong type is an error naming the file, line,
   id and field; a record without an id (``text4seg decode`` of ``swift infer`` output) is keyed by
   ``(turn, image, query)`` instead;
 * ``overlay`` / ``mask_png`` paths (relative to their shard's folder) are rewritten relative to
@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from text4seg.data.records import AtomicWriter, iter_lines, parse_line
-from text4seg.inference.results import RESULTS_NAME, record_key, record_problem
+from text4seg.data.results import RESULTS_NAME, record_key, record_problem
 
 
 def _results_file(p: str | os.PathLike) -> Path:

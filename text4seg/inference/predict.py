@@ -6,8 +6,8 @@ Python API
 user turn of a row; the row's first image) and returns the results JSONL path; ``predict_image`` does the
 same for one image and question; ``Predictor`` is the reusable engine
 (``Predictor(model).predict([Query, ...])`` yields result records). Queries come from
-:mod:`text4seg.inference.queries`; the result record, its schema and the answer-to-mask step
-(``answer_to_masks``) live in :mod:`text4seg.inference.results` (shared with ``text4seg decode``).
+:mod:`text4seg.data.queries`; the result record, its schema and the answer-to-mask step
+(``answer_to_masks``) live in :mod:`text4seg.data.results` (shared with ``text4seg decode``).
 
 Generation goes through ms-swift's ``TransformersEngine`` in batches (greedy). Constrained decoding
 reaches ``model.generate`` through the engine's ``pre_infer_hook`` (its ``logits_processor`` generate
@@ -15,7 +15,7 @@ argument); the engine's template still builds the inputs. The engine (xgrammar o
 budget (:func:`~text4seg.descriptors.max_answer_tokens`, within which every constrained answer parses
 strictly) and its cap by the model's context are :mod:`text4seg.inference.constrained`'s.
 
-Results JSONL: ``OUT/results.jsonl``, one record per query (schema: :mod:`text4seg.inference.results`),
+Results JSONL: ``OUT/results.jsonl``, one record per query (schema: :mod:`text4seg.data.results`),
 appended and flushed per sample; overlays in ``OUT/overlays/``. A re-run with the same ``out_dir`` skips
 the (id, turn) keys already in ``results.jsonl`` (resume after a crash); a partial last line is dropped.
 """
@@ -29,21 +29,21 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from text4seg._lazy import require
+from text4seg.checkpoints.trust import check_trusted
+from text4seg.data.overlay import save_overlay
+from text4seg.data.queries import Query, load_queries
 from text4seg.data.records import read_jsonl
-from text4seg.descriptors import DEFAULT_SCHEME, MAX_FREE
-from text4seg.descriptors.multi import max_multi_tokens
-from text4seg.inference.constrained import ConstrainedDecoder, context_room, logits_width
-from text4seg.inference.outdir import check_out_dir
-from text4seg.inference.queries import Query, load_queries
-from text4seg.inference.results import (
+from text4seg.data.results import (
     RESULTS_NAME,
     answer_to_masks,
     finished_keys,
     make_record,
     repair_report,
-    save_overlay,
 )
-from text4seg.training.trust import check_trusted
+from text4seg.descriptors import DEFAULT_SCHEME, MAX_FREE
+from text4seg.descriptors.multi import max_multi_tokens
+from text4seg.inference.constrained import ConstrainedDecoder, context_room, logits_width
+from text4seg.inference.outdir import check_out_dir
 
 
 # ------------------------------------------------------------------------------------------- engine
@@ -87,7 +87,7 @@ class Predictor:
         logits_processors: extra ``transformers`` logits processors applied at every step of every
             batch, before the grammar (so the grammar still masks what they lift).
         trust_remote_code: load a model folder that carries code (``auto_map``, ``*.py``); refused
-            otherwise (:mod:`text4seg.training.trust`: ms-swift always trusts it).
+            otherwise (:mod:`text4seg.checkpoints.trust`: ms-swift always trusts it).
         engine_kwargs: passed to ``TransformersEngine`` (``model_type``, ``template_type``, ...).
     """
 
@@ -109,7 +109,7 @@ class Predictor:
         check_trusted([model, *(adapters or [])], trust_remote_code)  # ms-swift would run their code
         self.decoder = ConstrainedDecoder(constrained_engine, max_free)  # checks the engine name
         swift = require("swift")
-        from text4seg.training.checkpoint import prepare_engine
+        from text4seg.checkpoints.settings import prepare_engine
 
         # what the checkpoint was trained with: the project's templates, the Qwen image-pixel budget
         prepare_engine(model, adapters=adapters or ())
@@ -399,5 +399,5 @@ def predict_image(
 
 
 def results_report(results: str | os.PathLike) -> dict:
-    """:func:`~text4seg.inference.results.repair_report` of a results JSONL."""
+    """:func:`~text4seg.data.results.repair_report` of a results JSONL."""
     return repair_report(read_jsonl(results))

@@ -4,7 +4,7 @@ model load, and fails with one line):
 1. the flags (``--limit``, ``--batch-size``, ``--image`` with ``--query``, ``--constrained`` labels,
    ``--template`` and ``--model-type`` among ms-swift's names, the ``--api`` client's numbers) and the
    files they name (``--sam-checkpoint`` a file, each of ``--adapters`` a LoRA folder);
-2. the checkpoint carries no code unless ``--trust-remote-code`` (:mod:`text4seg.training.trust`);
+2. the checkpoint carries no code unless ``--trust-remote-code`` (:mod:`text4seg.checkpoints.trust`);
 3. the queries: rows well-formed and images readable (:mod:`text4seg.inference.checks`; ``--skip-bad``
    drops the queries of unreadable images and counts them);
 4. the output folder: no symbolic link or foreign file where we write, and ``OUT/run.json`` records the
@@ -21,11 +21,11 @@ import math
 import os
 from pathlib import Path
 
+from text4seg.checkpoints.trust import check_trusted
+from text4seg.data.queries import Query
+from text4seg.data.results import BAD_LINES_SUFFIX, RESULTS_NAME, finished_keys
 from text4seg.inference.checks import check_images, load_checked_queries
 from text4seg.inference.outdir import check_out_dir, record_options
-from text4seg.inference.queries import Query
-from text4seg.inference.results import BAD_LINES_SUFFIX, RESULTS_NAME, finished_keys
-from text4seg.training.trust import check_trusted
 
 # the options of a predict run that change its results (recorded in OUT/run.json)
 RESULT_OPTIONS = (  # (not the --api URL: the same served model may come back on another port)
@@ -78,7 +78,7 @@ def swift_names(kind: str) -> set[str] | None:
 def check_engine_names(template: str | None, model_type: str | None) -> None:
     """``ValueError`` for a ``--template`` or ``--model-type`` that ms-swift does not know (checked only
     where ms-swift's names can be read; text4seg's own templates count as known)."""
-    from text4seg.training.align import LLAVA_WHOLE_IMAGE_TEMPLATE
+    from text4seg.checkpoints.align import LLAVA_WHOLE_IMAGE_TEMPLATE
 
     for flag, value, kind, extra in (
         ("--template", template, "template", {LLAVA_WHOLE_IMAGE_TEMPLATE}),

@@ -1,7 +1,7 @@
 """``text4seg app``: a small web page on a stdlib ``http.server`` to point a trained model at an image.
 
 Upload an image, type one or more referring expressions (one per line), tick constrained decoding and SAM
-refinement; each expression comes back with the overlay (:mod:`text4seg.inference.overlay`), the mask as
+refinement; each expression comes back with the overlay (:mod:`text4seg.data.overlay`), the mask as
 a downloadable PNG (0/255; the SAM-refined one when refinement ran, the coarse one always), the raw
 answer text and the repairs the lenient decoder made. No dependency beyond the inference extra.
 
@@ -45,11 +45,11 @@ from pathlib import Path
 
 import numpy as np
 
+from text4seg.data.overlay import overlay_image, png_bytes
+from text4seg.data.queries import Query
+from text4seg.data.results import answer_to_masks, rles_to_label_map
 from text4seg.data.rle import rle_to_mask
 from text4seg.descriptors import DEFAULT_SCHEME, normalize_label
-from text4seg.inference.overlay import overlay_image, png_bytes
-from text4seg.inference.queries import Query
-from text4seg.inference.results import answer_to_masks, rles_to_label_map
 
 DEFAULT_TEMPLATE = "Can you segment {target} in this picture?"
 PLACEHOLDER = "{target}"

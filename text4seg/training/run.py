@@ -4,7 +4,7 @@
 overrides, checks every dataset file and the keys against ms-swift's arguments before anything starts,
 prints the command and runs it; ``export(checkpoint, out, ...)`` merges a LoRA checkpoint into its base
 model and, for the whole-image LLaVA template, saves the merged processor so it resizes the whole image
-(:mod:`text4seg.training.align`). Both return the child's exit code (0 for a dry run).
+(:mod:`text4seg.checkpoints.align`). Both return the child's exit code (0 for a dry run).
 
 ``quiet=True`` runs the child with ``LOG_LEVEL=WARNING`` (ms-swift's INFO lines off);
 ``progress=False`` with ``TQDM_DISABLE=1`` (no progress bars). ``echo`` receives every line printed.
@@ -18,8 +18,8 @@ import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from text4seg.checkpoints.trust import check_trusted
 from text4seg.training import datacheck, recipes
-from text4seg.training.trust import check_trusted
 
 
 def _print(line: str) -> None:
@@ -56,7 +56,7 @@ def train(
     over ``max_length`` (ms-swift would drop or cut them silently) unless ``allow_dropped_rows=true`` is set
     (:mod:`text4seg.training.lengths`); the processor of ``model`` must be loadable (a local folder, or the
     hub when online). Every local model folder the recipe names (:data:`MODEL_KEYS`) must carry no code
-    unless ``trust_remote_code`` (:mod:`text4seg.training.trust`): the length check loads the processor
+    unless ``trust_remote_code`` (:mod:`text4seg.checkpoints.trust`): the length check loads the processor
     and ms-swift loads everything with ``trust_remote_code=True``, so the check runs before either.
     """
     base = recipes.load_recipe(recipe_path)
@@ -191,7 +191,7 @@ def export(
     """Print and run the ``swift export --merge_lora`` of a LoRA checkpoint into ``out``.
 
     The checkpoint and its base model (``args.json`` ``model``, when a local folder) must not carry code
-    unless ``trust_remote_code`` (:mod:`text4seg.training.trust`). A checkpoint trained with the
+    unless ``trust_remote_code`` (:mod:`text4seg.checkpoints.trust`). A checkpoint trained with the
     whole-image LLaVA template gets a merged model whose saved processor
     resizes the whole image too (no centre crop), as in training.
     """
@@ -203,7 +203,7 @@ def export(
     if dry_run:
         return 0
     code = subprocess.call(argv, env=_child_env(env, quiet, progress))
-    from text4seg.training.align import LLAVA_WHOLE_IMAGE_TEMPLATE, whole_image_saved
+    from text4seg.checkpoints.align import LLAVA_WHOLE_IMAGE_TEMPLATE, whole_image_saved
 
     if code == 0 and trained_template(checkpoint) == LLAVA_WHOLE_IMAGE_TEMPLATE:
         for name in whole_image_saved(out):

@@ -63,7 +63,6 @@ from text4seg.descriptors import (
     grid_to_label_map,
     normalize_label,
 )
-from text4seg.inference.overlay import save_mask_png, save_overlay, save_png  # noqa: F401 (old import path)
 
 RESULTS_NAME = "results.jsonl"
 RECORD_KEYS = (
@@ -428,4 +427,4 @@ def repair_report(records: Iterable[dict]) -> dict:
 
 
 # ---------------------------------------------------------------------------------------- pictures
-# save_overlay, save_mask_png and save_png live in text4seg.inference.overlay (imported above: old names)
+# save_overlay, save_mask_png and save_png live in text4seg.data.overlay (imported above: old names)

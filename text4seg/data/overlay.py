@@ -16,7 +16,7 @@ readable (shorter side >= ``min_side`` pixels, longer side <= ``max_side``). Lab
 (``names[0]`` is ``others``, never filled) gets ``PALETTE[(k - 1) % len(PALETTE)]`` in every panel.
 
 Only numpy and PIL are needed. :func:`save_png` / :func:`save_mask_png` (atomic PNG writes) live here too;
-:mod:`text4seg.inference.results` re-exports all three under their old names.
+:mod:`text4seg.data.results` re-exports all three under their old names.
 """
 
 from __future__ import annotations

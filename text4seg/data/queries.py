@@ -2,7 +2,7 @@
 
 A built row (schema: :mod:`text4seg.data.records`) gives one :class:`Query` per user turn, all on the
 row's first image; the key ``(text4seg.id, turn)`` joins a query, its result record
-(:mod:`text4seg.inference.results`) and its ground truth (:mod:`text4seg.evaluation.evaluate`).
+(:mod:`text4seg.data.results`) and its ground truth (:mod:`text4seg.evaluation.evaluate`).
 No heavy imports: prediction, decoding and evaluation all read queries from here.
 """
 

@@ -245,7 +245,7 @@ def register_swift_templates() -> list[str]:
     :func:`whole_image_clip` when the template is built, so training and inference see the whole image.
     ``recipes/text4seg_plugin.py`` calls this for ``swift sft`` / ``swift export``; before building a
     ``TransformersEngine`` on a model whose ``args.json`` names this template, call
-    :func:`text4seg.training.checkpoint.prepare_engine` (which calls this). Imports ms-swift.
+    :func:`text4seg.checkpoints.settings.prepare_engine` (which calls this). Imports ms-swift.
     """
     import dataclasses
 

@@ -7,7 +7,7 @@ merged model of ``swift export --merge_lora true``. When a ``TransformersEngine`
 things in it need the caller's help:
 
 - ``template``: a text4seg template (``text4seg_llava1_5_hf``, see
-  :mod:`text4seg.training.align`) exists only once registered in the process; ms-swift does not import
+  :mod:`text4seg.checkpoints.align`) exists only once registered in the process; ms-swift does not import
   the recipe's ``external_plugins`` when it only builds an engine.
 - ``max_pixels`` (Qwen-VL recipes): ms-swift rescales each image to at most that many pixels, then
   qwen-vl-utils rounds the sides to multiples of 28 (Qwen2.5-VL) / 32 (Qwen3-VL) under ITS budget, the
@@ -33,7 +33,7 @@ from collections.abc import MutableMapping, Sequence
 from pathlib import Path
 from typing import Any
 
-# Templates text4seg registers in ms-swift (text4seg.training.align.register_swift_templates).
+# Templates text4seg registers in ms-swift (text4seg.checkpoints.align.register_swift_templates).
 PROJECT_TEMPLATE_PREFIX = "text4seg_"
 # Qwen-VL model types whose image budget is qwen-vl-utils' MAX_PIXELS.
 QWEN_MODEL_TYPES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_vl_moe")
@@ -87,7 +87,7 @@ def prepare_engine(
     template = args.get("template")
     registered: list[str] = []
     if isinstance(template, str) and template.startswith(PROJECT_TEMPLATE_PREFIX):
-        from text4seg.training.align import register_swift_templates
+        from text4seg.checkpoints.align import register_swift_templates
 
         registered = register_swift_templates()
         if template not in registered:
