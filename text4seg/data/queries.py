@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass, field
 
 from text4seg.data.records import parse_shard, read_jsonl
-from text4seg.descriptors import DEFAULT_SCHEME
+from text4seg.descriptors import DEFAULT_GRID, DEFAULT_SCHEME
 
 
 @dataclass
@@ -29,7 +29,7 @@ class Query:
     question: str
     turn: int = 0
     labels: list[str] = field(default_factory=list)
-    grid: tuple[int, int] = (16, 16)
+    grid: tuple[int, int] = DEFAULT_GRID
     scheme: str = DEFAULT_SCHEME
     width: int = 0
     height: int = 0
@@ -71,7 +71,7 @@ def queries_from_row(row: dict, root: str | os.PathLike | None = None, index: in
     users = [m["content"] for m in row.get("messages", []) if m.get("role") == "user"]
     if not users:
         raise ValueError(f"row {index}: no user message")
-    grid = tuple(meta.get("grid") or (16, 16))
+    grid = tuple(meta.get("grid") or DEFAULT_GRID)
     return [
         Query(
             id=str(meta.get("id", index)),

@@ -57,7 +57,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from text4seg.data.images import MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE, check_image_size  # noqa: F401 (re-exported)
-from text4seg.descriptors import DEFAULT_SCHEME
+from text4seg.descriptors import DEFAULT_GRID, DEFAULT_SCHEME
 
 IMAGE_TAG = "<image>"
 TASKS = ("res", "gres", "semantic", "reason", "shapes", "multi", "interactive", "panoptic", "vres", "vreason")
@@ -94,7 +94,7 @@ class Sample:
     task: str
     labels: list[str] = field(default_factory=list)
     asked: list[str] = field(default_factory=list)
-    grid: tuple[int, int] = (16, 16)
+    grid: tuple[int, int] = DEFAULT_GRID
     scheme: str = DEFAULT_SCHEME
     source: dict = field(default_factory=dict)
     masks: list[dict] = field(default_factory=list)

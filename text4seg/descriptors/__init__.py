@@ -25,6 +25,7 @@ from text4seg.descriptors.codec import (
 )
 from text4seg.descriptors.core import (
     BACKGROUND,
+    DEFAULT_GRID,
     DEFAULT_SCHEME,
     MAX_FREE,
     MAX_GRID_SIDE,
@@ -54,6 +55,7 @@ from text4seg.descriptors.schemes import SCHEMES, get_scheme
 __all__ = [
     "GEOMETRIES",
     "BACKGROUND",
+    "DEFAULT_GRID",
     "DEFAULT_SCHEME",
     "MAX_FREE",
     "REPAIR_KINDS",

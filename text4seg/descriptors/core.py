@@ -27,6 +27,7 @@ BACKGROUND = "others"
 SEG_OPEN, SEG_CLOSE = "<seg>", "</seg>"
 RUN_SEP, ROW_SEP = "| ", "\n "
 DEFAULT_SCHEME = "rrle"
+DEFAULT_GRID = (16, 16)  # (rows, cols) of the released Text4Seg models and of every default here
 MAX_LABEL_CHARS = 512  # the lenient decoders cut longer labels (keeps the grid array small)
 # Constrained decoding: the default bound on the free text before <seg> (characters with xgrammar's exact
 # grammar, tokens with the own engine; either way at most this many tokens, see codec.max_answer_tokens)

@@ -16,7 +16,7 @@ import numpy as np
 
 from text4seg.data.results import answer_to_masks
 from text4seg.data.rle import rle_to_mask
-from text4seg.descriptors import DEFAULT_SCHEME
+from text4seg.descriptors import DEFAULT_GRID, DEFAULT_SCHEME
 from text4seg.evaluation.metrics import mask_stats
 
 KINDS = ("point", "scribble", "box", "mask")
@@ -52,7 +52,7 @@ def score_interactive(items: Sequence[tuple[dict, dict]]) -> tuple[dict, list[di
         if gt.shape != (h, w):
             raise ValueError(f"sample {rec.get('id')!r}: ground truth is {gt.shape}, prediction {h}x{w}")
         am = answer_to_masks(
-            rec["answer"], h, w, tuple(rec.get("grid", (16, 16))), rec.get("scheme", DEFAULT_SCHEME)
+            rec["answer"], h, w, tuple(rec.get("grid", DEFAULT_GRID)), rec.get("scheme", DEFAULT_SCHEME)
         )
         kind = prompt_kind(meta)
         row = {"id": str(rec["id"]), "turn": int(rec.get("turn", 0)), "task": "interactive"}

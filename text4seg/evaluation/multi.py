@@ -24,7 +24,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from text4seg.data.rle import rle_to_mask
-from text4seg.descriptors import DEFAULT_SCHEME, normalize_label
+from text4seg.descriptors import DEFAULT_GRID, DEFAULT_SCHEME, normalize_label
 from text4seg.descriptors.multi import decode_multi, entry_masks
 from text4seg.evaluation.metrics import aggregate_referring, mask_stats
 
@@ -40,7 +40,7 @@ def multi_item_stats(record: dict, labels: Sequence[str], gt_rles: Sequence[dict
     entries = decode_multi(
         record["answer"],
         len(labels),
-        tuple(record.get("grid", (16, 16))),
+        tuple(record.get("grid", DEFAULT_GRID)),
         record.get("scheme", DEFAULT_SCHEME),
     )
     preds = entry_masks(entries, h, w)

@@ -36,6 +36,8 @@ from collections.abc import Collection, Mapping, Sequence
 
 import numpy as np
 
+from text4seg.descriptors import DEFAULT_GRID
+
 KEYS = ("pq", "sq", "rq", "n")
 
 
@@ -211,7 +213,7 @@ def score_panoptic(items: Sequence[tuple[dict, dict]]) -> tuple[dict, list[dict]
             )
         )
         am = answer_to_masks(
-            rec["answer"], h, w, tuple(rec.get("grid", (16, 16))), rec.get("scheme", DEFAULT_SCHEME)
+            rec["answer"], h, w, tuple(rec.get("grid", DEFAULT_GRID)), rec.get("scheme", DEFAULT_SCHEME)
         )
         maps = {"coarse": (am.label_map, am.names)}
         if rec.get("refined_labels") is not None:

@@ -36,7 +36,7 @@ from text4seg.data.results import (
     rles_to_label_map,
 )
 from text4seg.data.rle import rle_to_mask
-from text4seg.descriptors import DEFAULT_SCHEME
+from text4seg.descriptors import DEFAULT_GRID, DEFAULT_SCHEME
 
 BINS = 10
 MID = 'text-anchor="middle"'
@@ -134,7 +134,7 @@ def _card(rec: dict, row: dict, gt: dict | None, rank: int, line: str = "record"
     """One gallery card; ``line`` (file:line of the record) names the source of any error. The image is
     opened through :func:`text4seg.data.images.load_rgb` (size checked from the header first)."""
     h, w = int(rec["height"]), int(rec["width"])
-    grid = check_grid(rec.get("grid") or (16, 16), f"{line}: grid")
+    grid = check_grid(rec.get("grid") or DEFAULT_GRID, f"{line}: grid")
     am = answer_to_masks(rec["answer"], h, w, grid, rec.get("scheme") or DEFAULT_SCHEME)
     refined = None
     if rec.get("refined_labels") is not None:

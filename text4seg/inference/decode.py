@@ -41,7 +41,7 @@ from text4seg.data.results import (
     repair_report,
     user_questions,
 )
-from text4seg.descriptors import DEFAULT_SCHEME, SCHEMES
+from text4seg.descriptors import DEFAULT_GRID, DEFAULT_SCHEME, SCHEMES
 from text4seg.inference.outdir import check_out_dir
 
 RESPONSE_KEYS = ("response", "answer", "text", "output", "prediction")
@@ -168,7 +168,7 @@ def decode_text(
     height: int,
     width: int,
     out_png: str | os.PathLike,
-    grid: tuple[int, int] = (16, 16),
+    grid: tuple[int, int] = DEFAULT_GRID,
     scheme: str = DEFAULT_SCHEME,
     geometry: str = "pil",
 ) -> AnswerMasks:
@@ -184,7 +184,7 @@ def decode_jsonl(
     out_dir: str | os.PathLike,
     *,
     root: str | os.PathLike | None = None,
-    grid: tuple[int, int] = (16, 16),
+    grid: tuple[int, int] = DEFAULT_GRID,
     scheme: str | None = None,
     geometry: str = "pil",
     progress: bool = False,

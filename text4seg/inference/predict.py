@@ -40,7 +40,7 @@ from text4seg.data.results import (
     make_record,
     repair_report,
 )
-from text4seg.descriptors import DEFAULT_SCHEME, MAX_FREE
+from text4seg.descriptors import DEFAULT_GRID, DEFAULT_SCHEME, MAX_FREE
 from text4seg.descriptors.multi import max_multi_tokens
 from text4seg.inference.constrained import ConstrainedDecoder, context_room, logits_width
 from text4seg.inference.outdir import check_out_dir
@@ -374,7 +374,7 @@ def predict_image(
     out_dir: str | os.PathLike,
     *,
     labels: Sequence[str] = (),
-    grid: tuple[int, int] = (16, 16),
+    grid: tuple[int, int] = DEFAULT_GRID,
     scheme: str = DEFAULT_SCHEME,
     **options,
 ) -> Path:

@@ -49,7 +49,7 @@ from text4seg.data.overlay import overlay_image, png_bytes
 from text4seg.data.queries import Query
 from text4seg.data.results import answer_to_masks, rles_to_label_map
 from text4seg.data.rle import rle_to_mask
-from text4seg.descriptors import DEFAULT_SCHEME, normalize_label
+from text4seg.descriptors import DEFAULT_GRID, DEFAULT_SCHEME, normalize_label
 
 DEFAULT_TEMPLATE = "Can you segment {target} in this picture?"
 PLACEHOLDER = "{target}"
@@ -105,7 +105,7 @@ class Segmenter:
     (None without SAM); ``grid`` ``(rows, cols)`` and ``scheme`` of the answers.
     """
 
-    def __init__(self, predictor, grid: tuple[int, int] = (16, 16), scheme: str = DEFAULT_SCHEME):
+    def __init__(self, predictor, grid: tuple[int, int] = DEFAULT_GRID, scheme: str = DEFAULT_SCHEME):
         self.predictor, self.grid, self.scheme = predictor, (int(grid[0]), int(grid[1])), scheme
         self.lock = threading.Lock()
         self.workdir = Path(tempfile.mkdtemp(prefix="text4seg_app_"))
