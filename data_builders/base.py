@@ -1,11 +1,18 @@
 """The builder contract and the driver that turns a builder's samples into one JSONL file.
 
 A builder is a class with ``name``, ``help``, ``splits`` (valid split names; ``()`` = any), ``layout``
-(the on-disk layout it expects, for ``--list`` and the docs), and two methods:
+(the on-disk layout it expects, for ``--list`` and the docs), ``options`` (its settings, declared as
+:class:`~data_builders.options.Option` s: ``text4seg build <name> --help`` lists them as flags) and two
+methods:
 
 * ``units() -> Sequence``: the work units in a deterministic order (refs, images...), cheap to list;
 * ``make(unit, rep) -> list[Sample]``: the samples of one unit (``rep`` is the ``--repeat`` pass, which
   re-seeds the template choice). Bad input raises :class:`BadInput` naming the file.
+
+``make`` builds its samples with :meth:`Builder.sample_id` (the id, the evaluation join key),
+:meth:`Builder.rng` (the seeded template choice of that id) and :meth:`Builder.sample` (a
+:class:`~text4seg.data.records.Sample` with the build's grid and scheme); it reads its settings with
+:meth:`Builder.opt`.
 
 The driver shards the units (``i/N`` takes ``units[i::N]``), repeats them, fans them out to workers
 (fork; order kept), writes the rows through an atomic temporary file and returns a report dict.
@@ -16,16 +23,19 @@ from __future__ import annotations
 import csv
 import gc
 import os
-import re
+import random
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
 from pathlib import Path
 
 from text4seg.data.records import AtomicWriter, Sample, dumps_row, parse_shard, to_swift_row
 from text4seg.descriptors import DEFAULT_SCHEME, SCHEMES, grid_shape
+
+from .options import Option, resolve
+from .prompts import sample_rng
 
 TRAIN_SPLITS = ("train", "train2017", "training", "trainaug")
 
@@ -51,7 +61,8 @@ EMPTY_POLICIES = ("drop", "keep", "fail")
 
 @dataclass
 class BuildConfig:
-    """Everything a builder needs. ``options`` holds builder-specific settings (``--set key=value``)."""
+    """Everything a builder needs. ``options`` holds builder-specific settings (declared by the builder:
+    :attr:`Builder.options`; a builder converts and completes them, see :meth:`Builder.opt`)."""
 
     root: Path | None
     split: str
@@ -63,19 +74,19 @@ class BuildConfig:
     options: dict = field(default_factory=dict)
     skip_bad: bool = False
 
-    def opt(self, key: str, default):
-        """A builder option, converted to the type of ``default`` (options may arrive as CLI strings)."""
-        v = self.options.get(key, default)
-        if v is default or default is None or isinstance(v, type(default)):
-            return v
-        try:
-            if isinstance(default, bool):
-                return str(v).lower() in ("1", "true", "yes", "on")
-            if isinstance(default, (list, tuple)):
-                return [s.strip() for s in str(v).split(",") if s.strip()]
-            return type(default)(v)
-        except (TypeError, ValueError):
-            raise ValueError(f"option {key}={v!r}: expected a {type(default).__name__}") from None
+
+EMPTY_TARGETS = Option(
+    "empty_targets",
+    str,
+    None,
+    "what happens to a sample whose target would be written as no target: drop, keep or fail "
+    "(unset: on a training split drop with --skip-bad, else fail; keep on other splits)",
+    choices=EMPTY_POLICIES,
+)
+CHECK_IMAGES = Option(
+    "check_images", bool, True, "read each image's header to check the annotation's size against it"
+)
+COMMON_OPTIONS: tuple[Option, ...] = (EMPTY_TARGETS,)
 
 
 class Builder:
@@ -86,9 +97,10 @@ class Builder:
     splits: tuple[str, ...] = ()
     layout = ""
     needs_root = True
+    options: tuple[Option, ...] = ()
 
     def __init__(self, cfg: BuildConfig):
-        self.cfg = cfg
+        self.cfg = cfg = replace(cfg, options=resolve_options(type(self), cfg.options))
         self.tally: dict[str, int] = {}
         self.flag_examples: list[str] = []
         self.empty_policy = self._empty_policy()
@@ -114,10 +126,36 @@ class Builder:
             default = "drop" if self.cfg.skip_bad else "fail"
         else:
             default = "keep"
-        policy = str(self.cfg.options.get("empty_targets", default)).lower()
-        if policy not in EMPTY_POLICIES:
-            raise ValueError(f"option empty_targets={policy!r}: choose one of {list(EMPTY_POLICIES)}")
-        return policy
+        return self.opt("empty_targets", default)
+
+    @classmethod
+    def declared(cls) -> tuple[Option, ...]:
+        """Every option of this builder: the common ones (``empty_targets``), then its own."""
+        return COMMON_OPTIONS + tuple(cls.options)
+
+    def opt(self, name: str, unset=None):
+        """The value of declared option ``name`` (converted); ``unset`` when it is not set and has no
+        default (a default that depends on the split or the data)."""
+        try:
+            value = self.cfg.options[name]
+        except KeyError:
+            raise KeyError(f"builder {self.name!r} reads option {name!r} but does not declare it") from None
+        return unset if value is None else value
+
+    def sample_id(self, *parts, rep: int = 0, split: str | None = None) -> str:
+        """The id of a sample, the evaluation join key: ``<name>/<split>/<part>/...``, then ``/r<rep>`` on
+        a ``--repeat`` pass after the first. ``split`` defaults to the build's (REFER records carry their
+        own)."""
+        head = [self.name, self.cfg.split if split is None else split]
+        return "/".join([*head, *map(str, parts)]) + (f"/r{rep}" if rep else "")
+
+    def rng(self, key: str) -> random.Random:
+        """The seeded ``random.Random`` of ``key`` (usually the sample id): templates, crops, prompts."""
+        return sample_rng(self.cfg.seed, key)
+
+    def sample(self, sid: str, **fields) -> Sample:
+        """A :class:`Sample` with id ``sid`` and the build's grid and scheme; ``fields`` are the rest."""
+        return Sample(id=sid, grid=self.cfg.grid, scheme=self.cfg.scheme, **fields)
 
     def flag(self, issue: str, n: int, where: str) -> bool:
         """Count ``n`` samples with ``issue`` (``where`` names them); True if they must be dropped."""
@@ -217,24 +255,53 @@ def run_build(
     progress: bool = False,
     stats: bool = True,
 ) -> dict:
-    """Build ``out`` (JSONL) with one builder; returns the report dict (see :func:`build_jsonl`)."""
-    global _WORKER
+    """Build ``out`` (JSONL) with one builder; returns the report dict (see :func:`build_jsonl`).
+
+    Steps: check the counts, load the builder and list its units (:func:`_load`), shard them, write the
+    rows of every unit (:func:`_write`, in workers or here), then the report (:func:`_report`). On any
+    failure, Ctrl-C included, nothing is written and the builder removes its side files.
+    """
+    _check_counts(repeat, workers, limit)
+    si, sn = parse_shard(shard)
+    t0 = time.perf_counter()
+    cfg = replace(cfg, skip_bad=bool(skip_bad))
+    try:
+        builder, units = _load(builder_cls, cfg)
+        units = units[si::sn] if sn > 1 else units
+        run = _Run(t_load=time.perf_counter() - t0, shard=f"{si}/{sn}", repeat=repeat)
+        jobs = _jobs(units, repeat, skip_bad)
+        try:
+            with (
+                _progress(progress, len(units) * repeat) as bar,
+                _results(builder, jobs, workers, len(units)) as results,
+            ):
+                _write(builder, out, results, run, limit, bar)
+        except BaseException:  # nothing was written (AtomicWriter): remove the side files (Ctrl-C too)
+            builder.cleanup()  # after the workers are gone: none of them writes any more
+            raise
+    finally:
+        gc.unfreeze()
+    return _report(builder, out, run, time.perf_counter() - t0, stats)
+
+
+def _check_counts(repeat: int, workers: int, limit: int | None) -> None:
     if repeat < 1:
         raise ValueError(f"--repeat must be >= 1, got {repeat}")
     if workers < 1:
         raise ValueError(f"--workers must be >= 1, got {workers}")
     if limit is not None and limit < 0:
         raise ValueError(f"--limit must be >= 0, got {limit}")
-    si, sn = parse_shard(shard)
-    t0 = time.perf_counter()
-    cfg = replace(cfg, skip_bad=bool(skip_bad))
-    # Annotation indexes are millions of long-lived objects: build them with the cyclic GC off, then
-    # freeze them so later collections (triggered by the per-sample allocations) do not rescan them.
+
+
+def _load(builder_cls: type[Builder], cfg: BuildConfig) -> tuple[Builder, Sequence]:
+    """The builder and its units. Annotation indexes are millions of long-lived objects: they are built with
+    the cyclic GC off, then frozen so later collections (per-sample allocations) do not rescan them (the
+    caller unfreezes)."""
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
         builder = builder_cls(cfg)
-        units = builder.units()
+        return builder, builder.units()
     except MALFORMED as exc:  # the annotation files are parsed here: wrong types become one line
         raise ValueError(
             f"{builder_cls.name}: malformed annotation files under {cfg.root}: {type(exc).__name__}: "
@@ -244,90 +311,109 @@ def run_build(
         gc.freeze()
         if gc_was_enabled:
             gc.enable()
-    if sn > 1:
-        units = units[si::sn]
-    t_load = time.perf_counter() - t0
+
+
+@dataclass
+class _Run:
+    """What a build has written and counted so far (summed over units and workers)."""
+
+    t_load: float
+    shard: str
+    repeat: int
+    samples: int = 0
+    units: int = 0
+    bad: list[str] = field(default_factory=list)
+    causes: dict[str, int] = field(default_factory=dict)
+    tally: dict[str, int] = field(default_factory=dict)
+    flagged: list[str] = field(default_factory=list)
+    answers: object = None
+    targets: dict = field(default_factory=dict)
+
+    def add(self, err, counts: dict, examples: list[str]) -> bool:
+        """Count one unit's outcome; False when it was a skipped bad unit."""
+        self.units += 1
+        if err is not None:
+            self.causes[err[0]] = self.causes.get(err[0], 0) + 1
+            self.bad.append(err[1])
+            return False
+        for k, v in counts.items():
+            self.tally[k] = self.tally.get(k, 0) + v
+        self.flagged.extend(examples[: 5 - len(self.flagged)])
+        return True
+
+
+@contextmanager
+def _results(builder: Builder, jobs, workers: int, n_units: int) -> Iterator:
+    """The ``_Result`` of every job, in order: from a fork pool of ``workers`` or computed here."""
+    global _WORKER
+    if workers <= 1 or n_units <= 1:
+        yield (_lines(builder, u, r, s) for u, r, s in jobs)
+        return
+    import multiprocessing as mp
+
+    _WORKER = builder
+    pool = mp.get_context("fork").Pool(workers)
+    try:
+        yield pool.imap(_work, jobs, chunksize=64)
+    finally:
+        pool.terminate()
+        _WORKER = None
+
+
+def _write(builder: Builder, out, results, run: _Run, limit: int | None, bar) -> None:
+    """Write the rows of ``results`` to ``out`` (atomically) up to ``limit``; fail, with nothing written, on
+    an error or when flagged targets must fail the build."""
     from text4seg.data.stats import AnswerCollector
 
-    answers = AnswerCollector()
-    bad: list[str] = []
-    causes: dict[str, int] = {}
-    tally: dict[str, int] = {}
-    flagged: list[str] = []
-    n_units = 0
-    tqdm = _tqdm(progress)
-    bar = tqdm(total=len(units) * repeat, unit="unit", disable=not progress, file=sys.stderr, smoothing=0.1)
-    pool = None
-    try:
-        with AtomicWriter(out) as w:
-            jobs = _jobs(units, repeat, skip_bad)
-            if workers > 1 and len(units) > 1:
-                import multiprocessing as mp
+    run.answers = answers = AnswerCollector()
+    t0 = time.perf_counter()
+    with AtomicWriter(out) as w:
+        for lines, ans, err, counts, examples in results:
+            bar.update(1)
+            if not run.add(err, counts, examples):
+                continue
+            if limit is not None and w.count + len(lines) > limit:
+                lines, ans = lines[: limit - w.count], ans[: limit - w.count]
+            for line in lines:
+                w.write(line)
+            for a in ans:
+                answers.add(a)
+            run.samples = w.count
+            if limit is not None and w.count >= limit:
+                break
+            if run.units % 256 == 0:
+                bar.set_postfix(samples_s=f"{w.count / max(time.perf_counter() - t0, 1e-9):.0f}")
+        run.targets = _targets_report(builder, run.tally, run.flagged)
+        if builder.empty_policy == "fail" and run.targets[EMPTY_TARGET] + run.targets[LOST_ON_GRID]:
+            raise ValueError(_fail_message(builder.cfg.split, run.targets))
 
-                _WORKER = builder
-                pool = mp.get_context("fork").Pool(workers)
-                results = pool.imap(_work, jobs, chunksize=64)
-            else:
-                results = (_lines(builder, u, r, s) for u, r, s in jobs)
-            for lines, ans, err, counts, examples in results:
-                n_units += 1
-                bar.update(1)
-                if err is not None:
-                    causes[err[0]] = causes.get(err[0], 0) + 1
-                    bad.append(err[1])
-                    continue
-                for k, v in counts.items():
-                    tally[k] = tally.get(k, 0) + v
-                flagged.extend(examples[: 5 - len(flagged)])
-                if limit is not None and w.count + len(lines) > limit:
-                    lines, ans = lines[: limit - w.count], ans[: limit - w.count]
-                for line in lines:
-                    w.write(line)
-                for a in ans:
-                    answers.add(a)
-                if limit is not None and w.count >= limit:
-                    break
-                if progress and n_units % 256 == 0:
-                    bar.set_postfix(samples_s=f"{w.count / max(time.perf_counter() - t0, 1e-9):.0f}")
-            targets = _targets_report(builder, tally, flagged)
-            if builder.empty_policy == "fail" and targets["empty_target"] + targets["lost_on_grid"]:
-                raise ValueError(_fail_message(cfg.split, targets))
-    except BaseException:  # no JSONL was written (AtomicWriter): remove the files made for it (Ctrl-C too)
-        if pool is not None:
-            pool.terminate()
-            pool = None
-        builder.cleanup()
-        raise
-    finally:
-        bar.close()
-        if pool is not None:
-            pool.terminate()
-        _WORKER = None
-        gc.unfreeze()
-    elapsed = time.perf_counter() - t0
+
+def _report(builder: Builder, out, run: _Run, elapsed: float, stats: bool) -> dict:
+    """The build report (see :func:`data_builders.build_jsonl`)."""
+    cfg = builder.cfg
     conv_keys = set(builder.conventions())
     report = {
-        "builder": builder_cls.name,
+        "builder": builder.name,
         "split": cfg.split,
         "out": str(Path(out).resolve()),
-        "samples": w.count,
-        "units": n_units,
-        "skipped_bad": len(bad),
-        "bad_causes": dict(sorted(causes.items())),
-        "bad_examples": bad[:5],
-        "targets": targets,
-        "conventions": {**builder.conventions(), **{k: v for k, v in tally.items() if k in conv_keys}},
-        "shard": f"{si}/{sn}",
-        "repeat": repeat,
+        "samples": run.samples,
+        "units": run.units,
+        "skipped_bad": len(run.bad),
+        "bad_causes": dict(sorted(run.causes.items())),
+        "bad_examples": run.bad[:5],
+        "targets": run.targets,
+        "conventions": {**builder.conventions(), **{k: v for k, v in run.tally.items() if k in conv_keys}},
+        "shard": run.shard,
+        "repeat": run.repeat,
         "grid": list(cfg.grid),
         "scheme": cfg.scheme,
         "seed": cfg.seed,
-        "load_s": round(t_load, 3),
+        "load_s": round(run.t_load, 3),
         "seconds": round(elapsed, 3),
-        "samples_per_s": round(w.count / elapsed, 1) if elapsed > 0 else 0.0,
+        "samples_per_s": round(run.samples / elapsed, 1) if elapsed > 0 else 0.0,
     }
     if stats:
-        report["answers"] = answers.stats()
+        report["answers"] = run.answers.stats()
     return report
 
 
@@ -352,21 +438,24 @@ def _fail_message(split: str, targets: dict) -> str:
     )
 
 
-def _tqdm(progress: bool):
-    if progress:
+@contextmanager
+def _progress(shown: bool, total: int) -> Iterator:
+    """A tqdm bar on stderr when ``shown`` (and tqdm is installed), else one that does nothing."""
+    bar = _NoBar()
+    if shown:
         try:
             from tqdm import tqdm
 
-            return tqdm
+            bar = tqdm(total=total, unit="unit", file=sys.stderr, smoothing=0.1)
         except ImportError:
             pass
-    return _NoBar
+    try:
+        yield bar
+    finally:
+        bar.close()
 
 
 class _NoBar:
-    def __init__(self, *a, **k):
-        pass
-
     def update(self, n=1):
         pass
 
@@ -377,17 +466,10 @@ class _NoBar:
         pass
 
 
-_OPTION_READ = re.compile(r"""(?:\.opt|\bo|options\.get)\(\s*["']([a-z_0-9]+)["']""")
-
-
-@lru_cache(maxsize=1)
-def known_options() -> frozenset[str]:
-    """Every ``--set`` key a builder reads (``cfg.opt(KEY, default)`` or ``options.get(KEY)`` with a
-    literal KEY), found in the builders' own source, so the list cannot drift from the code."""
-    keys: set[str] = set()
-    for path in Path(__file__).parent.glob("*.py"):
-        keys.update(_OPTION_READ.findall(path.read_text(encoding="utf-8")))
-    return frozenset(keys)
+def resolve_options(builder_cls: type[Builder], given: dict | None) -> dict:
+    """``given`` checked against ``builder_cls``'s declared options, converted, defaults filled in;
+    ``ValueError`` naming the builder, the unknown key and the allowed names."""
+    return resolve(builder_cls.declared(), given, builder_cls.name)
 
 
 def make_config(
@@ -400,15 +482,10 @@ def make_config(
     with_gt: bool | None = None,
     options: dict | None = None,
 ) -> BuildConfig:
-    """Validate and assemble a :class:`BuildConfig`; ``with_gt=None`` means "on unless split is train"."""
+    """Validate and assemble a :class:`BuildConfig`; ``with_gt=None`` means "on unless split is train".
+    ``options`` are checked by the builder (:func:`resolve_options`)."""
     if scheme not in SCHEMES:
         raise ValueError(f"unknown scheme {scheme!r}; choose one of {sorted(SCHEMES)}")
-    unknown = sorted(k for k in (options or {}) if k not in known_options() and not k.endswith("_col"))
-    if unknown:  # a typo would otherwise be ignored without a word
-        raise ValueError(
-            f"unknown builder option(s) {unknown} (--set KEY=VALUE); the builders read: "
-            f"{sorted(known_options())} and <column>_col for hf-refer/hf-mask"
-        )
     if with_gt is None:
         with_gt = split not in TRAIN_SPLITS
     return BuildConfig(

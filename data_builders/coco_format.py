@@ -3,7 +3,7 @@
 Layout::
 
     <root>/<file_name of each image entry>         (--root IMAGE_DIR)
-    ANN.json  (--set ann=PATH; default: the first of <root>/_annotations.coco.json,
+    ANN.json  (--ann PATH; default: the first of <root>/_annotations.coco.json,
                <root>/annotations/instances_default.json, <root>/instances.json, <root>/annotations.json)
 
     {"images": [{"id": 1, "file_name": "a.jpg", "height": 480, "width": 640}, ...],
@@ -12,25 +12,24 @@ Layout::
                                       {"size": [h, w], "counts": "..." | [..]}}, ...],  # RLE
      "categories": [{"id": 3, "name": "cup"}, ...]}
 
-Tasks (``--set task=...``):
+Tasks (``--task ...``):
 
 * ``referring`` (default): one sample per (image, category present); the question names the category,
   the target is the union of its instances (crowd regions included). Plus no-target samples for absent
   categories: per image ``floor(absent_rate * max(present, 1) + u)`` of them (``u`` uniform, seeded per
   image), categories drawn without replacement, seeded.
 * ``semantic``: one label map per image with the category names (overlaps: the smaller annotation lies
-  on top); the question lists the present classes (``--set mode=all_classes``: every category).
+  on top); the question lists the present classes (``--mode all_classes``: every category).
 * ``instance``: instance-numbered labels ``"<name> <k>"`` (:mod:`text4seg.descriptors.instances`);
   crowd annotations are left out (a crowd is not one instance). Rows carry ``task: "semantic"`` and an
   instance-id label map, so ``text4seg evaluate`` and :mod:`text4seg.evaluation.instances` both read them.
 
 Ground truth: referring rows store the full-resolution RLE; semantic and instance rows (``--with-gt``)
-write a label-map PNG per image to ``--set label_dir=`` (default ``<out stem>_labels/``); pixel value ``v``
+write a label-map PNG per image to ``--label-dir`` (default ``<out stem>_labels/``); pixel value ``v``
 is ``gt.classes[v]`` (for ``instance``: ``"<name> <k>"``, numbered like the answer, then the instances
-too small for the grid). Options: ``ann``, ``task``, ``absent_rate`` (0.25), ``split_ratio`` (train/val by
-image id hash, see :mod:`data_builders.owndata`), ``mode``, ``label_dir``, ``check_images`` (true: each
-image must exist and its header must have the height x width its entry claims; false: the claim is only
-bounded by the pixel limit).
+too small for the grid). Options: :attr:`CocoFormat.options` (``text4seg build coco-format --help``);
+``--split-ratio`` splits train/val by image id hash (see :mod:`data_builders.owndata`), ``--no-check-images``
+bounds each entry's claimed size by the pixel limit only instead of checking it against the image header.
 """
 
 from __future__ import annotations
@@ -41,12 +40,11 @@ from pathlib import Path
 
 import numpy as np
 
-from text4seg.data.prompts import refer_turn, sample_rng, semantic_turn
 from text4seg.data.records import Sample
 from text4seg.data.rle import rle_to_json
 from text4seg.descriptors import encode, grid_labels, normalize_label
 
-from .base import BadInput, BuildConfig, Builder
+from .base import CHECK_IMAGES, BadInput, BuildConfig, Builder
 from .coco import rle_of_segmentations, sample_rle
 from .common import (
     PLACEHOLDER,
@@ -60,7 +58,17 @@ from .common import (
     label_of,
     load_json,
 )
-from .owndata import instance_turn, label_dir_of, split_of, split_ratio_of, write_label_png
+from .options import Option
+from .owndata import (
+    LABEL_DIR,
+    SPLIT_RATIO,
+    instance_turn,
+    label_dir_of,
+    split_of,
+    split_ratio_of,
+    write_label_png,
+)
+from .prompts import refer_turn, semantic_turn
 
 TASKS = ("referring", "semantic", "instance")
 ANN_CANDIDATES = (
@@ -86,23 +94,40 @@ def _merge(rles: list[dict]) -> dict:
 
 class CocoFormat(Builder):
     name = "coco-format"
-    help = "any COCO-style instance JSON (CVAT/Label Studio/Roboflow): --root IMAGES --set ann=FILE.json"
-    layout = "<root>/<images' file_name>; --set ann=instances.json (default: looked up under <root>)"
+    help = "any COCO-style instance JSON (CVAT/Label Studio/Roboflow): --root IMAGES --ann FILE.json"
+    layout = "<root>/<images' file_name>; --ann instances.json (default: looked up under <root>)"
+    options = (
+        Option(
+            "ann",
+            str,
+            "",
+            "the COCO instance JSON (unset: the first of " + ", ".join(ANN_CANDIDATES) + " under --root)",
+        ),
+        Option("task", str, "referring", "what a sample asks for", choices=TASKS),
+        Option("absent_rate", float, 0.25, "no-target samples per present category (referring)"),
+        Option(
+            "mode",
+            str,
+            "open_vocab",
+            "semantic/instance questions name the present classes (open_vocab) or all (all_classes)",
+            choices=("open_vocab", "all_classes"),
+        ),
+        SPLIT_RATIO,
+        LABEL_DIR,
+        CHECK_IMAGES,
+    )
 
     def __init__(self, cfg: BuildConfig):
         Builder.__init__(self, cfg)
+        cfg = self.cfg
         self.root = Path(cfg.root)
-        self.task = cfg.opt("task", "referring")
-        if self.task not in TASKS:
-            raise ValueError(f"unknown task {self.task!r}; choose one of {list(TASKS)}")
-        self.absent_rate = cfg.opt("absent_rate", 0.25)
+        self.task = self.opt("task")
+        self.absent_rate = self.opt("absent_rate")
         if not 0 <= self.absent_rate <= 100:
             raise ValueError(f"absent_rate must be >= 0, got {self.absent_rate}")
-        self.mode = cfg.opt("mode", "open_vocab")
-        if self.mode not in ("open_vocab", "all_classes"):
-            raise ValueError(f"unknown mode {self.mode!r}; choose one of ['open_vocab', 'all_classes']")
-        self.check_images = cfg.opt("check_images", True)
-        self.ann_path = self._ann_path(cfg.opt("ann", ""))
+        self.mode = self.opt("mode")
+        self.check_images = self.opt("check_images")
+        self.ann_path = self._ann_path(self.opt("ann"))
         data = _load(self.ann_path)
         self._index(data)
         ratio = split_ratio_of(cfg)
@@ -124,7 +149,7 @@ class CocoFormat(Builder):
             if (self.root / c).is_file():
                 return self.root / c
         raise FileNotFoundError(
-            f"no annotation file: pass --set ann=PATH (looked for {list(ANN_CANDIDATES)} under {self.root})"
+            f"no annotation file: pass --ann PATH (looked for {list(ANN_CANDIDATES)} under {self.root})"
         )
 
     def _index(self, data: dict) -> None:
@@ -232,13 +257,10 @@ class CocoFormat(Builder):
         else:
             h, w = claimed_size(h, w, where)
         anns = self.anns[unit]
-        base = dict(image=str(path), width=w, height=h, grid=self.cfg.grid, scheme=self.cfg.scheme)
+        base = dict(image=str(path), width=w, height=h)
         if self.task == "referring":
             return self._referring(unit, rep, anns, base)
         return self._label_map(unit, rep, anns, base)
-
-    def _sid(self, *parts, rep: int) -> str:
-        return "/".join([self.name, self.cfg.split, *map(str, parts)]) + (f"/r{rep}" if rep else "")
 
     def _referring(self, unit, rep: int, anns: list[dict], base: dict) -> list[Sample]:
         cfg, h, w = self.cfg, base["height"], base["width"]
@@ -251,25 +273,25 @@ class CocoFormat(Builder):
             rles = [self._ann_rle(a, h, w) for a in group]  # one by one: errors name the annotation
             rle = rles[0] if len(rles) == 1 else _merge(rles)
             fg = sample_rle(rle, *cfg.grid)
-            sid = self._sid(unit, cat_id, rep=rep)
+            sid = self.sample_id(unit, cat_id, rep=rep)
             label = label_of(name)
             desc = descriptor_template(fg, cfg.scheme).replace(PLACEHOLDER, label)
-            turn = refer_turn(sample_rng(cfg.seed, sid), name, desc, empty=not fg.any())
+            turn = refer_turn(self.rng(sid), name, desc, empty=not fg.any())
             src = {"ann_ids": [a.get("id") for a in group], "ref_id": str(cat_id)}
             out.append(self._ref_sample(sid, turn, [label] if fg.any() else [], rle, unit, src, base))
         absent = [c for c in self.categories if c not in by_cat]
-        rng = sample_rng(cfg.seed, self._sid(unit, "absent", rep=rep))
+        rng = self.rng(self.sample_id(unit, "absent", rep=rep))
         k = min(len(absent), math.floor(self.absent_rate * max(len(by_cat), 1) + rng.random()))
         for cat_id in rng.sample(absent, k):
-            sid = self._sid(unit, cat_id, "absent", rep=rep)
-            turn = refer_turn(sample_rng(cfg.seed, sid), self.categories[cat_id], self._empty, empty=True)
+            sid = self.sample_id(unit, cat_id, "absent", rep=rep)
+            turn = refer_turn(self.rng(sid), self.categories[cat_id], self._empty, empty=True)
             rle = rle_of_segmentations([], h, w)
             out.append(self._ref_sample(sid, turn, [], rle, unit, {"ref_id": str(cat_id)}, base))
         return out
 
     def _ref_sample(self, sid, turn, labels, rle, unit, src, base) -> Sample:
-        return Sample(
-            id=sid,
+        return self.sample(
+            sid,
             turns=[turn],
             task="res",
             labels=labels,
@@ -289,8 +311,8 @@ class CocoFormat(Builder):
         if cfg.with_gt or self.task == "instance":  # full-resolution masks: bound what one sample takes
             check_sample_pixels(len(anns) + 1, h, w, self.where(unit))
         rles = [self._ann_rle(a, h, w) for a in anns]
-        sid = self._sid(unit, rep=rep)
-        rng = sample_rng(cfg.seed, sid)
+        sid = self.sample_id(unit, rep=rep)
+        rng = self.rng(sid)
         gt: dict = {}
         if self.task == "instance":
             from text4seg.descriptors.instances import instance_label, number_instances
@@ -326,8 +348,8 @@ class CocoFormat(Builder):
                 masks = [mu.decode(r).astype(bool) for r in rles]
                 gt = self._gt(unit, masks, [self.class_index[n] for n in names], h, w, areas)
         return [
-            Sample(
-                id=sid,
+            self.sample(
+                sid,
                 turns=[turn],
                 task="semantic",
                 labels=labels,

@@ -15,7 +15,7 @@ Two schemas (column names are options, defaults shown):
     ``image``, ``text`` (a string or a list of strings), ``mask`` (an ``Image`` feature or a path: a
     single-channel PNG, non-zero = target, or a 2-D integer/bool array).
 
-Images stored as bytes are written once to ``<out stem>_images/`` (``--set image_dir=DIR``) with their
+Images stored as bytes are written once to ``<out stem>_images/`` (``--image-dir DIR``) with their
 original encoding, so ms-swift gets absolute paths; images given as paths are used where they are
 (relative paths resolve against ``--root`` and may not escape it).
 """
@@ -28,7 +28,6 @@ import numpy as np
 
 from text4seg._lazy import require
 from text4seg.data.images import open_image
-from text4seg.data.prompts import refer_turn, sample_rng
 from text4seg.data.records import Sample, atomic_path
 from text4seg.data.rle import mask_to_rle, rle_to_json
 from text4seg.descriptors import encode
@@ -36,6 +35,8 @@ from text4seg.descriptors import encode
 from .base import LOST_ON_GRID, BadInput, BuildConfig, Builder
 from .coco import rle_of_segmentations, sample_rle
 from .common import PLACEHOLDER, descriptor_template, empty_grid, inside, label_of, side_dir
+from .options import Option
+from .prompts import refer_turn
 
 EXT_OF_FORMAT = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "BMP": ".bmp", "GIF": ".gif", "TIFF": ".tif"}
 
@@ -73,21 +74,33 @@ def load_local_split(root: Path, split: str):
         raise ValueError(f"cannot read parquet files {mine[:3]}: {exc}") from None
 
 
+IMAGE_DIR = Option("image_dir", str, "", "folder for images stored as bytes (default: <out stem>_images/)")
+
+
+def column_options(columns: dict[str, str]) -> tuple[Option, ...]:
+    """One ``<kind>_col`` option per column kind (its name in the dataset), then ``image_dir``."""
+    return (
+        *(Option(f"{k}_col", str, v, f"name of the dataset's {k} column") for k, v in columns.items()),
+        IMAGE_DIR,
+    )
+
+
 class HFBase(Builder):
     """Rows of a local HF dataset; subclasses implement :meth:`targets`."""
 
     columns: dict[str, str] = {"image": "image"}
+    options = column_options(columns)
 
     def __init__(self, cfg: BuildConfig):
         Builder.__init__(self, cfg)
         self.root = Path(cfg.root)
-        self.col = {k: cfg.opt(f"{k}_col", v) for k, v in self.columns.items()}
+        self.col = {k: self.opt(f"{k}_col") for k in self.columns}
         ds = load_local_split(self.root, cfg.split)
         missing = [c for c in self.col.values() if c not in ds.column_names]
         if missing:
             raise ValueError(
                 f"{self.root}: columns {missing} not found; the dataset has {ds.column_names} "
-                f"(rename with --set <kind>_col=NAME, kinds: {sorted(self.col)})"
+                f"(rename with --<kind>-col NAME, kinds: {sorted(self.col)})"
             )
         datasets = require("datasets")
         for key in ("image", "mask"):
@@ -95,7 +108,7 @@ class HFBase(Builder):
             if c and isinstance(ds.features.get(c), datasets.Image):
                 ds = ds.cast_column(c, datasets.Image(decode=False))
         self.ds = ds
-        image_dir = cfg.opt("image_dir", "")
+        image_dir = self.opt("image_dir")
         if image_dir:
             self.image_dir = Path(image_dir).resolve()
         elif cfg.out is not None:
@@ -163,21 +176,19 @@ class HFBase(Builder):
         empty = encode(empty_grid(cfg.grid), cfg.scheme)
         out = []
         for k, text in enumerate(texts):
-            sid = f"{self.name}/{cfg.split}/{unit}/{k}" + (f"/r{rep}" if rep else "")
-            rng = sample_rng(cfg.seed, sid)
+            sid = self.sample_id(unit, k, rep=rep)
+            rng = self.rng(sid)
             label = label_of(text)
             desc = empty if tpl is None else tpl.replace(PLACEHOLDER, label)
             out.append(
-                Sample(
-                    id=sid,
+                self.sample(
+                    sid,
                     image=path,
                     width=w,
                     height=h,
                     turns=[refer_turn(rng, text, desc, empty=tpl is None)],
                     task="res",
                     labels=[label],
-                    grid=cfg.grid,
-                    scheme=cfg.scheme,
                     source={"dataset": self.name, "split": cfg.split, "sent_ids": [k], **source},
                     masks=[rle_to_json(rle)] if cfg.with_gt else [],
                 )
@@ -213,6 +224,7 @@ class HFRefer(HFBase):
     help = "local HF dataset, refcoco-style rows: image, sentences, segmentation (polygons or RLE)"
     layout = "a datasets.save_to_disk folder or <split>-*.parquet files with image/sentences/segmentation"
     columns = {"image": "image", "sentences": "sentences", "segmentation": "segmentation"}
+    options = column_options(columns)
 
     def targets(self, row, index, h, w):
         seg = row[self.col["segmentation"]]
@@ -235,6 +247,7 @@ class HFMask(HFBase):
     help = "local HF dataset, rows of image + text + mask (binary mask image or array)"
     layout = "a datasets.save_to_disk folder or <split>-*.parquet files with image/text/mask columns"
     columns = {"image": "image", "text": "text", "mask": "mask"}
+    options = column_options(columns)
 
     def targets(self, row, index, h, w):
         value = row[self.col["mask"]]

@@ -17,7 +17,7 @@ drawn as the PSALM appendix describes, seeded per (seed, annotation, kind, repea
   ``scribble_points`` (8) points;
 * box: width and height scaled by factors from [0.9, 1.1] about the centre;
 * mask: the target blurred by a Gaussian (sigma 2 px) and thresholded at 0.5, written as a coarse
-  descriptor grid (``--set prompt_grid=8``) whose foreground label is ``region``.
+  descriptor grid (``--prompt-grid 8``) whose foreground label is ``region``.
 
 Coordinates in the question (``--set coords=...``, one convention per backbone family, as ms-swift's
 templates ground boxes: ``norm_bbox`` ``none`` for Qwen2.5-VL, ``norm1000`` for the others):
@@ -37,29 +37,23 @@ name. Ground truth: ``gt.masks[0]`` the annotation's mask, ``gt.boxes[0]`` its b
 
 from __future__ import annotations
 
-import json
 import math
 import random
-from functools import cache
 
 import numpy as np
 
-from text4seg.data.prompts import TEMPLATE_DIR, answer, sample_rng
 from text4seg.data.records import Sample
 from text4seg.data.rle import rle_to_json, rle_to_mask
 from text4seg.descriptors import encode, mask_to_grid
 
-from .base import BadInput, BuildConfig, Builder
+from .base import CHECK_IMAGES, BadInput, BuildConfig, Builder
 from .coco import rle_area, sample_rle, segmentation_rles, union_rle
 from .common import PLACEHOLDER, checked_size, claimed_size, descriptor_template, inside, label_of, load_json
+from .options import Option
+from .prompts import answer, load_templates
 
 KINDS = ("point", "scribble", "box", "mask")
 COORDS = ("norm1000", "qwen2.5-vl")
-
-
-@cache
-def interactive_templates() -> dict:
-    return json.loads((TEMPLATE_DIR / "interactive.json").read_text(encoding="utf-8"))
 
 
 def smart_resize(
@@ -177,20 +171,25 @@ class CocoInteractive(Builder):
     help = "COCO-Interactive (PSALM): point/scribble/box/mask prompts from COCO instances, as text"
     splits = ("train2017", "val2017")
     layout = "<root>/annotations/instances_<split>.json, <root>/<split>/<file_name>"
+    options = (
+        Option("kinds", list, KINDS, "prompt kinds, one sample each", choices=KINDS),
+        Option("coords", str, "norm1000", "how prompt coordinates are written", choices=COORDS),
+        Option("max_pixels", int, 12845056, "Qwen2.5-VL's pixel budget (coords qwen2.5-vl)"),
+        Option("prompt_grid", int, 8, "side of the coarse region-mask prompt's grid"),
+        Option("scribble_points", int, 8, "points of a scribble prompt"),
+        CHECK_IMAGES,
+    )
 
     def __init__(self, cfg: BuildConfig):
         Builder.__init__(self, cfg)
-        self.kinds = cfg.opt("kinds", list(KINDS))
-        bad = [k for k in self.kinds if k not in KINDS]
-        if bad or not self.kinds:
-            raise ValueError(f"option kinds={bad or self.kinds!r}: choose from {list(KINDS)}")
-        self.coords = cfg.opt("coords", "norm1000")
-        if self.coords not in COORDS:
-            raise ValueError(f"option coords={self.coords!r}: choose one of {list(COORDS)}")
-        self.max_pixels = cfg.opt("max_pixels", 12845056)
-        self.prompt_grid = cfg.opt("prompt_grid", 8)
-        self.points = cfg.opt("scribble_points", 8)
-        self.check_images = cfg.opt("check_images", True)
+        self.kinds = self.opt("kinds")
+        if not self.kinds:
+            raise ValueError(f"option kinds={self.kinds!r}: choose from {list(KINDS)}")
+        self.coords = self.opt("coords")
+        self.max_pixels = self.opt("max_pixels")
+        self.prompt_grid = self.opt("prompt_grid")
+        self.points = self.opt("scribble_points")
+        self.check_images = self.opt("check_images")
         path = cfg.root / "annotations" / f"instances_{cfg.split}.json"
         try:
             data = load_json(path)
@@ -244,11 +243,11 @@ class CocoInteractive(Builder):
         label = label_of(name)
         desc = descriptor_template(fg, cfg.scheme).replace(PLACEHOLDER, label)
         co = Coords(self.coords, h, w, self.max_pixels)
-        t = interactive_templates()
+        t = load_templates("interactive")
         out = []
         for kind in self.kinds:
-            sid = f"{self.name}/{cfg.split}/{a['id']}/{kind}" + (f"/r{rep}" if rep else "")
-            rng = sample_rng(cfg.seed, sid)
+            sid = self.sample_id(a["id"], kind, rep=rep)
+            rng = self.rng(sid)
             if kind == "point":
                 prompt = "the point " + co.point(*point_prompt(rng, box))
             elif kind == "box":
@@ -264,16 +263,14 @@ class CocoInteractive(Builder):
                 q += "\n" + encode(coarse, cfg.scheme)
             ans = answer(rng.choice(t["answer"]).format(name=label), desc)
             out.append(
-                Sample(
-                    id=sid,
+                self.sample(
+                    sid,
                     image=str(path),
                     width=w,
                     height=h,
                     turns=[(q, ans)],
                     task="interactive",
                     labels=[label],
-                    grid=cfg.grid,
-                    scheme=cfg.scheme,
                     source={
                         "dataset": self.name,
                         "split": cfg.split,

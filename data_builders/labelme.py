@@ -32,7 +32,6 @@ from pathlib import Path
 import numpy as np
 
 from text4seg.data.images import open_image
-from text4seg.data.prompts import refer_turn, sample_rng
 from text4seg.data.records import Sample, atomic_path, check_image_size
 from text4seg.data.rle import mask_to_rle
 from text4seg.descriptors import encode, mask_to_grid
@@ -49,7 +48,9 @@ from .common import (
     load_json,
     side_dir,
 )
-from .owndata import split_of, split_ratio_of
+from .options import Option
+from .owndata import SPLIT_RATIO, split_of, split_ratio_of
+from .prompts import refer_turn
 
 AREA_SHAPES = ("polygon", "rectangle", "circle", "mask", "line", "linestrip")
 POINT_SHAPES = ("point", "points")
@@ -124,17 +125,22 @@ class LabelMe(Builder):
     name = "labelme"
     help = "LabelMe folder: <root>/**/*.json (polygon, rectangle, circle, line, mask shapes) + their images"
     layout = "<root>/**/*.json (LabelMe), images at each file's imagePath (inside <root>) or embedded"
+    options = (
+        Option("targets", str, "label", "one sample per label, or per group_id", choices=("label", "group")),
+        Option("line_width", int, 3, "width in pixels of line and linestrip shapes"),
+        Option("image_dir", str, None, "folder for embedded images (unset: <out stem>_images/)"),
+        SPLIT_RATIO,
+    )
 
     def __init__(self, cfg: BuildConfig):
         Builder.__init__(self, cfg)
         self.root = Path(cfg.root)
-        self.targets = cfg.opt("targets", "label")
-        if self.targets not in ("label", "group"):
-            raise ValueError(f"unknown targets {self.targets!r}; choose one of ['label', 'group']")
-        self.line_width = cfg.opt("line_width", 3)
+        cfg = self.cfg
+        self.targets = self.opt("targets")
+        self.line_width = self.opt("line_width")
         if self.line_width < 1:
             raise ValueError(f"line_width must be >= 1, got {self.line_width}")
-        d = cfg.options.get("image_dir")
+        d = self.opt("image_dir")
         if d:
             self.image_dir = Path(d).expanduser().resolve()
         elif cfg.out is not None:
@@ -217,20 +223,18 @@ class LabelMe(Builder):
                 continue
             text = key[0]
             tag = "" if len(key) == 1 else f"/{key[1][0]}{key[1][1]}"
-            sid = f"{self.name}/{cfg.split}/{unit}/{text}{tag}" + (f"/r{rep}" if rep else "")
+            sid = self.sample_id(unit, f"{text}{tag}", rep=rep)
             grid = mask_to_grid(m, cfg.grid, labels=text)
-            turn = refer_turn(sample_rng(cfg.seed, sid), text, encode(grid, cfg.scheme), empty=not m.any())
+            turn = refer_turn(self.rng(sid), text, encode(grid, cfg.scheme), empty=not m.any())
             out.append(
-                Sample(
-                    id=sid,
+                self.sample(
+                    sid,
                     image=image,
                     width=w,
                     height=h,
                     turns=[turn],
                     task="res",
                     labels=[label_of(text)] if (grid != "others").any() else [],
-                    grid=cfg.grid,
-                    scheme=cfg.scheme,
                     source={
                         "dataset": self.name,
                         "split": cfg.split,

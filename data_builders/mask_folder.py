@@ -34,16 +34,15 @@ from pathlib import Path
 import numpy as np
 
 from text4seg.data.images import open_image
-from text4seg.data.prompts import reason_turn, refer_turn, sample_rng
 from text4seg.data.records import Sample
 from text4seg.data.rle import mask_to_rle
 from text4seg.descriptors import encode, mask_to_grid
 
 from .base import BadInput, BuildConfig, Builder
 from .common import image_size, inside, label_of, read_text
-from .owndata import split_of, split_ratio_of
-
-FIELDS = ("image", "mask", "id", "query", "split")
+from .options import Option
+from .owndata import SPLIT_RATIO, split_of, split_ratio_of
+from .prompts import reason_turn, refer_turn
 
 
 def _read_queries(path: Path) -> list[tuple[int, dict]]:
@@ -84,14 +83,20 @@ class MaskFolder(Builder):
     name = "mask-folder"
     help = "images/ + masks/ (binary, class-id or instance-id PNGs) + queries.jsonl|csv (+ classes.txt)"
     layout = "<root>/images/, <root>/masks/*.png, <root>/queries.jsonl or queries.csv, [<root>/classes.txt]"
+    options = (
+        Option(
+            "task", str, "res", "referring (res) or reasoning (reason) questions", choices=("res", "reason")
+        ),
+        Option("queries", str, None, "the queries file (unset: <root>/queries.jsonl or queries.csv)"),
+        SPLIT_RATIO,
+    )
 
     def __init__(self, cfg: BuildConfig):
         Builder.__init__(self, cfg)
         self.root = Path(cfg.root)
-        self.task = cfg.opt("task", "res")
-        if self.task not in ("res", "reason"):
-            raise ValueError(f"unknown task {self.task!r}; choose one of ['res', 'reason']")
-        q = cfg.options.get("queries")
+        cfg = self.cfg
+        self.task = self.opt("task")
+        q = self.opt("queries")
         if q:
             self.qpath = Path(q).expanduser().resolve()
         else:
@@ -186,11 +191,11 @@ class MaskFolder(Builder):
         iw, ih = image_size(image, where)
         if (iw, ih) != (w, h):
             raise BadInput(f"{where}: image {image} is {iw}x{ih} but mask {mpath} is {w}x{h}")
-        sid = f"{self.name}/{cfg.split}/{n}" + (f"/r{rep}" if rep else "")
+        sid = self.sample_id(n, rep=rep)
         label = label_of(text)
         grid = mask_to_grid(m, cfg.grid, labels=text)
         empty = not (grid != "others").any()
-        rng = sample_rng(cfg.seed, sid)
+        rng = self.rng(sid)
         desc = encode(grid, cfg.scheme)
         turn = (
             reason_turn(rng, text, desc, empty)
@@ -198,16 +203,14 @@ class MaskFolder(Builder):
             else refer_turn(rng, text, desc, empty)
         )
         return [
-            Sample(
-                id=sid,
+            self.sample(
+                sid,
                 image=str(image),
                 width=w,
                 height=h,
                 turns=[turn],
                 task=self.task,
                 labels=[] if empty else [label],
-                grid=cfg.grid,
-                scheme=cfg.scheme,
                 source={
                     "dataset": self.name,
                     "split": cfg.split,

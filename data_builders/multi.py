@@ -17,40 +17,26 @@ expression whose target is lost on the grid is dropped, kept or fails per ``empt
 
 from __future__ import annotations
 
-import json
-from functools import cache
-
-from text4seg.data.prompts import TEMPLATE_DIR, sample_rng
 from text4seg.data.records import Sample
 from text4seg.data.rle import rle_to_json
 from text4seg.descriptors.multi import encode_multi, multi_label
 
 from .base import BuildConfig
+from .options import Option
+from .prompts import multi_turn
 from .refer import GRefCOCO, _sent_text
-
-
-@cache
-def multi_templates() -> dict:
-    """Question and answer templates of the multi-expression task (``templates/multi.json``)."""
-    return json.loads((TEMPLATE_DIR / "multi.json").read_text(encoding="utf-8"))
-
-
-def multi_turn(rng, expressions: list[str], lines: str) -> tuple[str, str]:
-    """(question, answer) for several expressions; ``lines`` from :func:`encode_multi`."""
-    t = multi_templates()
-    targets = "; ".join(f"[{k}] {e}" for k, e in enumerate(expressions, 1))
-    return rng.choice(t["question"]).format(targets=targets), rng.choice(t["answer"]) + "\n" + lines
 
 
 class GRefCOCOMulti(GRefCOCO):
     name = "grefcoco-multi"
     dataset = "grefcoco"
     task = "multi"
-    help = "gRefCOCO, up to k expressions of one image per question (GSVA; --set k=5), mask or none each"
+    help = "gRefCOCO, up to k expressions of one image per question (GSVA; --k 5), mask or none each"
+    options = (*GRefCOCO.options, Option("k", int, 5, "expressions per question at most"))
 
     def __init__(self, cfg: BuildConfig):
         GRefCOCO.__init__(self, cfg)
-        self.k = cfg.opt("k", 5)
+        self.k = self.opt("k")
         if self.k < 1:
             raise ValueError(f"option k must be >= 1, got {self.k}")
         by_image: dict = {}
@@ -69,29 +55,27 @@ class GRefCOCOMulti(GRefCOCO):
         if not items:
             return []
         image_id = items[0][0]["image_id"]
-        sample_rng(cfg.seed, f"{self.name}/{image_id}/r{rep}").shuffle(items)
+        self.rng(f"{self.name}/{image_id}/r{rep}").shuffle(items)
         file_name, h, w = self.coco.image(image_id)
         path = self._image_path(file_name, h, w)
         out = []
         for start in range(0, len(items), self.k):
             chunk = items[start : start + self.k]
             split = str(chunk[0][0].get("split"))
-            sid = f"{self.name}/{split}/{image_id}/{start // self.k}" + (f"/r{rep}" if rep else "")
+            sid = self.sample_id(image_id, start // self.k, rep=rep, split=split)
             exprs = [_sent_text(it[3]) for it in chunk]
             lines = encode_multi([(e, it[4]) for e, it in zip(exprs, chunk)], cfg.scheme)
-            turn = multi_turn(sample_rng(cfg.seed, sid), exprs, lines)
+            turn = multi_turn(self.rng(sid), exprs, lines)
             ref_ids = list(dict.fromkeys(str(it[0].get("ref_id")) for it in chunk))
             out.append(
-                Sample(
-                    id=sid,
+                self.sample(
+                    sid,
                     image=path,
                     width=w,
                     height=h,
                     turns=[turn],
                     task=self.task,
                     labels=[multi_label(e) for e in exprs],
-                    grid=cfg.grid,
-                    scheme=cfg.scheme,
                     source={
                         "dataset": self.name,
                         "split": split,

@@ -15,8 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from text4seg.data.prompts import answer, join_classes
 from text4seg.data.records import atomic_path
+
+from .options import Option
+from .prompts import answer, join_classes
 
 SPLITS = ("train", "val")
 
@@ -33,17 +35,23 @@ INSTANCE_ANSWERS = (
 )
 
 
+SPLIT_RATIO = Option(
+    "split_ratio",
+    float,
+    None,
+    "fraction of the items in split train, the rest in val, by a seeded hash of each item's key "
+    "(unset: every item is in the --split named)",
+)
+LABEL_DIR = Option("label_dir", str, None, "folder for the label-map PNGs (unset: <out stem>_labels/)")
+
+
 def split_ratio_of(cfg) -> float | None:
     """The ``split_ratio`` option (``None`` when unset); checks it and the split name."""
-    raw = cfg.options.get("split_ratio")
-    if raw is None or raw == "":
+    ratio = cfg.options.get("split_ratio")
+    if ratio is None:
         return None
-    try:
-        ratio = float(raw)
-    except ValueError:
-        raise ValueError(f"option split_ratio={raw!r}: expected a number in (0, 1)") from None
     if not 0 < ratio < 1:
-        raise ValueError(f"option split_ratio={raw!r}: expected a number in (0, 1)")
+        raise ValueError(f"option split_ratio={ratio!r}: expected a number in (0, 1)")
     if cfg.split not in SPLITS:
         raise ValueError(f"with split_ratio, --split must be one of {list(SPLITS)}, got {cfg.split!r}")
     return ratio

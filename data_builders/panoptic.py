@@ -32,25 +32,18 @@ with ``--set ann=<json> --set png_dir=<folder> --set image_dir=<folder>`` (relat
 
 from __future__ import annotations
 
-import json
-from functools import cache
-
 import numpy as np
 
 from text4seg.data.images import open_image
-from text4seg.data.prompts import TEMPLATE_DIR, answer, sample_rng
 from text4seg.data.records import Sample
 from text4seg.data.rle import mask_to_rle
 from text4seg.descriptors import encode, nearest_index, normalize_label
 from text4seg.descriptors.instances import instance_label, number_instances
 
-from .base import BadInput, BuildConfig, Builder
+from .base import CHECK_IMAGES, BadInput, BuildConfig, Builder
 from .common import checked_size, claimed_size, inside, load_json
-
-
-@cache
-def panoptic_templates() -> dict:
-    return json.loads((TEMPLATE_DIR / "panoptic.json").read_text(encoding="utf-8"))
+from .options import Option
+from .prompts import answer, load_templates
 
 
 def rgb_to_id(rgb: np.ndarray) -> np.ndarray:
@@ -100,13 +93,22 @@ class CocoPanoptic(Builder):
         "<root>/annotations/panoptic_<split>.json, <root>/annotations/panoptic_<split>/*.png, <root>/<split>/"
     )
 
+    options = (
+        Option("ann", str, None, "panoptic JSON under --root (unset: annotations/panoptic_<split>.json)"),
+        Option(
+            "png_dir", str, None, "panoptic PNG folder under --root (unset: annotations/panoptic_<split>)"
+        ),
+        Option("image_dir", str, None, "image folder under --root (unset: <split>)"),
+        CHECK_IMAGES,
+    )
+
     def __init__(self, cfg: BuildConfig):
         Builder.__init__(self, cfg)
         split = cfg.split
-        self.ann = inside(cfg.root, cfg.opt("ann", f"annotations/panoptic_{split}.json"))
-        self.png_dir = inside(cfg.root, cfg.opt("png_dir", f"annotations/panoptic_{split}"))
-        self.image_dir = inside(cfg.root, cfg.opt("image_dir", split))
-        self.check_images = cfg.opt("check_images", True)
+        self.ann = inside(cfg.root, self.opt("ann", f"annotations/panoptic_{split}.json"))
+        self.png_dir = inside(cfg.root, self.opt("png_dir", f"annotations/panoptic_{split}"))
+        self.image_dir = inside(cfg.root, self.opt("image_dir", split))
+        self.check_images = self.opt("check_images")
         try:
             data = load_json(self.ann)
             self.images = {im["id"]: im for im in data["images"]}
@@ -158,21 +160,19 @@ class CocoPanoptic(Builder):
                 raise BadInput(f"image not found: {path}", "image_not_found")
             checked_size(path, h, w, f"{self.ann}: image {str(im.get('id'))[:40]}")
         grid, labels = panoptic_grid(ids, segs, self.names, self.things, cfg.grid)
-        sid = f"{self.name}/{cfg.split}/{im['id']}" + (f"/r{rep}" if rep else "")
-        rng = sample_rng(cfg.seed, sid)
-        t = panoptic_templates()
+        sid = self.sample_id(im["id"], rep=rep)
+        rng = self.rng(sid)
+        t = load_templates("panoptic")
         turn = (rng.choice(t["question"]), answer(rng.choice(t["answer"]), encode(grid, cfg.scheme)))
         return [
-            Sample(
-                id=sid,
+            self.sample(
+                sid,
                 image=str(path),
                 width=w,
                 height=h,
                 turns=[turn],
                 task="panoptic",
                 labels=labels,
-                grid=cfg.grid,
-                scheme=cfg.scheme,
                 source={
                     "dataset": self.name,
                     "split": cfg.split,

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from text4seg.data.prompts import reason_turn, refer_turn, sample_rng
 from text4seg.data.records import Sample
 from text4seg.data.rle import rle_to_json
 from text4seg.descriptors import encode
@@ -27,6 +26,8 @@ from text4seg.descriptors import encode
 from .base import EMPTY_TARGET, LOST_ON_GRID, BadInput, BuildConfig, Builder
 from .coco import rle_area, rle_of_segmentations, sample_rle
 from .common import PLACEHOLDER, descriptor_template, empty_grid, image_size, label_of, load_json
+from .options import Option
+from .prompts import reason_turn, refer_turn
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png")
 
@@ -35,6 +36,7 @@ class ReasonSeg(Builder):
     name = "reasonseg"
     help = "ReasonSeg (LISA layout): <root>/<split>/*.jpg + one *.json per image with texts and polygons"
     layout = "<root>/{train,val,test}/<name>.jpg + <name>.json (or <root>/ReasonSeg/<split>/...)"
+    options = (Option("label", str, "target", "descriptor label of a sentence query's target"),)
 
     def __init__(self, cfg: BuildConfig):
         Builder.__init__(self, cfg)
@@ -45,7 +47,7 @@ class ReasonSeg(Builder):
         if not self.dir.is_dir():
             have = sorted(p.name for p in root.iterdir() if p.is_dir())
             raise ValueError(f"unknown split {cfg.split!r}: {self.dir} not found; splits here: {have}")
-        self.label = cfg.opt("label", "target")
+        self.label = self.opt("label")
         self.jsons = sorted(self.dir.glob("*.json"))
 
     def units(self) -> list[int]:
@@ -93,8 +95,8 @@ class ReasonSeg(Builder):
         out = []
         for k, text in enumerate(texts):
             text = " ".join(str(text).split())
-            sid = f"{self.name}/{cfg.split}/{js.stem}/{k}" + (f"/r{rep}" if rep else "")
-            rng = sample_rng(cfg.seed, sid)
+            sid = self.sample_id(js.stem, k, rep=rep)
+            rng = self.rng(sid)
             label = label_of(self.label if is_sentence else text)
             desc = empty if tpl is None else tpl.replace(PLACEHOLDER, label)
             if is_sentence:
@@ -102,16 +104,14 @@ class ReasonSeg(Builder):
             else:
                 turn = refer_turn(rng, text, desc, empty=tpl is None)
             out.append(
-                Sample(
-                    id=sid,
+                self.sample(
+                    sid,
                     image=str(image),
                     width=w,
                     height=h,
                     turns=[turn],
                     task="reason",
                     labels=[label],
-                    grid=cfg.grid,
-                    scheme=cfg.scheme,
                     source={"dataset": self.name, "split": cfg.split, "image_id": js.stem, "sent_ids": [k]},
                     masks=[rle_to_json(rle)] if cfg.with_gt else [],
                 )

@@ -28,7 +28,7 @@ No silent empty targets: a ref that should have a target but whose decoded mask 
 dropped, kept or fails the build per :meth:`data_builders.base.Builder._empty_policy`.
 
 gRefCOCO follows ReLA (its authors): crowd annotations are left out of a ref's target
-(``--set keep_crowd=true`` keeps them); the report counts the refs this changed.
+(``--keep-crowd`` keeps them); the report counts the refs this changed.
 
 Options: ``split_by`` (unc/umd/google/berkeley), ``image_dir`` (relative to root), ``check_images``,
 ``turns`` (> 1: several expressions of one image in one multi-round sample), ``empty_targets``
@@ -41,14 +41,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from text4seg.data.prompts import refer_turn, sample_rng
 from text4seg.data.records import Sample
 from text4seg.data.rle import rle_to_json
 from text4seg.descriptors import encode
 
-from .base import EMPTY_TARGET, LOST_ON_GRID, BadInput, BuildConfig, Builder
+from .base import CHECK_IMAGES, EMPTY_TARGET, LOST_ON_GRID, BadInput, BuildConfig, Builder
 from .coco import CocoIndex, rle_area, sample_rle
 from .common import PLACEHOLDER, checked_size, descriptor_template, empty_grid, inside, label_of, load_json
+from .options import Option
+from .prompts import refer_turn
 from .safe_pickle import safe_load
 
 COCO_IMAGES = "images/mscoco/images/train2014"
@@ -76,19 +77,25 @@ class ReferBase(Builder):
     split_bys: tuple[str, ...] = ()
     image_subdir = COCO_IMAGES
     task = "res"
+    options = (
+        Option("split_by", str, None, "the REFER partition (unset: the dataset's first, e.g. unc)"),
+        Option("image_dir", str, None, "image folder under --root (unset: the dataset's usual one)"),
+        CHECK_IMAGES,
+        Option("turns", int, 1, "expressions of one ref per sample (multi-turn when > 1)"),
+    )
 
     def __init__(self, cfg: BuildConfig):
         Builder.__init__(self, cfg)
         self.refs_path = Path()
-        self.split_by = cfg.opt("split_by", self.split_bys[0])
+        self.split_by = self.opt("split_by", self.split_bys[0])
         if self.split_by not in self.split_bys:
             raise ValueError(
                 f"unknown split_by {self.split_by!r} for {self.name}; choose one of {list(self.split_bys)}"
             )
         self.ddir = Path(cfg.root) / self.dataset
-        self.image_dir = inside(Path(cfg.root), cfg.opt("image_dir", self.image_subdir))
-        self.check_images = cfg.opt("check_images", True)
-        self.turns = cfg.opt("turns", 1)
+        self.image_dir = inside(Path(cfg.root), self.opt("image_dir", self.image_subdir))
+        self.check_images = self.opt("check_images")
+        self.turns = self.opt("turns")
         if self.turns < 1:
             raise ValueError(f"turns must be >= 1, got {self.turns}")
         refs = self.load_refs()
@@ -196,10 +203,8 @@ class ReferBase(Builder):
             chunk = items[start : start + self.turns]
             ref0, sent0 = chunk[0][0], chunk[0][3]
             split = str(ref0.get("split"))
-            sid = f"{self.name}/{split}/{ref0.get('ref_id')}/{sent0.get('sent_id', start)}"
-            if rep:
-                sid += f"/r{rep}"
-            rng = sample_rng(cfg.seed, sid)
+            sid = self.sample_id(ref0.get("ref_id"), sent0.get("sent_id", start), rep=rep, split=split)
+            rng = self.rng(sid)
             turns, labels, masks, ann_all, sent_ids, ref_ids = [], [], [], [], [], []
             for ref, rle, ann_ids, sent, tpl in chunk:
                 expr = _sent_text(sent)
@@ -214,16 +219,14 @@ class ReferBase(Builder):
                 if str(ref.get("ref_id")) not in ref_ids:
                     ref_ids.append(str(ref.get("ref_id")))
             out.append(
-                Sample(
-                    id=sid,
+                self.sample(
+                    sid,
                     image=path,
                     width=w,
                     height=h,
                     turns=turns,
                     task=self.task,
                     labels=labels,
-                    grid=cfg.grid,
-                    scheme=cfg.scheme,
                     source={
                         "dataset": self.name,
                         "split": split,
@@ -325,9 +328,14 @@ class GRefCOCO(ReferBase):
             raise ValueError(f"{path} is not a gRefCOCO grefs file (expected a list)")
         return refs
 
+    options = (
+        *ReferBase.options,
+        Option("keep_crowd", bool, False, "keep crowd annotations in targets (ReLA leaves them out)"),
+    )
+
     def __init__(self, cfg: BuildConfig):
-        self.keep_crowd = cfg.opt("keep_crowd", False)
         ReferBase.__init__(self, cfg)
+        self.keep_crowd = self.opt("keep_crowd")
 
     def conventions(self) -> dict:
         return {

@@ -29,14 +29,15 @@ from pathlib import Path
 import numpy as np
 
 from text4seg.data.images import load_rgb, open_image
-from text4seg.data.prompts import SEMANTIC_MODES, sample_rng, semantic_turn
 from text4seg.data.records import Sample, atomic_path
 from text4seg.data.rle import mask_to_rle
 from text4seg.descriptors import mask_to_grid
 
 from . import classes as C
-from .base import TRAIN_SPLITS, BadInput, BuildConfig, Builder
+from .base import CHECK_IMAGES, TRAIN_SPLITS, BadInput, BuildConfig, Builder
 from .common import inside, read_text, side_dir
+from .options import Option
+from .prompts import SEMANTIC_MODES, semantic_turn
 
 MODES = ("mix", *SEMANTIC_MODES, "all_classes")
 
@@ -84,26 +85,48 @@ class SemanticBase(Builder):
     ignore: tuple[int, ...] = (255,)
     split_alias: dict[str, str] = {}
 
+    options = (
+        Option(
+            "mode",
+            str,
+            None,
+            "question family (unset: mix on a training split, else all_classes)",
+            choices=MODES,
+        ),
+        Option(
+            "semantic_mix",
+            list,
+            (1.0, 3.0, 6.0),
+            "weights of open_vocab, partial, conditioned in mix",
+            item=float,
+        ),
+        Option(
+            "crop_prob", float, None, "probability of a random crop (unset: 0.5 on a training split, else 0)"
+        ),
+        Option("crop_min", float, 0.5, "smallest crop side, as a fraction of the image's"),
+        Option("max_distractors", int, 10, "absent classes a question may ask for at most"),
+        Option("crop_dir", str, "", "folder for cropped images (default: <out stem>_crops/)"),
+        CHECK_IMAGES,
+    )
+
     def __init__(self, cfg: BuildConfig):
         Builder.__init__(self, cfg)
         self.root = Path(cfg.root)
         self.split_name = self.split_alias.get(cfg.split, cfg.split)
         train = cfg.split in TRAIN_SPLITS or self.split_name in TRAIN_SPLITS
-        self.mode = cfg.opt("mode", "mix" if train else "all_classes")
-        if self.mode not in MODES:
-            raise ValueError(f"unknown mode {self.mode!r}; choose one of {MODES}")
-        self.mix = [float(x) for x in cfg.opt("semantic_mix", [1.0, 3.0, 6.0])]
+        self.mode = self.opt("mode", "mix" if train else "all_classes")
+        self.mix = self.opt("semantic_mix")
         if len(self.mix) != 3 or min(self.mix) < 0 or sum(self.mix) <= 0:
             raise ValueError(f"semantic_mix needs 3 non-negative weights, got {self.mix}")
-        self.crop_prob = cfg.opt("crop_prob", 0.5 if train else 0.0)
-        self.crop_min = cfg.opt("crop_min", 0.5)
+        self.crop_prob = self.opt("crop_prob", 0.5 if train else 0.0)
+        self.crop_min = self.opt("crop_min")
         if not (0 <= self.crop_prob <= 1 and 0 < self.crop_min <= 1):
             raise ValueError(
                 f"need 0 <= crop_prob <= 1 and 0 < crop_min <= 1, got {self.crop_prob}, {self.crop_min}"
             )
-        self.max_distractors = cfg.opt("max_distractors", 10)
-        self.check_images = cfg.opt("check_images", True)
-        crop_dir = cfg.opt("crop_dir", "")
+        self.max_distractors = self.opt("max_distractors")
+        self.check_images = self.opt("check_images")
+        crop_dir = self.opt("crop_dir")
         if crop_dir:
             self.crop_dir = Path(crop_dir).resolve()
         elif cfg.out is not None:
@@ -168,8 +191,8 @@ class SemanticBase(Builder):
         lm = read_label_png(ann)
         if self.check_images:  # the same check on every split: readable to the end, the label map's size
             _check_image(image, lm.shape)
-        sid = f"{self.name}/{cfg.split}/{ann.stem}" + (f"/r{rep}" if rep else "")
-        rng = sample_rng(cfg.seed, sid)
+        sid = self.sample_id(ann.stem, rep=rep)
+        rng = self.rng(sid)
         image, lm, cropped = self._crop(rng, image, lm, unit)
         present_vals = [v for v in np.unique(lm).tolist() if v in self.table]
         present = list(dict.fromkeys(self.table[v] for v in present_vals))
@@ -211,8 +234,8 @@ class SemanticBase(Builder):
                 "ignore": [v for v in self.ignore],
             }
         return [
-            Sample(
-                id=sid,
+            self.sample(
+                sid,
                 image=str(image),
                 width=w,
                 height=h,
@@ -220,8 +243,6 @@ class SemanticBase(Builder):
                 task="semantic",
                 labels=sorted({str(x) for x in grid.ravel().tolist()} - {"others"}),
                 asked=[normalize_label(n) for n in asked],
-                grid=cfg.grid,
-                scheme=cfg.scheme,
                 source={"dataset": self.name, "split": cfg.split, "image_id": ann.stem},
                 **gt,
             )

@@ -26,13 +26,14 @@ from pathlib import Path
 
 import numpy as np
 
-from text4seg.data.prompts import refer_turn, sample_rng, semantic_turn
 from text4seg.data.records import Sample, atomic_path
 from text4seg.data.rle import mask_to_rle
 from text4seg.descriptors import encode, mask_to_grid
 
 from .base import BuildConfig, Builder
 from .common import descriptors_of_mask, empty_grid, label_of
+from .options import Option
+from .prompts import refer_turn, semantic_turn
 
 COLORS: dict[str, tuple[int, int, int]] = {
     "red": (220, 30, 30),
@@ -102,15 +103,31 @@ class Synthetic(Builder):
     splits = ("train", "val", "test")
     layout = "nothing needed; --root is where the generated PNG images go (default: <out stem>_images/)"
     needs_root = False
+    options = (
+        Option("image_size", str, "64", "image size, N or WxH pixels"),
+        Option("num_images", int, None, "images to generate (unset: 2000 for train, 200 for val and test)"),
+        Option("min_shapes", int, 1, "shapes per image at least"),
+        Option("max_shapes", int, 3, "shapes per image at most"),
+        Option("colors", list, DEFAULT_COLORS, "colours to draw from: " + ", ".join(COLORS)),
+        Option("shapes", list, DEFAULT_SHAPES, "shapes to draw from: " + ", ".join(SHAPES)),
+        Option("absent_rate", float, 0.15, "fraction of questions about an absent shape"),
+        Option("multi_rate", float, 0.2, "fraction of questions about every shape of a colour"),
+        Option("semantic_rate", float, 0.15, "fraction of semantic questions"),
+        Option(
+            "semantic_mix", list, (1.0, 3.0, 6.0), "weights of open_vocab, partial, conditioned", item=float
+        ),
+        Option("per_image", int, 1, "samples per image"),
+        Option("turns", int, 1, "question turns per sample"),
+    )
 
     def __init__(self, cfg: BuildConfig):
         super().__init__(cfg)
-        o = cfg.opt
-        self.size = parse_size(o("image_size", "64"))
+        o = self.opt
+        self.size = parse_size(o("image_size"))
         self.num_images = o("num_images", DEFAULT_NUM_IMAGES[cfg.split])
-        self.min_shapes, self.max_shapes = o("min_shapes", 1), o("max_shapes", 3)
-        self.colors = list(o("colors", list(DEFAULT_COLORS)))
-        self.shapes = list(o("shapes", list(DEFAULT_SHAPES)))
+        self.min_shapes, self.max_shapes = o("min_shapes"), o("max_shapes")
+        self.colors = list(o("colors"))
+        self.shapes = list(o("shapes"))
         for c in self.colors:
             if c not in COLORS:
                 raise ValueError(f"unknown colour {c!r}; choose from {sorted(COLORS)}")
@@ -121,17 +138,17 @@ class Synthetic(Builder):
             raise ValueError(f"need 1 <= min_shapes <= max_shapes, got {self.min_shapes}, {self.max_shapes}")
         if self.max_shapes >= len(self.colors) * len(self.shapes):
             raise ValueError("max_shapes must be below len(colors) * len(shapes) (an absent pair must exist)")
-        self.absent_rate = o("absent_rate", 0.15)
-        self.multi_rate = o("multi_rate", 0.2)
-        self.semantic_rate = o("semantic_rate", 0.15)
-        mix = o("semantic_mix", [1.0, 3.0, 6.0])
+        self.absent_rate = o("absent_rate")
+        self.multi_rate = o("multi_rate")
+        self.semantic_rate = o("semantic_rate")
+        mix = o("semantic_mix")
         self.semantic_mix = [float(x) for x in mix]
         if len(self.semantic_mix) != 3 or min(self.semantic_mix) < 0 or sum(self.semantic_mix) <= 0:
             raise ValueError(f"semantic_mix needs 3 non-negative weights, got {mix!r}")
         rates = (self.absent_rate, self.multi_rate, self.semantic_rate)
         if min(rates) < 0 or sum(rates) > 1:
             raise ValueError(f"absent_rate + multi_rate + semantic_rate must be within 0..1, got {rates}")
-        self.per_image, self.turns = o("per_image", 1), o("turns", 1)
+        self.per_image, self.turns = o("per_image"), o("turns")
         if self.num_images < 0 or self.per_image < 1 or self.turns < 1:
             raise ValueError("num_images >= 0, per_image >= 1 and turns >= 1 are required")
         if cfg.root is not None:
@@ -158,7 +175,7 @@ class Synthetic(Builder):
     def scene(self, index: int) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
         """``(rgb HxWx3 uint8, instance map HxW int32 (0 = bg, k = shape k-1), [(colour, shape)])``."""
         w, h = self.size
-        rng = sample_rng(self.cfg.seed, f"synthetic/{self.cfg.split}/{index}/scene")
+        rng = self.rng(f"synthetic/{self.cfg.split}/{index}/scene")
         n = rng.randint(self.min_shapes, self.max_shapes)
         pairs = [(c, s) for c in self.colors for s in self.shapes]
         rng.shuffle(pairs)
@@ -257,8 +274,8 @@ class Synthetic(Builder):
         h, w = inst.shape
         out = []
         for j in range(self.per_image):
-            sid = f"synthetic/{cfg.split}/{unit:06d}/{j}" + (f"/r{rep}" if rep else "")
-            rng = sample_rng(cfg.seed, sid)
+            sid = self.sample_id(f"{unit:06d}", j, rep=rep)
+            rng = self.rng(sid)
             turns, masks, labels, boxes = [], [], [], []
             task, label_map_path, classes, ignore, asked = "res", "", [], [], []
             for t in range(self.turns):
@@ -293,8 +310,8 @@ class Synthetic(Builder):
                 if cfg.with_gt:
                     masks.append(mask_to_rle(mask))
             out.append(
-                Sample(
-                    id=sid,
+                self.sample(
+                    sid,
                     image=str(path),
                     width=w,
                     height=h,
@@ -302,8 +319,6 @@ class Synthetic(Builder):
                     task=task,
                     labels=labels,
                     asked=asked,
-                    grid=cfg.grid,
-                    scheme=cfg.scheme,
                     source={"dataset": "synthetic", "split": cfg.split, "image_id": f"{unit:06d}"},
                     masks=masks,
                     label_map=label_map_path,
@@ -313,13 +328,3 @@ class Synthetic(Builder):
                 )
             )
         return out
-
-
-def render(index: int = 0, split: str = "val", seed: int = 0, **options):
-    """One synthetic scene without writing anything: ``(rgb HxWx3 uint8, instance map HxW int32,
-    [(colour, shape), ...])``; instance ``k`` (1-based) is ``objects[k - 1]``. ``options`` as for the builder
-    (``image_size``, ``min_shapes``, ``colors``...)."""
-    from .base import make_config
-
-    cfg = make_config(None, split, Path("unused.jsonl"), seed=seed, options=options)
-    return Synthetic(cfg).scene(index)

@@ -33,15 +33,16 @@ from pathlib import Path
 import numpy as np
 
 from text4seg.data.images import open_image
-from text4seg.data.prompts import sample_rng
 from text4seg.data.records import Sample
 from text4seg.data.rle import mask_to_rle, rle_to_mask
-from text4seg.data.video import image_change, list_frames, mask_change, sample_frames, video_turn
+from text4seg.data.video import SAMPLINGS, image_change, list_frames, sample_frames
 from text4seg.descriptors import BACKGROUND, encode, mask_to_grid, wrap
-from text4seg.descriptors.video import check_form, encode_frames
+from text4seg.descriptors.video import FORMS, check_form, encode_frames
 
 from .base import EMPTY_TARGET, LOST_ON_GRID, BadInput, BuildConfig, Builder
 from .common import check_sample_pixels, image_size, inside, label_of, load_json
+from .options import Option
+from .prompts import sample_rng, video_turn
 
 
 def _load_json(path: Path) -> dict:
@@ -69,17 +70,31 @@ def _palette_mask(path: Path, obj_ids) -> np.ndarray:
     return np.isin(arr, [int(o) for o in obj_ids])
 
 
+def mask_change(masks: list[np.ndarray]) -> list[float]:
+    """``1 - IoU`` of consecutive ``(H, W)`` bool masks (two empty masks: 0)."""
+    out = []
+    for a, b in zip(masks, masks[1:]):
+        union = np.logical_or(a, b).sum()
+        out.append(0.0 if union == 0 else 1.0 - np.logical_and(a, b).sum() / union)
+    return out
+
+
 class VideoBuilder(Builder):
     """Shared machinery: subclasses fill ``self.videos`` ``{vid: {"frames", "expressions"}}`` and
     ``self.img_dir`` and implement :meth:`masks` (and :meth:`kind`/:meth:`text` when they differ)."""
 
     dataset = ""
+    options = (
+        Option("frames", int, 8, "frames shown per sample (T)"),
+        Option("sampling", str, "uniform", "how the T frames are picked", choices=SAMPLINGS),
+        Option("form", str, "frames", "answer form: every frame's grid, or changes", choices=FORMS),
+    )
 
     def __init__(self, cfg: BuildConfig):
         Builder.__init__(self, cfg)
-        self.t = cfg.opt("frames", 8)
-        self.sampling = cfg.opt("sampling", "uniform")
-        self.form = cfg.opt("form", "frames")
+        self.t = self.opt("frames")
+        self.sampling = self.opt("sampling")
+        self.form = self.opt("form")
         check_form(self.form, cfg.scheme)
         sample_frames(1, self.t, self.sampling)  # validates frames and sampling
         self.videos: dict = {}
@@ -149,8 +164,8 @@ class VideoBuilder(Builder):
         if masks is None:
             a = ""
         return [
-            Sample(
-                id=f"{self.name}/{cfg.split}/{vid}/{eid}",
+            self.sample(
+                f"{self.name}/{cfg.split}/{vid}/{eid}",
                 image=str(paths[idx[0]]),
                 frames=[str(paths[i]) for i in idx],
                 width=int(w),
@@ -158,8 +173,6 @@ class VideoBuilder(Builder):
                 turns=[(q, a)],
                 task="vreason" if kind == "reasoning_video" else "vres",
                 labels=[label],
-                grid=cfg.grid,
-                scheme=cfg.scheme,
                 source={
                     "dataset": self.name,
                     "split": cfg.split,
@@ -281,16 +294,21 @@ class ReVOS(MeViS):
 
 class DAVIS17(VideoBuilder):
     name = "davis17"
-    help = "DAVIS-2017 semi-supervised (first-frame mask as descriptors) or Ref-DAVIS17 (--set expressions=)"
+    help = "DAVIS-2017 semi-supervised (first-frame mask as descriptors) or Ref-DAVIS17 (--expressions)"
     layout = "JPEGImages/480p/<vid>/, Annotations/480p/<vid>/, ImageSets/2017/<split>.txt"
+    options = (
+        *VideoBuilder.options,
+        Option("expressions", str, "", "Ref-DAVIS17 expressions JSON under --root (unset: semi-supervised)"),
+        Option("first_frame", bool, False, "show the first frame's mask as descriptors in the question"),
+    )
 
     def __init__(self, cfg: BuildConfig):
         VideoBuilder.__init__(self, cfg)
         root = Path(cfg.root)
         self.img_dir = inside(root, "JPEGImages/480p")
         self.ann_dir = inside(root, "Annotations/480p")
-        self.semi = cfg.opt("first_frame", False)
-        expr = cfg.opt("expressions", "")
+        self.semi = self.opt("first_frame")
+        expr = self.opt("expressions")
         if expr:
             self.videos = _load_json(inside(root, expr)).get("videos", {})
             for v in self.videos.values():

@@ -265,8 +265,8 @@ def test_mask_folder_bad_row_names_file_and_line(tmp_path, capsys):
 def test_owndata_builders_are_byte_identical_for_a_seed_and_split_by_ratio(tmp_path):
     make_mask_folder(tmp_path)
     make_labelme(tmp_path / "lm", n_images=3)
-    opts = {"image_dir": str(tmp_path / "embedded")}  # else <out stem>_images/, which differs for a and b
-    for name, root in (("mask-folder", tmp_path), ("labelme", tmp_path / "lm")):
+    embedded = {"image_dir": str(tmp_path / "embedded")}  # else <out stem>_images/, which differs for a and b
+    for name, root, opts in (("mask-folder", tmp_path, {}), ("labelme", tmp_path / "lm", embedded)):
         a = build_jsonl(name, tmp_path / "a.jsonl", root=root, seed=3, workers=2, options=opts)
         b = build_jsonl(name, tmp_path / "b.jsonl", root=root, seed=3, options=opts)
         assert a["samples"] == b["samples"] > 0

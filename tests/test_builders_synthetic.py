@@ -142,7 +142,7 @@ def test_cli_build_list_and_stats_run_in_process(tmp_path, capsys):
 def test_cli_unknown_builder_and_split_print_one_line_listing_valid_ones(tmp_path, capsys):
     assert main(["build", "nope", "--out", str(tmp_path / "x.jsonl")]) == 2
     err = capsys.readouterr().err
-    assert "unknown builder 'nope'" in err and "synthetic" in err and len(err.strip().splitlines()) == 1
+    assert "invalid choice: 'nope'" in err and "synthetic" in err and len(err.strip().splitlines()) == 1
     assert main(["build", "synthetic", "--split", "dev", "--out", str(tmp_path / "x.jsonl")]) == 2
     err = capsys.readouterr().err
     assert "unknown split 'dev'" in err and "'val'" in err

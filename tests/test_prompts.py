@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from text4seg.data.prompts import (
+from data_builders.prompts import (
     FAMILIES,
+    TEMPLATE_DIR,
     SEMANTIC_MODES,
     answer,
     load_templates,
@@ -20,20 +21,30 @@ def _lists():
     out = []
     for fam in FAMILIES:
         t = load_templates(fam)
-        groups = [(m, t[m]) for m in SEMANTIC_MODES] if fam == "semantic" else [("", t)]
+        groups = [(m, g) for m, g in t.items() if isinstance(g, dict)] or [("", t)]
         for mode, g in groups:
             out += [(fam, mode, k, v) for k, v in g.items() if isinstance(v, list)]
     return out
 
 
+def test_every_template_file_is_a_family_and_loads_through_the_one_loader():
+    assert sorted(FAMILIES) == sorted(p.stem for p in TEMPLATE_DIR.glob("*.json"))
+    for fam in FAMILIES:
+        assert load_templates(fam)["question"] if fam not in ("semantic", "video") else load_templates(fam)
+
+
+PLACEHOLDER = {"refer": "{target}", "semantic": "{classes}", "reason": "{query}", "multi": "{targets}"}
+
+
 @pytest.mark.parametrize("family,mode,key,sentences", _lists())
 def test_template_lists_are_varied_unique_and_carry_their_placeholder(family, mode, key, sentences):
     assert len(sentences) >= 2 and len(set(sentences)) == len(sentences)
-    placeholder = {"refer": "{target}", "semantic": "{classes}", "reason": "{query}"}[family]
-    if key == "question":  # open-vocabulary questions name no classes; every other question has its slot
+    placeholder = PLACEHOLDER.get(family)
+    if key == "question" and placeholder:  # open-vocabulary questions name no classes; others have a slot
         assert all((placeholder in s) == (mode != "open_vocab") for s in sentences)
+    fill = dict(target="x", classes="x", query="x", targets="x", prompt="x", grid="x", name="x")
     for s in sentences:
-        s.format(target="x", classes="x", query="x")  # no stray braces
+        s.format(**fill)  # no stray braces
 
 
 def test_answer_is_sentence_newline_then_seg_block():

@@ -1,4 +1,9 @@
-"""``text4seg build <builder> --out FILE.jsonl ...``: a dataset on disk -> ms-swift instruction JSONL."""
+"""``text4seg build <builder> --out FILE.jsonl ...``: a dataset on disk -> ms-swift instruction JSONL.
+
+One subcommand per builder of :data:`data_builders.BUILDERS`; its flags are the shared ones (``--root``,
+``--split``, ``--grid``...) and the builder's own options, generated from its declarations
+(``text4seg build coco-format --help``).
+"""
 
 from __future__ import annotations
 
@@ -12,8 +17,21 @@ HELP = "build instruction JSONL (ms-swift format) from a dataset on disk or the 
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("builder", nargs="?", help="builder name (see --list)")
+    from data_builders import BUILDERS
+
     p.add_argument("--list", action="store_true", help="list the builders, one line each, and exit")
+    add_progress(p)  # here (text4seg build --quiet BUILDER ...) and after the builder's name (below)
+    sub = p.add_subparsers(dest="builder", metavar="BUILDER", help="the dataset builder (see --list)")
+    for name, cls in BUILDERS.items():
+        bp = sub.add_parser(name, help=cls.help, description=f"{cls.help}. Layout: {cls.layout}")
+        add_common(bp)
+        group = bp.add_argument_group(f"options of {name}")
+        for option in cls.declared():
+            option.add_to(group)
+
+
+def add_common(p: argparse.ArgumentParser) -> None:
+    """The flags every builder takes (the builder's own options come from its declarations)."""
     add_root(p, "dataset root folder (layout per builder: see --list and docs/builders.md)")
     p.add_argument("--split", default="train", help="split to build (default: train)")
     p.add_argument(
@@ -40,19 +58,36 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="store ground-truth masks (default: on unless --split train)",
     )
     gt.add_argument("--no-gt", dest="with_gt", action="store_false", help="do not store ground-truth masks")
-    add_set(p, "options", "builder option, repeatable (e.g. --set image_size=64 --set absent_rate=0.2)")
+    add_set(
+        p,
+        "set_options",
+        "deprecated spelling of this builder's options, kept for old scripts: --set image_size=64 is "
+        "--image-size 64 (same names and checks)",
+    )
     p.add_argument("--no-stats", action="store_true", help="skip the answer-length statistics")
-    add_progress(p)
+    # as add_progress, but without defaults: a flag given before the builder's name is not overwritten
+    p.add_argument("--no-progress", action="store_true", default=argparse.SUPPRESS, help="no progress bars")
+    p.add_argument(
+        "--quiet",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="print results and errors only; silences ms-swift's INFO logging",
+    )
 
 
-def _options(items: list[str]) -> dict:
-    out = {}
-    for item in items:
+def builder_options(cls, args: argparse.Namespace) -> dict:
+    """The options given on the command line: the declared flags, then any deprecated ``--set KEY=VALUE``
+    (checked against the same declarations by the builder; a key given both ways is refused)."""
+    given = {o.name: getattr(args, o.name) for o in cls.declared() if getattr(args, o.name, None) is not None}
+    for item in args.set_options:
         key, sep, value = item.partition("=")
-        if not sep or not key.strip():
+        key = key.strip()
+        if not sep or not key:
             raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
-        out[key.strip()] = value.strip()
-    return out
+        if key in given:
+            raise ValueError(f"option {key} is given twice (--{key.replace('_', '-')} and --set {item})")
+        given[key] = value.strip()
+    return given
 
 
 def list_builders() -> str:
@@ -63,7 +98,7 @@ def list_builders() -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from data_builders import build_jsonl
+    from data_builders import build_jsonl, get_builder
 
     if args.list:
         print(list_builders())
@@ -88,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
         with_gt=args.with_gt,
         progress=not (args.no_progress or args.quiet) and sys.stderr.isatty(),
         stats=not args.no_stats,
-        options=_options(args.options),
+        options=builder_options(get_builder(args.builder), args),
     )
     print(json.dumps(report, indent=1))
     return 0

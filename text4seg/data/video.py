@@ -1,72 +1,37 @@
-"""Video samples: frame listing and sampling, instruction templates, and the multi-image question.
+"""Video samples: frame listing, extraction and sampling, and the frame tags of the multi-image question.
 
 A video sample shows ``T`` frames as ms-swift multi-image input: the question starts with one line per
-frame, ``"Frame k: <image>"`` (``k`` 1-based), then the instruction; the answer is a template sentence
-then the ``Frame k:`` lines of :mod:`text4seg.descriptors.video`. Its JSONL row is the usual one
-(:mod:`text4seg.data.records`) with ``images`` = the T frame paths, task ``vres`` or ``vreason``,
-``source.image_id`` = the video id, ``source.ref_id`` = the expression id, and ``gt.masks`` = one COCO RLE
-per shown frame. Example (T = 2)::
+frame, ``"Frame k: <image>"`` (``k`` 1-based), then the instruction (the builders' templates); the
+answer is a sentence then the ``Frame k:`` lines of :mod:`text4seg.descriptors.video`. Its JSONL row
+is the usual one (:mod:`text4seg.data.records`) with ``images`` = the T frame paths, task ``vres`` or
+``vreason``, ``source.image_id`` = the video id, ``source.ref_id`` = the expression id, and ``gt.masks`` =
+one COCO RLE per shown frame. Example (T = 2)::
 
     user:       "Frame 1: <image>\\nFrame 2: <image>\\nTrack the dog through the frames above ..."
     assistant:  "Here is the dog, frame by frame.\\nFrame 1: <seg>...</seg>\\nFrame 2: absent\\n"
 
 Sampling (:func:`sample_frames`): ``uniform`` takes T frames evenly spread over the clip (first and
 last included); ``keyframe`` spreads them evenly over the clip's accumulated change instead of its time
-(change = ``1 - IoU`` of consecutive target masks when they are known, else the mean absolute difference
-of consecutive 32 x 32 grey thumbnails), so quiet stretches get few frames and busy ones many.
+(the builders' change is ``1 - IoU`` of consecutive target masks when they are known; else the mean
+absolute difference of consecutive 32 x 32 grey thumbnails, :func:`image_change`), so quiet stretches get
+few frames and busy ones many.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import random
 from collections.abc import Sequence
-from functools import cache
 from pathlib import Path
 
 import numpy as np
 
-from text4seg.data.prompts import TEMPLATE_DIR
-
 SAMPLINGS = ("uniform", "keyframe")
-KINDS = ("referring_video", "reasoning_video", "semi_video", "referring_image", "reasoning_image")
 FRAME_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-
-
-@cache
-def video_templates() -> dict:
-    """The template dict of ``templates/video.json`` (kinds: :data:`KINDS`)."""
-    path = TEMPLATE_DIR / "video.json"
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"cannot read templates {path}: {exc}") from None
 
 
 def frame_tags(n_frames: int) -> str:
     """``"Frame 1: <image>\\n...Frame T: <image>\\n"``: the start of a video question."""
     return "".join(f"Frame {k}: <image>\n" for k in range(1, n_frames + 1))
-
-
-def video_turn(
-    rng: random.Random,
-    kind: str,
-    n_frames: int,
-    frame_lines: str,
-    *,
-    target: str = "",
-    query: str = "",
-    grid: str = "",
-) -> tuple[str, str]:
-    """(question with ``n_frames`` frame tags, answer) of a video sample of template ``kind``."""
-    if kind not in KINDS:
-        raise ValueError(f"unknown video template kind {kind!r}; choose one of {list(KINDS)}")
-    t = video_templates()[kind]
-    fill = dict(target=target, query=query.strip(), grid=grid)
-    q = rng.choice(t["question"]).format(**fill)
-    a = rng.choice(t["answer"]).format(**fill)
-    return frame_tags(n_frames) + q, a[:1].upper() + a[1:] + "\n" + frame_lines
 
 
 def sample_frames(
@@ -97,22 +62,13 @@ def sample_frames(
     return picked
 
 
-def mask_change(masks: Sequence[np.ndarray]) -> list[float]:
-    """``1 - IoU`` of consecutive ``(H, W)`` bool masks (two empty masks: 0)."""
-    out = []
-    for a, b in zip(masks, masks[1:]):
-        union = np.logical_or(a, b).sum()
-        out.append(0.0 if union == 0 else 1.0 - np.logical_and(a, b).sum() / union)
-    return out
-
-
 def image_change(paths: Sequence[str | os.PathLike]) -> list[float]:
     """Mean absolute difference (0-1) of consecutive frames' 32 x 32 grey thumbnails."""
-    from PIL import Image
+    from text4seg.data.images import open_image
 
     thumbs = []
     for p in paths:
-        with Image.open(p) as im:
+        with open_image(p) as im:
             thumbs.append(np.asarray(im.convert("L").resize((32, 32)), dtype=np.float32) / 255)
     return [float(np.abs(a - b).mean()) for a, b in zip(thumbs, thumbs[1:])]
 

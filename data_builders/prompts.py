@@ -1,7 +1,9 @@
-"""Question and answer templates (data in ``text4seg/data/templates/*.json``) and seeded choice among them.
+"""Question and answer templates (data in ``data_builders/templates/<family>.json``) and seeded choice.
 
-Families: ``refer`` (RES, GRES, shapes: ``{target}``), ``semantic`` with modes ``open_vocab``, ``partial``
-and ``conditioned`` (``{classes}``), and ``reason`` (``{query}``). An answer is a template sentence, then
+One loader, :func:`load_templates`, reads every family (:data:`FAMILIES`, one JSON file each): ``refer``
+(RES, GRES, shapes: ``{target}``), ``semantic`` with modes ``open_vocab``, ``partial`` and ``conditioned``
+(``{classes}``), ``reason`` (``{query}``), ``multi`` (``{targets}``), ``interactive`` (``{prompt}``),
+``panoptic`` and ``video`` (one group per kind of :data:`VIDEO_KINDS`). An answer is a template sentence, then
 ``"\\n<seg>" + descriptors + "</seg>"`` (the Text4Seg recipe). Choices take a ``random.Random`` so a
 builder seeds them per sample (:func:`sample_rng`), independent of order, sharding and workers.
 """
@@ -13,16 +15,18 @@ import random
 from functools import cache
 from pathlib import Path
 
+from text4seg.data.video import frame_tags
 from text4seg.descriptors import wrap
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
-FAMILIES = ("refer", "semantic", "reason")
+FAMILIES = ("refer", "semantic", "reason", "multi", "interactive", "panoptic", "video")
 SEMANTIC_MODES = ("open_vocab", "partial", "conditioned")
+VIDEO_KINDS = ("referring_video", "reasoning_video", "semi_video", "referring_image", "reasoning_image")
 
 
 @cache
 def load_templates(family: str) -> dict:
-    """The template dict of a family (``refer``, ``semantic`` or ``reason``), read once."""
+    """The template dict of a family (one of :data:`FAMILIES`), read once."""
     if family not in FAMILIES:
         raise ValueError(f"unknown template family {family!r}; choose one of {FAMILIES}")
     path = TEMPLATE_DIR / f"{family}.json"
@@ -76,3 +80,30 @@ def reason_turn(rng: random.Random, query: str, descriptors: str, empty: bool = 
     q = rng.choice(t["question"]).format(query=query.strip())
     a = rng.choice(t["answer_empty" if empty else "answer"])
     return q, answer(a, descriptors)
+
+
+def multi_turn(rng: random.Random, expressions: list[str], lines: str) -> tuple[str, str]:
+    """(question, answer) for several expressions; ``lines`` are the numbered descriptor lines."""
+    t = load_templates("multi")
+    targets = "; ".join(f"[{k}] {e}" for k, e in enumerate(expressions, 1))
+    return rng.choice(t["question"]).format(targets=targets), rng.choice(t["answer"]) + "\n" + lines
+
+
+def video_turn(
+    rng: random.Random,
+    kind: str,
+    n_frames: int,
+    frame_lines: str,
+    *,
+    target: str = "",
+    query: str = "",
+    grid: str = "",
+) -> tuple[str, str]:
+    """(question with ``n_frames`` frame tags, answer) of a video sample of template ``kind``."""
+    if kind not in VIDEO_KINDS:
+        raise ValueError(f"unknown video template kind {kind!r}; choose one of {list(VIDEO_KINDS)}")
+    t = load_templates("video")[kind]
+    fill = dict(target=target, query=query.strip(), grid=grid)
+    q = rng.choice(t["question"]).format(**fill)
+    a = rng.choice(t["answer"]).format(**fill)
+    return frame_tags(n_frames) + q, _cap(a) + "\n" + frame_lines
