@@ -157,8 +157,8 @@ def test_coco_format_bad_annotation_is_named_and_skip_bad_counts_it(tmp_path, ca
         "coco-format",
         "--root",
         str(tmp_path / "images"),
-        "--set",
-        f"ann={tmp_path / 'instances.json'}",
+        "--ann",
+        f"{tmp_path / 'instances.json'}",
     ]
     assert main([*argv, "--out", str(tmp_path / "bad.jsonl")]) == 2
     err = capsys.readouterr().err

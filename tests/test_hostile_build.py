@@ -48,8 +48,8 @@ def test_coco_format_claiming_8000_px_sides_for_a_small_image_is_one_line_naming
     data["annotations"] = [a for a in data["annotations"] if isinstance(a["segmentation"], list)]  # polygons
     (tmp_path / "instances.json").write_text(json.dumps(data))
     out = tmp_path / "o.jsonl"
-    args = _build(tmp_path / "images", out, "coco-format", "--set", f"ann={tmp_path / 'instances.json'}")
-    p = cli([*args, "--set", f"task={task}"], tmp_path, mem=MEM_LIGHT)
+    args = _build(tmp_path / "images", out, "coco-format", "--ann", f"{tmp_path / 'instances.json'}")
+    p = cli([*args, "--task", f"{task}"], tmp_path, mem=MEM_LIGHT)
     one_line_error(p, 2, "instances.json", "image id 1", "8000x8000", "48x64")
     assert not out.exists() and not (tmp_path / "o_labels").exists()
 
@@ -116,7 +116,7 @@ def test_coco_format_bomb_image_is_one_line_naming_the_image(tmp_path, bomb):
     make_coco_format(tmp_path, n_images=1)
     (tmp_path / "images" / "img0.png").write_bytes(bomb)
     args = _build(tmp_path / "images", tmp_path / "o.jsonl", "coco-format")
-    p = cli([*args, "--set", f"ann={tmp_path / 'instances.json'}", "--set", "task=semantic"], tmp_path)
+    p = cli([*args, "--ann", f"{tmp_path / 'instances.json'}", "--task", "semantic"], tmp_path)
     one_line_error(p, 2, "img0.png")
 
 
@@ -132,7 +132,7 @@ def test_a_fifo_as_mask_or_image_is_refused_not_read(tmp_path):
     (tmp_path / "c" / "images" / "img0.png").unlink()
     os.mkfifo(tmp_path / "c" / "images" / "img0.png")
     args = _build(
-        tmp_path / "c" / "images", out, "coco-format", "--set", f"ann={tmp_path / 'c/instances.json'}"
+        tmp_path / "c" / "images", out, "coco-format", "--ann", f"{tmp_path / 'c/instances.json'}"
     )
     one_line_error(cli(args, tmp_path, timeout=60), 2, "img0.png", "not a regular file")
 
@@ -180,7 +180,7 @@ def _coco_case(tmp_path: Path, path: tuple, value) -> list:
     _set(data, path, value)
     ann = tmp_path / "instances.json"
     ann.write_text(_dump(data))
-    return [*_build(tmp_path / "images", tmp_path / "o.jsonl", "coco-format"), "--set", f"ann={ann}"]
+    return [*_build(tmp_path / "images", tmp_path / "o.jsonl", "coco-format"), "--ann", f"{ann}"]
 
 
 def _labelme_case(tmp_path: Path, path: tuple, value) -> list:
@@ -343,9 +343,9 @@ def test_a_superscript_digit_id_is_one_line_naming_the_line(tmp_path):
 def _coco_semantic(tmp_path: Path, out: Path) -> list:
     make_coco_format(tmp_path / "ds", n_images=1)
     args = _build(
-        tmp_path / "ds" / "images", out, "coco-format", "--set", f"ann={tmp_path / 'ds/instances.json'}"
+        tmp_path / "ds" / "images", out, "coco-format", "--ann", f"{tmp_path / 'ds/instances.json'}"
     )
-    return [*args, "--set", "task=semantic", "--with-gt"]
+    return [*args, "--task", "semantic", "--with-gt"]
 
 
 @pytest.mark.parametrize("level", ["labels", "split"])
@@ -392,7 +392,7 @@ def test_a_hard_linked_label_png_is_replaced_not_written_through(tmp_path):
 def test_sigterm_during_a_build_leaves_no_temporary_file(tmp_path):
     out = tmp_path / "out"
     args = ["build", "synthetic", "--root", tmp_path / "imgs", "--split", "train", "--out", out / "t.jsonl"]
-    args += ["--set", "num_images=100000", "--no-stats"]
+    args += ["--num-images", "100000", "--no-stats"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(
         [sys.executable, "-c", RUNNER_DUMPS, str(MEM_LIGHT), *map(str, args)],
