@@ -7,7 +7,6 @@ import pytest
 from data_builders.prompts import (
     FAMILIES,
     TEMPLATE_DIR,
-    SEMANTIC_MODES,
     answer,
     load_templates,
     reason_turn,
