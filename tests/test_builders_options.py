@@ -73,12 +73,11 @@ def test_an_unknown_or_mistyped_option_is_one_line_and_writes_nothing(tmp_path, 
     assert not out.exists()
 
 
-def test_deprecated_set_maps_onto_the_same_declarations_and_refuses_a_key_given_twice(tmp_path):
+def test_build_takes_no_set_pass_through(tmp_path):
     out = tmp_path / "o.jsonl"
-    p = cli(["build", "synthetic", "--out", out, "--set", "num_images=2", "--set", "image_size=16"], tmp_path)
-    assert p.returncode == 0 and json.loads(p.stdout)["samples"] == 2
-    p = cli(["build", "synthetic", "--out", out, "--num-images", "2", "--set", "num_images=3"], tmp_path)
-    one_line_error(p, 2, "num_images", "twice")
+    p = cli(["build", "synthetic", "--out", out, "--set", "num_images=2"], tmp_path)
+    one_line_error(p, 2, "--set")
+    assert not out.exists()
 
 
 def test_library_options_are_checked_by_the_builder_naming_builder_key_and_allowed_set(tmp_path):

@@ -279,7 +279,7 @@ def test_negative_rle_counts_are_a_bad_annotation(tmp_path):
 def test_ctrl_c_during_a_build_prints_one_line_and_leaves_no_temporary_file(tmp_path):
     out = tmp_path / "out"
     args = ["build", "synthetic", "--root", tmp_path / "imgs", "--split", "train", "--out", out / "t.jsonl"]
-    args += ["--set", "num_images=100000", "--no-stats"]
+    args += ["--num-images", "100000", "--no-stats"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(
         [sys.executable, "-c", RUNNER_DUMPS, str(MEM_LIGHT), *map(str, args)],
@@ -330,6 +330,6 @@ def test_written_files_get_the_usual_permissions(tmp_path):
 
 def test_an_unknown_builder_option_is_one_line_naming_it_and_nothing_is_written(tmp_path):
     out = tmp_path / "o.jsonl"
-    p = cli(["build", "synthetic", "--out", out, "--limit", "2", "--set", "num_imagess=5"], tmp_path)
-    one_line_error(p, 2, "num_imagess", "num_images")
+    p = cli(["build", "synthetic", "--out", out, "--limit", "2", "--num-imagess", "5"], tmp_path)
+    one_line_error(p, 2, "--num-imagess")
     assert not out.exists()

@@ -11,7 +11,7 @@ import argparse
 import json
 import sys
 
-from text4seg.commands._args import add_grid, add_progress, add_root, add_scheme, add_set
+from text4seg.commands._args import add_grid, add_progress, add_root, add_scheme
 
 HELP = "build instruction JSONL (ms-swift format) from a dataset on disk or the synthetic generator"
 
@@ -58,12 +58,6 @@ def add_common(p: argparse.ArgumentParser) -> None:
         help="store ground-truth masks (default: on unless --split train)",
     )
     gt.add_argument("--no-gt", dest="with_gt", action="store_false", help="do not store ground-truth masks")
-    add_set(
-        p,
-        "set_options",
-        "deprecated spelling of this builder's options, kept for old scripts: --set image_size=64 is "
-        "--image-size 64 (same names and checks)",
-    )
     p.add_argument("--no-stats", action="store_true", help="skip the answer-length statistics")
     # as add_progress, but without defaults: a flag given before the builder's name is not overwritten
     p.add_argument("--no-progress", action="store_true", default=argparse.SUPPRESS, help="no progress bars")
@@ -76,18 +70,8 @@ def add_common(p: argparse.ArgumentParser) -> None:
 
 
 def builder_options(cls, args: argparse.Namespace) -> dict:
-    """The options given on the command line: the declared flags, then any deprecated ``--set KEY=VALUE``
-    (checked against the same declarations by the builder; a key given both ways is refused)."""
-    given = {o.name: getattr(args, o.name) for o in cls.declared() if getattr(args, o.name, None) is not None}
-    for item in args.set_options:
-        key, sep, value = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
-        if key in given:
-            raise ValueError(f"option {key} is given twice (--{key.replace('_', '-')} and --set {item})")
-        given[key] = value.strip()
-    return given
+    """The builder's declared options given on the command line (the builder checks and converts them)."""
+    return {o.name: getattr(args, o.name) for o in cls.declared() if getattr(args, o.name, None) is not None}
 
 
 def list_builders() -> str:

@@ -1,1 +1,2 @@
-"""Data: the neutral sample record and its ms-swift JSONL row, question templates, token counts."""
+"""Data: what crosses stages: the neutral sample record and its ms-swift JSONL row, queries, result records,
+overlays, RLE, images opened safely, token counts, mixing and statistics of built files."""
