@@ -235,12 +235,12 @@ def test_cli_constrained_single_image_needs_a_label(tmp_path, capsys):
 def test_kv_cache_switched_off_by_training_is_switched_back_on():
     from types import SimpleNamespace as NS
 
-    from text4seg.inference.predict import _enable_kv_cache
+    from text4seg.inference.engine import enable_kv_cache
 
     text = NS(use_cache=False)
     model = NS(config=NS(text_config=text), generation_config=NS(use_cache=False))
     engine = NS(model=model, generation_config=NS(use_cache=False))
-    _enable_kv_cache(engine)
+    enable_kv_cache(engine)
     assert text.use_cache and model.generation_config.use_cache and engine.generation_config.use_cache
 
 

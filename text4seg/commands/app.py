@@ -27,18 +27,35 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_trust(p)
 
 
+def app_options(args: argparse.Namespace):
+    """The :class:`~text4seg.inference.options.PredictOptions` of an ``app`` command line (its model,
+    SAM, budget, grid and scheme; the page asks per request for constrained decoding and refinement)."""
+    from text4seg.inference.options import PredictOptions
+
+    return PredictOptions(
+        model=args.model,
+        adapters=list(args.adapters or []),
+        model_type=args.model_type,
+        template=args.template,
+        sam_checkpoint=args.sam_checkpoint,
+        sam_type=args.sam_type,
+        max_new_tokens=args.max_new_tokens,
+        grid=args.grid,
+        scheme=args.scheme,
+        trust_remote_code=args.trust_remote_code,
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     from text4seg._lazy import quiet_libraries
-    from text4seg.checkpoints.trust import check_trusted
-    from text4seg.serving.app import check_port, check_sam_file, serve
+    from text4seg.inference.run import make_predictor
+    from text4seg.serving.app import Segmenter, check_port, serve
 
     # everything that can be checked is checked before the model loads (seconds to minutes)
-    check_trusted([args.model, *(args.adapters or [])], args.trust_remote_code)
-    if args.sam_checkpoint is not None:
-        check_sam_file(args.sam_checkpoint)
+    options = app_options(args).validate()
     check_port(args.host, args.port)
     with quiet_libraries():
-        seg = _segmenter(args)
+        seg = Segmenter(make_predictor(options), options.grid, options.scheme)
     try:
         server = serve(seg, args.host, args.port)
         host, port = server.server_address[:2]
@@ -52,24 +69,3 @@ def run(args: argparse.Namespace) -> int:
     finally:
         seg.close()  # the uploads folder goes with the server
     return 0
-
-
-def _segmenter(args: argparse.Namespace):
-    from text4seg.inference.predict import Predictor, _load_sam
-    from text4seg.serving.app import Segmenter
-
-    engine = {}
-    if args.model_type:
-        engine["model_type"] = args.model_type
-    if args.template:
-        engine["template_type"] = args.template
-    sam = _load_sam(args.sam_checkpoint, args.sam_type) if args.sam_checkpoint is not None else None
-    predictor = Predictor(
-        args.model,
-        adapters=args.adapters,
-        max_new_tokens=args.max_new_tokens,
-        sam=sam,
-        trust_remote_code=args.trust_remote_code,
-        **engine,
-    )
-    return Segmenter(predictor, args.grid, args.scheme)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import fields
 from pathlib import Path
 
 from text4seg.commands._args import add_grid, add_progress, add_root, add_scheme, add_trust
 from text4seg.inference.constrained import CONSTRAINED_ENGINES
+from text4seg.inference.options import PredictOptions
 
 HELP = "run a model on --image/--query or a built --jsonl; writes results.jsonl (COCO RLE masks) + overlays"
 
@@ -82,60 +84,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_video_arguments(p)
 
 
-def run(args: argparse.Namespace) -> int:
-    from text4seg.inference.predict import predict_to, results_report
-    from text4seg.inference.prepare import prepare_predict
-
-    if (args.image is not None or args.video is not None) and not args.query:
-        raise ValueError("--image and --video need --query")
-    if (args.model is None) == (args.api is None):
-        raise ValueError("give exactly one of --model (in-process) and --api (a server URL)")
-    if args.api is not None and args.video is not None:
-        raise ValueError("--video runs in-process: give --model, not --api")
-    if args.video is None:  # inputs, output folder and checkpoint: checked before the model loads
-        queries, skipped = prepare_predict(args)
-    options = dict(
-        adapters=args.adapters,
-        batch_size=args.batch_size,
-        max_new_tokens=args.max_new_tokens,
-        constrained=args.constrained,
-        constrained_engine=args.constrained_engine,
-        sam=args.sam_checkpoint,
-        sam_type=args.sam_type,
+def predict_options(args: argparse.Namespace) -> PredictOptions:
+    """The :class:`~text4seg.inference.options.PredictOptions` of a ``predict`` command line."""
+    names = {f.name for f in fields(PredictOptions)}
+    given = {k: v for k, v in vars(args).items() if k in names}
+    return PredictOptions(
+        **{**given, "adapters": list(args.adapters or []), "labels": list(args.label or [])},
         overlays=not args.no_overlays,
         progress=not (args.no_progress or args.quiet),
-        trust_remote_code=args.trust_remote_code,
     )
-    if args.model_type:
-        options["model_type"] = args.model_type
-    if args.template:
-        options["template_type"] = args.template
-    if args.video is not None:
-        from text4seg.commands._video import run_video
 
-        return run_video(args, options)
-    if args.api is not None:
-        from text4seg.inference.api_client import ApiPredictor
 
-        options["client"] = ApiPredictor(
-            args.api,
-            args.served_model,
-            concurrency=args.concurrency,
-            timeout=args.timeout,
-            retries=args.retries,
-            max_new_tokens=args.max_new_tokens,
-            constrained=args.constrained,
-            sam=args.sam_checkpoint,
-            sam_type=args.sam_type,
-            server=args.server,
-        )
-    results = predict_to(args.model, queries, args.out, **options)
-    if not args.quiet:
-        print(f"repairs: {json.dumps(results_report(results))}")
-    cut = getattr(options.get("client"), "cut_answers", 0)
-    if cut:
-        print(f"cut_answers: {cut} (longer than their query's answer bound; cut there)")
-    if skipped:
-        print(f"skipped_bad: {len(skipped)} queries (unreadable images), e.g. {skipped[0]}")
-    print(f"results: {results}")
+def run(args: argparse.Namespace) -> int:
+    from text4seg.inference.run import run_predict
+
+    summary = run_predict(predict_options(args))
+    if summary.repairs is not None and not args.quiet:
+        print(f"repairs: {json.dumps(summary.repairs)}")
+    if summary.cut_answers:
+        print(f"cut_answers: {summary.cut_answers} (longer than their query's answer bound; cut there)")
+    if summary.skipped:
+        print(f"skipped_bad: {len(summary.skipped)} queries (unreadable images), e.g. {summary.skipped[0]}")
+    print(f"results: {summary.results}")
     return 0

@@ -95,17 +95,25 @@ def predict_and_score(
 ) -> dict[str, Any]:
     """Greedy prediction of ``jsonl`` into ``out`` (plus the label bias), scored by ``evaluate``."""
     from text4seg.evaluation.evaluate import evaluate
-    from text4seg.inference.predict import Predictor, load_queries, predict_queries
+    from text4seg.inference.options import PredictOptions
+    from text4seg.inference.predict import load_queries, predict_queries
+    from text4seg.inference.run import make_predictor
 
     cells = cfg.grid * cfg.grid
     # unconstrained: room for one token per cell and the sentence; constrained: the grammar's budget
     # counts characters, so give it room for every character of the answer (it stops at EOS anyway)
     budget = cells * 24 + 64 if constrained else cells + cfg.grid + 64
-    predictor = Predictor(ckpt, batch_size=cfg.predict_batch, max_new_tokens=budget, model_type="llava1_5_hf")
+    options = PredictOptions(
+        model=str(ckpt),
+        model_type="llava1_5_hf",
+        batch_size=cfg.predict_batch,
+        max_new_tokens=budget,
+        constrained=constrained,
+    )
+    predictor = make_predictor(options)
     if bias:
         ids = label_token_ids(predictor.tokenizer, all_labels([jsonl]))
         predictor.logits_processors.append(ForegroundBias(ids, bias))
-    predictor.constrained = constrained
     queries = load_queries(jsonl)
     results = predict_queries(predictor, queries, out, overlays=not constrained, progress=progress)
     return evaluate(results, jsonl, out)

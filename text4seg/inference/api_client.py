@@ -1,7 +1,8 @@
 """Predict against an OpenAI-compatible chat server (``swift deploy``, ``vllm serve``): the scale-out path.
 
 :class:`ApiPredictor` has :meth:`text4seg.inference.predict.Predictor.predict`'s signature, so
-``predict_to(..., client=ApiPredictor(url, ...))`` writes the same resumable, flushed ``results.jsonl``
+``predict_to(None, queries, out, client=ApiPredictor(url, ...))`` (or ``text4seg predict --api``,
+:func:`text4seg.inference.run.make_predictor`) writes the same resumable, flushed ``results.jsonl``
 (records through :func:`text4seg.inference.predict.query_record`: the same decoding, SAM refinement and
 overlays) and ``text4seg evaluate`` scores it the same way.
 
@@ -268,13 +269,9 @@ class ApiPredictor:
         self._served, self._server = served_model, server
         self.refiner = None
         if sam is not None:
-            from text4seg.inference.predict import _load_sam
+            from text4seg.inference.refine import load_refiner
 
-            self.refiner = _load_sam(sam, sam_type)
-            if not hasattr(self.refiner, "refine"):
-                from text4seg.inference.refine import Refiner
-
-                self.refiner = Refiner(self.refiner)
+            self.refiner = load_refiner(sam, sam_type)
         self._caveat_said = False
         self.cut_answers = 0  # answers longer than their query's answer_cap, cut there
 

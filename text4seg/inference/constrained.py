@@ -28,6 +28,7 @@ from collections.abc import Sequence
 
 from text4seg.data.queries import Query
 from text4seg.descriptors import MAX_FREE, max_answer_tokens
+from text4seg.inference.engine import prompt_tokens
 
 CONSTRAINED_ENGINES = ("auto", "xgrammar", "own")
 
@@ -42,7 +43,7 @@ def context_room(engine, inputs: dict) -> tuple[int, int] | None:
         ctx = getattr(cfg, "max_position_embeddings", None)
     if not ctx:
         return None
-    return int(ctx), int(engine._get_num_tokens(inputs))
+    return int(ctx), prompt_tokens(engine, inputs)
 
 
 def logits_width(model, tokenizer) -> int | None:

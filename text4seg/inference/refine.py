@@ -242,3 +242,16 @@ class Refiner:
                 continue
             out[self.refine(image, label_map == k, key)] = k
         return out
+
+
+def load_refiner(sam, sam_type: str = "vit_h") -> Refiner | None:
+    """The SAM refiner of a predictor: None for None, a :class:`Refiner` as given, a ``segment_anything``
+    ``Sam`` model wrapped, or a checkpoint path (``.pth`` of ``sam_type``) loaded by :func:`load_sam`
+    (weights only) and wrapped. Used by every predictor (in-process, API client, video, app)."""
+    if sam is None or hasattr(sam, "refine"):
+        return sam
+    if isinstance(sam, (str, os.PathLike)):
+        if not os.path.isfile(sam):
+            raise OSError(f"no such SAM checkpoint: {sam}")
+        sam = load_sam(sam, sam_type)
+    return Refiner(sam)

@@ -154,16 +154,10 @@ def write_outputs(
 
 def generate_video(predictor, frames: Sequence[Path], question: str, max_new_tokens: int) -> str:
     """One greedy answer of ``predictor`` (:class:`text4seg.inference.predict.Predictor`) to T frames."""
-    swift = require("swift")
-    req = swift.InferRequest(
-        messages=[{"role": "user", "content": frame_tags(len(frames)) + question}],
-        images=[str(f) for f in frames],
-    )
-    cfg = swift.RequestConfig(max_tokens=int(max_new_tokens), temperature=0)
-    resp = predictor.engine._infer([req], cfg)[0]
-    if isinstance(resp, Exception):
-        raise resp
-    return resp.choices[0].message.content or ""
+    from text4seg.inference.engine import infer
+
+    content = frame_tags(len(frames)) + question
+    return infer(predictor.engine, [(content, [str(f) for f in frames])], max_new_tokens)[0][0]
 
 
 def predict_video(

@@ -1,0 +1,127 @@
+"""A predict run from its :class:`~text4seg.inference.options.PredictOptions`: the one place a predictor
+is assembled, and the one function ``text4seg predict`` calls.
+
+* :func:`make_predictor`: the predictor of the options: a :class:`~text4seg.inference.predict.Predictor`
+  (``model``: ms-swift in-process) or an :class:`~text4seg.inference.api_client.ApiPredictor` (``api``:
+  a server), with the SAM refiner of ``sam_checkpoint`` (:func:`text4seg.inference.refine.load_refiner`).
+  Used by ``predict`` (images, JSONL, video), ``app``, the demo and
+  :func:`~text4seg.inference.predict.predict_to`.
+* :func:`run_predict`: validate, check the data and the output folder and record ``OUT/run.json``
+  (:mod:`text4seg.inference.prepare`), load, predict into ``OUT/results.jsonl`` (resumable), or for a
+  ``video`` write its masks and ``OUT/video_results.jsonl`` (:mod:`text4seg.inference.video`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from text4seg.inference.options import PredictOptions
+
+
+@dataclass
+class PredictSummary:
+    """What a run did: the ``results`` file, the ``skipped`` queries (``skip_bad``), the lenient decoder's
+    ``repairs`` report (None for a video) and the answers cut at their bound (``cut_answers``, ``api``)."""
+
+    results: Path
+    skipped: list[str] = field(default_factory=list)
+    repairs: dict | None = None
+    cut_answers: int = 0
+
+
+def make_predictor(options: PredictOptions, *, sam=None, logits_processors: Sequence | None = None):
+    """The predictor of ``options`` (validated first; module docstring). ``sam``: a ``Refiner`` or a
+    ``segment_anything`` ``Sam`` model to use instead of ``options.sam_checkpoint``;
+    ``logits_processors``: extra ``transformers`` processors of an in-process model (Python only)."""
+    options.validate()
+    if sam is not None and options.sam_checkpoint is not None:
+        raise ValueError("give a SAM model or options.sam_checkpoint, not both")
+    return _assemble(options, sam, logits_processors)
+
+
+def _assemble(options: PredictOptions, sam=None, logits_processors: Sequence | None = None):
+    from text4seg.inference.refine import load_refiner
+
+    refiner = load_refiner(options.sam_checkpoint if sam is None else sam, options.sam_type)
+    if options.api is not None:
+        if logits_processors:
+            raise ValueError("logits_processors apply to an in-process model (--model), not to --api")
+        from text4seg.inference.api_client import ApiPredictor
+
+        return ApiPredictor(
+            options.api,
+            options.served_model,
+            concurrency=options.concurrency,
+            timeout=options.timeout,
+            retries=options.retries,
+            max_new_tokens=options.max_new_tokens,
+            constrained=options.constrained,
+            sam=refiner,
+            server=options.server,
+        )
+    from text4seg.inference.predict import Predictor
+
+    engine = dict(options.engine_kwargs)
+    if options.model_type:
+        engine["model_type"] = options.model_type
+    if options.template:
+        engine["template_type"] = options.template
+    return Predictor(
+        options.model,
+        adapters=options.adapters,
+        batch_size=1 if options.video is not None else options.batch_size,  # a video is one request
+        max_new_tokens=options.max_new_tokens,
+        constrained=options.constrained,
+        constrained_engine=options.constrained_engine,
+        max_free=options.max_free,
+        sam=refiner,
+        logits_processors=logits_processors,
+        trust_remote_code=options.trust_remote_code,
+        **engine,
+    )
+
+
+def run_predict(options: PredictOptions, log: Callable[[str], None] = print) -> PredictSummary:
+    """One ``text4seg predict`` run (module docstring); everything that can fail on the options, the rows,
+    the images or the output folder fails before the model loads. ``log``: where a video run says how it
+    filled its frames."""
+    if options.out is None:
+        raise ValueError("--out is needed")
+    options.validate()
+    if options.video is not None:
+        return _run_video(options, log)
+    from text4seg.inference.predict import predict_queries, results_report
+    from text4seg.inference.prepare import prepare_queries
+
+    queries, skipped = prepare_queries(options)
+    predictor = _assemble(options)
+    results = predict_queries(
+        predictor, queries, options.out, overlays=options.overlays, progress=options.progress
+    )
+    cut = int(getattr(predictor, "cut_answers", 0))
+    return PredictSummary(results, skipped, results_report(results), cut)
+
+
+def _run_video(options: PredictOptions, log: Callable[[str], None]) -> PredictSummary:
+    from text4seg.inference.video import VIDEO_RESULTS, predict_video
+
+    predictor = _assemble(options)
+    predict_video(
+        predictor,
+        options.video,
+        options.query,
+        options.out,
+        expression_id=options.expression_id,
+        n_frames=options.frames,
+        sampling=options.sampling,
+        grid=options.grid,
+        scheme=options.scheme,
+        form=options.form,
+        max_new_tokens=options.max_new_tokens,
+        sam2_checkpoint=options.sam2_checkpoint,
+        sam2_config=options.sam2_config,
+        log=log,
+    )
+    return PredictSummary(Path(options.out) / VIDEO_RESULTS)
