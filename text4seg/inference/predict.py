@@ -9,11 +9,13 @@ same for one image and question; ``Predictor`` is the reusable engine
 :mod:`text4seg.data.queries`; the result record, its schema and the answer-to-mask step
 (``answer_to_masks``) live in :mod:`text4seg.data.results` (shared with ``text4seg decode``).
 
-Generation goes through ms-swift's ``TransformersEngine`` in batches (greedy). Constrained decoding
-reaches ``model.generate`` through the engine's ``pre_infer_hook`` (its ``logits_processor`` generate
-argument); the engine's template still builds the inputs. The engine (xgrammar or the own one), the
-budget (:func:`~text4seg.descriptors.max_answer_tokens`, within which every constrained answer parses
-strictly) and its cap by the model's context are :mod:`text4seg.inference.constrained`'s.
+Generation goes through ms-swift's ``TransformersEngine`` in batches (greedy; every ms-swift call is in
+:mod:`text4seg.inference.engine`). Constrained decoding reaches ``model.generate`` through the engine's
+``pre_infer_hook`` (its ``logits_processor`` generate argument); the engine's template still builds the
+inputs. The grammar engine (xgrammar or the own one), the budget
+(:func:`~text4seg.descriptors.max_answer_tokens`, within which every constrained answer parses strictly)
+and its cap by the model's context are :mod:`text4seg.inference.constrained`'s. A whole run (options,
+checks, ``OUT/run.json``, the predictor of a model or a server) is :mod:`text4seg.inference.run`'s.
 
 Results JSONL: ``OUT/results.jsonl``, one record per query (schema: :mod:`text4seg.data.results`),
 appended and flushed per sample; overlays in ``OUT/overlays/``. A re-run with the same ``out_dir`` skips
@@ -43,23 +45,8 @@ from text4seg.data.results import (
 from text4seg.descriptors import DEFAULT_GRID, DEFAULT_SCHEME, MAX_FREE
 from text4seg.descriptors.multi import max_multi_tokens
 from text4seg.inference.constrained import ConstrainedDecoder, context_room, logits_width
+from text4seg.inference.engine import infer, load_engine
 from text4seg.inference.outdir import check_out_dir
-
-
-# ------------------------------------------------------------------------------------------- engine
-def _enable_kv_cache(engine) -> None:
-    """``swift sft`` saves ``use_cache: false`` in a trained checkpoint (gradient checkpointing needs it);
-    ``generate`` then recomputes the whole sequence at every step. Turn the cache back on for inference."""
-    model = getattr(engine, "model", None)
-    for cfg in (getattr(model, "config", None), getattr(model, "generation_config", None)):
-        if cfg is not None and getattr(cfg, "use_cache", None) is False:
-            cfg.use_cache = True
-    sub = getattr(getattr(model, "config", None), "text_config", None)
-    if sub is not None and getattr(sub, "use_cache", None) is False:
-        sub.use_cache = True
-    gc = getattr(engine, "generation_config", None)
-    if gc is not None and getattr(gc, "use_cache", None) is False:
-        gc.use_cache = True
 
 
 def _image_size(q: Query) -> tuple[int, int]:
@@ -108,27 +95,16 @@ class Predictor:
     ):
         check_trusted([model, *(adapters or [])], trust_remote_code)  # ms-swift would run their code
         self.decoder = ConstrainedDecoder(constrained_engine, max_free)  # checks the engine name
-        swift = require("swift")
-        from text4seg.checkpoints.settings import prepare_engine
-
-        # what the checkpoint was trained with: the project's templates, the Qwen image-pixel budget
-        prepare_engine(model, adapters=adapters or ())
-        self.engine = swift.TransformersEngine(
-            str(model),
-            adapters=[str(a) for a in adapters] if adapters else None,
-            max_batch_size=batch_size,
-            **engine_kwargs,
-        )
-        _enable_kv_cache(self.engine)
+        self.engine = load_engine(model, adapters or (), batch_size, **engine_kwargs)
         self.batch_size = max(1, int(batch_size))
         self.max_new_tokens = max_new_tokens
         self.constrained = constrained
         self.logits_processors = list(logits_processors or [])
         self.last_processor = None  # the constrained batch's processor (its .seconds = grammar overhead)
-        if sam is not None and not hasattr(sam, "refine"):
-            from text4seg.inference.refine import Refiner
+        if sam is not None:
+            from text4seg.inference.refine import load_refiner
 
-            sam = Refiner(sam)
+            sam = load_refiner(sam)
         self.refiner = sam
 
     @property
@@ -158,16 +134,8 @@ class Predictor:
 
     def generate(self, batch: Sequence[Query], constrained: bool | None = None) -> list[tuple[str, int]]:
         """Answers ``[(text, num_generated_tokens), ...]`` for one batch (greedy)."""
-        swift = require("swift")
         constrained = self.constrained if constrained is None else constrained
         max_new = max(self.budget(q) for q in batch)
-        reqs = [
-            swift.InferRequest(
-                messages=[{"role": "user", "content": "<image>" + q.question}], images=[q.image]
-            )
-            for q in batch
-        ]
-        cfg = swift.RequestConfig(max_tokens=max_new, temperature=0)
         if constrained and any(q.task == "multi" for q in batch):
             raise ValueError("constrained decoding writes one <seg> block; task 'multi' needs one per label")
 
@@ -188,13 +156,7 @@ class Predictor:
                 kwargs["inputs"]["logits_processor"] = transformers.LogitsProcessorList(procs)
             return kwargs
 
-        resps = self.engine._infer(reqs, cfg, pre_infer_hook=hook)
-        out = []
-        for r in resps:
-            if isinstance(r, Exception):
-                raise r
-            out.append((r.choices[0].message.content or "", int(r.usage.completion_tokens)))
-        return out
+        return infer(self.engine, [("<image>" + q.question, [q.image]) for q in batch], max_new, hook)
 
     def predict(
         self,
@@ -289,61 +251,66 @@ def predict_queries(
     return results
 
 
-def _load_sam(sam, sam_type: str):
-    """``sam`` as given, or the SAM model of a checkpoint path (``.pth``) wrapped in a Refiner."""
-    if isinstance(sam, (str, os.PathLike)):
-        from text4seg.inference.refine import Refiner, load_sam
-
-        if not os.path.isfile(sam):
-            raise OSError(f"no such SAM checkpoint: {sam}")
-        return Refiner(load_sam(sam, sam_type))
-    return sam
+# the keyword arguments of predict_to that are PredictOptions fields (the rest go to TransformersEngine)
+MODEL_OPTIONS = (
+    "adapters",
+    "model_type",
+    "template",
+    "trust_remote_code",
+    "batch_size",
+    "max_new_tokens",
+    "constrained",
+    "constrained_engine",
+    "max_free",
+    "sam_type",
+)
 
 
 def predict_to(
-    model: str | os.PathLike,
+    model: str | os.PathLike | None,
     queries: Sequence[Query],
     out_dir: str | os.PathLike,
     *,
-    adapters: Sequence[str] | None = None,
-    batch_size: int = 8,
-    max_new_tokens: int | None = None,
-    constrained: bool = False,
-    constrained_engine: str = "auto",
-    max_free: int = MAX_FREE,
     sam=None,
-    sam_type: str = "vit_h",
     logits_processors: Sequence | None = None,
     overlays: bool = True,
     progress: bool = True,
-    trust_remote_code: bool = False,
     client=None,
-    **engine_kwargs,
+    **options,
 ) -> Path:
-    """Load a :class:`Predictor` and run ``queries`` into ``out_dir/results.jsonl`` (resumable).
+    """Load ``model`` and run ``queries`` into ``out_dir/results.jsonl`` (resumable); returns its path.
 
-    ``sam``: None, a SAM checkpoint path (of ``sam_type``), a ``Refiner`` or a ``Sam`` model;
-    ``logits_processors`` and ``engine_kwargs`` go to :class:`Predictor` (e.g. ``model_type="llava1_5_hf"``).
-    ``client``: an object with :meth:`Predictor.predict`'s signature used instead of loading ``model``
-    (:class:`text4seg.inference.api_client.ApiPredictor`: the answers come from a server).
+    ``options``: :class:`~text4seg.inference.options.PredictOptions` fields of the model and decoding
+    (``adapters``, ``model_type``, ``template`` (or ``template_type``), ``batch_size``,
+    ``max_new_tokens``, ``constrained``, ``constrained_engine``, ``max_free``, ``sam_type``,
+    ``trust_remote_code``); any other keyword goes to ``TransformersEngine``. ``sam``: None, a SAM
+    checkpoint path (of ``sam_type``), a ``Refiner`` or a ``Sam`` model; ``logits_processors``: extra
+    ``transformers`` processors. ``client``: an object with :meth:`Predictor.predict`'s signature used
+    instead of loading a model (:class:`text4seg.inference.api_client.ApiPredictor`: the answers come
+    from a server); it carries its own options, so ``model``, ``sam`` and ``options`` are then an error.
     """
     if client is not None:
         return predict_queries(client, queries, out_dir, overlays=overlays, progress=progress)
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    predictor = Predictor(
-        model,
-        adapters=adapters,
-        batch_size=batch_size,
-        max_new_tokens=max_new_tokens,
-        constrained=constrained,
-        constrained_engine=constrained_engine,
-        max_free=max_free,
-        sam=_load_sam(sam, sam_type),
-        logits_processors=logits_processors,
-        trust_remote_code=trust_remote_code,
-        **engine_kwargs,
-    )
+        given = sorted(options) + [k for k, v in (("model", model), ("sam", sam)) if v is not None]
+        given += ["logits_processors"] if logits_processors else []
+        if given:
+            raise ValueError(
+                f"predict_to(client=...): {', '.join(given)} apply to an in-process model, not to a client "
+                "(give the client its options, e.g. ApiPredictor(url, sam=..., constrained=...))"
+            )
+    from text4seg.inference.options import PredictOptions
+    from text4seg.inference.run import make_predictor
+
+    fields = {k: options.pop(k) for k in MODEL_OPTIONS if k in options}
+    if "template_type" in options:
+        fields["template"] = options.pop("template_type")
+    if fields.get("adapters") is not None:
+        fields["adapters"] = [str(x) for x in fields["adapters"]]
+    else:
+        fields.pop("adapters", None)
+    path = isinstance(sam, (str, os.PathLike))
+    run = PredictOptions(model=model, sam_checkpoint=sam if path else None, engine_kwargs=options, **fields)
+    predictor = make_predictor(run, sam=None if path else sam, logits_processors=logits_processors)
     return predict_queries(predictor, queries, out_dir, overlays=overlays, progress=progress)
 
 

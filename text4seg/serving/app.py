@@ -302,12 +302,6 @@ def check_port(host: str, port: int) -> None:
         raise OSError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
 
 
-def check_sam_file(path) -> None:
-    """``FileNotFoundError`` naming a SAM checkpoint that is not a regular file, before a model loads."""
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"--sam-checkpoint {path}: no such file")
-
-
 def serve(segmenter: Segmenter, host: str = "127.0.0.1", port: int = 7860) -> ThreadingHTTPServer:
     """A started-not-yet-serving HTTP server (call ``serve_forever``; ``port=0`` picks a free port)."""
     server = _Server((host, port), make_handler(segmenter))
