@@ -35,6 +35,7 @@ COMMANDS: dict[str, str] = {
     "evaluate": "evaluate",
     "app": "app",
     "demo": "demo",
+    "convert": "convert",
 }
 
 

@@ -1,0 +1,149 @@
+"""``text4seg convert``: original LLaVA -> llava-hf gives the original forward's logits; ms-swift 2.x LoRA
+adapters merge with every tensor used (equal to a correctly keyed PEFT merge); bad inputs are one line."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+pytest.importorskip("sentencepiece")
+
+from support.hostile import MEM_TORCH, cli, one_line_error  # noqa: E402
+from support.tiny_llava_original import (  # noqa: E402
+    IMAGE_TOKEN_INDEX,
+    OriginalLlava,
+    make_clip,
+    make_original_llava,
+)
+
+from text4seg.checkpoints import convert  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def original(tmp_path_factory):
+    root = tmp_path_factory.mktemp("orig")
+    clip = make_clip(root / "clip")
+    src = make_original_llava(root / "src", clip)
+    return src, clip
+
+
+@pytest.fixture(scope="module")
+def converted(original, tmp_path_factory):
+    src, clip = original
+    out = tmp_path_factory.mktemp("conv") / "hf"
+    convert.convert_llava_original(src, out, clip, log=lambda s: None)
+    return out
+
+
+def test_every_original_key_has_a_llava_hf_name_and_a_foreign_key_has_none():
+    assert convert.map_llava_original_key("model.layers.3.mlp.up_proj.weight") == (
+        "model.language_model.layers.3.mlp.up_proj.weight"
+    )
+    assert (
+        convert.map_llava_original_key("model.mm_projector.2.bias")
+        == "model.multi_modal_projector.linear_2.bias"
+    )
+    assert convert.map_llava_original_key(
+        "model.vision_tower.vision_tower.vision_model.post_layernorm.weight"
+    ) == ("model.vision_tower.post_layernorm.weight")
+    assert convert.map_llava_original_key("model.layers.0.self_attn.rotary_emb.inv_freq") == ""
+    assert convert.map_llava_original_key("model.mm_projector.1.weight") is None
+    assert convert.map_llava_original_key("model.seg_head.weight") is None
+
+
+def test_converted_llava_gives_the_original_forward_logits(original, converted):
+    src, clip = original
+    ref = OriginalLlava(src, clip)
+    model = transformers.LlavaForConditionalGeneration.from_pretrained(converted).eval()
+    proc = transformers.AutoProcessor.from_pretrained(converted)
+    tok = proc.tokenizer
+    assert model.config.image_token_id == tok.convert_tokens_to_ids("<image>")
+    assert tok.pad_token == "<pad>" and tok.pad_token_id == model.config.text_config.pad_token_id
+    assert model.config.text_config.vocab_size % 64 == 0
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 30, 3), dtype=np.uint8))
+    pixels = proc.image_processor(images=[image], return_tensors="pt")["pixel_values"]
+    n_img = (28 // 14) ** 2
+    pre = tok("A chat USER:").input_ids
+    post = tok("\nPlease segment the dog. ASSISTANT:", add_special_tokens=False).input_ids
+    original_ids = pre + [IMAGE_TOKEN_INDEX] + post
+    hf_ids = pre + [model.config.image_token_id] * n_img + post
+    want = ref(original_ids, pixels)
+    with torch.no_grad():
+        got = model(input_ids=torch.tensor([hf_ids]), pixel_values=pixels).logits[0]
+    vocab = want.shape[-1]
+    assert got.shape[0] == want.shape[0] == len(pre) + n_img + len(post)
+    torch.testing.assert_close(got[:, :vocab], want, rtol=1e-4, atol=1e-5)
+    # the processor expands one <image> into the tower's patch count (CLS not counted)
+    enc = proc(text=["USER: <image>\nhi ASSISTANT:"], images=[image], return_tensors="pt")
+    assert int((enc["input_ids"] == model.config.image_token_id).sum()) == n_img
+
+
+def test_a_checkpoint_without_its_tower_takes_the_clip_folder_and_matches(tmp_path, original):
+    _, clip = original
+    src = make_original_llava(tmp_path / "src", clip, with_tower=False, seed=3)
+    out = tmp_path / "hf"
+    convert.convert_llava_original(src, out, clip, log=lambda s: None)
+    model = transformers.LlavaForConditionalGeneration.from_pretrained(out).eval()
+    want = transformers.CLIPVisionModel.from_pretrained(clip).state_dict()
+    got = model.model.vision_tower.state_dict()
+    for k, v in want.items():
+        if k in got:
+            torch.testing.assert_close(got[k], v)
+    ref = OriginalLlava(src, clip)
+    pixels = torch.randn(1, 3, 28, 28)
+    ids = [1, 5, 6, IMAGE_TOKEN_INDEX, 7, 8]
+    hf = [1, 5, 6] + [model.config.image_token_id] * 4 + [7, 8]
+    with torch.no_grad():
+        got_logits = model(input_ids=torch.tensor([hf]), pixel_values=pixels).logits[0]
+    want_logits = ref(ids, pixels)
+    torch.testing.assert_close(got_logits[:, : want_logits.shape[-1]], want_logits, rtol=1e-4, atol=1e-5)
+
+
+def test_convert_cli_refuses_an_unmapped_source_tensor_in_one_line_and_writes_nothing(tmp_path, original):
+    from safetensors.torch import load_file, save_file
+
+    src, clip = original
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for f in src.iterdir():
+        (bad / f.name).write_bytes(f.read_bytes())
+    sd = load_file(str(src / "model.safetensors"))
+    sd["model.seg_head.weight"] = torch.zeros(2, 2)
+    save_file(sd, str(bad / "model.safetensors"))
+    out = tmp_path / "out"
+    proc = cli(
+        ["convert", "llava-original", bad, "--vision-tower", clip, "--out", out], tmp_path, mem=MEM_TORCH
+    )
+    one_line_error(proc, 2, "model.seg_head.weight", "no llava-hf name")
+    assert not out.exists() and [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_convert_cli_writes_a_loadable_folder_and_refuses_an_existing_out(tmp_path, original):
+    src, clip = original
+    out = tmp_path / "hf"
+    proc = cli(
+        ["convert", "llava-original", src, "--vision-tower", clip, "--out", out], tmp_path, mem=MEM_TORCH
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    names = {p.name for p in out.iterdir()}
+    assert {
+        "config.json",
+        "model.safetensors",
+        "tokenizer_config.json",
+        "processor_config.json",
+    } <= names or {
+        "config.json",
+        "model.safetensors",
+        "tokenizer_config.json",
+        "preprocessor_config.json",
+    } <= names, names
+    assert json.loads((out / "config.json").read_text())["model_type"] == "llava"
+    again = cli(
+        ["convert", "llava-original", src, "--vision-tower", clip, "--out", out], tmp_path, mem=MEM_TORCH
+    )
+    one_line_error(again, 2, str(out), "already exists")
