@@ -34,11 +34,12 @@ from text4seg._lazy import require
 from text4seg.checkpoints.trust import check_trusted
 from text4seg.data.overlay import save_overlay
 from text4seg.data.queries import Query, load_queries
-from text4seg.data.records import read_jsonl
 from text4seg.data.results import (
     RESULTS_NAME,
+    ResultRecord,
     answer_to_masks,
     finished_keys,
+    load_records,
     make_record,
     repair_report,
 )
@@ -164,7 +165,7 @@ class Predictor:
         out_dir: str | os.PathLike | None = None,
         overlays: bool = True,
         constrained: bool | None = None,
-    ) -> Iterator[dict]:
+    ) -> Iterator[ResultRecord]:
         """Yield one result record per query (schema: module docstring), batch by batch."""
         queries = list(queries)
         for start in range(0, len(queries), self.batch_size):
@@ -173,14 +174,14 @@ class Predictor:
             for q, (text, ntok) in zip(batch, answers):
                 yield self._record(q, text, ntok, out_dir, overlays, constrained)
 
-    def _record(self, q: Query, text: str, ntok: int, out_dir, overlays: bool, constrained) -> dict:
+    def _record(self, q: Query, text: str, ntok: int, out_dir, overlays: bool, constrained) -> ResultRecord:
         constrained = bool(self.constrained if constrained is None else constrained)
         return query_record(q, text, ntok, out_dir, overlays, constrained, self.refiner)
 
 
 def query_record(
     q: Query, text: str, ntok: int | None, out_dir, overlays: bool, constrained: bool | None, refiner=None
-) -> dict:
+) -> ResultRecord:
     """The result record of one answer to ``q``: decode, SAM-refine (``refiner``: a ``Refiner`` or None),
     write the overlay under ``out_dir`` (when ``overlays``). Shared by :class:`Predictor` and
     :class:`text4seg.inference.api_client.ApiPredictor`."""
@@ -240,7 +241,7 @@ def predict_queries(
         tqdm(total=len(todo), unit="sample", disable=not progress, desc="predict") as bar,
     ):
         for rec in predictor.predict(todo, out, overlays):
-            fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+            fh.write(json.dumps(rec.to_json(), ensure_ascii=False) + "\n")
             fh.flush()
             bar.update(1)
     if progress and todo:
@@ -367,4 +368,4 @@ def predict_image(
 
 def results_report(results: str | os.PathLike) -> dict:
     """:func:`~text4seg.data.results.repair_report` of a results JSONL."""
-    return repair_report(read_jsonl(results))
+    return repair_report(load_records(results, allow_empty=True))

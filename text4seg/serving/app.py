@@ -47,7 +47,7 @@ import numpy as np
 
 from text4seg.data.overlay import overlay_image, png_bytes
 from text4seg.data.queries import Query
-from text4seg.data.results import answer_to_masks, rles_to_label_map
+from text4seg.data.results import ResultRecord, answer_to_masks, rles_to_label_map
 from text4seg.data.rle import rle_to_mask
 from text4seg.descriptors import DEFAULT_GRID, DEFAULT_SCHEME, normalize_label
 
@@ -169,31 +169,31 @@ class Segmenter:
             ]
         return [self._result(e, q, r) for e, q, r in zip(exprs, queries, recs)]
 
-    def _result(self, expression: str, q: Query, rec: dict) -> dict:
-        h, w = rec["height"], rec["width"]
-        am = answer_to_masks(rec["answer"], h, w, q.grid, q.scheme)
+    def _result(self, expression: str, q: Query, rec: ResultRecord) -> dict:
+        h, w = rec.height, rec.width
+        am = answer_to_masks(rec.answer, h, w, rec.grid, rec.scheme)
         refined = None
-        if rec["refined_labels"] is not None:
-            refined = rles_to_label_map(rec["refined_labels"], h, w)[0]
+        if rec.refined_labels is not None:
+            refined = rles_to_label_map(rec.refined_labels, h, w)[0]
         picture = overlay_image(
-            q.image, am.mask, refined, label_map=am.label_map, names=am.names, query=q.question, grid=q.grid
+            q.image, am.mask, refined, label_map=am.label_map, names=am.names, query=q.question, grid=rec.grid
         )
-        coarse = rle_to_mask(rec["coarse"])
+        coarse = rle_to_mask(rec.coarse)
         return {
             "expression": expression,
             "question": q.question,
-            "answer": rec["answer"],
-            "parse_valid": rec["parse_valid"],
-            "repairs": rec["repairs"],
-            "pred_labels": rec["pred_labels"],
-            "num_tokens": rec["num_tokens"],
+            "answer": rec.answer,
+            "parse_valid": rec.parse_valid,
+            "repairs": [list(r) for r in rec.repairs],
+            "pred_labels": rec.pred_labels,
+            "num_tokens": rec.num_tokens,
             "width": w,
             "height": h,
             "overlay": _data_url(png_bytes(picture)),
             "mask": _data_url(png_bytes(coarse.astype(np.uint8) * 255)),
             "refined_mask": None
-            if rec["refined"] is None
-            else _data_url(png_bytes(rle_to_mask(rec["refined"]).astype(np.uint8) * 255)),
+            if rec.refined is None
+            else _data_url(png_bytes(rle_to_mask(rec.refined).astype(np.uint8) * 255)),
         }
 
 
