@@ -241,7 +241,7 @@ def test_refined_semantic_label_map_is_scored_from_the_record(tmp_path):
         masks=am,
         refined_map=refined,
     )
-    _write(tmp_path / "res.jsonl", [rec])
+    _write(tmp_path / "res.jsonl", [rec.to_json()])
     m = evaluate(tmp_path / "res.jsonl", tmp_path / "gt.jsonl")
     valid = lm != 255
     cat_pred, cat_gt = refined == am.names.index("cat"), lm == 1
@@ -250,3 +250,113 @@ def test_refined_semantic_label_map_is_scored_from_the_record(tmp_path):
     assert sem is not None and sem["iou"]["cat"] == pytest.approx(want) and sem["miou"] == pytest.approx(want)
     assert m["semantic"]["coarse"]["miou"] == pytest.approx(1.0)
     assert not (refined == am.label_map).all()  # the random SAM changed the map: refined is scored apart
+
+
+# ------------------------------------------------------------------------- the result record, typed
+RECORD_LINE = (
+    '{"id": "shapes/val/3", "turn": 0, "image": "/abs/img.png", "query": "Segment the cat.", '
+    '"labels": ["cat"], '
+    '"answer": "Sure.\\n<seg>others *2\\n cat *2\\n</seg>", "scheme": "rrle", "grid": [2, 2], "width": 2, '
+    '"height": 2, "parse_valid": true, "repairs": [], "pred_labels": ["cat"], "coarse": {"size": [2, 2], '
+    '"counts": "1110"}, "refined": null, "refined_labels": null, "num_tokens": null, "constrained": null, '
+    '"overlay": null, "mask_png": null}'
+)  # what make_record wrote as a dict before ResultRecord (the worked example of text4seg.data.results)
+
+
+def test_result_record_json_is_byte_identical_to_the_dict_written_before_the_dataclass():
+    from text4seg.data.results import RECORD_KEYS, ResultRecord, make_record
+
+    ans = "Sure.\n<seg>others *2\n cat *2\n</seg>"
+    rec = make_record(
+        id="shapes/val/3", turn=0, image="/abs/img.png", query="Segment the cat.", labels=["cat"],
+        answer=ans, scheme="rrle", grid=(2, 2), masks=answer_to_masks(ans, 2, 2, (2, 2)),
+    )  # fmt: skip
+    assert json.dumps(rec.to_json(), ensure_ascii=False) == RECORD_LINE
+    back = ResultRecord.from_json(json.loads(RECORD_LINE), "t.jsonl:1")
+    assert back == rec and back.grid == (2, 2) and tuple(back.to_json()) == RECORD_KEYS
+
+
+def test_result_record_from_json_refuses_a_bad_field_naming_file_line_id_and_field():
+    from text4seg.data.results import ResultRecord
+
+    obj = json.loads(RECORD_LINE)
+    for field, bad, says in (
+        ("grid", "16", "grid:"),
+        ("scheme", "nope", "scheme: unknown scheme 'nope'"),
+        ("parse_valid", "yes", "parse_valid: expected true or false"),
+        ("overlay", 3, "overlay: expected a relative path"),
+    ):
+        with pytest.raises(ValueError, match=f"^r.jsonl:7: id 'shapes/val/3': {says}"):
+            ResultRecord.from_json(dict(obj, **{field: bad}), "r.jsonl:7")
+
+
+def _mixed(tmp_path):
+    """A built file and results with a referring, a Ref-ZOM, an instance-numbered semantic and a
+    multi-expression row, each answered."""
+    from text4seg.descriptors.multi import encode_multi
+
+    a = np.zeros((H, W), bool)
+    a[: H // 2] = True
+    ref = _row("r", [a])
+    zom = _row("z", [np.zeros((H, W), bool)])
+    zom["text4seg"]["source"] = {"dataset": "ref-zom"}
+    lm = np.zeros((H, W), np.uint8)
+    lm[:, : W // 2] = 1
+    Image.fromarray(lm).save(tmp_path / "lm.png")
+    gt = {"label_map": str(tmp_path / "lm.png"), "classes": ["others", "cat 1"], "ignore": []}
+    inst = _row("i", [np.zeros((H, W), bool)], labels=("cat 1",), task="semantic", extra_gt=gt)
+    multi = _row("m", [a], labels=("a", "b"), task="multi")
+    multi["text4seg"]["gt"]["masks"] = [mask_to_rle(a), mask_to_rle(np.zeros((H, W), bool))]
+    write_jsonl([ref, zom, inst, multi], tmp_path / "gt.jsonl")
+    half = wrap(encode(mask_to_grid(lm.astype(np.int64), 16, labels=["others", "cat 1"], ignore_index=None)))
+    top = np.zeros((16, 16), bool)
+    top[:8] = True
+    preds = [
+        _pred("r", 0, _answer(a)),
+        _pred("z", 0, "<seg>" + "\n".join(["others *16"] * 16) + "\n</seg>"),
+        _pred("i", 0, half),
+        _pred("m", 0, encode_multi([("a", top), ("b", np.zeros((16, 16), bool))], "rrle")),
+    ]
+    _write(tmp_path / "res.jsonl", preds)
+    return tmp_path / "res.jsonl", tmp_path / "gt.jsonl"
+
+
+def test_a_mixed_file_shows_every_section_in_the_printed_table_and_the_report(tmp_path):
+    from support.hostile import cli
+
+    pred, gt = _mixed(tmp_path)
+    report = tmp_path / "report.html"
+    proc = cli(["evaluate", "--pred", str(pred), "--gt", str(gt), "--report", str(report)], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert m["referring"]["coarse"]["refzom"]["acc"] == 1.0  # the empty answer to a no-target query
+    assert m["instance"]["tp"] == 1 and m["instance"]["mean_instance_iou"] == pytest.approx(1.0)
+    assert m["peers"]["multi"]["answers"] == 1 and m["semantic"]["coarse"]["miou"] == pytest.approx(1.0)
+    page = report.read_text()
+    for title, row in (
+        ("referring", "rec_acc@0.5"),
+        ("Ref-ZOM", "oiou"),
+        ("semantic", "miou_with_background"),
+        ("multi-expression", "missing_lines"),
+        ("instance (Hungarian)", "mean_instance_iou"),
+    ):
+        assert title in proc.stdout and f"  {row}" in proc.stdout, (title, proc.stdout)
+        assert f"<th>{title}</th>" in page and f"<td>{row}</td>" in page, title
+
+
+def test_every_registered_section_has_a_table_when_present():
+    from text4seg.evaluation.evaluate import format_table
+    from text4seg.evaluation.scorers import SCORERS, tables
+
+    metrics = {
+        "peers": {
+            "interactive": {"coarse": {"point": {"n": 1, "miou": 0.5, "ciou": 0.5}}, "refined": None},
+            "panoptic": {"coarse": {"pq": 0.25, "sq": 0.5, "rq": 0.5, "per_class": {}}, "refined": None},
+        },
+        "video": {"j": 0.5, "f": 0.25, "jf": 0.375, "pairs": 2, "missing": 0},
+    }
+    titles = [t.title for t in tables(metrics)]
+    assert titles == ["interactive", "panoptic (PQ/SQ/RQ)", "video (J/F/J&F)"]
+    text = format_table(metrics)
+    assert "  point miou" in text and "  pq" in text and "  jf" in text
+    assert set(SCORERS) >= {"referring", "semantic", "multi", "interactive", "panoptic", "instance", "video"}

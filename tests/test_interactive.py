@@ -16,6 +16,7 @@ from support.peers import make_coco_instances
 from data_builders import build_jsonl
 from data_builders.interactive import Coords, box_prompt, point_prompt, scribble_prompt, smart_resize
 from text4seg.data.records import read_jsonl
+from text4seg.data.results import ResultRecord
 from text4seg.data.rle import rle_to_mask
 from text4seg.evaluation.evaluate import evaluate
 from text4seg.evaluation.interactive import score_interactive
@@ -116,6 +117,7 @@ def test_scores_by_prompt_kind_hand_case():
     full = dict(base, id="a", answer="<seg>x *2\n x *2\n</seg>")  # IoU 2/4
     top = dict(base, id="b", answer="<seg>x *2\n others *2\n</seg>")  # IoU 1
     none = dict(base, id="c", answer="nothing here")  # IoU 0
+    full, top, none = (ResultRecord.from_json(r, "test") for r in (full, top, none))
     scores, rows = score_interactive([(full, meta("point")), (top, meta("point")), (none, meta("box"))])
     c = scores["coarse"]
     assert c["point"] == {"n": 2, "miou": 0.75, "ciou": pytest.approx(4 / 6)}

@@ -10,6 +10,7 @@ from support.fakes import make_grefcoco, result_of
 
 from data_builders import build_jsonl
 from text4seg.data.records import read_jsonl
+from text4seg.data.results import ResultRecord
 from text4seg.data.rle import mask_to_rle, rle_to_mask
 from text4seg.descriptors import BACKGROUND
 from text4seg.descriptors.multi import decode_multi, encode_multi, entry_masks
@@ -109,6 +110,7 @@ def test_scores_count_every_expression_and_rejections_hand_case():
     rec = {"id": "s", "answer": ans, "grid": [2, 2], "scheme": "rrle", "width": w, "height": h}
     # second answer: rejects an absent target correctly, misses line 2
     rec2 = dict(rec, id="t", answer="[1] b: none")
+    rec, rec2 = (ResultRecord.from_json(r, "test") for r in (rec, rec2))
     scores, rows = score_multi([(rec, ["a", "b"], [gt_a, gt_none]), (rec2, ["b", "a"], [gt_none, gt_a])])
     # items: IoU .5, 0 (fp on empty), 1 (rejected empty), 0 (missed) -> gIoU 1.5/4; cIoU (2+0+0+0)/(4+1+0+2)
     assert scores["giou"] == pytest.approx(1.5 / 4) and scores["ciou"] == pytest.approx(2 / 7)

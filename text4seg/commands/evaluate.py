@@ -8,7 +8,10 @@ from pathlib import Path
 
 from text4seg.commands._args import add_geometry, add_progress, add_root
 
-HELP = "score a results JSONL against a built JSONL: cIoU, gIoU, N-acc, T-acc, Pr@X, REC Acc@0.5, mIoU"
+HELP = (
+    "score a results JSONL against a built JSONL: cIoU, gIoU, N-acc, T-acc, Pr@X, REC Acc@0.5, mIoU, "
+    "PQ, instance matching, J&F"
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -47,11 +50,6 @@ def run(args: argparse.Namespace) -> int:
     for p in (args.pred, args.gt):
         if not p.is_file():
             raise OSError(f"no such file: {p}")
-    if args.pred.name == "video_results.jsonl":  # text4seg predict --video: J&F (DAVIS protocol)
-        from text4seg.evaluation.video import evaluate_video
-
-        print(json.dumps(evaluate_video(args.pred, args.gt)))
-        return 0
     out = args.out if args.out is not None else args.pred.parent
     metrics = evaluate(
         args.pred,
@@ -65,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
     )
     print(format_table(metrics))
     print(f"wrote {out / 'metrics.json'} and {out / 'per_sample.jsonl'}")
+    if "video" in metrics:  # the J&F line of text4seg predict --video's evaluation (docs/video.md)
+        print(json.dumps(metrics["video"]))
     if args.report is not None:
         from text4seg.evaluation.report import write_report
 

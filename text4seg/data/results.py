@@ -1,9 +1,11 @@
 """Result records: one model answer turned into masks, the schema every results JSONL follows.
 
 ``text4seg predict`` (:mod:`text4seg.inference.predict`) and ``text4seg decode``
-(:mod:`text4seg.inference.decode`) both write their records through :func:`make_record`;
-``text4seg evaluate`` and the demo read them. Only numpy, PIL and pycocotools are needed here (no torch,
-no ms-swift), so evaluation never imports the inference engine.
+(:mod:`text4seg.inference.decode`) both build their records with :func:`make_record` (a
+:class:`ResultRecord`) and write ``record.to_json()``; ``text4seg evaluate``, ``merge`` and the demo read
+them with :func:`load_records` / :func:`iter_records`, which check every line once
+(:meth:`ResultRecord.from_json`). Only numpy, PIL and pycocotools are needed here (no torch, no ms-swift),
+so evaluation never imports the inference engine.
 
 Record schema (one JSON object per line; every record has every key, in this order)
 ----------------------------------------------------------------------------------
@@ -46,7 +48,7 @@ import json
 import os
 import sys
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -65,28 +67,6 @@ from text4seg.descriptors import (
 )
 
 RESULTS_NAME = "results.jsonl"
-RECORD_KEYS = (
-    "id",
-    "turn",
-    "image",
-    "query",
-    "labels",
-    "answer",
-    "scheme",
-    "grid",
-    "width",
-    "height",
-    "parse_valid",
-    "repairs",
-    "pred_labels",
-    "coarse",
-    "refined",
-    "refined_labels",
-    "num_tokens",
-    "constrained",
-    "overlay",
-    "mask_png",
-)
 
 
 # ---------------------------------------------------------------------------------------- masks
@@ -166,6 +146,107 @@ def rles_to_label_map(
 
 
 # ---------------------------------------------------------------------------------------- records
+@dataclass(frozen=True)
+class ResultRecord:
+    """One result record (schema and worked example: module docstring), fields in file order.
+
+    ``grid`` is a ``(rows, cols)`` tuple and ``repairs`` a list of
+    :class:`~text4seg.descriptors.Repair`; masks stay COCO RLE dicts (decode with
+    :func:`text4seg.data.rle.rle_to_mask`). Build one with :func:`make_record`, read one with
+    :meth:`from_json` (the one validation), write one with :meth:`to_json`.
+    """
+
+    id: str
+    turn: int
+    image: str | None
+    query: str
+    labels: list[str]
+    answer: str
+    scheme: str
+    grid: tuple[int, int]
+    width: int
+    height: int
+    parse_valid: bool
+    repairs: list[Repair]
+    pred_labels: list[str]
+    coarse: dict | None
+    refined: dict | None
+    refined_labels: dict[str, dict] | None
+    num_tokens: int | None
+    constrained: bool | None
+    overlay: str | None
+    mask_png: str | None
+
+    def to_json(self) -> dict:
+        """The JSON object of the record: every key of :data:`RECORD_KEYS`, in that order."""
+        return {
+            "id": self.id,
+            "turn": self.turn,
+            "image": self.image,
+            "query": self.query,
+            "labels": list(self.labels),
+            "answer": self.answer,
+            "scheme": self.scheme,
+            "grid": [self.grid[0], self.grid[1]],
+            "width": self.width,
+            "height": self.height,
+            "parse_valid": self.parse_valid,
+            "repairs": [list(r) for r in self.repairs],
+            "pred_labels": list(self.pred_labels),
+            "coarse": self.coarse,
+            "refined": self.refined,
+            "refined_labels": self.refined_labels,
+            "num_tokens": self.num_tokens,
+            "constrained": self.constrained,
+            "overlay": self.overlay,
+            "mask_png": self.mask_png,
+        }
+
+    @classmethod
+    def from_json(cls, obj, where: str) -> ResultRecord:
+        """The record of one parsed results line, checked (:func:`record_problem`); ``ValueError``
+        ``"<where>: id '<id>': <field>: <problem>"`` (``where``: file and line) otherwise. Fields an older
+        record lacks take their "unknown" value (``turn`` 0, ``query`` "", lists empty, the rest null)."""
+        if not isinstance(obj, dict):
+            raise ValueError(f"{where}: not a result record (a JSON {type(obj).__name__}, not an object)")
+        problem = record_problem(obj)
+        if problem:
+            rid = obj.get("id")
+            who = f" id {rid!r}:" if isinstance(rid, str) or _is_int(rid) else ""
+            raise ValueError(f"{where}:{who} {problem}")
+        get = obj.get
+        return cls(
+            id=str(obj["id"]),
+            turn=int(get("turn", 0)),
+            image=get("image"),
+            query=get("query", ""),
+            labels=list(get("labels", [])),
+            answer=obj["answer"],
+            scheme=obj["scheme"],
+            grid=check_grid(obj["grid"]),
+            width=int(obj["width"]),
+            height=int(obj["height"]),
+            parse_valid=get("parse_valid", False),
+            repairs=[Repair(*r) for r in get("repairs", [])],
+            pred_labels=list(get("pred_labels", [])),
+            coarse=get("coarse"),
+            refined=get("refined"),
+            refined_labels=get("refined_labels"),
+            num_tokens=get("num_tokens"),
+            constrained=get("constrained"),
+            overlay=get("overlay"),
+            mask_png=get("mask_png"),
+        )
+
+    @property
+    def key(self) -> tuple:
+        """The key that names the record (:func:`record_key`)."""
+        return (self.id, self.turn) if self.id else (self.id, self.turn, self.image, self.query)
+
+
+RECORD_KEYS = tuple(f.name for f in fields(ResultRecord))
+
+
 def make_record(
     *,
     id: str,
@@ -182,36 +263,35 @@ def make_record(
     constrained: bool | None = None,
     overlay: str | None = None,
     mask_png: str | None = None,
-) -> dict:
-    """One result record (schema: module docstring) of an answer decoded to ``masks``.
+) -> ResultRecord:
+    """The result record of an answer decoded to ``masks``.
 
     ``refined_map``: the SAM-refined ``(H, W)`` int label map (same ids as ``masks.names``), or None.
     """
     h, w = masks.label_map.shape
     names = masks.names
-    rec = {
-        "id": str(id),
-        "turn": int(turn),
-        "image": image,
-        "query": query,
-        "labels": list(labels),
-        "answer": answer,
-        "scheme": scheme,
-        "grid": [int(grid[0]), int(grid[1])],
-        "width": int(w),
-        "height": int(h),
-        "parse_valid": masks.parse_valid,
-        "repairs": [list(r) for r in masks.decoded.repairs],
-        "pred_labels": names[1:],
-        "coarse": mask_to_rle(masks.mask),
-        "refined": None if refined_map is None else mask_to_rle(refined_map > 0),
-        "refined_labels": None if refined_map is None else label_map_to_rles(refined_map, names),
-        "num_tokens": None if num_tokens is None else int(num_tokens),
-        "constrained": None if constrained is None else bool(constrained),
-        "overlay": overlay,
-        "mask_png": mask_png,
-    }
-    return rec
+    return ResultRecord(
+        id=str(id),
+        turn=int(turn),
+        image=image,
+        query=query,
+        labels=list(labels),
+        answer=answer,
+        scheme=scheme,
+        grid=(int(grid[0]), int(grid[1])),
+        width=int(w),
+        height=int(h),
+        parse_valid=masks.parse_valid,
+        repairs=list(masks.decoded.repairs),
+        pred_labels=names[1:],
+        coarse=mask_to_rle(masks.mask),
+        refined=None if refined_map is None else mask_to_rle(refined_map > 0),
+        refined_labels=None if refined_map is None else label_map_to_rles(refined_map, names),
+        num_tokens=None if num_tokens is None else int(num_tokens),
+        constrained=None if constrained is None else bool(constrained),
+        overlay=overlay,
+        mask_png=mask_png,
+    )
 
 
 BAD_LINES_SUFFIX = ".bad-lines.txt"
@@ -313,8 +393,9 @@ def user_questions(messages) -> list[str]:
 
 
 def record_key(rec: dict) -> tuple:
-    """The key that names one result record: ``(id, turn)``; a record without an id (``id == ""``, a
-    ``swift infer`` row decoded without one) is named by ``("", turn, image, query)`` instead."""
+    """The key that names one result record's JSON object (:attr:`ResultRecord.key` of a read one):
+    ``(id, turn)``; a record without an id (``id == ""``, a ``swift infer`` row decoded without one) is
+    named by ``("", turn, image, query)`` instead."""
     key = (str(rec["id"]), int(rec.get("turn", 0)))
     return key if key[0] else (*key, rec.get("image"), rec.get("query", ""))
 
@@ -358,8 +439,16 @@ def record_problem(rec: dict) -> str | None:
         ("image", (str, type(None)), "a path or null"),
         ("query", (str,), "a string"),
         ("num_tokens", (int, type(None)), "an int or null"),
+        ("overlay", (str, type(None)), "a relative path or null"),
+        ("mask_png", (str, type(None)), "a relative path or null"),
     ):
         if k in rec and (not isinstance(rec[k], types) or isinstance(rec[k], bool)):
+            return f"{k}: expected {want}, got {type(rec[k]).__name__} {str(rec[k])[:40]!r}"
+    for k, types, want in (
+        ("parse_valid", (bool,), "true or false"),
+        ("constrained", (bool, type(None)), "a bool or null"),
+    ):
+        if k in rec and not isinstance(rec[k], types):
             return f"{k}: expected {want}, got {type(rec[k]).__name__} {str(rec[k])[:40]!r}"
     for k in ("labels", "pred_labels"):
         if k in rec and not (isinstance(rec[k], list) and all(isinstance(x, str) for x in rec[k])):
@@ -382,30 +471,24 @@ def record_problem(rec: dict) -> str | None:
     return None
 
 
-def iter_records(path: str | os.PathLike) -> list[tuple[int, dict]]:
-    """``(line, record)`` of a results JSONL, each checked with :func:`record_problem`; ``ValueError``
-    names the file, line, id (when readable) and field of the first bad one, or an empty file."""
+def iter_records(path: str | os.PathLike, allow_empty: bool = False) -> list[tuple[int, ResultRecord]]:
+    """``(line, record)`` of a results JSONL, each read with :meth:`ResultRecord.from_json`; ``ValueError``
+    names the file, line, id (when readable) and field of the first bad one, or an empty file (unless
+    ``allow_empty``)."""
     from text4seg.data.records import iter_jsonl
 
-    out = []
-    for n, rec in iter_jsonl(path):
-        problem = record_problem(rec)
-        if problem:
-            rid = rec.get("id")
-            who = f" id {rid!r}:" if isinstance(rid, str) or _is_int(rid) else ""
-            raise ValueError(f"{path}:{n}:{who} {problem}")
-        out.append((n, rec))
-    if not out:
+    out = [(n, ResultRecord.from_json(obj, f"{path}:{n}")) for n, obj in iter_jsonl(path)]
+    if not out and not allow_empty:
         raise ValueError(f"{path} has no result records (an empty file?)")
     return out
 
 
-def load_records(path: str | os.PathLike) -> list[dict]:
+def load_records(path: str | os.PathLike, allow_empty: bool = False) -> list[ResultRecord]:
     """The records of a results JSONL, checked as by :func:`iter_records`."""
-    return [rec for _, rec in iter_records(path)]
+    return [rec for _, rec in iter_records(path, allow_empty)]
 
 
-def repair_report(records: Iterable[dict]) -> dict:
+def repair_report(records: Iterable[ResultRecord]) -> dict:
     """``{"answers", "parse_valid", "answers_repaired", <repair kind>: answers with it, ...}`` of records.
 
     The per-kind counts are :func:`text4seg.descriptors.count_repairs` of the records' repairs.
@@ -414,8 +497,8 @@ def repair_report(records: Iterable[dict]) -> dict:
     decoded = []
     for rec in records:
         answers += 1
-        valid += bool(rec.get("parse_valid"))
-        decoded.append(Decoded([], (0, 0), [Repair(*r) for r in rec.get("repairs", [])]))
+        valid += bool(rec.parse_valid)
+        decoded.append(Decoded([], (0, 0), list(rec.repairs)))
     counts = count_repairs(decoded)
     repaired = counts.pop("answers_repaired")
     return {
@@ -424,7 +507,3 @@ def repair_report(records: Iterable[dict]) -> dict:
         "answers_repaired": repaired,
         **dict(sorted(counts.items())),
     }
-
-
-# ---------------------------------------------------------------------------------------- pictures
-# save_overlay, save_mask_png and save_png live in text4seg.data.overlay (imported above: old names)

@@ -14,9 +14,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from text4seg.data.results import answer_to_masks
+from text4seg.data.results import ResultRecord, answer_to_masks
 from text4seg.data.rle import rle_to_mask
-from text4seg.descriptors import DEFAULT_GRID, DEFAULT_SCHEME
 from text4seg.evaluation.metrics import mask_stats
 
 KINDS = ("point", "scribble", "box", "mask")
@@ -39,7 +38,7 @@ def _summary(stats: Sequence[dict]) -> dict:
     }
 
 
-def score_interactive(items: Sequence[tuple[dict, dict]]) -> tuple[dict, list[dict]]:
+def score_interactive(items: Sequence[tuple[ResultRecord, dict]]) -> tuple[dict, list[dict]]:
     """``(scores, per-sample rows)`` over ``(record, row meta)`` pairs.
 
     ``scores = {"coarse": {kind: {"n", "miou", "ciou"}, ..., "all": {...}}, "refined": ... | None}``.
@@ -47,17 +46,15 @@ def score_interactive(items: Sequence[tuple[dict, dict]]) -> tuple[dict, list[di
     per = {"coarse": {}, "refined": {}}
     rows = []
     for rec, meta in items:
-        h, w = int(rec["height"]), int(rec["width"])
+        h, w = rec.height, rec.width
         gt = rle_to_mask(meta["gt"]["masks"][0])
         if gt.shape != (h, w):
-            raise ValueError(f"sample {rec.get('id')!r}: ground truth is {gt.shape}, prediction {h}x{w}")
-        am = answer_to_masks(
-            rec["answer"], h, w, tuple(rec.get("grid", DEFAULT_GRID)), rec.get("scheme", DEFAULT_SCHEME)
-        )
+            raise ValueError(f"sample {rec.id!r}: ground truth is {gt.shape}, prediction {h}x{w}")
+        am = answer_to_masks(rec.answer, h, w, rec.grid, rec.scheme)
         kind = prompt_kind(meta)
-        row = {"id": str(rec["id"]), "turn": int(rec.get("turn", 0)), "task": "interactive"}
+        row = {"id": rec.id, "turn": rec.turn, "task": "interactive"}
         row |= {"kind": kind, "parse_valid": am.parse_valid}
-        refined = rle_to_mask(rec["refined"]) if rec.get("refined") else None
+        refined = rle_to_mask(rec.refined) if rec.refined else None
         for name, pm in (("coarse", am.mask), ("refined", refined)):
             if pm is None:
                 continue

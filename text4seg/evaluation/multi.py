@@ -23,32 +23,35 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from text4seg.data.results import ResultRecord
 from text4seg.data.rle import rle_to_mask
-from text4seg.descriptors import DEFAULT_GRID, DEFAULT_SCHEME, normalize_label
+from text4seg.descriptors import normalize_label
 from text4seg.descriptors.multi import decode_multi, entry_masks
 from text4seg.evaluation.metrics import aggregate_referring, mask_stats
 
 
-def multi_item_stats(record: dict, labels: Sequence[str], gt_rles: Sequence[dict]) -> tuple[list[dict], dict]:
+def multi_item_stats(
+    record: ResultRecord, labels: Sequence[str], gt_rles: Sequence[dict]
+) -> tuple[list[dict], dict]:
     """``(per-expression mask_stats, per-sample row)`` of one result record of a multi answer.
 
     ``labels``: the asked expressions' labels in order; ``gt_rles``: their COCO RLE targets.
     """
     if len(labels) != len(gt_rles):
-        raise ValueError(f"sample {record.get('id')!r}: {len(labels)} labels but {len(gt_rles)} masks")
-    h, w = int(record["height"]), int(record["width"])
+        raise ValueError(f"sample {record.id!r}: {len(labels)} labels but {len(gt_rles)} masks")
+    h, w = record.height, record.width
     entries = decode_multi(
-        record["answer"],
+        record.answer,
         len(labels),
-        tuple(record.get("grid", DEFAULT_GRID)),
-        record.get("scheme", DEFAULT_SCHEME),
+        record.grid,
+        record.scheme,
     )
     preds = entry_masks(entries, h, w)
     stats = []
     for j, (pm, rle) in enumerate(zip(preds, gt_rles)):
         gt = rle_to_mask(rle)
         if gt.shape != (h, w):
-            raise ValueError(f"sample {record.get('id')!r} expression {j + 1}: ground truth is {gt.shape}")
+            raise ValueError(f"sample {record.id!r} expression {j + 1}: ground truth is {gt.shape}")
         stats.append(mask_stats(pm, gt))
     row = {
         "parse_valid": all(e.found for e in entries)
@@ -63,13 +66,15 @@ def multi_item_stats(record: dict, labels: Sequence[str], gt_rles: Sequence[dict
     return stats, row
 
 
-def score_multi(items: Sequence[tuple[dict, Sequence[str], Sequence[dict]]]) -> tuple[dict, list[dict]]:
+def score_multi(
+    items: Sequence[tuple[ResultRecord, Sequence[str], Sequence[dict]]],
+) -> tuple[dict, list[dict]]:
     """``(scores, per-sample rows)`` over ``(record, labels, gt_rles)`` items (module docstring)."""
     all_stats, rows = [], []
     for rec, labels, rles in items:
         stats, row = multi_item_stats(rec, labels, rles)
         all_stats.extend(stats)
-        rows.append({"id": str(rec["id"]), "turn": int(rec.get("turn", 0)), "task": "multi", **row})
+        rows.append({"id": rec.id, "turn": rec.turn, "task": "multi", **row})
     out = aggregate_referring(all_stats)
     out["answers"] = len(rows)
     out["missing_lines"] = sum(r["missing_lines"] for r in rows)

@@ -32,11 +32,13 @@ prediction ``[5, 5, 0, 5]`` (segment 5 = category 7): intersection 2, void overl
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from text4seg.descriptors import DEFAULT_GRID
+if TYPE_CHECKING:
+    from text4seg.data.results import ResultRecord
 
 KEYS = ("pq", "sq", "rq", "n")
 
@@ -164,17 +166,7 @@ def id_map_from_masks(masks: Sequence[np.ndarray], shape: tuple[int, int]) -> np
     return out
 
 
-def category_segments(labels: Mapping[int, str], categories: Mapping[str, int]) -> dict[int, int]:
-    """``{segment id: category id}`` from segment labels (class names) through ``categories``."""
-    out = {}
-    for sid, name in labels.items():
-        if name not in categories:
-            raise ValueError(f"segment {sid}: unknown category {name!r}; known: {sorted(categories)[:20]}")
-        out[int(sid)] = int(categories[name])
-    return out
-
-
-def score_panoptic(items: Sequence[tuple[dict, dict]]) -> tuple[dict, list[dict]]:
+def score_panoptic(items: Sequence[tuple[ResultRecord, dict]]) -> tuple[dict, list[dict]]:
     """``(scores, per-sample rows)`` of panoptic result records against built rows (``coco-panoptic``).
 
     ``items``: ``(record, row meta)``. Ground truth: segment ``i`` is ``gt.masks[i]`` with category
@@ -186,7 +178,6 @@ def score_panoptic(items: Sequence[tuple[dict, dict]]) -> tuple[dict, list[dict]
     """
     from text4seg.data.results import answer_to_masks, rles_to_label_map
     from text4seg.data.rle import rle_to_mask
-    from text4seg.descriptors import DEFAULT_SCHEME
     from text4seg.descriptors.instances import parse_instance_label
 
     cats: dict[str, int] = {}
@@ -198,11 +189,11 @@ def score_panoptic(items: Sequence[tuple[dict, dict]]) -> tuple[dict, list[dict]
     gts, preds = [], {"coarse": [], "refined": []}
     rows = []
     for rec, meta in items:
-        h, w = int(rec["height"]), int(rec["width"])
+        h, w = rec.height, rec.width
         gt = meta["gt"]
         masks = [rle_to_mask(m) for m in gt["masks"]]
         if any(m.shape != (h, w) for m in masks):
-            raise ValueError(f"sample {rec.get('id')!r}: a ground-truth mask is not {h}x{w}")
+            raise ValueError(f"sample {rec.id!r}: a ground-truth mask is not {h}x{w}")
         names = [parse_instance_label(lab)[0] for lab in meta["labels"]]
         things.update(cat(c) for c in gt.get("classes", []))
         gts.append(
@@ -212,12 +203,10 @@ def score_panoptic(items: Sequence[tuple[dict, dict]]) -> tuple[dict, list[dict]
                 {i + 1 for i in gt.get("ignore", [])},
             )
         )
-        am = answer_to_masks(
-            rec["answer"], h, w, tuple(rec.get("grid", DEFAULT_GRID)), rec.get("scheme", DEFAULT_SCHEME)
-        )
+        am = answer_to_masks(rec.answer, h, w, rec.grid, rec.scheme)
         maps = {"coarse": (am.label_map, am.names)}
-        if rec.get("refined_labels") is not None:
-            maps["refined"] = rles_to_label_map(rec["refined_labels"], h, w)
+        if rec.refined_labels is not None:
+            maps["refined"] = rles_to_label_map(rec.refined_labels, h, w)
         for kind, (lmap, lnames) in maps.items():
             segs = {}
             for k, lab in enumerate(lnames):
@@ -228,7 +217,7 @@ def score_panoptic(items: Sequence[tuple[dict, dict]]) -> tuple[dict, list[dict]
                 if num:
                     things.add(segs[k])
             preds[kind].append((len(gts) - 1, (lmap.astype(np.int64), segs)))
-        row = {"id": str(rec["id"]), "turn": int(rec.get("turn", 0)), "task": "panoptic"}
+        row = {"id": rec.id, "turn": rec.turn, "task": "panoptic"}
         rows.append(row | {"parse_valid": am.parse_valid, "segments": len(am.names) - 1})
     out = {}
     for kind, plist in preds.items():

@@ -2,8 +2,10 @@
 
 The page (no external assets; every picture is an inline ``data:image/png`` URL) has
 
-1. the metrics table (the dict of :func:`text4seg.evaluation.evaluate.evaluate`: raw and SAM-refined side
-   by side, plus the sample counts, strict-parse share and repair counts);
+1. the metrics tables (the dict of :func:`text4seg.evaluation.evaluate.evaluate`: the sample counts,
+   strict-parse share and repair counts, then every section present, as the printed table shows it
+   (:func:`text4seg.evaluation.scorers.tables`): referring, Ref-ZOM, semantic, multi-expression,
+   interactive, panoptic PQ/SQ/RQ, instance (Hungarian), video J/F/J&F; raw and SAM-refined side by side);
 2. a histogram of per-sample IoU (an inline SVG; 10 bins of width 0.1, the last one closed: ``[0.9, 1]``),
    raw bars and, when refinement ran, refined bars beside them;
 3. a gallery sorted worst first (by the refined IoU when present, else the raw IoU; samples without a
@@ -28,15 +30,10 @@ from pathlib import Path
 from text4seg.data.images import load_rgb
 from text4seg.data.overlay import overlay_image, png_bytes
 from text4seg.data.records import AtomicWriter, read_jsonl
-from text4seg.data.results import (
-    answer_to_masks,
-    check_grid,
-    iter_records,
-    record_key,
-    rles_to_label_map,
-)
+from text4seg.data.results import ResultRecord, answer_to_masks, iter_records, rles_to_label_map
 from text4seg.data.rle import rle_to_mask
-from text4seg.descriptors import DEFAULT_GRID, DEFAULT_SCHEME
+from text4seg.evaluation.ground_truth import join_key, load_ground_truth
+from text4seg.evaluation.scorers import tables
 
 BINS = 10
 MID = 'text-anchor="middle"'
@@ -104,17 +101,12 @@ def _metrics_table(metrics: dict) -> str:
     out = ['<table class="m"><tr><th colspan="2">overview</th></tr>']
     out += [f"<tr><td>{html.escape(k)}</td><td>{_fmt(v)}</td></tr>" for k, v in rows]
     out.append("</table>")
-    for section in ("referring", "semantic"):
-        block = metrics.get(section)
-        if not block:
-            continue
-        coarse, refined = block.get("coarse") or {}, block.get("refined") or {}
-        out.append(f'<table class="m"><tr><th>{section}</th><th>raw</th><th>SAM-refined</th></tr>')
-        for k, v in coarse.items():
-            if isinstance(v, (int, float)) or v is None:
-                out.append(
-                    f"<tr><td>{html.escape(k)}</td><td>{_fmt(v)}</td><td>{_fmt(refined.get(k))}</td></tr>"
-                )
+    for table in tables(metrics):
+        head = "".join(f"<th>{html.escape(c)}</th>" for c in table.columns)
+        out.append(f'<table class="m"><tr><th>{html.escape(table.title)}</th>{head}</tr>')
+        for name, values in table.rows:
+            cells = "".join(f"<td>{_fmt(v)}</td>" for v in values)
+            out.append(f"<tr><td>{html.escape(name)}</td>{cells}</tr>")
         out.append("</table>")
     skip = ("answers", "parse_valid")
     reps = {k: v for k, v in (metrics.get("repairs") or {}).items() if v and k not in skip}
@@ -130,36 +122,35 @@ def _iou(row: dict, kind: str):
     return None if v is None else float(v)
 
 
-def _card(rec: dict, row: dict, gt: dict | None, rank: int, line: str = "record") -> str:
+def _card(rec: ResultRecord, row: dict, gt: dict | None, rank: int, line: str = "record") -> str:
     """One gallery card; ``line`` (file:line of the record) names the source of any error. The image is
     opened through :func:`text4seg.data.images.load_rgb` (size checked from the header first)."""
-    h, w = int(rec["height"]), int(rec["width"])
-    grid = check_grid(rec.get("grid") or DEFAULT_GRID, f"{line}: grid")
-    am = answer_to_masks(rec["answer"], h, w, grid, rec.get("scheme") or DEFAULT_SCHEME)
+    h, w = rec.height, rec.width
+    am = answer_to_masks(rec.answer, h, w, rec.grid, rec.scheme)
     refined = None
-    if rec.get("refined_labels") is not None:
-        refined = rles_to_label_map(rec["refined_labels"], h, w, f"{line}: refined_labels")[0]
-    elif rec.get("refined"):
-        refined = rle_to_mask(rec["refined"], f"{line}: refined")
+    if rec.refined_labels is not None:
+        refined = rles_to_label_map(rec.refined_labels, h, w, f"{line}: refined_labels")[0]
+    elif rec.refined:
+        refined = rle_to_mask(rec.refined, f"{line}: refined")
     gt_mask = rle_to_mask(gt["rle"], gt.get("rle_where", "ground truth")) if gt and gt.get("rle") else None
-    image = rec.get("image")
+    image = rec.image
     if image is not None and os.path.isfile(image):
         image = load_rgb(image, f"{line}: image {image}")
     else:
         image = None
     pic = overlay_image(
-        image, am.mask, refined, label_map=am.label_map, names=am.names, query=rec.get("query") or "",
-        gt=gt_mask, grid=grid, min_side=160, max_side=360,
+        image, am.mask, refined, label_map=am.label_map, names=am.names, query=rec.query,
+        gt=gt_mask, grid=rec.grid, min_side=160, max_side=360,
     )  # fmt: skip
     url = "data:image/png;base64," + base64.b64encode(png_bytes(pic)).decode("ascii")
     raw, ref = _iou(row, "coarse"), _iou(row, "refined")
     score = f"IoU raw {_fmt(raw)}" + ("" if ref is None else f" · refined {_fmt(ref)}")
-    reps = "; ".join(f"{r[0]}" + ("" if r[1] is None else f" (row {r[1]})") for r in rec.get("repairs", []))
-    ans = rec["answer"] if len(rec["answer"]) <= 300 else rec["answer"][:300] + "…"
+    reps = "; ".join(r.kind + ("" if r.row is None else f" (row {r.row})") for r in rec.repairs)
+    ans = rec.answer if len(rec.answer) <= 300 else rec.answer[:300] + "…"
     return (
-        f'<div class="card" data-rank="{rank}"><div class="hd">#{rank} {html.escape(str(rec["id"]))} '
-        f"turn {rec.get('turn', 0)} — {score}</div>"
-        f'<img src="{url}" alt="overlay of {html.escape(str(rec["id"]))}">'
+        f'<div class="card" data-rank="{rank}"><div class="hd">#{rank} {html.escape(rec.id)} '
+        f"turn {rec.turn} — {score}</div>"
+        f'<img src="{url}" alt="overlay of {html.escape(rec.id)}">'
         f'<pre>{html.escape(ans)}</pre><div class="rp">repairs: {html.escape(reps) or "none"}</div></div>'
     )
 
@@ -180,6 +171,19 @@ table.m th { background: #eceff1; } table.m td + td { text-align: right; font-va
 """
 
 
+def _records_by_key(pred_path, gt_path, root) -> dict:
+    """``{ground-truth key: (file:line, record)}`` of the results, and ``{None: ground truth entries}``."""
+    gts = load_ground_truth(gt_path, root)
+    by_question: dict[tuple, list] = {}
+    for key, g in gts.items():
+        by_question.setdefault((g["image"], g["query"]), []).append(key)
+    recs: dict = {None: gts}
+    for n, r in iter_records(pred_path):
+        key = join_key(r, f"{pred_path}:{n}", gts, by_question, root) or r.key
+        recs.setdefault(key, (f"{pred_path}:{n}", r))
+    return recs
+
+
 def write_report(
     path: str | os.PathLike,
     pred_path: str | os.PathLike,
@@ -196,19 +200,9 @@ def write_report(
     ``per_sample``: the rows of ``per_sample.jsonl`` (or its path); ``root``: folder of relative
     ground-truth paths (as for :func:`evaluate`).
     """
-    from text4seg.evaluation.evaluate import load_ground_truth
-
     rows = list(read_jsonl(per_sample)) if isinstance(per_sample, (str, os.PathLike)) else list(per_sample)
-    from text4seg.evaluation.evaluate import join_key
-
-    gts = load_ground_truth(gt_path, root)
-    by_question: dict[tuple, list] = {}
-    for key, g in gts.items():
-        by_question.setdefault((g["image"], g["query"]), []).append(key)
-    recs = {}
-    for n, r in iter_records(pred_path):
-        key = join_key(r, f"{pred_path}:{n}", gts, by_question, root) or record_key(r)
-        recs.setdefault(key, (f"{pred_path}:{n}", r))
+    recs = {} if "video" in metrics else _records_by_key(pred_path, gt_path, root)
+    gts = recs.pop(None, {})
     raw = [v for v in (_iou(r, "coarse") for r in rows) if v is not None]
     ref = [v for v in (_iou(r, "refined") for r in rows) if v is not None]
 

@@ -225,7 +225,7 @@ def decode_jsonl(
                 mask_png=mask_png,
             )
             records.append(rec)
-            wr.write(json.dumps(rec, ensure_ascii=False))
+            wr.write(json.dumps(rec.to_json(), ensure_ascii=False))
     report = repair_report(records)
     with AtomicWriter(out / "repairs.json") as wr:
         wr.write(json.dumps(report, indent=2))

@@ -9,7 +9,7 @@ the output folder that holds one. Rules:
 * a last line without its newline (a worker killed mid-write) is skipped and counted, like a resume
   does; a broken line elsewhere is an error naming the file and line;
 * every record is checked as ``text4seg evaluate`` checks it
-  (:func:`~text4seg.data.results.record_problem`): a wrong type is an error naming the file, line,
+  (:meth:`~text4seg.data.results.ResultRecord.from_json`): a wrong type is an error naming the file, line,
   id and field; a record without an id (``text4seg decode`` of ``swift infer`` output) is keyed by
   ``(turn, image, query)`` instead;
 * ``overlay`` / ``mask_png`` paths (relative to their shard's folder) are rewritten relative to
@@ -28,7 +28,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from text4seg.data.records import AtomicWriter, iter_lines, parse_line
-from text4seg.data.results import RESULTS_NAME, record_key, record_problem
+from text4seg.data.results import RESULTS_NAME, ResultRecord, record_key
+
+COMPLETE = ("answer", "width", "height", "grid", "scheme")  # a record evaluate can score
 
 
 def _results_file(p: str | os.PathLike) -> Path:
@@ -52,8 +54,9 @@ def _records(path: Path):
         rec = parse_line(raw, path, n)
         if "id" not in rec:
             raise ValueError(f"{path}:{n}: not a result record (no 'id')")
-        problem = _problem(rec)
-        if problem:
+        if all(k in rec for k in COMPLETE):  # checked in full, as evaluate checks it
+            ResultRecord.from_json(rec, f"{path}:{n}")
+        elif problem := _problem(rec):
             who = f" id {rec['id']!r}:" if isinstance(rec["id"], (str, int)) and rec["id"] is not True else ""
             raise ValueError(f"{path}:{n}:{who} {problem}")
         for k in ("overlay", "mask_png"):
@@ -65,10 +68,8 @@ def _records(path: Path):
 
 
 def _problem(rec: dict) -> str | None:
-    """Why a record cannot be merged: the fields merge reads (``id``, ``turn``, ``answer``) of the wrong
-    type; a complete record (every field evaluate needs) is checked in full, as evaluate checks it."""
-    if all(k in rec for k in ("answer", "width", "height", "grid", "scheme")):
-        return record_problem(rec)
+    """Why an incomplete record (one lacking a field of :data:`COMPLETE`) cannot be merged: the fields
+    merge reads (``id``, ``turn``, ``answer``) of the wrong type."""
     rid, turn = rec["id"], rec.get("turn", 0)
     if isinstance(rid, bool) or not isinstance(rid, (str, int)):
         return f"id: expected a string, got {type(rid).__name__} {str(rid)[:60]!r}"

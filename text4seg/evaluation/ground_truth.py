@@ -1,0 +1,162 @@
+"""The ground truth of ``text4seg evaluate``: built rows read, checked and keyed, and the join of result
+records with them.
+
+:func:`load_ground_truth` gives ``{(id, turn): entry}``; :func:`join_key` finds a record's entry: by
+``(text4seg.id, turn)``, or, for a record without an id (``id == ""``: a ``swift infer`` row decoded by
+``text4seg decode``, whose ``text4seg`` block ms-swift dropped), by the ground-truth query with the same
+image path and question (the user message without ``<image>``); two such queries are an error, never a
+guess. :func:`check_same_grid` refuses a record decoded on another grid or scheme than its row was built
+with (its scores would be silently wrong). The ground truth of turn ``t`` is ``text4seg.gt.masks[t]``
+(full resolution COCO RLE) for referring tasks, and the label-map PNG ``text4seg.gt.label_map`` (pixel
+value ``v`` is class ``classes[v]``, values in ``gt.ignore`` ignored) for ``semantic`` and ``instance``
+rows; the peers' tasks read the row's ``text4seg`` block (``entry["meta"]``). Relative paths resolve
+against ``root``.
+"""
+
+from __future__ import annotations
+
+import os
+
+from text4seg.data.queries import turn_labels
+from text4seg.data.records import check_image_size, iter_jsonl
+from text4seg.data.results import ResultRecord, check_grid, user_questions
+from text4seg.data.rle import check_rle
+from text4seg.descriptors import SCHEMES
+
+PEER_TASKS = ("multi", "interactive", "panoptic")  # scored from the row's own fields (entry["meta"])
+LABEL_MAP_TASKS = ("semantic", "instance")  # ground truth: a label-map PNG
+
+
+def _resolve(path: str, root: str | os.PathLike | None) -> str:
+    return path if (root is None or os.path.isabs(path)) else os.path.join(root, path)
+
+
+def _gt_problem(meta, where: str) -> str | None:
+    """Why a built row's ``text4seg`` block cannot serve as ground truth, as ``"<field>: <problem>"``."""
+    if meta is not None and not isinstance(meta, dict):
+        return f"text4seg: expected an object, got {type(meta).__name__} {str(meta)[:60]!r}"
+    if not isinstance(meta, dict) or "gt" not in meta:
+        return "no text4seg.gt (is this a built JSONL?)"
+    rid = meta.get("id")
+    if isinstance(rid, bool) or not isinstance(rid, (str, int)):
+        return f"text4seg.id: expected a string, got {type(rid).__name__} {str(rid)[:60]!r}"
+    gt = meta["gt"]
+    if not isinstance(gt, dict):
+        return f"text4seg.gt: expected an object, got {type(gt).__name__}"
+    if not isinstance(meta.get("task", "res"), str):
+        return f"text4seg.task: expected a string, got {str(meta['task'])[:60]!r}"
+    for k in ("labels", "asked"):
+        if meta.get(k) is not None and not isinstance(meta[k], list):
+            return f"text4seg.{k}: expected a list of labels, got {str(meta[k])[:60]!r}"
+    if meta.get("scheme") is not None and (
+        not isinstance(meta["scheme"], str) or meta["scheme"] not in SCHEMES
+    ):
+        return f"text4seg.scheme: unknown scheme {str(meta['scheme'])[:60]!r}"
+    try:
+        if meta.get("grid") is not None:
+            check_grid(meta["grid"], "text4seg.grid")
+        if meta.get("width") is not None or meta.get("height") is not None:
+            check_image_size(meta.get("height"), meta.get("width"), "text4seg.height/width")
+        masks = gt.get("masks") or []
+        if not isinstance(masks, list):
+            return f"text4seg.gt.masks: expected a list of COCO RLE, got {type(masks).__name__}"
+        for j, m in enumerate(masks):
+            check_rle(m, f"text4seg.gt.masks[{j}]")
+    except ValueError as exc:
+        return str(exc)
+    if gt.get("label_map") is not None and not isinstance(gt["label_map"], str):
+        return f"text4seg.gt.label_map: expected a path, got {type(gt['label_map']).__name__}"
+    if not isinstance(gt.get("classes", []), list):
+        return f"text4seg.gt.classes: expected a list of class names, got {str(gt['classes'])[:60]!r}"
+    ignore = gt.get("ignore", [])
+    if not (isinstance(ignore, list) and all(type(v) is int for v in ignore)):
+        return f"text4seg.gt.ignore: expected a list of pixel values, got {str(ignore)[:60]!r}"
+    return None
+
+
+def _join_image(row: dict, root) -> str | None:
+    """The normalised image path of a row or record (the join key of records without an id)."""
+    images = row.get("images")
+    first = images[0] if isinstance(images, list) and images else row.get("image")
+    path = first.get("path") if isinstance(first, dict) else first
+    if not isinstance(path, str) or not path:
+        return None
+    return os.path.realpath(_resolve(path, root))
+
+
+def load_ground_truth(gt_path: str | os.PathLike, root=None) -> dict[tuple[str, int], dict]:
+    """``{(id, turn): {"task", "labels", "mask" | ("label_map", "classes", "ignore")}}`` (lazy masks:
+    ``"rle"`` / ``"label_map"`` paths are decoded by the caller). Each entry also carries ``where``
+    (file, line and id, for errors), ``image`` and ``query`` (the join of records without an id), and
+    the ``grid`` and ``scheme`` the row was built with (None when the row does not say).
+
+    Every row is checked first (types, sizes, RLE forms; nothing decoded): ``ValueError`` naming the file,
+    line, id and field."""
+    out: dict[tuple[str, int], dict] = {}
+    for n, row in iter_jsonl(gt_path):
+        meta = row.get("text4seg")
+        problem = _gt_problem(meta, f"{gt_path}:{n}")
+        if problem:
+            rid = meta.get("id") if isinstance(meta, dict) else None
+            who = f" id {rid!r}:" if isinstance(rid, (str, int)) and not isinstance(rid, bool) else ""
+            raise ValueError(f"{gt_path}:{n}:{who} {problem}")
+        gt, task = meta["gt"], meta.get("task", "res")
+        where = f"{gt_path}:{n}: id {meta['id']!r}"
+        questions = user_questions(row.get("messages"))
+        turns = len(questions) or 1
+        image = _join_image(row, root)
+        grid = check_grid(meta["grid"]) if meta.get("grid") is not None else None
+        for t in range(turns):
+            entry = {"task": task, "labels": turn_labels(meta, t, turns), "width": meta.get("width")}
+            entry["dataset"] = str((meta.get("source") or {}).get("dataset", ""))
+            entry.update(where=where, image=image, query=questions[t] if questions else "")
+            entry.update(grid=grid, scheme=meta.get("scheme"))
+            entry["meta"] = meta  # the peers' scorers read the row's own fields
+            if task in LABEL_MAP_TASKS:
+                if not gt.get("label_map"):
+                    raise ValueError(f"{where}: text4seg.gt.label_map: missing (a {task} row)")
+                entry.update(
+                    label_map=_resolve(gt["label_map"], root),
+                    classes=list(gt.get("classes", [])),
+                    ignore=list(gt.get("ignore", [])),
+                )
+            elif task not in PEER_TASKS:  # referring: the turn's mask
+                masks = gt.get("masks") or []
+                if t >= len(masks):
+                    continue  # no stored mask for this turn: not scorable
+                entry["rle"] = masks[t]
+                entry["rle_where"] = f"{where}: text4seg.gt.masks[{t}]"
+            out[(str(meta["id"]), t)] = entry
+    return out
+
+
+def join_key(rec: ResultRecord, line: str, gts: dict[tuple[str, int], dict], by_question: dict, root=None):
+    """The ground-truth key of one record: ``(id, turn)``; a record without an id (``swift infer``
+    output decoded by ``text4seg decode``) joins the ground-truth query with the same image and question
+    (``by_question``), and two such queries are an error (which one?). None: no ground truth."""
+    if rec.id:
+        return rec.id, rec.turn
+    image = _join_image({"image": rec.image}, root)
+    keys = by_question.get((image, rec.query), [])
+    if len(keys) > 1:
+        ids = ", ".join(repr(k[0]) for k in keys[:4])
+        raise ValueError(
+            f"{line}: id: the record has no id and {len(keys)} ground-truth queries have its image "
+            f"{rec.image!r} and question {rec.query[:80]!r} (ids {ids}): the join is "
+            "ambiguous; decode rows that keep their text4seg.id"
+        )
+    return keys[0] if keys else None
+
+
+def check_same_grid(rec: ResultRecord, g: dict, line: str) -> None:
+    """Refuse a record decoded on another grid or scheme than its ground-truth row was built with."""
+    grid, scheme = rec.grid, rec.scheme
+    if (g["grid"] is None or g["grid"] == grid) and (g["scheme"] is None or g["scheme"] == scheme):
+        return
+    want_grid = g["grid"] or grid
+    raise ValueError(
+        f"{line}: id {rec.id!r}: grid/scheme: the answer was decoded on grid {grid[0]}x{grid[1]} "
+        f"scheme {scheme}, the ground truth ({g['where']}) was built with grid {want_grid[0]}x{want_grid[1]} "
+        f"scheme {g['scheme'] or scheme}: decode again with --grid {want_grid[0]}x{want_grid[1]} "
+        f"--scheme {g['scheme'] or scheme}"
+    )

@@ -1,0 +1,397 @@
+"""The scorer registry of ``text4seg evaluate``: one :class:`Scorer` per task, used by :func:`evaluate`,
+the printed table and the HTML report alike.
+
+Interface
+---------
+``SCORERS: dict[str, Scorer]`` maps a scorer name to its scorer. :func:`scorers_of` names the scorers
+of one ground-truth entry (:func:`text4seg.evaluation.ground_truth.load_ground_truth`): its task when
+that is a key of ``SCORERS`` (``semantic``, ``multi``, ``interactive``, ``panoptic``), ``referring`` for
+every other task (res, gres, reason, shapes...), and also ``instance`` for a label-map row whose classes
+are instance-numbered (``"<name> <k>"``: ``coco-format --task instance``). A :class:`Scorer` is
+
+* ``path``: where its scores go in ``metrics.json`` (``("peers", "multi")``: ``metrics["peers"]["multi"]``);
+* ``collect(pairs, options) -> (state, rows)``: scores the joined :class:`Pair` s (record, ground-truth
+  entry, key, ``file:line``) of its task, in record order; ``rows`` go to ``per_sample.jsonl``;
+* ``summarise(state, options, entries) -> dict | None``: the section's scores (``entries``: every
+  ground-truth entry, e.g. for the class list);
+* ``show(scores) -> list[Table]``: what the printed table and the report show of them: ``Table(title,
+  columns, rows)`` with ``rows = [(name, [value per column]), ...]``.
+
+``video`` has no pairs: ``text4seg predict --video`` writes ``video_results.jsonl`` records (one per
+video and expression), scored whole by :func:`text4seg.evaluation.video.evaluate_video`; the registry
+holds its ``path`` and ``show``. :func:`tables` walks the registry over a metrics dict: every section
+present is shown.
+
+Scores (conventions in :mod:`text4seg.evaluation.metrics`):
+
+* referring: cIoU, gIoU, N-acc, T-acc, Pr@0.5..0.9, and REC ``rec_acc@0.5`` (the mask's box against
+  the ground-truth mask's box, pixel-edge boxes, exclusive max) on targeted samples; Ref-ZOM rows
+  (``source.dataset == "ref-zom"``) add ``refzom`` (:func:`text4seg.evaluation.multi.refzom_scores`).
+* semantic: per-class I and U summed over the set, mIoU over the benchmark's classes; the background
+  class (``others``) takes part in the confusion but is left out of the headline mean unless
+  ``semantic_background``; ``miou_with_background`` (K = 21 / 60 / 151 for VOC-20 / PC-59 / ADE-150, as
+  the official evaluation) and ``miou_without_background`` are always reported; ignored pixels count
+  nowhere; a predicted label that is not a benchmark class is wrong on its pixels.
+* instance: Hungarian one-to-one matching within each class (:mod:`text4seg.evaluation.instances`) of
+  the answer's numbered instances (PIL-nearest painting) against the label map's instances.
+* multi, interactive, panoptic: :mod:`~text4seg.evaluation.multi`, :mod:`~text4seg.evaluation.interactive`,
+  :mod:`~text4seg.evaluation.panoptic` (PQ, SQ, RQ).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from text4seg.data.images import open_image
+from text4seg.data.results import ResultRecord, answer_to_masks, rles_to_label_map, select_labels
+from text4seg.data.rle import rle_to_mask
+from text4seg.descriptors import BACKGROUND, decode, normalize_label
+from text4seg.evaluation.ground_truth import LABEL_MAP_TASKS
+from text4seg.evaluation.metrics import (
+    aggregate_referring,
+    box_iou,
+    mask_stats,
+    mask_to_box,
+    semantic_counts,
+    semantic_scores_from_counts,
+)
+
+IGNORE = 255
+
+
+@dataclass(frozen=True)
+class Options:
+    """How ``evaluate`` scores (its keyword arguments)."""
+
+    label_only: bool = False
+    semantic_background: bool = False
+    geometry: str = "pil"
+    thresholds: Sequence[float] = (0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+class Pair(NamedTuple):
+    """One record joined with its ground truth: ``key`` is the entry's ``(id, turn)``, ``line`` the
+    record's ``file:line`` (for errors)."""
+
+    rec: ResultRecord
+    gt: dict
+    key: tuple[str, int]
+    line: str
+
+
+class Table(NamedTuple):
+    """One displayed table: ``rows = [(name, [value per column]), ...]``."""
+
+    title: str
+    columns: list[str]
+    rows: list[tuple[str, list]]
+
+
+@dataclass(frozen=True)
+class Scorer:
+    """One task's scoring (interface: module docstring)."""
+
+    path: tuple[str, ...]
+    collect: Callable[[Sequence[Pair], Options], tuple[Any, list[dict]]] | None
+    summarise: Callable[[Any, Options, dict], dict | None] | None
+    show: Callable[[dict], list[Table]]
+
+
+# ---------------------------------------------------------------------------------------- display
+def _flat(block: dict | None) -> list[tuple[str, Any]]:
+    """The numbers of a scores dict, one nested level flattened (``"point miou"``); lists and deeper
+    dicts (per-class tables) are left out."""
+    out = []
+    for k, v in (block or {}).items():
+        if isinstance(v, dict):
+            out += [(f"{k} {k2}", v2) for k2, v2 in v.items() if _number(v2)]
+        elif _number(v):
+            out.append((k, v))
+    return out
+
+
+def _number(v) -> bool:
+    return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+
+
+def _raw_refined(title: str) -> Callable[[dict], list[Table]]:
+    """``show`` of a ``{"coarse": {...}, "refined": {...} | None}`` section: raw and refined side by side."""
+
+    def show(scores: dict) -> list[Table]:
+        refined = dict(_flat(scores.get("refined")))
+        rows = [(k, [v, refined.get(k) if refined else None]) for k, v in _flat(scores.get("coarse"))]
+        return [Table(title, ["raw", "refined"], rows)]
+
+    return show
+
+
+def _one_column(title: str) -> Callable[[dict], list[Table]]:
+    def show(scores: dict) -> list[Table]:
+        return [Table(title, ["raw"], [(k, [v]) for k, v in _flat(scores)])]
+
+    return show
+
+
+def _referring_show(scores: dict) -> list[Table]:
+    out = _raw_refined("referring")({k: _without(scores.get(k), "refzom") for k in ("coarse", "refined")})
+    zom = {k: (scores.get(k) or {}).get("refzom") for k in ("coarse", "refined")}
+    if zom["coarse"]:
+        out += _raw_refined("Ref-ZOM")(zom)
+    return out
+
+
+def _without(block: dict | None, key: str) -> dict | None:
+    return None if block is None else {k: v for k, v in block.items() if k != key}
+
+
+def tables(metrics: dict) -> list[Table]:
+    """The tables of every section present in ``metrics``, in registry order."""
+    out = []
+    for scorer in SCORERS.values():
+        scores = metrics
+        for part in scorer.path:
+            scores = scores.get(part) if isinstance(scores, dict) else None
+        if scores:
+            out += scorer.show(scores)
+    return out
+
+
+# ---------------------------------------------------------------------------------------- helpers
+def _answer_masks(p: Pair, opts: Options):
+    wanted = p.gt["labels"] if opts.label_only else None
+    rec = p.rec
+    return answer_to_masks(
+        rec.answer, rec.height, rec.width, rec.grid, rec.scheme, wanted, geometry=opts.geometry
+    )
+
+
+def _row(p: Pair, am) -> dict:
+    """The per-sample row of a referring or semantic pair (``other_labels``: labels outside the query)."""
+    allowed = {normalize_label(x) for x in p.gt["labels"]}
+    row = {"id": p.key[0], "turn": p.key[1], "task": p.gt["task"], "parse_valid": am.parse_valid}
+    if not p.rec.id:
+        row["joined_by"] = "image+question"
+    row["other_labels"] = [n for n in am.names[1:] if n not in allowed]
+    return row
+
+
+def _refined_map(p: Pair):
+    rec = p.rec
+    if rec.refined_labels is None:
+        return None
+    return rles_to_label_map(rec.refined_labels, rec.height, rec.width, f"{p.line}: refined_labels")
+
+
+def _gt_label_map(p: Pair) -> np.ndarray:
+    g, rec = p.gt, p.rec
+    with open_image(g["label_map"], f"{g['where']}: text4seg.gt.label_map {g['label_map']}") as im:
+        gt_map = np.asarray(im)
+    if gt_map.shape != (rec.height, rec.width):
+        raise ValueError(
+            f"{g['where']}: text4seg.gt.label_map {g['label_map']} is {gt_map.shape}, "
+            f"prediction {rec.height}x{rec.width} ({p.line})"
+        )
+    return gt_map
+
+
+# ---------------------------------------------------------------------------------------- referring
+def _referring_collect(pairs: Sequence[Pair], opts: Options) -> tuple[dict, list[dict]]:
+    stats: dict[str, list[dict]] = {"coarse": [], "refined": []}
+    rows = []
+    for p in pairs:
+        rec, g = p.rec, p.gt
+        am = _answer_masks(p, opts)
+        row = _row(p, am)
+        refined_map = _refined_map(p)
+        wanted = g["labels"] if opts.label_only else None
+        if refined_map is not None:
+            refined = select_labels(*refined_map, wanted)[0]
+        else:
+            refined = rle_to_mask(rec.refined, f"{p.line}: refined") if rec.refined else None
+        gt_mask = rle_to_mask(g["rle"], g["rle_where"])
+        if gt_mask.shape != (rec.height, rec.width):
+            raise ValueError(
+                f"{g['rle_where']}: ground truth is {gt_mask.shape[0]}x{gt_mask.shape[1]}, "
+                f"prediction {rec.height}x{rec.width} ({p.line}: height/width)"
+            )
+        gbox = mask_to_box(gt_mask)
+        for kind, pm in (("coarse", am.mask), ("refined", refined)):
+            if pm is None:
+                continue
+            s = mask_stats(pm, gt_mask)
+            s["box_iou"] = box_iou(mask_to_box(pm), gbox)
+            s["dataset"] = g.get("dataset", "")
+            stats[kind].append(s)
+            row[kind] = {k: s[k] for k in ("inter", "union", "iou", "pred_empty", "gt_empty", "box_iou")}
+        rows.append(row)
+    return stats, rows
+
+
+def _referring_part(ss: list[dict], opts: Options) -> dict | None:
+    from text4seg.evaluation.multi import refzom_scores
+
+    if not ss:
+        return None
+    out = aggregate_referring(ss, opts.thresholds)
+    targeted = [s for s in ss if not s["gt_empty"]]
+    out["rec_acc@0.5"] = None if not targeted else sum(s["box_iou"] > 0.5 for s in targeted) / len(targeted)
+    zom = [s for s in ss if s["dataset"] == "ref-zom"]
+    if zom:  # Ref-ZOM's own metrics: oIoU and mIoU on targeted samples, accuracy on empty ones
+        out["refzom"] = refzom_scores(zom)
+    return out
+
+
+def _referring_summarise(stats: dict, opts: Options, entries: dict) -> dict | None:
+    if not stats["coarse"]:
+        return None
+    return {
+        "coarse": _referring_part(stats["coarse"], opts),
+        "refined": _referring_part(stats["refined"], opts),
+    }
+
+
+# ---------------------------------------------------------------------------------------- semantic
+def _label_map_ids(pred_map: np.ndarray, names: list[str], classes: list[str]) -> np.ndarray:
+    """Predicted (label_map, names) -> class ids of ``classes`` (-1 = not a class)."""
+    lut_names = {normalize_label(c): i for i, c in enumerate(classes) if c}
+    lut = np.array([lut_names.get(n, -1) for n in names], np.int64)
+    return lut[pred_map]
+
+
+def _semantic_collect(pairs: Sequence[Pair], opts: Options) -> tuple[dict, list[dict]]:
+    sem: dict = {"coarse": None, "refined": None}
+    rows = []
+    for p in pairs:
+        g = p.gt
+        am = _answer_masks(p, opts)
+        row = _row(p, am)
+        refined_map = _refined_map(p)
+        gt_map = _gt_label_map(p)
+        classes = g["classes"]
+        gt_ids = gt_map.astype(np.int64)
+        for v in g["ignore"]:
+            gt_ids[gt_map == v] = IGNORE
+        pred_ids = _label_map_ids(am.label_map, am.names, classes)
+        refined_ids = None if refined_map is None else _label_map_ids(*refined_map, classes)
+        for kind, pm in (("coarse", pred_ids), ("refined", refined_ids)):
+            if pm is None:
+                continue
+            try:
+                i, u = semantic_counts(pm, gt_ids, len(classes), IGNORE)
+            except ValueError as exc:
+                raise ValueError(f"{g['where']}: text4seg.gt.label_map {g['label_map']}: {exc}") from None
+            acc = sem[kind]
+            sem[kind] = (i, u) if acc is None else (acc[0] + i, acc[1] + u)
+        rows.append(row)
+    return sem, rows
+
+
+def _semantic_part(counts, classes: list[str], opts: Options) -> dict | None:
+    if counts is None:
+        return None
+    i, u = counts
+    full = semantic_scores_from_counts(i, u, classes)  # K classes, background included (official)
+    keep = [k for k, c in enumerate(classes) if normalize_label(c or BACKGROUND) != BACKGROUND]
+    without = semantic_scores_from_counts(i[keep], u[keep], [classes[k] for k in keep])
+    out = full if opts.semantic_background else without
+    out["miou_with_background"] = full["miou"]  # what the official evaluation reports (K = 21/60/151)
+    out["miou_without_background"] = without["miou"]
+    return out
+
+
+def _semantic_summarise(sem: dict, opts: Options, entries: dict) -> dict | None:
+    if sem["coarse"] is None:
+        return None
+    classes = next(g["classes"] for g in entries.values() if g["task"] in LABEL_MAP_TASKS)
+    return {
+        "coarse": _semantic_part(sem["coarse"], classes, opts),
+        "refined": _semantic_part(sem["refined"], classes, opts),
+    }
+
+
+# ---------------------------------------------------------------------------------------- instance
+def instance_numbered(entry: dict) -> bool:
+    """A label-map entry whose classes (``others`` aside) are all ``"<name> <k>"`` labels."""
+    from text4seg.descriptors.instances import parse_instance_label
+
+    if entry["task"] not in LABEL_MAP_TASKS:
+        return False
+    named = [c for c in entry.get("classes", []) if c and normalize_label(c) != BACKGROUND]
+    return entry["task"] == "instance" or (bool(named) and all(parse_instance_label(c)[1] > 0 for c in named))
+
+
+def _instance_collect(pairs: Sequence[Pair], opts: Options) -> tuple[list, list[dict]]:
+    from text4seg.descriptors.instances import instance_masks
+    from text4seg.evaluation.instances import instances_of_label_map, match_instances
+
+    matches = []
+    for p in pairs:
+        rec = p.rec
+        pred = [
+            (name, m)
+            for name, _, m in instance_masks(
+                decode(rec.answer, rec.grid, rec.scheme).grid, rec.height, rec.width
+            )
+        ]
+        gt = instances_of_label_map(_gt_label_map(p), p.gt["classes"])
+        matches.append(match_instances(pred, gt))
+    return matches, []  # the pair's per-sample row is its semantic one
+
+
+def _instance_summarise(matches: list, opts: Options, entries: dict) -> dict | None:
+    from text4seg.evaluation.instances import instance_scores
+
+    return instance_scores(matches) if matches else None
+
+
+# ---------------------------------------------------------------------------------------- peers
+def _multi(pairs: Sequence[Pair], opts: Options):
+    from text4seg.evaluation.multi import score_multi
+
+    return score_multi([(p.rec, p.gt["meta"]["labels"], p.gt["meta"]["gt"]["masks"]) for p in pairs])
+
+
+def _interactive(pairs: Sequence[Pair], opts: Options):
+    from text4seg.evaluation.interactive import score_interactive
+
+    return score_interactive([(p.rec, p.gt["meta"]) for p in pairs])
+
+
+def _panoptic(pairs: Sequence[Pair], opts: Options):
+    from text4seg.evaluation.panoptic import score_panoptic
+
+    return score_panoptic([(p.rec, p.gt["meta"]) for p in pairs])
+
+
+def _as_is(scores, opts: Options, entries: dict):
+    return scores
+
+
+SCORERS: dict[str, Scorer] = {
+    "referring": Scorer(("referring",), _referring_collect, _referring_summarise, _referring_show),
+    "semantic": Scorer(("semantic",), _semantic_collect, _semantic_summarise, _raw_refined("semantic")),
+    "multi": Scorer(("peers", "multi"), _multi, _as_is, _one_column("multi-expression")),
+    "interactive": Scorer(("peers", "interactive"), _interactive, _as_is, _raw_refined("interactive")),
+    "panoptic": Scorer(("peers", "panoptic"), _panoptic, _as_is, _raw_refined("panoptic (PQ/SQ/RQ)")),
+    "instance": Scorer(
+        ("instance",), _instance_collect, _instance_summarise, _one_column("instance (Hungarian)")
+    ),
+    "video": Scorer(("video",), None, None, _one_column("video (J/F/J&F)")),
+}
+
+
+def scorers_of(entry: dict) -> list[str]:
+    """The names of the scorers of one ground-truth entry (module docstring)."""
+    task = entry["task"]
+    first = (
+        "semantic"
+        if task in LABEL_MAP_TASKS
+        else task
+        if task in SCORERS and task != "video"
+        else "referring"
+    )
+    return [first, "instance"] if instance_numbered(entry) else [first]
