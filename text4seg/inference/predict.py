@@ -291,7 +291,6 @@ def predict_to(
     from a server); it carries its own options, so ``model``, ``sam`` and ``options`` are then an error.
     """
     if client is not None:
-        return predict_queries(client, queries, out_dir, overlays=overlays, progress=progress)
         given = sorted(options) + [k for k, v in (("model", model), ("sam", sam)) if v is not None]
         given += ["logits_processors"] if logits_processors else []
         if given:
@@ -299,6 +298,7 @@ def predict_to(
                 f"predict_to(client=...): {', '.join(given)} apply to an in-process model, not to a client "
                 "(give the client its options, e.g. ApiPredictor(url, sam=..., constrained=...))"
             )
+        return predict_queries(client, queries, out_dir, overlays=overlays, progress=progress)
     from text4seg.inference.options import PredictOptions
     from text4seg.inference.run import make_predictor
 
