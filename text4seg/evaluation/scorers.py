@@ -102,12 +102,12 @@ class Scorer:
 
 
 # ---------------------------------------------------------------------------------------- display
-def _flat(block: dict | None) -> list[tuple[str, Any]]:
-    """The numbers of a scores dict, one nested level flattened (``"point miou"``); lists and deeper
-    dicts (per-class tables) are left out."""
+def _flat(block: dict | None, nested: bool = True) -> list[tuple[str, Any]]:
+    """The numbers of a scores dict, one nested level flattened when ``nested`` (``"point miou"``); lists
+    and deeper dicts (per-class tables) are left out."""
     out = []
     for k, v in (block or {}).items():
-        if isinstance(v, dict):
+        if isinstance(v, dict) and nested:
             out += [(f"{k} {k2}", v2) for k2, v2 in v.items() if _number(v2)]
         elif _number(v):
             out.append((k, v))
@@ -118,12 +118,13 @@ def _number(v) -> bool:
     return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
 
 
-def _raw_refined(title: str) -> Callable[[dict], list[Table]]:
-    """``show`` of a ``{"coarse": {...}, "refined": {...} | None}`` section: raw and refined side by side."""
+def _raw_refined(title: str, nested: bool = False) -> Callable[[dict], list[Table]]:
+    """``show`` of a ``{"coarse": {...}, "refined": {...} | None}`` section: raw and refined side by side
+    (``nested``: one level of sub-dicts shown too, e.g. interactive's point/box/all)."""
 
     def show(scores: dict) -> list[Table]:
-        refined = dict(_flat(scores.get("refined")))
-        rows = [(k, [v, refined.get(k) if refined else None]) for k, v in _flat(scores.get("coarse"))]
+        refined = dict(_flat(scores.get("refined"), nested))
+        rows = [(k, [v, refined.get(k) if refined else None]) for k, v in _flat(scores.get("coarse"), nested)]
         return [Table(title, ["raw", "refined"], rows)]
 
     return show
@@ -375,7 +376,9 @@ SCORERS: dict[str, Scorer] = {
     "referring": Scorer(("referring",), _referring_collect, _referring_summarise, _referring_show),
     "semantic": Scorer(("semantic",), _semantic_collect, _semantic_summarise, _raw_refined("semantic")),
     "multi": Scorer(("peers", "multi"), _multi, _as_is, _one_column("multi-expression")),
-    "interactive": Scorer(("peers", "interactive"), _interactive, _as_is, _raw_refined("interactive")),
+    "interactive": Scorer(
+        ("peers", "interactive"), _interactive, _as_is, _raw_refined("interactive", nested=True)
+    ),
     "panoptic": Scorer(("peers", "panoptic"), _panoptic, _as_is, _raw_refined("panoptic (PQ/SQ/RQ)")),
     "instance": Scorer(
         ("instance",), _instance_collect, _instance_summarise, _one_column("instance (Hungarian)")
