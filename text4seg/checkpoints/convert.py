@@ -14,8 +14,8 @@ tensor unused:
 * :func:`merge_swift2_lora`: ms-swift 2.x PEFT LoRA adapters (``adapter_model.safetensors`` with keys
   ``base_model.model.<module>.lora_{A,B}.weight``, module names of transformers 4.x) merged into a base
   model in order (the GRES adapters sit on the RES-merged model): ``W += scale * B @ A`` on the base's own
-  tensors, each adapter module matched to a base ``<module>.weight`` directly or through the transformers
-  4 -> 5 renames (:data:`V4_TO_V5`). Today's PEFT, given such an adapter, drops the LoRA of modules it
+  tensors, each adapter module matched to a base ``<module>.weight`` whatever transformers version spelled
+  either (:func:`canonical_module`). Today's PEFT, given such an adapter, drops the LoRA of modules it
   cannot place with a warning only; here every LoRA tensor is used or the merge fails.
 
 Outputs are written to a temporary sibling folder and renamed at the end: the target is absent or complete.
@@ -49,10 +49,14 @@ LLAVA_ORIGINAL_TO_HF: tuple[tuple[str, str], ...] = (
 # buffers an original checkpoint may carry that the llava-hf model recomputes (rotary frequencies, CLIP
 # position ids): dropped on purpose, by suffix
 DROPPED_BUFFERS: tuple[str, ...] = (".rotary_emb.inv_freq", "embeddings.position_ids")
-# transformers 4.x module names (what ms-swift 2.x saved) -> 5.x names, for llava-hf style models
-V4_TO_V5: tuple[tuple[str, str], ...] = (
+# spellings of one llava-hf module across transformers versions and save formats -> transformers 5's own
+# name (ms-swift 2.x adapters name 4.x modules; a 5.x save_pretrained writes yet another spelling); the
+# first match wins
+LLAVA_HF_CANONICAL: tuple[tuple[str, str], ...] = (
     ("language_model.model.", "model.language_model."),
     ("language_model.lm_head.", "lm_head."),
+    ("model.vision_tower.vision_model.", "model.vision_tower."),
+    ("vision_tower.vision_model.", "model.vision_tower."),
     ("vision_tower.", "model.vision_tower."),
     ("multi_modal_projector.", "model.multi_modal_projector."),
 )
@@ -426,15 +430,27 @@ def lora_modules(tensors: dict[str, Any], where: str) -> dict[str, dict[str, Any
     return mods
 
 
-def place_module(module: str, base_keys: set[str]) -> str | None:
-    """The base module ``module`` names: itself when ``<module>.weight`` exists, else its transformers
-    4 -> 5 rename (:data:`V4_TO_V5`), else ``None``."""
-    if f"{module}.weight" in base_keys:
-        return module
-    for old, new in V4_TO_V5:
-        if module.startswith(old) and f"{new}{module[len(old) :]}.weight" in base_keys:
-            return new + module[len(old) :]
-    return None
+def canonical_module(name: str) -> str:
+    """``name`` in transformers 5's spelling (:data:`LLAVA_HF_CANONICAL`); other names unchanged."""
+    for old, new in LLAVA_HF_CANONICAL:
+        if name.startswith(old):
+            return new + name[len(old) :]
+    return name
+
+
+def module_index(base_keys: set[str], where: str) -> dict[str, str]:
+    """canonical module name -> the base's own module name, for every ``<module>.weight`` of the base."""
+    index: dict[str, str] = {}
+    for k in base_keys:
+        if k.endswith(".weight"):
+            mod = k[: -len(".weight")]
+            canon = canonical_module(mod)
+            if index.get(canon, mod) != mod:
+                raise ValueError(
+                    f"{where}: {index[canon]!r} and {mod!r} are the same module in two spellings"
+                )
+            index[canon] = mod
+    return index
 
 
 def lora_scale(cfg: dict[str, Any], module: str, where: str) -> tuple[int, float]:
@@ -475,10 +491,10 @@ def merge_lora_into(base: dict[str, Any], adapter: Path) -> list[str]:
     cfg = read_json(adapter / "adapter_config.json")
     check_adapter_config(cfg, where)
     mods = lora_modules(load_tensors(adapter), str(adapter))
-    keys = set(base)
+    index = module_index(set(base), "base model")
     placed, unused = {}, []
     for mod in mods:
-        target = place_module(mod, keys)
+        target = index.get(canonical_module(mod))
         if target is None:
             unused.append(mod)
         else:
