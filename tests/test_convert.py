@@ -209,7 +209,7 @@ def _swift2_adapter(folder, model, r=4, alpha=8, seed=0, extra=()):
         "lora_alpha": alpha,
         "lora_dropout": 0.05,
         "bias": "none",
-        "target_modules": sorted({_v4_name(n) for n in loras}),
+        "target_modules": sorted({n.rsplit(".", 1)[-1] for n in loras}),  # 2.x: ALL -> last names
         "base_model_name_or_path": "llava-hf/llava-1.5-7b-hf",
         "task_type": None,
         "use_rslora": False,
