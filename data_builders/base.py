@@ -59,6 +59,16 @@ TARGET_ISSUES = (EMPTY_TARGET, LOST_ON_GRID)
 EMPTY_POLICIES = ("drop", "keep", "fail")
 
 
+def target_issue(area: int, on_grid: bool) -> str | None:
+    """The issue of a sample meant to have a target: :data:`EMPTY_TARGET` when its full-resolution mask has
+    no pixel (``area == 0``), :data:`LOST_ON_GRID` when it has pixels but no grid cell samples one
+    (``on_grid`` false), None when the target is fine. The one rule every builder applies, through
+    :meth:`Builder.screen_target`."""
+    if area <= 0:
+        return EMPTY_TARGET
+    return None if on_grid else LOST_ON_GRID
+
+
 @dataclass
 class BuildConfig:
     """Everything a builder needs. ``options`` holds builder-specific settings (declared by the builder:
@@ -166,6 +176,18 @@ class Builder:
             self.count("dropped", n)
             return True
         return False
+
+    def screen_target(self, area: int, on_grid: bool, n: int, where: str) -> bool:
+        """Screen ``n`` samples meant to have a present target (the one shared rule; every builder calls it).
+
+        ``area``: the target's full-resolution pixel count; ``on_grid``: whether any grid cell samples it.
+        An empty or lost target is counted (:meth:`flag`, report ``targets``) and, per ``empty_targets``,
+        dropped (True: leave the samples out), failed on after the build, or kept. A kept sample is never
+        written as absent: it keeps the positive sentence and its label (its block is all ``others``) and
+        is scored on its full-resolution mask. A target absent by design (a category not in the image, an
+        id not in the mask, a no-target ref) is not screened."""
+        issue = target_issue(area, on_grid)
+        return issue is not None and self.flag(issue, n, where)
 
     def count(self, key: str, n: int = 1) -> None:
         """Add ``n`` to the report counter ``key`` (summed over units and workers by the driver)."""
@@ -434,7 +456,7 @@ def _fail_message(split: str, targets: dict) -> str:
         f"{n} samples of training split {split!r} have a target that would be written as no target "
         f"(empty_target: {targets['empty_target']}, lost_on_grid: {targets['lost_on_grid']}{ex}): a model "
         "would learn to answer 'nothing' for an object that is there; pass --skip-bad to drop and count "
-        "them (or --set empty_targets=keep to keep them, or a finer --grid); nothing was written"
+        "them (or --empty-targets keep to keep them, or a finer --grid); nothing was written"
     )
 
 

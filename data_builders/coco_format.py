@@ -45,7 +45,7 @@ from text4seg.data.rle import rle_to_json
 from text4seg.descriptors import encode, grid_labels, normalize_label
 
 from .base import CHECK_IMAGES, BadInput, BuildConfig, Builder
-from .coco import rle_of_segmentations, sample_rle
+from .coco import rle_area, rle_of_segmentations, sample_rle
 from .common import (
     PLACEHOLDER,
     check_sample_pixels,
@@ -274,11 +274,14 @@ class CocoFormat(Builder):
             rle = rles[0] if len(rles) == 1 else _merge(rles)
             fg = sample_rle(rle, *cfg.grid)
             sid = self.sample_id(unit, cat_id, rep=rep)
+            # a present category is a target: empty or lost on the grid, it is screened, never written absent
+            if self.screen_target(rle_area(rle), bool(fg.any()), 1, f"{sid} ({self.where(unit)})"):
+                continue
             label = label_of(name)
             desc = descriptor_template(fg, cfg.scheme).replace(PLACEHOLDER, label)
-            turn = refer_turn(self.rng(sid), name, desc, empty=not fg.any())
+            turn = refer_turn(self.rng(sid), name, desc)
             src = {"ann_ids": [a.get("id") for a in group], "ref_id": str(cat_id)}
-            out.append(self._ref_sample(sid, turn, [label] if fg.any() else [], rle, unit, src, base))
+            out.append(self._ref_sample(sid, turn, [label], rle, unit, src, base))
         absent = [c for c in self.categories if c not in by_cat]
         rng = self.rng(self.sample_id(unit, "absent", rep=rep))
         k = min(len(absent), math.floor(self.absent_rate * max(len(by_cat), 1) + rng.random()))

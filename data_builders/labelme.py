@@ -9,17 +9,25 @@ Layout: every ``*.json`` under ``--root`` (recursively, sorted) is one LabelMe f
 ``imagePath`` is resolved relative to the JSON file and must stay inside ``--root``; when that file is
 missing and ``imageData`` is embedded, the image is written once to ``--set image_dir=`` (default
 ``<out stem>_images/``). Shapes are rasterised at full resolution with Pillow (pixel centres; LabelMe's
-own ``shape_to_mask`` draws the same way):
+own ``shape_to_mask`` draws the same way, with its defaults; golden masks from LabelMe 6.3.1 in
+``tests/conformance/test_builders_reference.py``):
 
-* ``polygon`` (also when ``shape_type`` is missing), ``rectangle`` (two corners), ``circle`` (centre,
-  a point on the circle), ``mask`` (a base64 PNG covering the box of its two points; non-zero = inside);
-* ``line`` and ``linestrip`` have no area: they are drawn ``line_width`` pixels wide (default 3);
-* ``point`` and ``points`` have no area and are skipped; a target made only of points yields no sample.
+* ``polygon`` (also when ``shape_type`` is missing) and ``oriented_rectangle`` (its four corners, LabelMe
+  6.x) are filled polygons; ``rectangle`` (two corners, inclusive), ``circle`` (centre, a point on the
+  circle), ``mask`` (a base64 PNG whose top-left pixel is the box's first point; non-zero = inside);
+* ``line`` and ``linestrip`` are drawn ``--line-width`` pixels wide (LabelMe's default 10);
+* ``point`` is a disc of radius ``--point-size`` pixels (LabelMe's default 5);
+* ``points`` (a point set) has no area in LabelMe (its ``shape_to_mask`` refuses it) and is skipped; a
+  target made only of ``points`` yields no sample.
+
+A target whose shapes cover no pixel (``empty_target``) or that no grid cell samples (``lost_on_grid``)
+is counted and dropped, kept or failed on per ``--empty-targets`` (never written as absent).
 
 Targets (``--set targets=``): ``label`` (default): one sample per distinct label of an image, the union
 of its shapes (what "car" refers to); ``group``: one sample per ``(label, group_id)``, shapes with the same
 label and ``group_id`` forming one target and each ungrouped shape its own. The label is the referring
-text. Options: ``targets``, ``line_width``, ``image_dir``, ``split_ratio`` (by JSON path hash).
+text. Options: ``targets``, ``line_width``, ``point_size``, ``image_dir``, ``split_ratio`` (by JSON path
+hash).
 """
 
 from __future__ import annotations
@@ -34,7 +42,7 @@ import numpy as np
 from text4seg.data.images import open_image
 from text4seg.data.records import Sample, atomic_path, check_image_size
 from text4seg.data.rle import mask_to_rle
-from text4seg.descriptors import encode, mask_to_grid
+from text4seg.descriptors import BACKGROUND, encode, mask_to_grid
 
 from .base import BadInput, BuildConfig, Builder
 from .coco import SegmentationError, _checked_polygon
@@ -52,8 +60,21 @@ from .options import Option
 from .owndata import SPLIT_RATIO, split_of, split_ratio_of
 from .prompts import refer_turn
 
-AREA_SHAPES = ("polygon", "rectangle", "circle", "mask", "line", "linestrip")
-POINT_SHAPES = ("point", "points")
+AREA_SHAPES = ("polygon", "oriented_rectangle", "rectangle", "circle", "mask", "line", "linestrip", "point")
+POINT_SHAPES = ("points",)  # no area in LabelMe (shape_to_mask refuses it): skipped
+# the fewest points LabelMe's shape_to_mask accepts per shape type (extra points are ignored, as before)
+MIN_POINTS = {
+    "polygon": 3,
+    "oriented_rectangle": 4,
+    "rectangle": 2,
+    "circle": 2,
+    "mask": 2,
+    "line": 2,
+    "linestrip": 2,
+    "point": 1,
+}
+LINE_WIDTH = 10  # LabelMe's shape_to_mask defaults
+POINT_SIZE = 5
 
 
 def _png(data: str, what: str, mode: str | None = None):
@@ -71,10 +92,11 @@ def _png(data: str, what: str, mode: str | None = None):
         raise BadInput(str(exc) if "embedded" in str(exc) else f"{what}: embedded image: {exc}") from None
 
 
-def shape_mask(shape: dict, h: int, w: int, line_width: int = 3, where: str = "") -> np.ndarray | None:
-    """``(h, w)`` bool mask of one LabelMe shape, or None for a point (no area)."""
-    from PIL import Image, ImageDraw
-
+def shape_mask(
+    shape: dict, h: int, w: int, line_width: int = LINE_WIDTH, where: str = "", point_size: int = POINT_SIZE
+) -> np.ndarray | None:
+    """``(h, w)`` bool mask of one LabelMe shape as LabelMe's ``shape_to_mask`` draws it, or None for a
+    ``points`` set (no area)."""
     kind = shape.get("shape_type") or "polygon"
     if kind in POINT_SHAPES:
         return None
@@ -91,43 +113,65 @@ def shape_mask(shape: dict, h: int, w: int, line_width: int = 3, where: str = ""
         raise BadInput(f"{where}: {exc}", cause=exc.cause) from None
     except ValueError as exc:
         raise BadInput(str(exc), cause="bad_image_size") from None
-    need = {"polygon": 3, "rectangle": 2, "circle": 2, "mask": 2, "line": 2, "linestrip": 2}[kind]
+    need = MIN_POINTS[kind]
     if len(pts) < need:
         raise BadInput(f"{where}: a {kind} needs at least {need} points, got {len(pts)}")
+    if kind == "mask":
+        return _mask_shape(shape, pts, h, w, where)
+    return _draw_shape(kind, pts, h, w, line_width, point_size)
+
+
+def _draw_shape(kind: str, pts: list, h: int, w: int, line_width: int, point_size: int) -> np.ndarray:
+    """``(h, w)`` bool raster of a drawn shape, with Pillow's ``ImageDraw`` calls of LabelMe's
+    ``shape_to_mask`` (polygon/oriented_rectangle: ``polygon``; rectangle: ``rectangle`` of the sorted
+    corners; circle and point: ``ellipse``; line/linestrip: ``line`` of ``line_width``)."""
+    from PIL import Image, ImageDraw
+
     canvas = Image.new("L", (w, h), 0)
     draw = ImageDraw.Draw(canvas)
     if kind == "polygon":
         draw.polygon(pts, outline=1, fill=1)
+    elif kind == "oriented_rectangle":
+        draw.polygon(pts[:4], outline=1, fill=1)
     elif kind == "rectangle":
         (x0, y0), (x1, y1) = pts[:2]
         draw.rectangle([min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)], outline=1, fill=1)
-    elif kind == "circle":
-        (cx, cy), (px, py) = pts[:2]
-        r = ((cx - px) ** 2 + (cy - py) ** 2) ** 0.5
+    elif kind in ("circle", "point"):
+        (cx, cy) = pts[0]
+        if kind == "circle":
+            r = ((cx - pts[1][0]) ** 2 + (cy - pts[1][1]) ** 2) ** 0.5
+        else:
+            r = point_size
         draw.ellipse([cx - r, cy - r, cx + r, cy + r], outline=1, fill=1)
-    elif kind in ("line", "linestrip"):
-        draw.line(pts, fill=1, width=line_width)
-    else:  # mask: a PNG of the box whose top-left corner is the first point
-        if not isinstance(shape.get("mask"), str):
-            raise BadInput(f"{where}: a mask shape needs a base64 PNG in 'mask'")
-        m = np.asarray(_png(shape["mask"], where)) != 0
-        if m.ndim == 3:
-            m = m.any(axis=2)
-        x0, y0 = (int(round(min(p[0] for p in pts[:2]))), int(round(min(p[1] for p in pts[:2]))))
-        out = np.zeros((h, w), bool)
-        ys, xs = slice(max(y0, 0), min(y0 + m.shape[0], h)), slice(max(x0, 0), min(x0 + m.shape[1], w))
-        out[ys, xs] = m[ys.start - y0 : ys.stop - y0, xs.start - x0 : xs.stop - x0]
-        return out
+    else:  # line, linestrip
+        draw.line(pts if kind == "linestrip" else pts[:2], fill=1, width=line_width)
     return np.asarray(canvas, dtype=bool)
+
+
+def _mask_shape(shape: dict, pts: list, h: int, w: int, where: str) -> np.ndarray:
+    """``(h, w)`` bool mask of a ``mask`` shape: its PNG pasted with its top-left pixel at the box's first
+    corner (rounded), cut at the image's edges."""
+    if not isinstance(shape.get("mask"), str):
+        raise BadInput(f"{where}: a mask shape needs a base64 PNG in 'mask'")
+    m = np.asarray(_png(shape["mask"], where)) != 0
+    if m.ndim == 3:
+        m = m.any(axis=2)
+    x0, y0 = (int(round(min(p[0] for p in pts[:2]))), int(round(min(p[1] for p in pts[:2]))))
+    out = np.zeros((h, w), bool)
+    ys, xs = slice(max(y0, 0), min(y0 + m.shape[0], h)), slice(max(x0, 0), min(x0 + m.shape[1], w))
+    if ys.start < ys.stop and xs.start < xs.stop:
+        out[ys, xs] = m[ys.start - y0 : ys.stop - y0, xs.start - x0 : xs.stop - x0]
+    return out
 
 
 class LabelMe(Builder):
     name = "labelme"
-    help = "LabelMe folder: <root>/**/*.json (polygon, rectangle, circle, line, mask shapes) + their images"
+    help = "LabelMe folder: <root>/**/*.json (every LabelMe 6.x shape type) + their images"
     layout = "<root>/**/*.json (LabelMe), images at each file's imagePath (inside <root>) or embedded"
     options = (
         Option("targets", str, "label", "one sample per label, or per group_id", choices=("label", "group")),
-        Option("line_width", int, 3, "width in pixels of line and linestrip shapes"),
+        Option("line_width", int, LINE_WIDTH, "width in pixels of line and linestrip shapes (LabelMe's)"),
+        Option("point_size", int, POINT_SIZE, "radius in pixels of the disc of a point shape (LabelMe's)"),
         Option("image_dir", str, None, "folder for embedded images (unset: <out stem>_images/)"),
         SPLIT_RATIO,
     )
@@ -140,6 +184,9 @@ class LabelMe(Builder):
         self.line_width = self.opt("line_width")
         if self.line_width < 1:
             raise ValueError(f"line_width must be >= 1, got {self.line_width}")
+        self.point_size = self.opt("point_size")
+        if self.point_size < 0:
+            raise ValueError(f"point_size must be >= 0, got {self.point_size}")
         d = self.opt("image_dir")
         if d:
             self.image_dir = Path(d).expanduser().resolve()
@@ -214,18 +261,21 @@ class LabelMe(Builder):
         groups: dict[tuple, np.ndarray | None] = {}
         for n, (shape, key) in enumerate(zip(doc["shapes"], keys)):
             sw = f"{where} shape {n}"
-            m = shape_mask(shape, h, w, self.line_width, sw)
+            m = shape_mask(shape, h, w, self.line_width, sw, self.point_size)
             prev = groups.get(key)
             groups[key] = m if prev is None else (prev if m is None else prev | m)
         out = []
         for key, m in groups.items():
-            if m is None:  # points only: no area, no sample
+            if m is None:  # ``points`` sets only: no area, no sample
                 continue
             text = key[0]
             tag = "" if len(key) == 1 else f"/{key[1][0]}{key[1][1]}"
             sid = self.sample_id(unit, f"{text}{tag}", rep=rep)
             grid = mask_to_grid(m, cfg.grid, labels=text)
-            turn = refer_turn(self.rng(sid), text, encode(grid, cfg.scheme), empty=not m.any())
+            # every shape is a present target: empty or lost on the grid, it is screened (base.py)
+            if self.screen_target(int(m.sum()), bool((grid != BACKGROUND).any()), 1, f"{sid} ({where})"):
+                continue
+            turn = refer_turn(self.rng(sid), text, encode(grid, cfg.scheme))
             out.append(
                 self.sample(
                     sid,
@@ -234,7 +284,7 @@ class LabelMe(Builder):
                     height=h,
                     turns=[turn],
                     task="res",
-                    labels=[label_of(text)] if (grid != "others").any() else [],
+                    labels=[label_of(text)],
                     source={
                         "dataset": self.name,
                         "split": cfg.split,

@@ -3,8 +3,10 @@
 Layout under ``--root``::
 
     images/<name>.jpg|png...        the images
-    masks/<name>.png                single-channel PNGs, in one of three forms:
-                                      binary: non-zero = the target (no ``id`` in the query);
+    masks/<name>.png                PNGs of any mode (1, L, LA, P, RGB, RGBA, I;16), in one of three forms:
+                                      binary: non-zero = the target (no ``id`` in the query; any colour
+                                        channel; an alpha channel that varies is the mask itself:
+                                        alpha >= 128 = the target, a constant one is ignored);
                                       class ids: pixel value v is class v (``classes.txt`` names them);
                                       instance ids: pixel value v is instance v (8- or 16-bit PNG)
     classes.txt                     optional: line v (0-based) is the name of class value v
@@ -18,7 +20,9 @@ free text; may be empty when ``id`` is a class name, which is then the text), op
     image,mask,id,query                          (CSV: the same columns, a header line first)
     p1.jpg,p1.png,2,where cars drive
 
-Every query is one sample; a query whose id is absent from its mask is a no-target sample. Splits: the
+Every query is one sample; a query whose id is absent from its mask (or whose binary mask is all zero)
+is a no-target sample; a target present in the mask that no grid cell samples is ``lost_on_grid``
+(counted, dropped/kept/failed per ``--empty-targets``, never written as absent). Splits: the
 ``split`` column when present (rows of other splits are left out), else ``--set split_ratio=`` (hash of
 the image name), else every row. ``--set task=reason`` uses the reasoning templates (default ``res``).
 Errors name the queries file and line.
@@ -77,6 +81,54 @@ def _read_queries(path: Path) -> list[tuple[int, dict]]:
     except UnicodeDecodeError as exc:
         raise ValueError(f"{path}: not UTF-8 text ({exc})") from None
     return rows
+
+
+def mask_planes(arr: np.ndarray, mode: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(colour, alpha)`` of a decoded mask: ``colour`` is ``(H, W)`` or ``(H, W, C)``, ``alpha`` the
+    ``(H, W)`` alpha channel of an ``LA``/``RGBA``/``PA`` image, else None."""
+    if mode in ("LA", "RGBA", "La", "RGBa", "PA") and arr.ndim == 3:
+        return arr[..., :-1] if arr.shape[2] > 2 else arr[..., 0], arr[..., -1]
+    return arr, None
+
+
+def read_mask(path: Path, value: int | None, where: str) -> np.ndarray:
+    """The ``(H, W)`` bool target of a mask PNG, for every PNG mode (``1``, ``L``, ``LA``, ``P``, ``RGB``,
+    ``RGBA``, ``I;16``...), as the layout documents and editors export.
+
+    * Alpha (``LA``, ``RGBA``): a constant alpha channel (an editor's opaque export) is ignored and the
+      colour decides; an alpha channel that varies is the mask itself (a cutout layer): a pixel at least
+      half opaque (alpha >= 128) is the target. An ``id`` then needs the constant-alpha form.
+    * Binary (no ``id``): a non-zero pixel (any colour channel; ``P``: the palette index) is the target.
+    * ``id``: pixel value ``id`` of a single-channel mask (``1``/``L``/``P``/``I;16``/``I``; an RGB(A) mask
+      whose three channels are equal counts as grey).
+    """
+    try:
+        with open_image(path) as im:
+            mode = im.mode
+            arr = np.asarray(im)
+    except FileNotFoundError:
+        raise BadInput(f"{where}: mask not found: {path}", cause="image_not_found") from None
+    except (ValueError, OSError) as exc:
+        raise BadInput(f"{where}: cannot read mask: {exc}") from None
+    colour, alpha = mask_planes(arr, mode)
+    if alpha is not None and alpha.size and alpha.min() != alpha.max():
+        if value is not None:
+            raise BadInput(
+                f"{where}: mask {path} ({mode}) has a varying alpha channel (a cutout); an id needs a "
+                "single-channel PNG"
+            )
+        return alpha >= 128
+    if colour.ndim == 3:
+        if value is None:
+            return colour.any(axis=2)
+        if (colour == colour[..., :1]).all():
+            colour = colour[..., 0]
+        else:
+            raise BadInput(
+                f"{where}: mask {path} is a colour {mode} image; an id needs a single-channel PNG "
+                "(grey, palette or 16-bit)"
+            )
+    return colour != 0 if value is None else colour == value
 
 
 class MaskFolder(Builder):
@@ -161,26 +213,8 @@ class MaskFolder(Builder):
             raise BadInput(f"{where}: image not found: {image}", cause="image_not_found")
         mask_rel = str(rec.get("mask") or Path(str(rec["image"])).with_suffix(".png").as_posix())
         mpath = inside(self.root / "masks", mask_rel)
-        try:
-            with open_image(mpath) as im:
-                arr = np.asarray(im)
-        except FileNotFoundError:
-            raise BadInput(f"{where}: mask not found: {mpath}", cause="image_not_found") from None
-        except (ValueError, OSError) as exc:
-            raise BadInput(f"{where}: cannot read mask: {exc}") from None
         value = self._value(rec.get("id"), where)
-        if value is None:
-            m = (
-                arr != 0
-                if arr.ndim == 2
-                else np.asarray(arr).reshape(arr.shape[0], arr.shape[1], -1).any(axis=2)
-            )
-        elif arr.ndim != 2:
-            raise BadInput(
-                f"{where}: mask {mpath} has {arr.shape[2]} channels; an id needs a single-channel PNG"
-            )
-        else:
-            m = arr == value
+        m = read_mask(mpath, value, where)
         text = str(rec.get("query") or "").strip()
         if not text:
             if value is not None and isinstance(rec.get("id"), str) and rec["id"] in self.classes:
@@ -188,13 +222,18 @@ class MaskFolder(Builder):
             else:
                 raise BadInput(f"{where}: empty query (give 'query', or an 'id' that is a class name)")
         h, w = m.shape
+        sid = self.sample_id(n, rep=rep)
         iw, ih = image_size(image, where)
         if (iw, ih) != (w, h):
             raise BadInput(f"{where}: image {image} is {iw}x{ih} but mask {mpath} is {w}x{h}")
-        sid = self.sample_id(n, rep=rep)
         label = label_of(text)
         grid = mask_to_grid(m, cfg.grid, labels=text)
-        empty = not (grid != "others").any()
+        area = int(m.sum())
+        # a mask without the id (or an all-zero binary mask) is a no-target query by design; a target
+        # present in the mask is screened (lost on the grid: counted, never written as absent)
+        if area and self.screen_target(area, bool((grid != "others").any()), 1, f"{sid} ({where})"):
+            return []
+        empty = area == 0
         rng = self.rng(sid)
         desc = encode(grid, cfg.scheme)
         turn = (

@@ -201,13 +201,15 @@ def test_labelme_every_shape_kind_and_groups(tmp_path):
     assert rep["skipped_bad"] == 0
     first = [r for r in rows if r["text4seg"]["source"]["image_id"] == "ann/shot0.json"]
     by_label = {r["text4seg"]["labels"][0]: r for r in first}
-    # the point ("eye") has no area: no sample; every other label is one target
-    assert set(by_label) == {"cat", "box", "ball", "wire", "path", "car", "blob"}
+    # a point ("eye") is LabelMe's disc of radius 5; a point set ("dots") has no area: no sample
+    assert set(by_label) == {"cat", "box", "ball", "wire", "path", "eye", "car", "blob", "tag"}
     gt = {k: rle_to_mask(r["text4seg"]["gt"]["masks"][0]) for k, r in by_label.items()}
     assert gt["box"][2:13, 30:41].all() and gt["box"].sum() == 11 * 11  # rectangle corners inclusive
     assert gt["blob"].sum() == 16 and gt["blob"][21:25, 12:16].all()  # mask shape pasted at its box
     assert gt["ball"][30, 50] and gt["ball"].sum() > 30  # circle of radius 4
-    assert 28 * 3 <= gt["wire"].sum() <= 31 * 4  # a 3-pixel-wide line
+    assert 28 * 10 <= gt["wire"].sum() <= 29 * 11  # LabelMe's 10-pixel-wide line
+    assert gt["eye"][0:11, 0:11].sum() == gt["eye"].sum() > 60  # disc of radius 5 at (5, 5)
+    assert gt["tag"][18, 53] and not gt["tag"][14, 48]  # the oriented rectangle's polygon
     assert gt["car"].sum() == sum(
         shape_mask(s, 48, 64).sum() for s in docs[0]["shapes"] if s["label"] == "car"
     )

@@ -3,7 +3,8 @@
 * :func:`make_coco_format`: ``images/*.png`` + ``instances.json`` with polygons, compressed RLE
   (``str`` counts) and uncompressed RLE (``list`` counts, ``iscrowd: 1``), as CVAT/Roboflow export.
 * :func:`make_labelme`: ``*.png`` + LabelMe ``*.json`` with every shape kind (polygon, rectangle,
-  circle, line, linestrip, point, mask) and a ``group_id`` pair; one file with embedded ``imageData``.
+  circle, line, linestrip, point, mask, LabelMe 6.x's oriented_rectangle and points) and a ``group_id``
+  pair; one file with embedded ``imageData``.
 * :func:`make_mask_folder`: ``images/``, ``masks/`` in the three forms, ``classes.txt`` and queries.
 """
 
@@ -169,6 +170,13 @@ def make_labelme(root: str | Path, n_images: int = 2, seed: int = 0, size=(48, 6
                 "mask": _png_b64(mask * 255),
                 "group_id": None,
             },
+            {
+                "label": "tag",
+                "points": [[50, 14], [58, 18], [56, 22], [48, 18]],
+                "shape_type": "oriented_rectangle",
+                "group_id": None,
+            },
+            {"label": "dots", "points": [[3, 44], [6, 45]], "shape_type": "points", "group_id": None},
         ]
         doc = {
             "version": "5.4.1",

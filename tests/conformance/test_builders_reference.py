@@ -1,0 +1,119 @@
+"""Builders against their reference implementations (issue 27): golden numbers computed once with the
+reference at a pinned commit, on inputs generated here deterministically. The reference's code is not
+copied; its outputs are facts written below. A change that moves any number fails here.
+
+* LabelMe (``wkentaro/labelme``, release 6.3.1 from PyPI = commit
+  6b718b400f7b3b6d5efca621ecb687f0063e813f, MIT; Pillow 13.0.0): ``labelme.utils.shape.shape_to_mask`` of
+  every shape type it rasterises (polygon, oriented_rectangle, rectangle, circle, line, linestrip, point;
+  its defaults line_width=10, point_size=5) and ``shapes_to_label`` of a ``mask`` shape, on a 37x53 image.
+  Golden: ``(pixel count, sha1(np.packbits(mask))[:16])``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import math
+import random
+
+import numpy as np
+import pytest
+
+from data_builders.labelme import shape_mask
+
+# ------------------------------------------------------------------------------------------------ LabelMe
+LM_H, LM_W = 37, 53
+
+LABELME_GOLDEN = {  # labelme 6.3.1 shape_to_mask((37, 53), points, shape_type)
+    "polygon0": (374, "f9707a4750641284"),
+    "polygon1": (745, "a2856347a7b781ab"),
+    "polygon2": (186, "d427bc2690ad2bc1"),
+    "polygon3": (328, "861ac11b7f8bd559"),
+    "polygon4": (227, "ffcdf49f05b2c6f7"),
+    "polygon5": (490, "b2b4c7f3b02a6d46"),
+    "oriented_rectangle0": (175, "3c6fa209d684f07c"),
+    "oriented_rectangle1": (160, "d79dccb83cd222e6"),
+    "oriented_rectangle2": (82, "7741303c9b58b77a"),
+    "oriented_rectangle3": (100, "ed4158b77f9874c4"),
+    "rectangle0": (462, "431973cd38b539d0"),
+    "rectangle1": (360, "9079283244a2d0ed"),
+    "rectangle2": (210, "4a4ebdb1379272f5"),
+    "rectangle3": (32, "83de76831d9bf735"),
+    "rectangle_int": (486, "0498a01413e658e8"),
+    "circle0": (148, "5ee6f53717f79559"),
+    "circle1": (128, "6158780fa3d9c8c5"),
+    "circle2": (40, "da776ce41ec48b7f"),
+    "circle3": (148, "3c10f5e76ef9ccb0"),
+    "line0": (357, "a9b0f5b9a49b7577"),
+    "line1": (355, "19b114cdd6233689"),
+    "line2": (131, "7a5fbcffe25fe728"),
+    "linestrip0": (203, "36d9cfd2681ba135"),
+    "linestrip1": (552, "4b800234b7f009bb"),
+    "linestrip2": (369, "5fc59bb10a458059"),
+    "point0": (97, "779e0afac8ceeb9f"),
+    "point1": (97, "07d09f00bf80668e"),
+    "point2": (15, "deac712100b39d90"),
+    "point_corner": (30, "69ae6b696757500b"),
+    "polygon_tiny": (1, "49252da505dccc0d"),
+}
+# a 6x5 mask PNG (pixel (r, c) set when (5r + c) % 3 != 0) at points [[10, 20], [14, 25]]: shapes_to_label
+LABELME_MASK_PNG = (
+    "iVBORw0KGgoAAAANSUhEUgAAAAUAAAAGAQAAAAAjgGnmAAAAFElEQVR4nGPIYPJguMGQweTBcAMAEMgDFYvo10QAAAAASUVORK5CYII="
+)
+LABELME_MASK_GOLDEN = (20, "4911401205adfa9d")
+
+
+def labelme_cases() -> list[tuple[str, str, list[list[float]]]]:
+    """The shapes of :data:`LABELME_GOLDEN`, seeded: points up to 4 px outside the image, two decimals."""
+    rng = random.Random(27)
+
+    def pt() -> list[float]:
+        return [round(rng.uniform(-4, LM_W + 4), 2), round(rng.uniform(-4, LM_H + 4), 2)]
+
+    out = [(f"polygon{i}", "polygon", [pt() for _ in range(3 + i)]) for i in range(6)]
+    for i in range(4):
+        cx, cy = rng.uniform(10, LM_W - 10), rng.uniform(10, LM_H - 10)
+        a, b, t = rng.uniform(3, 12), rng.uniform(2, 8), rng.uniform(0, 3.14)
+        c, s = math.cos(t), math.sin(t)
+        corners = [
+            [round(cx + c * dx - s * dy, 2), round(cy + s * dx + c * dy, 2)]
+            for dx, dy in ((-a, -b), (a, -b), (a, b), (-a, b))
+        ]
+        out.append((f"oriented_rectangle{i}", "oriented_rectangle", corners))
+    out += [(f"rectangle{i}", "rectangle", [pt(), pt()]) for i in range(4)]
+    out.append(("rectangle_int", "rectangle", [[3, 4], [20, 30]]))
+    for i in range(4):
+        c = [round(rng.uniform(0, LM_W), 2), round(rng.uniform(0, LM_H), 2)]
+        edge = [round(c[0] + rng.uniform(-9, 9), 2), round(c[1] + rng.uniform(-9, 9), 2)]
+        out.append((f"circle{i}", "circle", [c, edge]))
+    out += [(f"line{i}", "line", [pt(), pt()]) for i in range(3)]
+    out += [(f"linestrip{i}", "linestrip", [pt() for _ in range(3 + i)]) for i in range(3)]
+    out += [(f"point{i}", "point", [pt()]) for i in range(3)]
+    out.append(("point_corner", "point", [[0, 0]]))
+    out.append(("polygon_tiny", "polygon", [[10.2, 10.2], [10.8, 10.2], [10.5, 10.9]]))
+    return out
+
+
+def _digest(mask: np.ndarray) -> tuple[int, str]:
+    return int(mask.sum()), hashlib.sha1(np.packbits(mask).tobytes()).hexdigest()[:16]
+
+
+def test_labelme_cases_cover_every_shape_type_labelme_rasterises():
+    kinds = {k for _, k, _ in labelme_cases()}
+    assert kinds == {"polygon", "oriented_rectangle", "rectangle", "circle", "line", "linestrip", "point"}
+    assert [n for n, _, _ in labelme_cases()] == list(LABELME_GOLDEN)
+
+
+@pytest.mark.parametrize("name,kind,points", labelme_cases(), ids=[c[0] for c in labelme_cases()])
+def test_labelme_shape_masks_equal_labelme_shape_to_mask(name, kind, points):
+    shape = {"label": "x", "points": points, "shape_type": kind}
+    assert _digest(shape_mask(shape, LM_H, LM_W, where=name)) == LABELME_GOLDEN[name]
+
+
+def test_labelme_mask_shape_equals_labelme_shapes_to_label():
+    shape = {"label": "m", "points": [[10, 20], [14, 25]], "shape_type": "mask", "mask": LABELME_MASK_PNG}
+    m = shape_mask(shape, LM_H, LM_W, where="mask")
+    assert _digest(m) == LABELME_MASK_GOLDEN
+    patch = np.arange(30).reshape(6, 5) % 3 != 0
+    assert (m[20:26, 10:15] == patch).all()
+    assert base64.b64decode(LABELME_MASK_PNG)[:4] == b"\x89PNG"
