@@ -297,3 +297,78 @@ def whole_image_saved(model_dir: str | Path) -> list[str]:
         path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
         changed.append(name)
     return changed
+
+
+LLAVA_HF_OFFICIAL_TEMPLATE = "text4seg_llava1_5_hf_official"
+LLAVA_VICUNA_OFFICIAL_TEMPLATE = "text4seg_llava_vicuna_official"
+
+
+def register_official_templates() -> list[str]:
+    """Register the released Text4Seg models' own templates in ms-swift (idempotent); returns their names.
+
+    * ``text4seg_llava1_5_hf_official``: ms-swift's ``llava1_5_hf`` prompt
+      (``USER: <image>\\n{Q}\\nASSISTANT:``) with every image first stretched by PIL (BICUBIC) to the
+      processor's side, as the Text4Seg LLaVA-1.5 adapters were trained; then the processor (its resize
+      and crop are no-ops on that square).
+    * ``text4seg_llava_vicuna_official``: original LLaVA's ``conv_vicuna_v1`` with the Text4Seg-edited system
+      prompt (``{system} USER: <image>\\n{Q} ASSISTANT:``), the text tokenised in chunks around the image
+      as ``tokenizer_image_token`` did, images stretched with BILINEAR (the evaluation's resize), for a
+      model converted by ``text4seg convert llava-original``.
+
+    Strings and settings: :mod:`text4seg.checkpoints.official`. Imports ms-swift.
+    """
+    import dataclasses
+
+    from text4seg.checkpoints import official
+
+    swift_template = require("swift.template")
+    llava = require("swift.template.templates.llava")
+
+    def stretched(template, inputs, resample: str) -> None:
+        side = official.processor_side(template.processor.image_processor)
+        inputs.images = [official.stretch(im, side, resample) for im in inputs.images]
+
+    class OfficialLlavaHfTemplate(llava.LlavaHfTemplate):
+        """``llava1_5_hf`` with images stretched by PIL BICUBIC to the processor's side first."""
+
+        def _encode(self, inputs):
+            if inputs.images:
+                stretched(self, inputs, official.RESAMPLE["llava1_5_hf"])
+            return super()._encode(inputs)
+
+    class OfficialVicunaTemplate(llava.LlavaHfTemplate):
+        """``conv_vicuna_v1`` tokenised in chunks around ``<image>``; images stretched BILINEAR."""
+
+        def replace_tag(self, media_type, index, inputs):
+            assert media_type == "image"
+            return [[self.image_token_index], "\n"]
+
+        def _encode(self, inputs):
+            if inputs.images:
+                stretched(self, inputs, official.RESAMPLE["llava_original"])
+            return super()._encode(inputs)
+
+    mapping = swift_template.TEMPLATE_MAPPING
+    if LLAVA_HF_OFFICIAL_TEMPLATE not in mapping:
+        swift_template.register_template(
+            dataclasses.replace(
+                mapping["llava1_5_hf"],
+                template_type=LLAVA_HF_OFFICIAL_TEMPLATE,
+                template_cls=OfficialLlavaHfTemplate,
+            )
+        )
+    if LLAVA_VICUNA_OFFICIAL_TEMPLATE not in mapping:
+        swift_template.register_template(
+            dataclasses.replace(
+                mapping["llava1_5_hf"],
+                template_type=LLAVA_VICUNA_OFFICIAL_TEMPLATE,
+                template_cls=OfficialVicunaTemplate,
+                prefix=[["bos_token_id"]],
+                system_prefix=[["bos_token_id"], "{{SYSTEM}} "],
+                prompt=["USER: {{QUERY}} ASSISTANT:"],
+                chat_sep=["</s>"],
+                suffix=["</s>"],
+                default_system=official.vicuna_v1_system(),
+            )
+        )
+    return [LLAVA_HF_OFFICIAL_TEMPLATE, LLAVA_VICUNA_OFFICIAL_TEMPLATE]
