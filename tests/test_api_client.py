@@ -91,7 +91,7 @@ def test_transient_503_is_retried_and_the_record_matches_the_answer(image):
     fake = _Fake(fail=2, status=503)
     try:
         client = ApiPredictor(fake.url, retries=2, backoff=0.01, concurrency=2)
-        recs = list(client.predict([_q(image, i) for i in range(3)]))
+        recs = [r.to_json() for r in client.predict([_q(image, i) for i in range(3)])]
     finally:
         fake.close()
     assert sorted(r["id"] for r in recs) == ["q0", "q1", "q2"]
@@ -136,6 +136,15 @@ def test_constrained_bodies_carry_the_regex_for_swift_and_the_grammar_for_vllm(i
     assert regex.body(_q(image))["structured_outputs"] == {"regex": b["structured_outputs_regex"]}
     plain = ApiPredictor("http://h", "m", server="vllm").body(_q(image))
     assert "structured_outputs" not in plain and plain["temperature"] == 0
+
+
+def test_predict_to_refuses_in_process_options_given_with_a_client(image, tmp_path):
+    from text4seg.inference.predict import predict_to
+
+    client = ApiPredictor("http://127.0.0.1:9", "m", server="vllm", retries=0)
+    with pytest.raises(ValueError, match="batch_size, constrained_engine apply to an in-process model"):
+        predict_to(None, [_q(image)], tmp_path, client=client, batch_size=2, constrained_engine="own")
+    assert not (tmp_path / "results.jsonl").exists()  # before: ignored, and the server was asked
 
 
 def test_server_kind_and_model_name_come_from_v1_models(image):

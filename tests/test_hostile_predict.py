@@ -316,6 +316,65 @@ def test_a_bad_option_is_one_line_before_torch_is_imported(ws, tmp_path, kind):
     assert not (tmp_path / "out").exists() or tree(tmp_path / "out") == {}
 
 
+# before PredictOptions each of these was ignored without a word: the run wrote run.json and went on to
+# load the model or to ask the server (video: --constrained and --label were dropped)
+NOT_APPLYING = {
+    "api_constrained_engine": (
+        "api",
+        ["--constrained", "--constrained-engine", "own"],
+        ["--constrained-engine"],
+    ),
+    "api_batch_size": ("api", ["--batch-size", "2"], ["--batch-size 2", "--concurrency"]),
+    "api_adapters": ("api", ["--adapters", "{ws}/plain_model"], ["--adapters", "not --api"]),
+    "model_concurrency": ("model", ["--concurrency", "8"], ["--concurrency 8", "--api run"]),
+    "model_timeout": ("model", ["--timeout", "5"], ["--timeout 5", "--api run"]),
+    "jsonl_grid": ("model", ["--grid", "8"], ["--grid 8x8", "carries its own grid"]),
+    "jsonl_label": ("model", ["--label", "box"], ["--label", "--image run"]),
+    "jsonl_frames": ("model", ["--frames", "4"], ["--frames 4", "--video run"]),
+    "video_constrained": ("video", ["--constrained"], ["--constrained", "not --video"]),
+    "image_shard": ("image", ["--shard", "0/2"], ["--shard '0/2'", "--jsonl run"]),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(NOT_APPLYING))
+def test_an_option_that_does_not_apply_to_the_run_is_one_line_before_torch(ws, tmp_path, kind):
+    path, extra, names = NOT_APPLYING[kind]
+    model = ["predict", "--model", ws / "plain_model"]
+    source = {
+        "api": [*_api("http://127.0.0.1:9"), "--jsonl", ws / "good.jsonl"],
+        "model": [*model, "--jsonl", ws / "good.jsonl"],
+        "video": [*model, "--video", ws, "--query", "Track the box."],
+        "image": [*model, "--image", ws / "img0.png", "--query", "Segment the box."],
+    }[path]
+    p = cli_no_torch([*source, "--out", tmp_path / "out", *(a.format(ws=ws) for a in extra)], tmp_path)
+    one_line_error(p, 2, *names)  # (rc 97: torch was imported)
+    assert not (tmp_path / "out").exists()
+
+
+# run.json as predict wrote it before PredictOptions (an --api run of good.jsonl)
+OLD_RUN_OPTIONS = {
+    "adapters": [], "constrained": False, "grid": [16, 16], "image": None, "jsonl": "{jsonl}", "label": None,
+    "max_new_tokens": None, "model": None, "model_type": None, "query": None, "root": None,
+    "sam_checkpoint": None, "sam_type": "vit_h", "scheme": "rrle", "served_model": "m", "shard": None,
+    "template": None,
+}  # fmt: skip
+
+
+def test_a_run_json_of_the_earlier_format_is_recognised_and_a_changed_option_named(ws, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    opts = {k: str(ws / "good.jsonl") if v == "{jsonl}" else v for k, v in OLD_RUN_OPTIONS.items()}
+    old = json.dumps({"command": "predict", "options": opts}, indent=2) + "\n"
+    (out / "run.json").write_text(old)
+    with Server(_json(OK)) as s:
+        p = cli([*_api(s.url), "--jsonl", ws / "good.jsonl", "--out", out], tmp_path)
+        assert p.returncode == 0, p.stderr[-2000:]
+        assert (out / "run.json").read_text() == old  # the same options: resumed, not rewritten
+        assert len((out / "results.jsonl").read_text().splitlines()) == 2
+        p = cli([*_api(s.url), "--jsonl", ws / "good.jsonl", "--out", out, "--constrained"], tmp_path)
+    one_line_error(p, 2, "constrained: False before, True now", "--overwrite")
+
+
 @pytest.mark.parametrize("value", ["nan", "inf", "0"])
 def test_api_timeout_must_be_a_positive_finite_number(ws, tmp_path, value):
     args = [*_api("http://127.0.0.1:9"), "--jsonl", ws / "good.jsonl", "--out", tmp_path / "out"]

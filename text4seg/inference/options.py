@@ -203,7 +203,8 @@ class PredictOptions:
         for name, (flag, path) in APPLIES.items():
             value = getattr(self, name)
             if value != defaults[name] and not self.applies(path):
-                raise ValueError(f"{flag} {_quote(value)} applies to {PATHS[path]}; drop it")
+                shown = flag if value is True else f"{flag} {_quote(value)}"
+                raise ValueError(f"{shown} applies to {PATHS[path]}; drop it")
 
     def _check_values(self) -> None:
         from text4seg.descriptors import SCHEMES, grid_shape
@@ -276,6 +277,8 @@ class PredictOptions:
 
 
 def _quote(value) -> str:
+    if isinstance(value, tuple) and len(value) == 2:  # a grid
+        return f"{value[0]}x{value[1]}"
     text = repr(os.fspath(value) if isinstance(value, os.PathLike) else value)
     return text if len(text) <= 80 else text[:77] + "..."
 
