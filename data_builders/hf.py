@@ -32,7 +32,7 @@ from text4seg.data.records import Sample, atomic_path
 from text4seg.data.rle import mask_to_rle, rle_to_json
 from text4seg.descriptors import encode
 
-from .base import LOST_ON_GRID, BadInput, BuildConfig, Builder
+from .base import BadInput, BuildConfig, Builder
 from .coco import rle_of_segmentations, sample_rle
 from .common import PLACEHOLDER, descriptor_template, empty_grid, inside, label_of, side_dir
 from .options import Option
@@ -167,10 +167,8 @@ class HFBase(Builder):
         fg = sample_rle(rle, *cfg.grid)
         tpl = descriptor_template(fg, cfg.scheme) if fg.any() or _has_fg(rle) else None
         # an empty segmentation/mask is a no-target row by design; a target no grid cell samples is not
-        if (
-            tpl is not None
-            and not fg.any()
-            and self.flag(LOST_ON_GRID, len(texts), f"row {unit} of {self.root}")
+        if tpl is not None and self.screen_target(
+            1, bool(fg.any()), len(texts), f"row {unit} of {self.root}"
         ):
             return []
         empty = encode(empty_grid(cfg.grid), cfg.scheme)

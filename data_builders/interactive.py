@@ -5,17 +5,26 @@ Layout (COCO 2017, official)::
     <root>/annotations/instances_<split>.json      split: train2017 | val2017
     <root>/<split>/<file_name>
 
-One unit per non-crowd annotation with a non-empty mask, in file order; one sample per prompt kind
+One unit per non-crowd annotation with a non-empty mask, in file order (an annotation no grid cell samples
+is ``lost_on_grid``: counted, dropped/kept/failed per ``--empty-targets``, the one rule of
+:meth:`data_builders.base.Builder.screen_target`); one sample per prompt kind
 (``--set kinds=point,scribble,box,mask``, the default: all four), id
 ``coco-interactive/<split>/<ann_id>/<kind>`` (``source.ref_id`` is ``<ann_id>:<kind>``). The prompts are
 drawn as the PSALM appendix describes, seeded per (seed, annotation, kind, repeat pass):
 
-* point: uniform in the disc centred on the box centre, radius half the box's short side;
+Every prompt is drawn on the object's pixels: "the box" below is the box of the annotation's mask, and
+a point or scribble is checked against the mask (PSALM's generator redraws a point until it is on the
+object; this builder does the same for scribbles, and keeps boxes around the object):
+
+* point: uniform in the disc centred on the mask's centroid, radius half the box's short side, redrawn
+  (up to 1000 times) until it lies on the mask, else the mask pixel nearest the centroid;
 * scribble: the box with width and height scaled by factors from [0.5, 1.2] (redrawn until its IoU with
   the box exceeds 0.5, at most 50 tries, else the box), one of its diagonals, and a sine wave along it
   (amplitude 10-20 px, angular frequency 0.2*2pi-2pi per diagonal length, phase 0-2pi), written as
-  ``scribble_points`` (8) points;
-* box: width and height scaled by factors from [0.9, 1.1] about the centre;
+  ``scribble_points`` (8) points; redrawn (up to 50 times) until every point lies on the mask, else the
+  best draw with its off-object points moved to the nearest mask pixel;
+* box: width and height scaled by factors from [1.0, 1.1] about the centre (PSALM's [0.9, 1.1] redrawn
+  until the box contains the object);
 * mask: the target blurred by a Gaussian (sigma 2 px) and thresholded at 0.5, written as a coarse
   descriptor grid (``--prompt-grid 8``) whose foreground label is ``region``.
 
@@ -120,21 +129,60 @@ def _scaled(box, sx: float, sy: float):
     return (cx - w * sx / 2, cy - h * sy / 2, cx + w * sx / 2, cy + h * sy / 2)
 
 
-def point_prompt(rng: random.Random, box) -> tuple[float, float]:
-    """A point uniform in the disc at the centre of ``box`` ``[x, y, w, h]``, radius half its short side."""
+def mask_box(mask: np.ndarray) -> list[float]:
+    """``[x, y, w, h]`` of the pixels of a non-empty ``(H, W)`` bool mask (pixel edges)."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    return [float(cols[0]), float(rows[0]), float(cols[-1] + 1 - cols[0]), float(rows[-1] + 1 - rows[0])]
+
+
+def on_mask(mask: np.ndarray, x: float, y: float) -> bool:
+    """Whether the pixel holding the point ``(x, y)`` (pixel edges at integers) is on ``mask``."""
+    r, c = math.floor(y), math.floor(x)
+    return 0 <= r < mask.shape[0] and 0 <= c < mask.shape[1] and bool(mask[r, c])
+
+
+def nearest_on_mask(mask: np.ndarray, x: float, y: float) -> tuple[float, float]:
+    """The centre of the ``mask`` pixel nearest ``(x, y)`` (first in row-major order on ties)."""
+    rows, cols = np.nonzero(mask)
+    k = int(np.argmin((rows + 0.5 - y) ** 2 + (cols + 0.5 - x) ** 2))
+    return float(cols[k]) + 0.5, float(rows[k]) + 0.5
+
+
+def point_prompt(
+    rng: random.Random, box, mask: np.ndarray | None = None, tries: int = 1000
+) -> tuple[float, float]:
+    """A point uniform in a disc of radius half the short side of ``box`` ``[x, y, w, h]``.
+
+    Without ``mask``: the disc at the box centre. With ``mask`` (PSALM's generator): the disc at the
+    mask's centroid, redrawn (up to ``tries`` times) until the point lies on the mask; when every draw
+    misses (a thin or scattered object), the mask pixel nearest the centroid. The point is then always on
+    the object, rings and L shapes included."""
     x, y, w, h = box
-    r = min(w, h) / 2 * math.sqrt(rng.random())
-    t = rng.uniform(0, 2 * math.pi)
-    return x + w / 2 + r * math.cos(t), y + h / 2 + r * math.sin(t)
+    if mask is None:
+        r = min(w, h) / 2 * math.sqrt(rng.random())
+        t = rng.uniform(0, 2 * math.pi)
+        return x + w / 2 + r * math.cos(t), y + h / 2 + r * math.sin(t)
+    rows, cols = np.nonzero(mask)
+    cx, cy = float(cols.mean()) + 0.5, float(rows.mean()) + 0.5
+    radius = min(w, h) / 2
+    for _ in range(tries):
+        r = radius * math.sqrt(rng.random())
+        t = rng.uniform(0, 2 * math.pi)
+        px, py = cx + r * math.cos(t), cy + r * math.sin(t)
+        if on_mask(mask, px, py):
+            return px, py
+    return nearest_on_mask(mask, cx, cy)
 
 
 def box_prompt(rng: random.Random, box) -> tuple[float, float, float, float]:
-    """``box`` ``[x, y, w, h]``, width and height scaled by factors from [0.9, 1.1]: ``(x0, y0, x1, y1)``."""
-    return _scaled(box, rng.uniform(0.9, 1.1), rng.uniform(0.9, 1.1))
+    """``box`` ``[x, y, w, h]``, width and height scaled by factors from [1.0, 1.1] about the centre:
+    ``(x0, y0, x1, y1)``. PSALM draws from [0.9, 1.1]; a factor below 1 would cut the object, so the draw
+    is redrawn until the box contains it, which is a uniform draw from [1.0, 1.1]."""
+    return _scaled(box, rng.uniform(1.0, 1.1), rng.uniform(1.0, 1.1))
 
 
-def scribble_prompt(rng: random.Random, box, n: int = 8) -> list[tuple[float, float]]:
-    """``n`` points of a sine wave along a diagonal of a jittered ``box`` (module docstring)."""
+def _scribble_once(rng: random.Random, box, n: int) -> list[tuple[float, float]]:
+    """``n`` points of one sine-wave scribble along a diagonal of a jittered ``box`` (module docstring)."""
     x, y, w, h = box
     ref = (x, y, x + w, y + h)
     jit = ref
@@ -157,6 +205,29 @@ def scribble_prompt(rng: random.Random, box, n: int = 8) -> list[tuple[float, fl
         off = amp * math.sin(freq * t + phase)
         pts.append((x0 + t * (x1 - x0) + off * nx, y0 + t * (y1 - y0) + off * ny))
     return pts
+
+
+def scribble_prompt(
+    rng: random.Random, box, n: int = 8, mask: np.ndarray | None = None, tries: int = 50
+) -> list[tuple[float, float]]:
+    """``n`` points of a sine wave along a diagonal of a jittered ``box`` (module docstring).
+
+    With ``mask``: redrawn (up to ``tries`` times) until every point lies on the mask; when no draw does
+    (a ring, a thin object), the draw with the most points on it, each point off the object moved to the
+    nearest mask pixel. Every point then lies on the object."""
+    pts = _scribble_once(rng, box, n)
+    if mask is None:
+        return pts
+    best, best_on = pts, -1
+    for k in range(tries):
+        if k:
+            pts = _scribble_once(rng, box, n)
+        hits = sum(on_mask(mask, x, y) for x, y in pts)
+        if hits == n:
+            return pts
+        if hits > best_on:
+            best, best_on = pts, hits
+    return [(x, y) if on_mask(mask, x, y) else nearest_on_mask(mask, x, y) for x, y in best]
 
 
 def mask_prompt(mask: np.ndarray, sigma: float = 2.0) -> np.ndarray:
@@ -237,9 +308,10 @@ class CocoInteractive(Builder):
             self.count("empty_annotations")
             return []
         fg = sample_rle(rle, *cfg.grid)
-        if not fg.any():
-            self.count("lost_on_grid_skipped")
+        if self.screen_target(rle_area(rle), bool(fg.any()), len(self.kinds), where):
             return []
+        mask = rle_to_mask(rle)
+        mbox = mask_box(mask)  # the prompts are drawn on the object's pixels (PSALM), not its claimed bbox
         label = label_of(name)
         desc = descriptor_template(fg, cfg.scheme).replace(PLACEHOLDER, label)
         co = Coords(self.coords, h, w, self.max_pixels)
@@ -249,14 +321,14 @@ class CocoInteractive(Builder):
             sid = self.sample_id(a["id"], kind, rep=rep)
             rng = self.rng(sid)
             if kind == "point":
-                prompt = "the point " + co.point(*point_prompt(rng, box))
+                prompt = "the point " + co.point(*point_prompt(rng, mbox, mask))
             elif kind == "box":
-                prompt = "the box " + co.box(*_clip_box(box_prompt(rng, box), w, h))
+                prompt = "the box " + co.box(*_clip_box(box_prompt(rng, mbox), w, h))
             elif kind == "scribble":
-                pts = [_clip_box((x, y, x, y), w, h)[:2] for x, y in scribble_prompt(rng, box, self.points)]
+                pts = scribble_prompt(rng, mbox, self.points, mask)
                 prompt = "the scribble " + co.polyline(pts)
             else:
-                coarse = mask_to_grid(mask_prompt(rle_to_mask(rle)), self.prompt_grid, labels="region")
+                coarse = mask_to_grid(mask_prompt(mask), self.prompt_grid, labels="region")
                 prompt = f"the {self.prompt_grid}x{self.prompt_grid} region mask below"
             q = rng.choice(t["question"]).format(prompt=prompt)
             if kind == "mask":

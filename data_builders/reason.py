@@ -23,7 +23,7 @@ from text4seg.data.records import Sample
 from text4seg.data.rle import rle_to_json
 from text4seg.descriptors import encode
 
-from .base import EMPTY_TARGET, LOST_ON_GRID, BadInput, BuildConfig, Builder
+from .base import BadInput, BuildConfig, Builder
 from .coco import rle_area, rle_of_segmentations, sample_rle
 from .common import PLACEHOLDER, descriptor_template, empty_grid, image_size, label_of, load_json
 from .options import Option
@@ -86,8 +86,7 @@ class ReasonSeg(Builder):
         tpl = None
         if polys:  # a target polygon: it must survive rasterising and grid sampling (no silent empties)
             fg = sample_rle(rle, *cfg.grid)
-            issue = EMPTY_TARGET if rle_area(rle) == 0 else None if fg.any() else LOST_ON_GRID
-            if issue and self.flag(issue, len(texts), str(js)):
+            if self.screen_target(rle_area(rle), bool(fg.any()), len(texts), str(js)):
                 return []
             tpl = descriptor_template(fg, cfg.scheme)
         empty = encode(empty_grid(cfg.grid), cfg.scheme)

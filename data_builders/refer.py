@@ -45,7 +45,7 @@ from text4seg.data.records import Sample
 from text4seg.data.rle import rle_to_json
 from text4seg.descriptors import encode
 
-from .base import CHECK_IMAGES, EMPTY_TARGET, LOST_ON_GRID, BadInput, BuildConfig, Builder
+from .base import CHECK_IMAGES, BadInput, BuildConfig, Builder
 from .coco import CocoIndex, rle_area, sample_rle
 from .common import PLACEHOLDER, checked_size, descriptor_template, empty_grid, inside, label_of, load_json
 from .options import Option
@@ -178,9 +178,8 @@ class ReferBase(Builder):
             fg = None
             if wants_target:
                 fg = sample_rle(rle, rows, cols)
-                issue = EMPTY_TARGET if rle_area(rle) == 0 else None if fg.any() else LOST_ON_GRID
                 where = f"ref {ref.get('ref_id')} (ann_id {ref.get('ann_id')!r}) in {self.refs_path}"
-                if issue and self.flag(issue, len(sents), where):
+                if self.screen_target(rle_area(rle), bool(fg.any()), len(sents), where):
                     continue
             yield ref, rle, ann_ids, sents, fg
 

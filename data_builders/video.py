@@ -39,7 +39,7 @@ from text4seg.data.video import SAMPLINGS, image_change, list_frames, sample_fra
 from text4seg.descriptors import BACKGROUND, encode, mask_to_grid, wrap
 from text4seg.descriptors.video import FORMS, check_form, encode_frames
 
-from .base import EMPTY_TARGET, LOST_ON_GRID, BadInput, BuildConfig, Builder
+from .base import BadInput, BuildConfig, Builder
 from .common import check_sample_pixels, image_size, inside, label_of, load_json
 from .options import Option
 from .prompts import sample_rng, video_turn
@@ -144,13 +144,11 @@ class VideoBuilder(Builder):
             grids = [mask_to_grid(masks[i], cfg.grid, labels=label) for i in idx]
             lines = encode_frames(grids, cfg.scheme, self.form)
             where = f"{vid}/{eid}"
-            issue = None
-            if self.wants_target(exp) and not any(masks[i].any() for i in idx):
-                issue = EMPTY_TARGET
-            elif self.wants_target(exp) and all((g == BACKGROUND).all() for g in grids):
-                issue = LOST_ON_GRID
-            if issue is not None and self.flag(issue, 1, where):
-                return []
+            if self.wants_target(exp):
+                area = sum(int(masks[i].sum()) for i in idx)
+                on_grid = any((g != BACKGROUND).any() for g in grids)
+                if self.screen_target(area, on_grid, 1, where):
+                    return []
         else:
             w, h = image_size(paths[idx[0]])
             lines = ""
