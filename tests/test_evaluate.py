@@ -145,9 +145,11 @@ def test_semantic_miou_leaves_background_out_of_the_mean(tmp_path):
     assert sem["iou"]["cat"] == pytest.approx(1.0)
     assert sem["iou"]["dog"] is None and "others" not in sem["iou"]
     assert sem["miou"] == pytest.approx(1.0)
-    # both means are reported, labelled; with background, the ignored pixel is out and "others" is exact
+    # both means are reported, labelled; without background the void pixel (255) counts nowhere; with
+    # background (the official Text4Seg protocol) "others" is exact and the void pixel, answered "cat",
+    # is a false positive of cat: 767 / 768
     assert sem["miou_without_background"] == pytest.approx(1.0)
-    assert sem["miou_with_background"] == pytest.approx(1.0)
+    assert sem["miou_with_background"] == pytest.approx((1.0 + 767 / 768) / 2)
 
 
 def test_semantic_report_gives_the_mean_with_background_over_k_classes(tmp_path):
@@ -360,3 +362,56 @@ def test_every_registered_section_has_a_table_when_present():
     text = format_table(metrics)
     assert "  point miou" in text and "  pq" in text and "  jf" in text
     assert set(SCORERS) >= {"referring", "semantic", "multi", "interactive", "panoptic", "instance", "video"}
+
+
+def _voc_row_and_record(tmp_path, gt_map: np.ndarray, pred_map: np.ndarray):
+    """A voc20-built semantic row (classes others + 20, ignore 0 and 255) and its record answering
+    ``pred_map`` on the 16 x 16 grid, written to gt.jsonl / res.jsonl."""
+    from data_builders.classes import PASCAL_VOC_20
+
+    classes = ["others", *PASCAL_VOC_20]
+    h, w = gt_map.shape
+    Image.fromarray(gt_map.astype(np.uint8)).save(tmp_path / "lm.png")
+    gt = {"masks": [], "label_map": str(tmp_path / "lm.png"), "classes": classes, "ignore": [0, 255]}
+    row = _row("s", [np.zeros((h, w), bool)], labels=("cat",), task="semantic", extra_gt=gt)
+    row["text4seg"].update(width=w, height=h)
+    write_jsonl([row], tmp_path / "gt.jsonl")
+    grid = mask_to_grid(pred_map, 16, labels=classes, ignore_index=None)
+    rec = _pred("s", 0, wrap(encode(grid)))
+    rec.update(width=w, height=h)
+    _write(tmp_path / "res.jsonl", [rec])
+
+
+def test_cli_miou_with_background_is_the_official_number_of_the_issues_example(tmp_path):
+    """Issue 27 item 1: a 60 x 60 VOC map, one 30 x 30 cat painted back from its 16 x 16 grid: the
+    official Text4Seg evaluation gives 0.9565 (background IoU 0.9786, cat 0.9344); before the
+    fix the background, ignored by the builder, scored 0 and the mean was 0.4672."""
+    from support.hostile import cli
+
+    gt_map = np.zeros((60, 60), np.int64)
+    gt_map[3:33, 3:33] = 8  # cat
+    _voc_row_and_record(tmp_path, gt_map, gt_map)
+    proc = cli(["evaluate", "--pred", "res.jsonl", "--gt", "gt.jsonl", "--out", "ev"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    sem = json.loads((tmp_path / "ev" / "metrics.json").read_text())["semantic"]["coarse"]
+    assert sem["miou_with_background"] == pytest.approx(0.9565, abs=5e-5)
+    assert sem["miou_without_background"] == pytest.approx(0.9344, abs=5e-5)
+
+
+def test_cli_void_pixels_answered_a_class_count_against_it_only_with_background(tmp_path):
+    """VOC's 255 boundary: the official evaluation drops it from the ground truth only, so a class
+    answered on it adds to that class's union in miou_with_background; miou_without_background ignores
+    it (the usual convention)."""
+    from support.hostile import cli
+
+    gt_map = np.zeros((32, 32), np.int64)
+    gt_map[:, :16] = 8
+    gt_map[:, 16:18] = 255  # a void band, answered "cat"
+    pred = np.zeros((32, 32), np.int64)
+    pred[:, :18] = 8
+    _voc_row_and_record(tmp_path, gt_map, pred)
+    proc = cli(["evaluate", "--pred", "res.jsonl", "--gt", "gt.jsonl", "--out", "ev"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    sem = json.loads((tmp_path / "ev" / "metrics.json").read_text())["semantic"]["coarse"]
+    assert sem["miou_without_background"] == pytest.approx(1.0)
+    assert sem["miou_with_background"] == pytest.approx((1.0 + 512 / 576) / 2)

@@ -184,27 +184,56 @@ def rec_scores(preds: Sequence[np.ndarray], gts: Sequence, threshold: float = 0.
 
 
 # ------------------------------------------------------------------------------------------- semantic
-def semantic_counts(pred: np.ndarray, gt: np.ndarray, num_classes: int, ignore_index: int = 255):
+def semantic_counts(
+    pred: np.ndarray,
+    gt: np.ndarray,
+    num_classes: int,
+    ignore_index: int = 255,
+    *,
+    background: int | None = None,
+    void_predictions: bool = False,
+):
     """Per-class intersection and union of one ``(H, W)`` pair of integer label maps.
 
     Returns ``(inter, union)``, two int64 arrays of shape ``(num_classes,)`` (conventions: module
     docstring). Sum them over a set, then call :func:`semantic_scores_from_counts`.
+
+    The official Text4Seg protocol (``llava/eval/eval_semantic_seg.py``: ``intersectionAndUnionGPU``
+    with ``ignore_index=0``) is ``background=<its id>, void_predictions=True``:
+
+    * ``background``: a ground-truth pixel of this class is always its intersection (the reference
+      overwrites the prediction there with the background id), so a prediction of another class on it
+      is no false positive of that class; a predicted id outside ``0 .. K-1`` (a label that is not a
+      class) is the background class (the reference's ``labels_set.get(label, 0)``).
+    * ``void_predictions``: a pixel whose ground truth is ``ignore_index`` (VOC's 255 boundary) still
+      adds its predicted class to that class's union (the reference drops 255 from the ground-truth
+      histogram only); by default it counts nowhere.
     """
     p, g = np.asarray(pred), np.asarray(gt)
     if p.shape != g.shape or p.ndim != 2:
         raise ValueError(f"label maps must be 2-D and of equal shape, got {p.shape} and {g.shape}")
     k = int(num_classes)
+    if background is not None and not 0 <= background < k:
+        raise ValueError(f"background id {background} outside 0..{k - 1}")
     valid = g != ignore_index
+    void_pred = p[~valid].astype(np.int64) if void_predictions else None
     p, g = p[valid].astype(np.int64), g[valid].astype(np.int64)
     if g.size and (g.min() < 0 or g.max() >= k):
         bad = int(g[(g < 0) | (g >= k)][0])
         raise ValueError(f"ground-truth id {bad} outside 0..{k - 1} (and not ignore_index={ignore_index})")
-    p = np.where((p < 0) | (p >= k), k, p)  # k = "no class"
+    outside = k if background is None else background  # k = "no class"
+    p = np.where((p < 0) | (p >= k), outside, p)
+    if background is not None:
+        p = np.where(g == background, background, p)
     conf = np.bincount(g * (k + 1) + p, minlength=k * (k + 1)).reshape(k, k + 1)
     inter = np.diag(conf[:, :k]).copy()
     gt_area = conf.sum(axis=1)
     pred_area = conf[:, :k].sum(axis=0)
-    return inter, gt_area + pred_area - inter
+    union = gt_area + pred_area - inter
+    if void_pred is not None and void_pred.size:
+        void_pred = np.where((void_pred < 0) | (void_pred >= k), outside, void_pred)
+        union += np.bincount(void_pred, minlength=k + 1)[:k]
+    return inter, union
 
 
 def semantic_scores_from_counts(inter: np.ndarray, union: np.ndarray, class_names=None) -> dict:

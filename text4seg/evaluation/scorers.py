@@ -27,11 +27,20 @@ Scores (conventions in :mod:`text4seg.evaluation.metrics`):
 * referring: cIoU, gIoU, N-acc, T-acc, Pr@0.5..0.9, and REC ``rec_acc@0.5`` (the mask's box against
   the ground-truth mask's box, pixel-edge boxes, exclusive max) on targeted samples; Ref-ZOM rows
   (``source.dataset == "ref-zom"``) add ``refzom`` (:func:`text4seg.evaluation.multi.refzom_scores`).
-* semantic: per-class I and U summed over the set, mIoU over the benchmark's classes; the background
-  class (``others``) takes part in the confusion but is left out of the headline mean unless
-  ``semantic_background``; ``miou_with_background`` (K = 21 / 60 / 151 for VOC-20 / PC-59 / ADE-150, as
-  the official evaluation) and ``miou_without_background`` are always reported; ignored pixels count
-  nowhere; a predicted label that is not a benchmark class is wrong on its pixels.
+* semantic: per-class I and U summed over the set, mIoU over the benchmark's classes.
+  ``miou_without_background`` (the headline ``miou``): the classes but ``others``, ignored pixels
+  (``gt.ignore``: VOC's 0 and 255, PC-59's and ADE's 0) count nowhere, a predicted label that is not a
+  benchmark class is wrong on its pixels. ``miou_with_background`` (the headline with
+  ``semantic_background``) is the official Text4Seg number (``llava/eval/eval_semantic_seg.py`` of
+  github.com/mc-lan/Text4Seg, K = 21 / 60 / 151 for VOC-20 / PC-59 / ADE-150): class 0 (``others``) is
+  scored although the builders mark it ignored: a ground-truth background pixel is always its
+  intersection (the reference overwrites the prediction there, so another class answered on it is no
+  false positive), a foreground pixel answered ``others`` or an unknown label adds to its union; a void
+  pixel (an ignored value other than 0, VOC's 255 boundary) still adds its predicted class to that
+  class's union (the reference leaves predictions on void in). The reference averages over all K
+  classes (a class absent from the set and never predicted scores 0 there); here such a class is left
+  out (``None``): on a full benchmark split every class occurs and the two agree
+  (tests/conformance/test_metrics_reference.py).
 * instance: Hungarian one-to-one matching within each class (:mod:`text4seg.evaluation.instances`) of
   the answer's numbered instances (PIL-nearest painting) against the label map's instances.
 * multi, interactive, panoptic: :mod:`~text4seg.evaluation.multi`, :mod:`~text4seg.evaluation.interactive`,
@@ -263,6 +272,31 @@ def _label_map_ids(pred_map: np.ndarray, names: list[str], classes: list[str]) -
     return lut[pred_map]
 
 
+def _background_id(classes: list[str]) -> int | None:
+    """The background class of the official protocol: class 0 when it is ``others`` (VOC-20, PC-59,
+    ADE-150 as built), else None."""
+    return 0 if classes and normalize_label(classes[0] or BACKGROUND) == BACKGROUND else None
+
+
+def _semantic_counts(pm: np.ndarray, gt_map: np.ndarray, g: dict) -> tuple[np.ndarray, ...]:
+    """``(inter, union)`` with ignored pixels out (the headline and ``miou_without_background``), then
+    ``(inter, union)`` by the official protocol (``miou_with_background``: ground-truth background
+    scored as class 0 even where the row ignores it, void predictions counted; metrics.semantic_counts)."""
+    k, bg = len(g["classes"]), _background_id(g["classes"])
+    gt_ids = gt_map.astype(np.int64)
+    official = gt_ids.copy()
+    for v in g["ignore"]:
+        gt_ids[gt_map == v] = IGNORE
+        if v != bg:
+            official[gt_map == v] = IGNORE
+    try:
+        i, u = semantic_counts(pm, gt_ids, k, IGNORE)
+        oi, ou = semantic_counts(pm, official, k, IGNORE, background=bg, void_predictions=True)
+    except ValueError as exc:
+        raise ValueError(f"{g['where']}: text4seg.gt.label_map {g['label_map']}: {exc}") from None
+    return i, u, oi, ou
+
+
 def _semantic_collect(pairs: Sequence[Pair], opts: Options) -> tuple[dict, list[dict]]:
     sem: dict = {"coarse": None, "refined": None}
     rows = []
@@ -273,20 +307,14 @@ def _semantic_collect(pairs: Sequence[Pair], opts: Options) -> tuple[dict, list[
         refined_map = _refined_map(p)
         gt_map = _gt_label_map(p)
         classes = g["classes"]
-        gt_ids = gt_map.astype(np.int64)
-        for v in g["ignore"]:
-            gt_ids[gt_map == v] = IGNORE
         pred_ids = _label_map_ids(am.label_map, am.names, classes)
         refined_ids = None if refined_map is None else _label_map_ids(*refined_map, classes)
         for kind, pm in (("coarse", pred_ids), ("refined", refined_ids)):
             if pm is None:
                 continue
-            try:
-                i, u = semantic_counts(pm, gt_ids, len(classes), IGNORE)
-            except ValueError as exc:
-                raise ValueError(f"{g['where']}: text4seg.gt.label_map {g['label_map']}: {exc}") from None
+            counts = _semantic_counts(pm, gt_map, g)
             acc = sem[kind]
-            sem[kind] = (i, u) if acc is None else (acc[0] + i, acc[1] + u)
+            sem[kind] = counts if acc is None else tuple(a + c for a, c in zip(acc, counts))
         rows.append(row)
     return sem, rows
 
@@ -294,12 +322,12 @@ def _semantic_collect(pairs: Sequence[Pair], opts: Options) -> tuple[dict, list[
 def _semantic_part(counts, classes: list[str], opts: Options) -> dict | None:
     if counts is None:
         return None
-    i, u = counts
-    full = semantic_scores_from_counts(i, u, classes)  # K classes, background included (official)
+    i, u, oi, ou = counts
+    full = semantic_scores_from_counts(oi, ou, classes)  # K classes, the official protocol
     keep = [k for k, c in enumerate(classes) if normalize_label(c or BACKGROUND) != BACKGROUND]
     without = semantic_scores_from_counts(i[keep], u[keep], [classes[k] for k in keep])
     out = full if opts.semantic_background else without
-    out["miou_with_background"] = full["miou"]  # what the official evaluation reports (K = 21/60/151)
+    out["miou_with_background"] = full["miou"]  # the official evaluation's number (K = 21/60/151)
     out["miou_without_background"] = without["miou"]
     return out
 

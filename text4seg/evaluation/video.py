@@ -29,6 +29,13 @@ import numpy as np
 BOUND_TH = 0.008
 
 
+def davis_frames(n_frames: int) -> list[int]:
+    """The frames the DAVIS 2017 semi-supervised protocol scores of an ``n_frames``-frame sequence: every
+    annotated frame but the first (its mask is given) and the last (``davis2017/evaluation.py``:
+    ``all_gt_masks[:, 1:-1]``); none of a sequence of one or two frames."""
+    return list(range(1, n_frames - 1))
+
+
 def _check(pred: np.ndarray, gt: np.ndarray, i: int) -> tuple[np.ndarray, np.ndarray]:
     p, g = np.asarray(pred).astype(bool), np.asarray(gt).astype(bool)
     if p.ndim == 2:
