@@ -90,9 +90,9 @@ def test_api_mask_answer_and_repairs_equal_the_in_process_prediction(app):
 
 
 def test_bad_requests_get_one_line_errors_not_tracebacks(app):
-    assert _post(app["url"], {"image": "data:image/png;base64,AAAA", "expressions": [EXPR]}) == (
-        400,
-        {"error": "the upload is not an image PIL can read"},
+    code, out = _post(app["url"], {"image": "data:image/png;base64,AAAA", "expressions": [EXPR]})
+    assert (
+        code == 400 and out["error"].startswith("the upload") and "not an image PIL can read" in out["error"]
     )
     code, out = _post(app["url"], {"image": "http://x/y.png", "expressions": [EXPR]})
     assert code == 400 and "data:image" in out["error"]

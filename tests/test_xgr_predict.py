@@ -90,8 +90,8 @@ def tiny(tmp_path_factory):
 
 def _strict(records, queries):
     for r, q in zip(records, queries):
-        res = decode(r["answer"], GRID, q.scheme, strict=True)  # raises if not
-        assert r["parse_valid"] and r["constrained"] and set(res.labels) <= {LABEL}
+        res = decode(r.answer, GRID, q.scheme, strict=True)  # raises if not
+        assert r.parse_valid and r.constrained and set(res.labels) <= {LABEL}
 
 
 @pytest.mark.slow
@@ -105,11 +105,11 @@ def test_constrained_predict_parses_strictly_within_the_default_budget_and_a_sho
     p = Predictor(model, batch_size=2, constrained=True, constrained_engine=engine, model_type="llava1_5_hf")
     recs = list(p.predict(queries, overlays=False))
     _strict(recs, queries)
-    assert all(r["num_tokens"] <= p.budget(q) for r, q in zip(recs, queries))
+    assert all(r.num_tokens <= p.budget(q) for r, q in zip(recs, queries))
     # a context that leaves room for the longest block but not for the free text: warned, still strict
     room = max(p.budget(q) for q in queries) - p.decoder.max_free + 8
     p.engine.max_model_len = p.last_processor.prompt_len + room
     with pytest.warns(RuntimeWarning, match="model's context"):
         recs = list(p.predict(queries, overlays=False))
     _strict(recs, queries)
-    assert all(r["num_tokens"] <= room for r in recs)
+    assert all(r.num_tokens <= room for r in recs)

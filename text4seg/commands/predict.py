@@ -15,6 +15,8 @@ HELP = "run a model on --image/--query or a built --jsonl; writes results.jsonl 
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags: the fields of :class:`~text4seg.inference.options.PredictOptions` (an option that does
+    not apply to the run's path is an error, :meth:`~text4seg.inference.options.PredictOptions.validate`)."""
     p.add_argument("--model", default=None, help="model folder (ms-swift loadable); not with --api")
     p.add_argument("--adapters", nargs="*", default=None, help="LoRA adapter folders")
     p.add_argument("--model-type", default=None, help="ms-swift model_type (e.g. qwen2_5_vl, llava1_5_hf)")
@@ -27,7 +29,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--query", help="the question for --image, e.g. 'Please segment the dog.'")
     p.add_argument(
-        "--label", action="append", default=None, help="target label for --constrained (repeatable)"
+        "--label",
+        action="append",
+        default=None,
+        help="target label for --constrained on --image (repeatable)",
     )
     add_root(p, "folder of the relative image paths of --jsonl")
     p.add_argument(
@@ -38,7 +43,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--sam-checkpoint", type=Path, default=None, help="SAM weights (.pth) for refinement")
     p.add_argument("--sam-type", default="vit_h", choices=["vit_h", "vit_l", "vit_b"], help="SAM variant")
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument(
+        "--batch-size", type=int, default=8, help="queries per generate call (--model with --image/--jsonl)"
+    )
     p.add_argument("--max-new-tokens", type=int, default=None)
     add_grid(p, extra="; for --image (a --jsonl row carries its own)")
     add_scheme(p, extra="; for --image (a --jsonl row carries its own)")
