@@ -17,9 +17,12 @@ answer with one ``Frame k:`` line per frame (:mod:`text4seg.descriptors.video`; 
     davis17   JPEGImages/480p/<vid>/<frame>.jpg, Annotations/480p/<vid>/<frame>.png,
               ImageSets/2017/<split>.txt
               semi-supervised: one sample per object of the first annotated frame, whose query gives that
-              frame's mask as a descriptor block; ``--set expressions=<file>`` (a Ref-DAVIS17
-              meta_expressions.json, relative to root) makes one referring sample per expression instead
-              (``--set first_frame=true`` adds the first-frame block to those too).
+              frame's mask as a descriptor block; ``--expressions <file>`` (a Ref-DAVIS17
+              meta_expressions.json, relative to root, as ReferFormer's conversion writes it) makes one
+              referring sample per expression instead, its masks read from
+              ``Annotations_unsupervised/480p`` (the set whose obj_ids the expressions number, as
+              ReferFormer reads it; ``--annotations`` for another folder); ``--first-frame`` adds the
+              first-frame block to those too.
 
 Splits without masks (Ref-YouTube-VOS and MeViS ``valid``) give query rows with an empty answer and no
 ground truth, for ``text4seg predict``. An expression whose target is absent in every sampled frame is
@@ -290,6 +293,11 @@ class ReVOS(MeViS):
         return "reasoning_video" if int(exp.get("type_id", 0)) == 1 else "referring_video"
 
 
+# Ref-DAVIS17's expressions (Khoreva et al.) number the objects of the unsupervised annotation set, whose
+# ids differ from the semi-supervised Annotations/480p (ReferFormer tools/data/convert_davis_to_ytvos.py).
+REF_DAVIS_ANNOTATIONS = "Annotations_unsupervised/480p"
+
+
 class DAVIS17(VideoBuilder):
     name = "davis17"
     help = "DAVIS-2017 semi-supervised (first-frame mask as descriptors) or Ref-DAVIS17 (--expressions)"
@@ -298,15 +306,30 @@ class DAVIS17(VideoBuilder):
         *VideoBuilder.options,
         Option("expressions", str, "", "Ref-DAVIS17 expressions JSON under --root (unset: semi-supervised)"),
         Option("first_frame", bool, False, "show the first frame's mask as descriptors in the question"),
+        Option(
+            "annotations",
+            str,
+            None,
+            "folder of the palette masks under --root (unset: Annotations_unsupervised/480p with "
+            "--expressions, the set Ref-DAVIS17's obj_ids number, as ReferFormer's conversion reads it; "
+            "else Annotations/480p)",
+        ),
     )
 
     def __init__(self, cfg: BuildConfig):
         VideoBuilder.__init__(self, cfg)
         root = Path(cfg.root)
         self.img_dir = inside(root, "JPEGImages/480p")
-        self.ann_dir = inside(root, "Annotations/480p")
         self.semi = self.opt("first_frame")
         expr = self.opt("expressions")
+        ann = self.opt("annotations", REF_DAVIS_ANNOTATIONS if expr else "Annotations/480p")
+        self.ann_dir = inside(root, ann)
+        if expr and not self.ann_dir.is_dir():
+            raise OSError(
+                f"{self.ann_dir} not found: Ref-DAVIS17's obj_ids number the objects of DAVIS-2017's "
+                "unsupervised annotations (Annotations_unsupervised/480p, as ReferFormer's conversion "
+                "reads them); pass --annotations for another folder"
+            )
         if expr:
             self.videos = _load_json(inside(root, expr)).get("videos", {})
             for v in self.videos.values():

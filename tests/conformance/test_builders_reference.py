@@ -117,3 +117,58 @@ def test_labelme_mask_shape_equals_labelme_shapes_to_label():
     patch = np.arange(30).reshape(6, 5) % 3 != 0
     assert (m[20:26, 10:15] == patch).all()
     assert base64.b64decode(LABELME_MASK_PNG)[:4] == b"\x89PNG"
+
+
+# ------------------------------------------------------------------------------------------- Ref-DAVIS17
+def _palette_png(path, arr: np.ndarray) -> None:
+    from PIL import Image
+
+    im = Image.fromarray(arr.astype(np.uint8), "P")
+    im.putpalette([0, 0, 0, 128, 0, 0, 0, 128, 0] + [0] * 759)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    im.save(path)
+
+
+def test_ref_davis17_reads_the_annotation_set_referformer_converts(tmp_path):
+    """``wjn922/ReferFormer`` at 06fc218f5d8f04730f81471a15ed89ea7e4d30d8 (Apache-2.0),
+    ``tools/data/convert_davis_to_ytvos.py``, read by hand (not run): Ref-DAVIS17's ``obj_id`` (from 1)
+    numbers the objects of ``DAVIS/Annotations_unsupervised/480p`` (moved to ``<split>/Annotations``);
+    each video's expressions are ``"0"``.. in the order annot1 first-frame, annot1 full-video, annot2
+    first-frame, annot2 full-video per object (objects sorted by obj_id). Fixture: two objects whose ids are
+    swapped between the semi-supervised and unsupervised sets; every expression's ground truth must be
+    the unsupervised object its obj_id names (1 case per expression, 8; before: the other object, IoU 0)."""
+    from PIL import Image
+
+    from data_builders import build_jsonl
+    from text4seg.data.records import read_jsonl
+    from text4seg.data.rle import rle_to_mask
+
+    h, w = 32, 48
+    left, right = np.zeros((h, w), bool), np.zeros((h, w), bool)
+    left[4:20, 2:14], right[10:30, 30:46] = True, True
+    for k in range(3):
+        name = f"{k:05d}"
+        (tmp_path / "JPEGImages" / "480p" / "v").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.zeros((h, w, 3), np.uint8)).save(
+            tmp_path / "JPEGImages" / "480p" / "v" / f"{name}.jpg"
+        )
+        _palette_png(tmp_path / "Annotations" / "480p" / "v" / f"{name}.png", left * 1 + right * 2)
+        _palette_png(
+            tmp_path / "Annotations_unsupervised" / "480p" / "v" / f"{name}.png", left * 2 + right * 1
+        )
+    texts = {"1": "the right box", "2": "the left box"}  # obj_id in the unsupervised numbering
+    exps, eid = {}, 0
+    for obj in ("1", "2"):  # ReferFormer's order: annot1 first, annot1 full, annot2 first, annot2 full
+        for _ in range(4):
+            exps[str(eid)] = {"exp": texts[obj], "obj_id": obj}
+            eid += 1
+    meta = {"videos": {"v": {"expressions": exps, "frames": ["00000", "00001", "00002"]}}}
+    (tmp_path / "meta_expressions.json").write_text(__import__("json").dumps(meta))
+    out = tmp_path / "o.jsonl"
+    opts = {"expressions": "meta_expressions.json", "frames": 3}
+    build_jsonl("davis17", out, root=tmp_path, split="val", grid=8, with_gt=True, options=opts)
+    rows = list(read_jsonl(out))
+    assert len(rows) == 8
+    for row in rows:
+        want = right if "right" in row["messages"][0]["content"] else left
+        assert all((rle_to_mask(m) == want).all() for m in row["text4seg"]["gt"]["masks"])
