@@ -55,3 +55,61 @@ def test_pairs_are_averaged_over_their_frames_first():
 def test_shape_mismatch_names_the_pair():
     with pytest.raises(ValueError, match="pair 1"):
         j_and_f([np.zeros((1, 4, 4)), np.zeros((1, 4, 4))], [np.zeros((1, 4, 4)), np.zeros((2, 4, 4))])
+
+
+def _video_files(tmp_path, dataset: str, pred, gt):
+    """A built video row of ``dataset`` (frames f0..f{T-1}) and its video_results.jsonl record."""
+    import json
+
+    from text4seg.data.rle import mask_to_rle
+
+    names = [f"{i:05d}" for i in range(gt.shape[0])]
+    row = {
+        "messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}],
+        "images": [f"/v/{n}.jpg" for n in names],
+        "text4seg": {
+            "id": f"{dataset}/val/v/1",
+            "task": "vres",
+            "source": {"dataset": dataset, "image_id": "v", "ref_id": "1"},
+            "gt": {"masks": [mask_to_rle(m) for m in gt]},
+        },
+    }
+    rec = {
+        "id": "r",
+        "video": "v",
+        "expression_id": "1",
+        "frames": names,
+        "masks": [mask_to_rle(m) for m in pred],
+    }
+    (tmp_path / "built.jsonl").write_text(json.dumps(row) + "\n")
+    (tmp_path / "video_results.jsonl").write_text(json.dumps(rec) + "\n")
+
+
+@pytest.mark.parametrize(
+    "dataset, want_jf, scored",
+    [
+        # davisvideochallenge/davis2017-evaluation@ac7c43fc (tests/conformance: copy_first_frame)
+        ("davis17", (0.145913 + 0.075521) / 2, "but the first and the last"),
+        ("refytvos", None, "every shown frame"),
+    ],
+)
+def test_cli_davis_rows_are_scored_without_their_first_and_last_frame(tmp_path, dataset, want_jf, scored):
+    """Issue 27 item 5: a prediction that copies the first frame's mask (given in the question of a
+    DAVIS-17 semi-supervised row) to every frame; the DAVIS protocol scores frames 1..T-2 only, and the
+    output says which frames were scored. Other datasets keep every shown frame."""
+    import json
+
+    from conformance.metrics_inputs import davis_cases
+    from support.hostile import cli
+
+    pred, gt = davis_cases()["copy_first_frame"]
+    _video_files(tmp_path, dataset, pred, gt)
+    proc = cli(["evaluate", "--pred", "video_results.jsonl", "--gt", "built.jsonl", "--out", "ev"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert scored in out["scored"]
+    assert out["frames"] == (6 if dataset == "davis17" else 8)
+    if want_jf is None:  # every frame, the first one (a perfect copy) included
+        want_jf = j_and_f([pred], [gt])["jf"]
+        assert want_jf > (0.145913 + 0.075521) / 2
+    assert out["jf"] == pytest.approx(want_jf, abs=1e-6)

@@ -106,6 +106,12 @@ def test_the_issues_example_scores_the_official_0_9565():
 
 # ---------------------------------------------------------------------------------------------- DAVIS
 DAVIS_GOLDEN = {  # davisvideochallenge/davis2017-evaluation@ac7c43fc, semi-supervised, frames [1:-1]
+    "copy_first_frame": (0.145913, 0.075521),
+    "empty_prediction": (0.0, 0.0),
+    "good_tracker": (0.834932, 0.689848),
+    "largest_480x854": (0.888351, 0.9975),
+    "target_leaves": (0.888889, 0.765625),
+    "three_frames": (0.714286, 1.0),
 }
 
 

@@ -144,12 +144,29 @@ def j_and_f(
     return {"j": j, "f": f, "jf": (j + f) / 2, "pairs": len(js)}
 
 
+DAVIS_SCORED = "davis17 rows: every shown frame but the first and the last (DAVIS 2017 protocol)"
+ALL_SCORED = "every shown frame"
+
+
+def _scored_frames(meta: dict, n: int) -> list[int]:
+    """The frames of a built row that are scored: DAVIS-2017 rows (semi-supervised and Ref-DAVIS17, both
+    scored with davis2017-evaluation's semi-supervised task) leave out the first frame, whose mask the
+    question gives, and the last; the builder's sampling keeps the video's first and last frame as the
+    row's (``text4seg.data.video.sample_frames``). Other rows: every frame."""
+    if str((meta.get("source") or {}).get("dataset", "")) == "davis17":
+        return davis_frames(n)
+    return list(range(n))
+
+
 def evaluate_video(pred: str | os.PathLike, gt: str | os.PathLike) -> dict:
     """J&F of ``video_results.jsonl`` records against a built video JSONL, on the built rows' frames.
 
     A row (task ``vres``/``vreason``) joins the record with the same ``(source.image_id,
     source.ref_id)`` = ``(video, expression_id)``; its ``gt.masks`` are scored against the record's masks
-    of the frames with the same names. Rows without a record count as empty predictions.
+    of the frames with the same names (:func:`_scored_frames`: DAVIS-2017 rows without their first and
+    last frame). Rows without a record count as empty predictions. Besides J, F and J&F: ``frames`` (how
+    many were scored), ``scored`` (which, in words) and ``unscored`` (rows with no frame to score: a
+    DAVIS row of one or two frames).
     """
     from text4seg.data.records import read_jsonl
     from text4seg.data.rle import rle_to_mask
@@ -157,21 +174,34 @@ def evaluate_video(pred: str | os.PathLike, gt: str | os.PathLike) -> dict:
     recs = {}
     for r in read_jsonl(pred):
         recs[(str(r["video"]), str(r["expression_id"]))] = r
-    preds, gts, missing = [], [], 0
+    preds, gts, missing, unscored, frames, rules = [], [], 0, 0, 0, set()
     for row in read_jsonl(gt):
         meta = row.get("text4seg", {})
         if meta.get("task") not in ("vres", "vreason") or not meta.get("gt", {}).get("masks"):
             continue
         g = np.stack([rle_to_mask(m) for m in meta["gt"]["masks"]])
         names = [Path(p if isinstance(p, str) else p.get("path", "")).stem for p in row["images"]]
+        keep = _scored_frames(meta, len(g))
+        rules.add(ALL_SCORED if len(keep) == len(g) else DAVIS_SCORED)
+        if not keep:
+            unscored += 1
+            continue
         rec = recs.get((meta["source"]["image_id"], meta["source"]["ref_id"]))
         if rec is None:
             missing += 1
-            preds.append(np.zeros_like(g))
+            preds.append(np.zeros_like(g[keep]))
         else:
             by_name = dict(zip(rec["frames"], rec["masks"]))
             if any(n not in by_name for n in names):
                 raise ValueError(f"{pred}: record {rec['id']} lacks frames of {meta['id']} ({names})")
-            preds.append(np.stack([rle_to_mask(by_name[n]) for n in names]))
-        gts.append(g)
-    return {**j_and_f(preds, gts), "missing": missing}
+            preds.append(np.stack([rle_to_mask(by_name[names[i]]) for i in keep]))
+        gts.append(g[keep])
+        frames += len(keep)
+    scored = "; ".join(sorted(rules)) or ALL_SCORED
+    return {
+        **j_and_f(preds, gts),
+        "missing": missing,
+        "frames": frames,
+        "scored": scored,
+        "unscored": unscored,
+    }
