@@ -12,9 +12,4 @@ Kept in its own folder on purpose: ms-swift puts a plugin's folder on ``sys.path
 
 from text4seg.checkpoints.align import register_swift_templates
 
-register_swift_templates()
-
-# the released Text4Seg models' own templates (text4seg_llava1_5_hf_official, text4seg_llava_vicuna_official)
-from text4seg.checkpoints.align import register_official_templates  # noqa: E402
-
-register_official_templates()
+register_swift_templates()  # also the released models' own templates (text4seg_*_official)

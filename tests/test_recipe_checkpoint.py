@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from text4seg.checkpoints import settings
+from text4seg.checkpoints.align import PROJECT_TEMPLATES
 
 
 def _ckpt(folder: Path, **args) -> Path:
@@ -21,7 +22,7 @@ def test_a_qwen_checkpoint_brings_its_pixel_budget_to_inference(tmp_path):
     environ: dict[str, str] = {}
     done = settings.prepare_engine(model, environ=environ)
     assert environ == {"MAX_PIXELS": "451584"} and done["env"] == environ
-    assert done["template"] == "qwen2_5_vl" and done["registered"] == []
+    assert done["template"] == "qwen2_5_vl" and done["registered"] == list(PROJECT_TEMPLATES)
     assert settings.prepare_engine(model, environ=environ)["env"] == environ  # same value: fine
 
 
@@ -37,7 +38,7 @@ def test_checkpoints_without_a_budget_or_args_json_need_nothing(tmp_path):
     released.mkdir()
     assert settings.prepare_engine(released, environ=environ) == {
         "template": None,
-        "registered": [],
+        "registered": list(PROJECT_TEMPLATES),
         "env": {},
     }
     internvl = _ckpt(tmp_path / "internvl", model_type="internvl", template="internvl_hf", max_pixels=None)
@@ -60,7 +61,8 @@ def test_a_checkpoint_naming_the_project_template_gets_it_registered(tmp_path):
 
     model = _ckpt(tmp_path / "m", model_type="llava1_5_hf", template="text4seg_llava1_5_hf")
     done = settings.prepare_engine(model, environ={})
-    assert done["registered"] == ["text4seg_llava1_5_hf"] and "text4seg_llava1_5_hf" in TEMPLATE_MAPPING
+    assert done["registered"] == list(PROJECT_TEMPLATES)
+    assert all(t in TEMPLATE_MAPPING for t in PROJECT_TEMPLATES)
     unknown = _ckpt(tmp_path / "u", model_type="llava1_5_hf", template="text4seg_nope")
     with pytest.raises(ValueError, match="names template 'text4seg_nope'"):
         settings.prepare_engine(unknown, environ={})

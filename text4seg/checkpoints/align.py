@@ -242,7 +242,8 @@ def register_swift_templates() -> list[str]:
     """Register text4seg's ms-swift templates in this process (idempotent); returns their names.
 
     ``text4seg_llava1_5_hf``: ms-swift's ``llava1_5_hf`` whose CLIP image processor is switched by
-    :func:`whole_image_clip` when the template is built, so training and inference see the whole image.
+    :func:`whole_image_clip` when the template is built, so training and inference see the whole image;
+    and the released models' templates (:func:`register_official_templates`).
     ``recipes/text4seg_plugin.py`` calls this for ``swift sft`` / ``swift export``; before building a
     ``TransformersEngine`` on a model whose ``args.json`` names this template, call
     :func:`text4seg.checkpoints.settings.prepare_engine` (which calls this). Imports ms-swift.
@@ -268,7 +269,7 @@ def register_swift_templates() -> list[str]:
             template_cls=WholeImageLlavaHfTemplate,
         )
         swift_template.register_template(meta)
-    return [LLAVA_WHOLE_IMAGE_TEMPLATE]
+    return [LLAVA_WHOLE_IMAGE_TEMPLATE, *register_official_templates()]
 
 
 def whole_image_saved(model_dir: str | Path) -> list[str]:
@@ -301,6 +302,8 @@ def whole_image_saved(model_dir: str | Path) -> list[str]:
 
 LLAVA_HF_OFFICIAL_TEMPLATE = "text4seg_llava1_5_hf_official"
 LLAVA_VICUNA_OFFICIAL_TEMPLATE = "text4seg_llava_vicuna_official"
+# every template text4seg registers in ms-swift (the names a --template option may take besides ms-swift's)
+PROJECT_TEMPLATES = (LLAVA_WHOLE_IMAGE_TEMPLATE, LLAVA_HF_OFFICIAL_TEMPLATE, LLAVA_VICUNA_OFFICIAL_TEMPLATE)
 
 
 def register_official_templates() -> list[str]:

@@ -1,7 +1,7 @@
 """The released Text4Seg models' own interface: questions, prompts and image preprocessing, as trained.
 
-The strings live as data in ``text4seg/checkpoints/official/*.json`` with their source named (the released
-models expect them verbatim). This module turns them into prompts, token ids and pixels:
+The strings live as data in ``text4seg/checkpoints/official_data/*.json`` with their source named (the
+released models expect them verbatim). This module turns them into prompts, token ids and pixels:
 
 * :func:`referring_question` / :func:`condition_question`: the official questions (referring: the
   expression lower-cased and stripped, commas optionally removed as the LLaVA-codebase evaluation does;
@@ -23,7 +23,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-DATA = Path(__file__).with_name("official")
+DATA = Path(__file__).with_name("official_data")
 IMAGE = "<image>"
 # family -> PIL resample of the stretch to the processor's side
 RESAMPLE = {"llava1_5_hf": "BICUBIC", "llava_original": "BILINEAR"}
@@ -31,7 +31,7 @@ RESAMPLE = {"llava1_5_hf": "BICUBIC", "llava_original": "BILINEAR"}
 
 @cache
 def load(name: str) -> dict[str, Any]:
-    """``official/<name>.json``."""
+    """``official_data/<name>.json``."""
     return json.loads((DATA / f"{name}.json").read_text(encoding="utf-8"))
 
 

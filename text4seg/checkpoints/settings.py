@@ -81,19 +81,21 @@ def prepare_engine(
     A folder without ``args.json`` (a released model) needs nothing: ``template`` is None and the rest empty.
     """
     environ = os.environ if environ is None else environ
+    from text4seg.checkpoints.align import register_swift_templates
+
+    registered = register_swift_templates()  # cheap and idempotent: a --template may name one of them too
     args = checkpoint_args(model_dir, adapters)
     if args is None:
-        return {"template": None, "registered": [], "env": {}}
+        return {"template": None, "registered": registered, "env": {}}
     template = args.get("template")
-    registered: list[str] = []
-    if isinstance(template, str) and template.startswith(PROJECT_TEMPLATE_PREFIX):
-        from text4seg.checkpoints.align import register_swift_templates
-
-        registered = register_swift_templates()
-        if template not in registered:
-            raise ValueError(
-                f"{model_dir}: args.json names template {template!r}, not one of text4seg's {registered}"
-            )
+    if (
+        isinstance(template, str)
+        and template.startswith(PROJECT_TEMPLATE_PREFIX)
+        and template not in registered
+    ):
+        raise ValueError(
+            f"{model_dir}: args.json names template {template!r}, not one of text4seg's {registered}"
+        )
     env = pixel_env(args)
     for key, value in env.items():
         current = environ.get(key)
