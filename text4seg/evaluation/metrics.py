@@ -23,7 +23,10 @@ Conventions
   Predicted ids outside ``0 .. K-1`` (e.g. ``-1`` = "others", no class named) are wrong on every pixel:
   they add to the union of the ground-truth class only. Per-class I and U are summed over the whole
   set; ``mIoU`` is the mean of I/U over classes with U > 0 (classes that never occur in the ground
-  truth and are never predicted are left out and reported as ``None``).
+  truth and are never predicted are left out and reported as ``None``) The official Text4Seg protocol
+  (background scored as class 0, void predictions counted) is :func:`semantic_counts` with
+  ``background=0, void_predictions=True``; tests/conformance/test_metrics_reference.py holds its golden
+  counts.
 
 Degenerate cases (defined here, tested in tests/test_metrics.py), next to the reference evaluators
 (LISA: ``train_ds.validate``, cIoU = sum I / (sum U + 1e-10), per-sample IoU = I / (U + 1e-5) + 1 if U = 0;
