@@ -36,3 +36,21 @@ test-fast: $(STAMP)
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT)
+
+# lmms-eval 0.7.3 in its own environment: its pins would break .venv (ms-swift, transformers). The lmms-eval
+# tasks (lmms_tasks/, docs/lmms-eval.md) and tests/test_lmms_eval.py use it. filelock<4: lmms-eval 0.7.3
+# imports filelock._api, which filelock 4 removed; qwen-vl-utils and decord: its in-process qwen2_5_vl backend.
+# 3-6 min from scratch on 2 shared cores (torch from local disk).
+LMMS_VENV ?= .venv-lmms
+LMMS_STAMP := $(LMMS_VENV)/.installed
+.PHONY: lmms-venv
+lmms-venv: $(LMMS_STAMP)
+
+$(LMMS_STAMP): pyproject.toml
+	test -x $(LMMS_VENV)/bin/python || $(PYTHON) -m venv $(LMMS_VENV)
+	$(LMMS_VENV)/bin/python -m pip install -q --upgrade pip
+	$(LMMS_VENV)/bin/python -m pip install -q $(TORCH_SPEC)
+	$(LMMS_VENV)/bin/python -m pip install -q lmms-eval==0.7.3 "filelock<4" numpy pillow pycocotools \
+		qwen-vl-utils decord
+	$(LMMS_VENV)/bin/python -m pip install -q --no-deps -e .
+	touch $(LMMS_STAMP)
