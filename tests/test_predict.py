@@ -120,7 +120,8 @@ def test_constrained_predict_parses_strictly_and_embeds_each_image_once(env, pre
 def test_resume_skips_finished_samples_and_drops_a_partial_line(env, predictor, tmp_path):
     qs = load_queries(env["jsonl"])
     first = next(iter(predictor.predict(qs[:1], tmp_path, overlays=False)))
-    (tmp_path / "results.jsonl").write_text(json.dumps(first) + "\n" + '{"id": "s0", "tu')  # crash mid-line
+    crashed = json.dumps(first.to_json()) + "\n" + '{"id": "s0", "tu'  # a crash mid-line
+    (tmp_path / "results.jsonl").write_text(crashed)
     assert finished_keys(tmp_path / "results.jsonl") == {("s0", 0)}
     res = predict_queries(predictor, qs, tmp_path, overlays=False, progress=False)
     assert [(r["id"], r["turn"]) for r in _lines(res)] == [("s0", 0), ("s0", 1), ("s1", 0)]
@@ -131,9 +132,9 @@ def test_resume_skips_finished_samples_and_drops_a_partial_line(env, predictor, 
 def test_unconstrained_random_model_answers_are_repaired_not_fatal(env, predictor, tmp_path):
     qs = load_queries(env["jsonl"])[:2]
     recs = list(predictor.predict(qs, tmp_path, overlays=False, constrained=False))
-    assert all(not r["constrained"] for r in recs)
-    assert not all(r["parse_valid"] for r in recs)  # random weights write garbage
-    assert all(r["repairs"] for r in recs if not r["parse_valid"])
+    assert all(not r.constrained for r in recs)
+    assert not all(r.parse_valid for r in recs)  # random weights write garbage
+    assert all(r.repairs for r in recs if not r.parse_valid)
 
 
 def test_cli_predict_then_evaluate_end_to_end(env, tmp_path, capsys):
