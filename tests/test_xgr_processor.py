@@ -222,3 +222,46 @@ def test_split_decoding_masks_equal_the_whole_answer_grammars_masks_qwen(scheme)
         g[1:, 1:3] = label
         text = "Sure:" + wrap(encode(g.astype(str), scheme))
         _masks_along(split, whole, scheme, (3, 4), [label], [*tok.encode(text), eos])
+
+
+def test_a_batch_of_new_labels_is_compiled_before_the_first_step_and_no_step_compiles(tiny):
+    backend = XgrBackend(tiny[0].info, compile_threads=4)
+    specs = [("rrle", 4, [f"new label {i}"]) for i in range(6)]
+    proc = XgrLogitsProcessor(backend, specs)
+    assert backend.compiles == 6  # side by side on the compile threads, before generation starts
+    for i in range(6):  # which tokens running past "<seg>" may start each block: decided already
+        assert set(backend.block("rrle", 4, [f"new label {i}"])._starts) >= set(backend.tails())
+    _rollout(proc, len(tiny[1]) + 5, 40, 6, np.random.default_rng(5), {0})
+    assert backend.compiles == 6
+
+
+@pytest.mark.parametrize("background", [False, True])
+def test_grammars_compiled_side_by_side_give_the_masks_of_grammars_compiled_one_by_one(tiny, background):
+    info, strings = tiny[0].info, tiny[1]
+    specs = [(s, 3, labels) for s in SCHEMES for labels in (["a dog", "cat"], ["cat"])]
+    one = XgrLogitsProcessor(XgrBackend(info, compile_threads=1), specs)
+    many = XgrLogitsProcessor(XgrBackend(info, compile_threads=4), specs, background=background)
+    rng = np.random.default_rng(6)
+    ids = torch.zeros((len(specs), 2), dtype=torch.long)
+    for _ in range(60):
+        scores = torch.as_tensor(rng.normal(size=(len(specs), len(strings) + 3)), dtype=torch.float32)
+        a, b = one(ids, scores.clone()), many(ids, scores.clone())
+        assert torch.equal(a, b)
+        ids = torch.cat([ids, a.argmax(-1)[:, None]], 1)
+
+
+def test_primed_block_starts_equal_fresh_matchers_on_every_qwen_token_running_past_seg():
+    from support.tiny_qwen import qwen_tokenizer_fast
+
+    from text4seg.decoding.xgr_rows import Block
+
+    tok = qwen_tokenizer_fast()
+    backend = XgrBackend(tok, vocab_size=152064, stop_token_ids=[tok.convert_tokens_to_ids("<|im_end|>")])
+    tails = backend.tails()
+    for scheme, labels in (("rrle", ["a dog", "1 cat"]), ("compact", ["others", "東京"]), ("full", ["x"])):
+        compiled = backend.block(scheme, 4, labels).compiled
+        primed = Block(compiled)
+        primed.prime(tails)
+        fresh = {t: bool(xgr.GrammarMatcher(compiled).accept_string(t)) for t in tails}
+        assert {t: primed.accepts_start(t) for t in tails} == fresh
+        assert any(fresh.values()) or scheme != "rrle"  # ">a" starts "a dog"
