@@ -19,15 +19,14 @@ below. A change that moves any number fails here.
   ``utils.db_statistics`` (mean), run with opencv-python-headless 4.x, scikit-image 0.26, numpy 2.x.
   Golden per case: ``(J mean, F mean)`` over the scored frames, 6 decimals.
 
-Other metric families and where their reference comparisons live (not duplicated here):
+Other metric families, pinned the same way in their own modules of this folder:
 
-* referring cIoU / gIoU / N-acc / T-acc vs LISA (``train_ds.validate``) and ReLA
-  (``ReferEvaluator.evaluate``): the degenerate-case table of ``text4seg/evaluation/metrics.py`` and its
-  tests in tests/test_metrics.py (hand-derived from the references' formulas, no pinned run).
-* PQ / SQ / RQ vs panopticapi ``pq_compute``: tests/test_panoptic.py (hand cases of its matching rules:
-  void, crowd, IoU 0.5 exactly); panopticapi is not on the package registry, so no pinned run here.
-* Ref-ZOM vs DMMI, multi vs GSVA, interactive vs PSALM: tests/test_multi.py, tests/test_interactive.py
-  (hand cases of the references' conventions, no pinned run).
+* PQ / SQ / RQ vs panopticapi ``pq_compute_single_core`` + ``pq_average``: test_panoptic_reference.py.
+* referring cIoU / gIoU / N-acc / T-acc / Pr@X vs LISA (``train_ds.validate``) and ReLA
+  (``ReferEvaluator.evaluate``), Ref-ZOM vs DMMI's ``test.evaluate``, multi-expression vs GSVA's
+  ``solver.eval_gres``: test_referring_reference.py (the references' epsilons and crashes asserted as the
+  degenerate-case table of ``text4seg/evaluation/metrics.py`` documents them).
+* interactive mIoU / cIoU per prompt kind vs PSALM's ``compute_metric``: test_interactive_reference.py.
 """
 
 from __future__ import annotations
