@@ -26,13 +26,11 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-
 from text4seg._lazy import require
 from text4seg.data.records import AtomicWriter, iter_jsonl
-from text4seg.data.results import iter_records, repair_report
-from text4seg.evaluation.ground_truth import check_same_grid, join_key, load_ground_truth
-from text4seg.evaluation.scorers import SCORERS, Options, Pair, scorers_of, tables
+from text4seg.data.results import ResultRecord
+from text4seg.evaluation.ground_truth import GroundTruthIndex, check_same_grid, join_key, load_ground_truth
+from text4seg.evaluation.scorers import SCORERS, GroundInfo, Options, Pair, scorers_of, tables
 
 __all__ = ["evaluate", "format_table", "join_key", "load_ground_truth"]
 
@@ -63,54 +61,120 @@ def evaluate(
     """
     if _is_video(pred_path):
         return _write(out_dir, _video_metrics(pred_path, gt_path), [])
-    gts = load_ground_truth(gt_path, root)
-    by_question: dict[tuple, list] = {}
-    for key, g in gts.items():
-        by_question.setdefault((g["image"], g["query"]), []).append(key)
-    lines = iter_records(pred_path)  # every line checked: refuses a file it cannot interpret
-    pairs: dict[str, list[Pair]] = {name: [] for name in SCORERS}
-    seen: set[tuple[str, int]] = set()
-    unmatched = 0
-    tqdm = require("tqdm").tqdm
-    for n, rec in tqdm(lines, unit="answer", desc="evaluate", disable=not progress):
-        line = f"{pred_path}:{n}"
-        key = join_key(rec, line, gts, by_question, root)
-        g = None if key is None else gts.get(key)
-        if g is None or key in seen:
-            unmatched += 1
-            continue
-        check_same_grid(rec, g, line)
-        seen.add(key)
-        for name in scorers_of(g):
-            pairs[name].append(Pair(rec, g, key, line))
     opts = Options(label_only, semantic_background, geometry, tuple(thresholds))
+    gts = GroundTruthIndex(gt_path, root)
+    try:
+        if out_dir is None:
+            return _score(pred_path, gts, None, opts, progress)
+        with AtomicWriter(Path(out_dir) / "per_sample.jsonl") as per_sample:
+            metrics = _score(pred_path, gts, per_sample, opts, progress)
+        return _write(out_dir, metrics, None)
+    finally:
+        gts.close()
+
+
+def _score(
+    pred_path, gts: GroundTruthIndex, per_sample: AtomicWriter | None, opts: Options, progress: bool
+) -> dict:
+    """Join and score the records one at a time (module docstring); per-sample rows written as they
+    come (the peers' at the end); the metrics dict."""
+    tqdm = require("tqdm").tqdm
+    states: dict[str, object] = {}
+    counts = _Counts()
+    for n, obj in tqdm(iter_jsonl(pred_path), unit="answer", desc="evaluate", disable=not progress):
+        line = f"{pred_path}:{n}"
+        rec = ResultRecord.from_json(obj, line)  # every line checked: refuses a file it cannot interpret
+        counts.records += 1
+        found = _join(rec, line, gts)
+        if found is None:
+            counts.unmatched += 1
+            continue
+        slot, key, g = found
+        check_same_grid(rec, g, line)
+        gts.mark(slot)
+        counts.joined(rec)
+        for name in scorers_of(g):
+            if name not in states:
+                states[name] = SCORERS[name].start()
+            row = SCORERS[name].add(states[name], Pair(rec, g, key, line), opts)
+            if row is not None:
+                counts.row(row, per_sample)
+    if not counts.records:
+        raise ValueError(f"{pred_path} has no result records (an empty file?)")
+    info = GroundInfo(gts.label_map_classes)
     scores: dict[str, dict | None] = {}
-    per_sample: list[dict] = []
-    for name, mine in pairs.items():
-        if mine:
-            state, rows = SCORERS[name].collect(mine, opts)
-            scores[name] = SCORERS[name].summarise(state, opts, gts)
-            per_sample.extend(rows)
-    joined = {p.key: p.rec for mine in pairs.values() for p in mine}.values()
-    tokens = [r.num_tokens for r in joined if r.num_tokens is not None]
+    for name in (n for n in SCORERS if n in states):  # registry order: the peers' rows last
+        scores[name], late = SCORERS[name].summarise(states[name], opts, info)
+        for row in late:
+            counts.row(row, per_sample)
     peers = {k: scores[k] for k in ("multi", "interactive", "panoptic") if k in scores}
-    metrics = {
-        "n": len(per_sample),
-        "missing": len(set(gts) - seen),
-        "unmatched": unmatched,
-        "parse_valid": None
-        if not per_sample
-        else sum(r["parse_valid"] for r in per_sample) / len(per_sample),
-        "tokens_per_answer": float(np.mean(tokens)) if tokens else None,
-        "repairs": repair_report(joined),
-        "other_label_answers": sum(bool(r.get("other_labels")) for r in per_sample),
-        "label_only": label_only,
+    return {
+        "n": counts.rows,
+        "missing": gts.missing,
+        "unmatched": counts.unmatched,
+        "parse_valid": None if not counts.rows else counts.valid_rows / counts.rows,
+        "tokens_per_answer": counts.tokens / counts.with_tokens if counts.with_tokens else None,
+        "repairs": counts.repairs(),
+        "other_label_answers": counts.other_label_rows,
+        "label_only": opts.label_only,
         "referring": scores.get("referring"),
         "semantic": scores.get("semantic"),
         "peers": peers or None,
         "instance": scores.get("instance"),
     }
-    return _write(out_dir, metrics, per_sample)
+
+
+def _join(rec: ResultRecord, line: str, gts: GroundTruthIndex) -> tuple[int, tuple, dict] | None:
+    """``(slot, key, entry)`` of the ground truth a record joins, or None: no ground truth, or its key
+    was joined already by an earlier record (both counted ``unmatched``)."""
+    if rec.id:
+        key = (rec.id, rec.turn)
+    else:
+        key = join_key(rec, line, {}, gts.by_question(), gts.root)
+        if key is None:
+            return None
+    found = gts.get(key)
+    if found is None or gts.seen(found[0]):
+        return None
+    return found[0], key, found[1]
+
+
+class _Counts:
+    """The counts of ``metrics.json`` reduced as records and per-sample rows come."""
+
+    def __init__(self):
+        self.records = self.unmatched = self.rows = self.valid_rows = self.other_label_rows = 0
+        self.tokens = self.with_tokens = self.answers = self.parse_valid = self.repaired = 0
+        self.kinds: dict[str, int] = {}
+
+    def joined(self, rec: ResultRecord) -> None:
+        """A record joined with its ground truth: its tokens and repairs (:func:`repair_report`)."""
+        if rec.num_tokens is not None:
+            self.tokens += rec.num_tokens
+            self.with_tokens += 1
+        self.answers += 1
+        self.parse_valid += bool(rec.parse_valid)
+        kinds = {r.kind for r in rec.repairs}
+        self.repaired += bool(kinds)
+        for k in kinds:
+            self.kinds[k] = self.kinds.get(k, 0) + 1
+
+    def repairs(self) -> dict:
+        """:func:`text4seg.data.results.repair_report` of the joined records."""
+        return {
+            "answers": self.answers,
+            "parse_valid": self.parse_valid,
+            "answers_repaired": self.repaired,
+            **dict(sorted(self.kinds.items())),
+        }
+
+    def row(self, row: dict, out: AtomicWriter | None) -> None:
+        """One per-sample row: counted, and written to ``per_sample.jsonl`` now."""
+        self.rows += 1
+        self.valid_rows += row["parse_valid"]
+        self.other_label_rows += bool(row.get("other_labels"))
+        if out is not None:
+            out.write(json.dumps(row, ensure_ascii=False))
 
 
 def _is_video(pred_path) -> bool:
@@ -132,13 +196,15 @@ def _video_metrics(pred_path, gt_path) -> dict:
     }
 
 
-def _write(out_dir, metrics: dict, per_sample: list[dict]) -> dict:
-    """Write ``metrics.json`` and ``per_sample.jsonl`` under ``out_dir`` (when given); ``metrics``."""
+def _write(out_dir, metrics: dict, per_sample: list[dict] | None) -> dict:
+    """Write ``metrics.json`` and (unless None: written as they came) ``per_sample.jsonl`` under
+    ``out_dir`` (when given); ``metrics``."""
     if out_dir is not None:
         out = Path(out_dir)
-        with AtomicWriter(out / "per_sample.jsonl") as wr:
-            for r in per_sample:
-                wr.write(json.dumps(r, ensure_ascii=False))
+        if per_sample is not None:
+            with AtomicWriter(out / "per_sample.jsonl") as wr:
+                for r in per_sample:
+                    wr.write(json.dumps(r, ensure_ascii=False))
         with AtomicWriter(out / "metrics.json") as wr:
             wr.write(json.dumps(metrics, indent=2))
     return metrics

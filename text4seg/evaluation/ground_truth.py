@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 
 from text4seg.data.queries import turn_labels
-from text4seg.data.records import check_image_size, iter_jsonl
+from text4seg.data.records import check_image_size, iter_jsonl, iter_lines, parse_line
 from text4seg.data.results import ResultRecord, check_grid, user_questions
 from text4seg.data.rle import check_rle
 from text4seg.descriptors import SCHEMES
@@ -84,6 +84,62 @@ def _join_image(row: dict, root) -> str | None:
     return os.path.realpath(_resolve(path, root))
 
 
+def _check_row(row: dict, n: int, gt_path) -> dict:
+    """The row's ``text4seg`` block once it is checked (:func:`_gt_problem`); ``ValueError`` naming the
+    file, line, id and field otherwise."""
+    meta = row.get("text4seg")
+    problem = _gt_problem(meta, f"{gt_path}:{n}")
+    if problem:
+        rid = meta.get("id") if isinstance(meta, dict) else None
+        who = f" id {rid!r}:" if isinstance(rid, (str, int)) and not isinstance(rid, bool) else ""
+        raise ValueError(f"{gt_path}:{n}:{who} {problem}")
+    task = meta.get("task", "res")
+    if task in LABEL_MAP_TASKS and not meta["gt"].get("label_map"):
+        raise ValueError(f"{gt_path}:{n}: id {meta['id']!r}: text4seg.gt.label_map: missing (a {task} row)")
+    return meta
+
+
+def _row_keys(row: dict, meta: dict) -> list[tuple[str, int]]:
+    """The ``(id, turn)`` keys a checked row gives ground truth for (a referring turn without a stored
+    mask gives none)."""
+    turns = len(user_questions(row.get("messages"))) or 1
+    task = meta.get("task", "res")
+    if task not in LABEL_MAP_TASKS and task not in PEER_TASKS:
+        turns = min(turns, len(meta["gt"].get("masks") or []))
+    return [(str(meta["id"]), t) for t in range(turns)]
+
+
+def _row_entries(row: dict, meta: dict, n: int, gt_path, root, with_image: bool = True):
+    """``(key, entry)`` of each scorable turn of a checked row (entry fields: :func:`load_ground_truth`;
+    ``with_image=False`` leaves ``image`` None, the realpath only the join of records without an id
+    needs)."""
+    gt, task = meta["gt"], meta.get("task", "res")
+    where = f"{gt_path}:{n}: id {meta['id']!r}"
+    questions = user_questions(row.get("messages"))
+    turns = len(questions) or 1
+    image = _join_image(row, root) if with_image else None
+    grid = check_grid(meta["grid"]) if meta.get("grid") is not None else None
+    for t in range(turns):
+        entry = {"task": task, "labels": turn_labels(meta, t, turns), "width": meta.get("width")}
+        entry["dataset"] = str((meta.get("source") or {}).get("dataset", ""))
+        entry.update(where=where, image=image, query=questions[t] if questions else "")
+        entry.update(grid=grid, scheme=meta.get("scheme"))
+        entry["meta"] = meta  # the peers' scorers read the row's own fields
+        if task in LABEL_MAP_TASKS:
+            entry.update(
+                label_map=_resolve(gt["label_map"], root),
+                classes=list(gt.get("classes", [])),
+                ignore=list(gt.get("ignore", [])),
+            )
+        elif task not in PEER_TASKS:  # referring: the turn's mask
+            masks = gt.get("masks") or []
+            if t >= len(masks):
+                continue  # no stored mask for this turn: not scorable
+            entry["rle"] = masks[t]
+            entry["rle_where"] = f"{where}: text4seg.gt.masks[{t}]"
+        yield (str(meta["id"]), t), entry
+
+
 def load_ground_truth(gt_path: str | os.PathLike, root=None) -> dict[tuple[str, int], dict]:
     """``{(id, turn): {"task", "labels", "mask" | ("label_map", "classes", "ignore")}}`` (lazy masks:
     ``"rle"`` / ``"label_map"`` paths are decoded by the caller). Each entry also carries ``where``
@@ -91,43 +147,121 @@ def load_ground_truth(gt_path: str | os.PathLike, root=None) -> dict[tuple[str, 
     the ``grid`` and ``scheme`` the row was built with (None when the row does not say).
 
     Every row is checked first (types, sizes, RLE forms; nothing decoded): ``ValueError`` naming the file,
-    line, id and field."""
+    line, id and field. The whole file is held in memory: ``evaluate`` uses :class:`GroundTruthIndex`."""
     out: dict[tuple[str, int], dict] = {}
     for n, row in iter_jsonl(gt_path):
-        meta = row.get("text4seg")
-        problem = _gt_problem(meta, f"{gt_path}:{n}")
-        if problem:
-            rid = meta.get("id") if isinstance(meta, dict) else None
-            who = f" id {rid!r}:" if isinstance(rid, (str, int)) and not isinstance(rid, bool) else ""
-            raise ValueError(f"{gt_path}:{n}:{who} {problem}")
-        gt, task = meta["gt"], meta.get("task", "res")
-        where = f"{gt_path}:{n}: id {meta['id']!r}"
-        questions = user_questions(row.get("messages"))
-        turns = len(questions) or 1
-        image = _join_image(row, root)
-        grid = check_grid(meta["grid"]) if meta.get("grid") is not None else None
-        for t in range(turns):
-            entry = {"task": task, "labels": turn_labels(meta, t, turns), "width": meta.get("width")}
-            entry["dataset"] = str((meta.get("source") or {}).get("dataset", ""))
-            entry.update(where=where, image=image, query=questions[t] if questions else "")
-            entry.update(grid=grid, scheme=meta.get("scheme"))
-            entry["meta"] = meta  # the peers' scorers read the row's own fields
-            if task in LABEL_MAP_TASKS:
-                if not gt.get("label_map"):
-                    raise ValueError(f"{where}: text4seg.gt.label_map: missing (a {task} row)")
-                entry.update(
-                    label_map=_resolve(gt["label_map"], root),
-                    classes=list(gt.get("classes", [])),
-                    ignore=list(gt.get("ignore", [])),
-                )
-            elif task not in PEER_TASKS:  # referring: the turn's mask
-                masks = gt.get("masks") or []
-                if t >= len(masks):
-                    continue  # no stored mask for this turn: not scorable
-                entry["rle"] = masks[t]
-                entry["rle_where"] = f"{where}: text4seg.gt.masks[{t}]"
-            out[(str(meta["id"]), t)] = entry
+        meta = _check_row(row, n, gt_path)
+        out.update(_row_entries(row, meta, n, gt_path, root))
     return out
+
+
+class GroundTruthIndex:
+    """The ground truth of ``evaluate`` in bounded memory: every row is read and checked once (as by
+    :func:`load_ground_truth`), and only a 64-bit hash of each ``(id, turn)`` key with the byte offset and
+    line of its row is kept (~20 bytes a key, numpy arrays sorted by hash). :meth:`get` reads the one row
+    of a key again from the file (hash collisions resolved by comparing the real keys; a key given by
+    two rows is the later row's, as in :func:`load_ground_truth`). :meth:`mark` records the keys joined,
+    :attr:`missing` counts the others. ``label_map_classes``: the classes of the first label-map row
+    (the semantic class list). The index of records without an id (image and question) is built on
+    first use (:meth:`by_question`), by a second pass over the file."""
+
+    def __init__(self, gt_path: str | os.PathLike, root=None):
+        from array import array
+
+        import numpy as np
+
+        self.path, self.root = gt_path, root
+        self.label_map_classes: list | None = None
+        self._by_question: dict | None = None
+        hashes, offsets, lines = array("q"), array("q"), array("q")
+        offset = 0
+        for n, raw in iter_lines(gt_path):
+            row = parse_line(raw, gt_path, n)
+            if row is not None:
+                meta = _check_row(row, n, gt_path)
+                if self.label_map_classes is None and meta.get("task", "res") in LABEL_MAP_TASKS:
+                    self.label_map_classes = list(meta["gt"].get("classes", []))
+                for key in _row_keys(row, meta):
+                    hashes.append(hash(key))
+                    offsets.append(offset)
+                    lines.append(n)
+            offset += len(raw)
+        h = np.frombuffer(hashes, np.int64) if len(hashes) else np.zeros(0, np.int64)
+        order = np.argsort(h, kind="stable")
+        self._hash = h[order]
+        self._offset = (np.frombuffer(offsets, np.int64) if len(offsets) else np.zeros(0, np.int64))[order]
+        self._line = (np.frombuffer(lines, np.int64) if len(lines) else np.zeros(0, np.int64))[order]
+        self._alive = np.ones(len(order), bool)
+        self._seen = np.zeros(len(order), bool)
+        self._fh = open(gt_path, "rb")  # noqa: SIM115 (closed by close())
+        self._drop_superseded()
+
+    def _drop_superseded(self) -> None:
+        """Keys given by more than one row (or 64-bit hashes equal by chance): each key's slot is its
+        last row's, the others are dead."""
+        import numpy as np
+
+        dup = np.flatnonzero(self._hash[1:] == self._hash[:-1])
+        if not dup.size:
+            return
+        latest: dict[tuple[str, int], int] = {}
+        slots = sorted({*dup.tolist(), *(dup + 1).tolist()}, key=lambda s: (self._offset[s], s))
+        for slot in slots:  # file order
+            row, meta, _ = self._read(slot)
+            key = next(k for k in _row_keys(row, meta) if hash(k) == self._hash[slot])
+            if key in latest:
+                self._alive[latest[key]] = False
+            latest[key] = slot
+
+    def _read(self, slot: int) -> tuple[dict, dict, int]:
+        """The row of a slot read again (checked on the first pass), its ``text4seg`` block and line."""
+        self._fh.seek(int(self._offset[slot]))
+        n = int(self._line[slot])
+        row = parse_line(self._fh.readline(), self.path, n)
+        return row, row["text4seg"], n
+
+    def __len__(self) -> int:
+        return int(self._alive.sum())
+
+    def get(self, key: tuple[str, int]) -> tuple[int, dict] | None:
+        """``(slot, entry)`` of a key (entry as :func:`load_ground_truth`'s, ``image`` None), or None."""
+        import numpy as np
+
+        h = hash(key)
+        i = int(np.searchsorted(self._hash, h))
+        while i < len(self._hash) and self._hash[i] == h:
+            if self._alive[i]:
+                row, meta, n = self._read(i)
+                for k, entry in _row_entries(row, meta, n, self.path, self.root, with_image=False):
+                    if k == key:
+                        return i, entry
+            i += 1
+        return None
+
+    def seen(self, slot: int) -> bool:
+        return bool(self._seen[slot])
+
+    def mark(self, slot: int) -> None:
+        """Record that the key of ``slot`` was joined (:attr:`missing`)."""
+        self._seen[slot] = True
+
+    @property
+    def missing(self) -> int:
+        """Keys with ground truth that no record joined."""
+        return int((self._alive & ~self._seen).sum())
+
+    def by_question(self) -> dict[tuple, list[tuple[str, int]]]:
+        """``{(image realpath, question): [keys]}`` (the join of records without an id), built once."""
+        if self._by_question is None:
+            self._by_question = {}
+            for n, row in iter_jsonl(self.path):
+                meta = row["text4seg"]
+                for key, g in _row_entries(row, meta, n, self.path, self.root):
+                    self._by_question.setdefault((g["image"], g["query"]), []).append(key)
+        return self._by_question
+
+    def close(self) -> None:
+        self._fh.close()
 
 
 def join_key(rec: ResultRecord, line: str, gts: dict[tuple[str, int], dict], by_question: dict, root=None):

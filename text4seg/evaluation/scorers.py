@@ -49,21 +49,21 @@ Scores (conventions in :mod:`text4seg.evaluation.metrics`):
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
 
+from text4seg._lazy import require
 from text4seg.data.images import open_image
-from text4seg.data.results import ResultRecord, answer_to_masks, rles_to_label_map, select_labels
-from text4seg.data.rle import rle_to_mask
+from text4seg.data.results import AnswerMasks, ResultRecord, select_labels
 from text4seg.descriptors import BACKGROUND, decode, normalize_label
+from text4seg.descriptors.grid import resize_nearest
 from text4seg.evaluation.ground_truth import LABEL_MAP_TASKS
 from text4seg.evaluation.metrics import (
-    aggregate_referring,
     box_iou,
-    mask_stats,
     mask_to_box,
     semantic_counts,
     semantic_scores_from_counts,
@@ -105,9 +105,24 @@ class Scorer:
     """One task's scoring (interface: module docstring)."""
 
     path: tuple[str, ...]
-    collect: Callable[[Sequence[Pair], Options], tuple[Any, list[dict]]] | None
-    summarise: Callable[[Any, Options, dict], dict | None] | None
+    start: Callable[[], Any] | None
+    add: Callable[[Any, Pair, Options], dict | None] | None
+    summarise: Callable[[Any, Options, GroundInfo], tuple[dict | None, list[dict]]] | None
     show: Callable[[dict], list[Table]]
+
+    def collect(self, pairs: Sequence[Pair], opts: Options, info: GroundInfo | None = None):
+        """``(scores, rows)`` of a whole list of pairs (what ``evaluate`` does one pair at a time)."""
+        state = self.start()
+        rows = [row for p in pairs if (row := self.add(state, p, opts)) is not None]
+        scores, late = self.summarise(state, opts, info or GroundInfo())
+        return scores, rows + late
+
+
+class GroundInfo(NamedTuple):
+    """What a scorer's ``summarise`` may know of the whole ground truth: ``label_map_classes``, the
+    classes of its first label-map row (the semantic class list)."""
+
+    label_map_classes: list | None = None
 
 
 # ---------------------------------------------------------------------------------------- display
@@ -171,12 +186,39 @@ def tables(metrics: dict) -> list[Table]:
 
 
 # ---------------------------------------------------------------------------------------- helpers
-def _answer_masks(p: Pair, opts: Options):
-    wanted = p.gt["labels"] if opts.label_only else None
+def _answer_masks(p: Pair, opts: Options) -> AnswerMasks:
+    """:func:`text4seg.data.results.answer_to_masks` of the record's answer, painted from the decoded
+    runs (the same label map, names and mask, without building the grid of label strings)."""
     rec = p.rec
-    return answer_to_masks(
-        rec.answer, rec.height, rec.width, rec.grid, rec.scheme, wanted, geometry=opts.geometry
-    )
+    dec = decode(rec.answer, rec.grid, rec.scheme)
+    valid = dec.ok
+    pos = {BACKGROUND: 0}
+    names = [BACKGROUND]
+    codes, counts = [], []
+    for label, count in dec.runs:
+        c = pos.get(label)
+        if c is None:
+            c = pos[label] = len(names)
+            names.append(label)
+        codes.append(c)
+        counts.append(count)
+    cells = np.repeat(np.array(codes, np.int32), counts).reshape(dec.shape)
+    label_map = resize_nearest(cells, rec.height, rec.width, opts.geometry)
+    mask, other = select_labels(label_map, names, p.gt["labels"] if opts.label_only else None)
+    return AnswerMasks(dec, valid, label_map, names, mask, other)
+
+
+def _checked_rle_to_mask(rle: dict) -> np.ndarray:
+    """The mask of an RLE already checked (:func:`text4seg.data.rle.check_rle`: the record by
+    ``ResultRecord.from_json``, the ground truth by the index pass), without checking it again."""
+    mask_util = require("pycocotools.mask")
+    h, w = int(rle["size"][0]), int(rle["size"][1])
+    counts = rle["counts"]
+    if isinstance(counts, list):
+        obj = mask_util.frPyObjects({"size": [h, w], "counts": counts}, h, w)
+    else:
+        obj = {"size": [h, w], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
+    return mask_util.decode(obj).astype(bool)
 
 
 def _row(p: Pair, am) -> dict:
@@ -190,10 +232,14 @@ def _row(p: Pair, am) -> dict:
 
 
 def _refined_map(p: Pair):
+    """``(label map, names)`` of the record's ``refined_labels`` (checked by ``from_json``), or None."""
     rec = p.rec
     if rec.refined_labels is None:
         return None
-    return rles_to_label_map(rec.refined_labels, rec.height, rec.width, f"{p.line}: refined_labels")
+    out = np.zeros((rec.height, rec.width), np.int32)
+    for k, rle in enumerate(rec.refined_labels.values(), 1):
+        out[_checked_rle_to_mask(rle)] = k
+    return out, [BACKGROUND, *rec.refined_labels]
 
 
 def _gt_label_map(p: Pair) -> np.ndarray:
@@ -208,60 +254,110 @@ def _gt_label_map(p: Pair) -> np.ndarray:
     return gt_map
 
 
-# ---------------------------------------------------------------------------------------- referring
-def _referring_collect(pairs: Sequence[Pair], opts: Options) -> tuple[dict, list[dict]]:
-    stats: dict[str, list[dict]] = {"coarse": [], "refined": []}
-    rows = []
-    for p in pairs:
-        rec, g = p.rec, p.gt
-        am = _answer_masks(p, opts)
-        row = _row(p, am)
-        refined_map = _refined_map(p)
-        wanted = g["labels"] if opts.label_only else None
-        if refined_map is not None:
-            refined = select_labels(*refined_map, wanted)[0]
-        else:
-            refined = rle_to_mask(rec.refined, f"{p.line}: refined") if rec.refined else None
-        gt_mask = rle_to_mask(g["rle"], g["rle_where"])
-        if gt_mask.shape != (rec.height, rec.width):
-            raise ValueError(
-                f"{g['rle_where']}: ground truth is {gt_mask.shape[0]}x{gt_mask.shape[1]}, "
-                f"prediction {rec.height}x{rec.width} ({p.line}: height/width)"
-            )
-        gbox = mask_to_box(gt_mask)
-        for kind, pm in (("coarse", am.mask), ("refined", refined)):
-            if pm is None:
-                continue
-            s = mask_stats(pm, gt_mask)
-            s["box_iou"] = box_iou(mask_to_box(pm), gbox)
-            s["dataset"] = g.get("dataset", "")
-            stats[kind].append(s)
-            row[kind] = {k: s[k] for k in ("inter", "union", "iou", "pred_empty", "gt_empty", "box_iou")}
-        rows.append(row)
-    return stats, rows
-
-
-def _referring_part(ss: list[dict], opts: Options) -> dict | None:
-    from text4seg.evaluation.multi import refzom_scores
-
-    if not ss:
-        return None
-    out = aggregate_referring(ss, opts.thresholds)
-    targeted = [s for s in ss if not s["gt_empty"]]
-    out["rec_acc@0.5"] = None if not targeted else sum(s["box_iou"] > 0.5 for s in targeted) / len(targeted)
-    zom = [s for s in ss if s["dataset"] == "ref-zom"]
-    if zom:  # Ref-ZOM's own metrics: oIoU and mIoU on targeted samples, accuracy on empty ones
-        out["refzom"] = refzom_scores(zom)
-    return out
-
-
-def _referring_summarise(stats: dict, opts: Options, entries: dict) -> dict | None:
-    if not stats["coarse"]:
-        return None
+def _mask_stats(pm: np.ndarray, gm: np.ndarray) -> dict:
+    """:func:`text4seg.evaluation.metrics.mask_stats` of two same-shape bool masks, three counts."""
+    inter = int(np.count_nonzero(pm & gm))
+    pa, ga = int(np.count_nonzero(pm)), int(np.count_nonzero(gm))
+    union = pa + ga - inter
     return {
-        "coarse": _referring_part(stats["coarse"], opts),
-        "refined": _referring_part(stats["refined"], opts),
+        "inter": inter,
+        "union": union,
+        "iou": 1.0 if union == 0 else inter / union,
+        "pred_empty": pa == 0,
+        "gt_empty": ga == 0,
     }
+
+
+# ---------------------------------------------------------------------------------------- referring
+class _Referring:
+    """The referring scores of one kind (coarse or refined) reduced as samples come: the counts of
+    :func:`text4seg.evaluation.metrics.aggregate_referring`, and the per-sample IoUs as 8 bytes each (the
+    gIoU is their ``np.mean``, bit for bit the list's); Ref-ZOM samples' stats are kept whole."""
+
+    def __init__(self, thresholds: Sequence[float]):
+        self.thresholds = tuple(thresholds)
+        self.n = self.sum_i = self.sum_u = self.no_target = self.n_hits = self.t_hits = self.box_hits = 0
+        self.pr = [0] * len(self.thresholds)
+        self.ious = array("d")
+        self.zom: list[dict] = []
+
+    def add(self, s: dict) -> None:
+        self.n += 1
+        self.sum_i += s["inter"]
+        self.sum_u += s["union"]
+        self.ious.append(s["iou"])
+        if s["gt_empty"]:
+            self.no_target += 1
+            self.n_hits += s["pred_empty"]
+        else:
+            self.t_hits += not s["pred_empty"]
+            self.box_hits += s["box_iou"] > 0.5
+            for k, t in enumerate(self.thresholds):
+                self.pr[k] += s["iou"] >= t
+        if s["dataset"] == "ref-zom":
+            self.zom.append(s)
+
+    def scores(self) -> dict | None:
+        """The section of one kind: ``aggregate_referring``'s keys, ``rec_acc@0.5``, ``refzom``."""
+        from text4seg.evaluation.multi import refzom_scores
+
+        n, targeted = self.n, self.n - self.no_target
+        if n == 0:
+            return None
+        out: dict = {
+            "n": n,
+            "n_no_target": self.no_target,
+            "n_targeted": targeted,
+            "ciou": 1.0 if self.sum_u == 0 else self.sum_i / self.sum_u,
+            "giou": float(np.mean(np.frombuffer(self.ious, np.float64))),
+            "n_acc": None if not self.no_target else self.n_hits / self.no_target,
+            "t_acc": None if not targeted else self.t_hits / targeted,
+        }
+        for t, hits in zip(self.thresholds, self.pr):
+            out[f"pr@{t:g}"] = None if not targeted else hits / targeted
+        out["rec_acc@0.5"] = None if not targeted else self.box_hits / targeted
+        if self.zom:  # Ref-ZOM's own metrics: oIoU and mIoU on targeted samples, accuracy on empty ones
+            out["refzom"] = refzom_scores(self.zom)
+        return out
+
+
+def _referring_start() -> dict:
+    return {}
+
+
+def _referring_add(state: dict, p: Pair, opts: Options) -> dict:
+    rec, g = p.rec, p.gt
+    if not state:
+        state.update(coarse=_Referring(opts.thresholds), refined=_Referring(opts.thresholds))
+    am = _answer_masks(p, opts)
+    row = _row(p, am)
+    refined_map = _refined_map(p)
+    if refined_map is not None:
+        refined = select_labels(*refined_map, g["labels"] if opts.label_only else None)[0]
+    else:
+        refined = _checked_rle_to_mask(rec.refined) if rec.refined else None
+    gt_mask = _checked_rle_to_mask(g["rle"])
+    if gt_mask.shape != (rec.height, rec.width):
+        raise ValueError(
+            f"{g['rle_where']}: ground truth is {gt_mask.shape[0]}x{gt_mask.shape[1]}, "
+            f"prediction {rec.height}x{rec.width} ({p.line}: height/width)"
+        )
+    gbox = mask_to_box(gt_mask)
+    for kind, pm in (("coarse", am.mask), ("refined", refined)):
+        if pm is None:
+            continue
+        s = _mask_stats(pm, gt_mask)
+        s["box_iou"] = box_iou(mask_to_box(pm), gbox)
+        s["dataset"] = g.get("dataset", "")
+        state[kind].add(s)
+        row[kind] = {k: s[k] for k in ("inter", "union", "iou", "pred_empty", "gt_empty", "box_iou")}
+    return row
+
+
+def _referring_summarise(state: dict, opts: Options, info: GroundInfo) -> tuple[dict | None, list]:
+    if not state or not state["coarse"].n:
+        return None, []
+    return {"coarse": state["coarse"].scores(), "refined": state["refined"].scores()}, []
 
 
 # ---------------------------------------------------------------------------------------- semantic
@@ -297,26 +393,26 @@ def _semantic_counts(pm: np.ndarray, gt_map: np.ndarray, g: dict) -> tuple[np.nd
     return i, u, oi, ou
 
 
-def _semantic_collect(pairs: Sequence[Pair], opts: Options) -> tuple[dict, list[dict]]:
-    sem: dict = {"coarse": None, "refined": None}
-    rows = []
-    for p in pairs:
-        g = p.gt
-        am = _answer_masks(p, opts)
-        row = _row(p, am)
-        refined_map = _refined_map(p)
-        gt_map = _gt_label_map(p)
-        classes = g["classes"]
-        pred_ids = _label_map_ids(am.label_map, am.names, classes)
-        refined_ids = None if refined_map is None else _label_map_ids(*refined_map, classes)
-        for kind, pm in (("coarse", pred_ids), ("refined", refined_ids)):
-            if pm is None:
-                continue
-            counts = _semantic_counts(pm, gt_map, g)
-            acc = sem[kind]
-            sem[kind] = counts if acc is None else tuple(a + c for a, c in zip(acc, counts))
-        rows.append(row)
-    return sem, rows
+def _semantic_start() -> dict:
+    return {"coarse": None, "refined": None}
+
+
+def _semantic_add(sem: dict, p: Pair, opts: Options) -> dict:
+    g = p.gt
+    am = _answer_masks(p, opts)
+    row = _row(p, am)
+    refined_map = _refined_map(p)
+    gt_map = _gt_label_map(p)
+    classes = g["classes"]
+    pred_ids = _label_map_ids(am.label_map, am.names, classes)
+    refined_ids = None if refined_map is None else _label_map_ids(*refined_map, classes)
+    for kind, pm in (("coarse", pred_ids), ("refined", refined_ids)):
+        if pm is None:
+            continue
+        counts = _semantic_counts(pm, gt_map, g)
+        acc = sem[kind]
+        sem[kind] = counts if acc is None else tuple(a + c for a, c in zip(acc, counts))
+    return row
 
 
 def _semantic_part(counts, classes: list[str], opts: Options) -> dict | None:
@@ -332,14 +428,14 @@ def _semantic_part(counts, classes: list[str], opts: Options) -> dict | None:
     return out
 
 
-def _semantic_summarise(sem: dict, opts: Options, entries: dict) -> dict | None:
+def _semantic_summarise(sem: dict, opts: Options, info: GroundInfo) -> tuple[dict | None, list]:
     if sem["coarse"] is None:
-        return None
-    classes = next(g["classes"] for g in entries.values() if g["task"] in LABEL_MAP_TASKS)
+        return None, []
+    classes = info.label_map_classes or []
     return {
         "coarse": _semantic_part(sem["coarse"], classes, opts),
         "refined": _semantic_part(sem["refined"], classes, opts),
-    }
+    }, []
 
 
 # ---------------------------------------------------------------------------------------- instance
@@ -353,65 +449,75 @@ def instance_numbered(entry: dict) -> bool:
     return entry["task"] == "instance" or (bool(named) and all(parse_instance_label(c)[1] > 0 for c in named))
 
 
-def _instance_collect(pairs: Sequence[Pair], opts: Options) -> tuple[list, list[dict]]:
+def _list_start() -> list:
+    return []
+
+
+def _instance_add(matches: list, p: Pair, opts: Options) -> None:
     from text4seg.descriptors.instances import instance_masks
     from text4seg.evaluation.instances import instances_of_label_map, match_instances
 
-    matches = []
-    for p in pairs:
-        rec = p.rec
-        pred = [
-            (name, m)
-            for name, _, m in instance_masks(
-                decode(rec.answer, rec.grid, rec.scheme).grid, rec.height, rec.width
-            )
-        ]
-        gt = instances_of_label_map(_gt_label_map(p), p.gt["classes"])
-        matches.append(match_instances(pred, gt))
-    return matches, []  # the pair's per-sample row is its semantic one
+    rec = p.rec
+    pred = [
+        (name, m)
+        for name, _, m in instance_masks(decode(rec.answer, rec.grid, rec.scheme).grid, rec.height, rec.width)
+    ]
+    gt = instances_of_label_map(_gt_label_map(p), p.gt["classes"])
+    matches.append(match_instances(pred, gt))  # the pair's per-sample row is its semantic one
 
 
-def _instance_summarise(matches: list, opts: Options, entries: dict) -> dict | None:
+def _instance_summarise(matches: list, opts: Options, info: GroundInfo) -> tuple[dict | None, list]:
     from text4seg.evaluation.instances import instance_scores
 
-    return instance_scores(matches) if matches else None
+    return (instance_scores(matches) if matches else None), []
 
 
 # ---------------------------------------------------------------------------------------- peers
-def _multi(pairs: Sequence[Pair], opts: Options):
+def _peer_add(items: list, p: Pair, opts: Options) -> None:
+    """The peers' scorers take their whole set at the end: the record and the row's block are kept."""
+    items.append((p.rec, p.gt["meta"]))
+
+
+def _multi(items: list, opts: Options, info: GroundInfo):
     from text4seg.evaluation.multi import score_multi
 
-    return score_multi([(p.rec, p.gt["meta"]["labels"], p.gt["meta"]["gt"]["masks"]) for p in pairs])
+    return score_multi([(rec, meta["labels"], meta["gt"]["masks"]) for rec, meta in items])
 
 
-def _interactive(pairs: Sequence[Pair], opts: Options):
+def _interactive(items: list, opts: Options, info: GroundInfo):
     from text4seg.evaluation.interactive import score_interactive
 
-    return score_interactive([(p.rec, p.gt["meta"]) for p in pairs])
+    return score_interactive(items)
 
 
-def _panoptic(pairs: Sequence[Pair], opts: Options):
+def _panoptic(items: list, opts: Options, info: GroundInfo):
     from text4seg.evaluation.panoptic import score_panoptic
 
-    return score_panoptic([(p.rec, p.gt["meta"]) for p in pairs])
-
-
-def _as_is(scores, opts: Options, entries: dict):
-    return scores
+    return score_panoptic(items)
 
 
 SCORERS: dict[str, Scorer] = {
-    "referring": Scorer(("referring",), _referring_collect, _referring_summarise, _referring_show),
-    "semantic": Scorer(("semantic",), _semantic_collect, _semantic_summarise, _raw_refined("semantic")),
-    "multi": Scorer(("peers", "multi"), _multi, _as_is, _one_column("multi-expression")),
+    "referring": Scorer(
+        ("referring",), _referring_start, _referring_add, _referring_summarise, _referring_show
+    ),
+    "semantic": Scorer(
+        ("semantic",), _semantic_start, _semantic_add, _semantic_summarise, _raw_refined("semantic")
+    ),
+    "multi": Scorer(("peers", "multi"), _list_start, _peer_add, _multi, _one_column("multi-expression")),
     "interactive": Scorer(
-        ("peers", "interactive"), _interactive, _as_is, _raw_refined("interactive", nested=True)
+        ("peers", "interactive"),
+        _list_start,
+        _peer_add,
+        _interactive,
+        _raw_refined("interactive", nested=True),
     ),
-    "panoptic": Scorer(("peers", "panoptic"), _panoptic, _as_is, _raw_refined("panoptic (PQ/SQ/RQ)")),
+    "panoptic": Scorer(
+        ("peers", "panoptic"), _list_start, _peer_add, _panoptic, _raw_refined("panoptic (PQ/SQ/RQ)")
+    ),
     "instance": Scorer(
-        ("instance",), _instance_collect, _instance_summarise, _one_column("instance (Hungarian)")
+        ("instance",), _list_start, _instance_add, _instance_summarise, _one_column("instance (Hungarian)")
     ),
-    "video": Scorer(("video",), None, None, _one_column("video (J/F/J&F)")),
+    "video": Scorer(("video",), None, None, None, _one_column("video (J/F/J&F)")),
 }
 
 
