@@ -275,4 +275,11 @@ def panoptic_cases() -> dict[str, tuple[dict[int, bool], list[PanopticImage]]]:
     cases["empty_prediction"] = (cats, [(np.zeros((10, 12), np.int64), {}, gmap, {1: 1, 2: 17}, set())])
     # the ground truth all void: every predicted segment is ignored, no category is scored
     cases["all_void_gt"] = (cats, [(pmap, {7: 1, 8: 3}, np.zeros((6, 6), np.int64), {}, set())])
+    # two crowd regions of one category, a prediction over the first (panopticapi keeps the last crowd
+    # segment per category: a documented difference) and a matched segment keeping category 1 scored
+    gmap = np.zeros((4, 9), np.int64)
+    gmap[:, 0:3], gmap[:, 3:6], gmap[:, 6:] = 1, 2, 3
+    pmap = np.zeros((4, 9), np.int64)
+    pmap[:, 0:3], pmap[:, 6:] = 7, 9
+    cases["two_crowds_one_category"] = (cats, [(pmap, {7: 1, 9: 1}, gmap, {1: 1, 2: 1, 3: 1}, {1, 2})])
     return cases

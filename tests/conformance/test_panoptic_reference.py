@@ -63,6 +63,15 @@ PANOPTIC_GOLDEN = {  # cocodataset/panopticapi@7bb46555 pq_compute_single_core +
         "st": (0.0, 0.0, 0.0, 1),
         "tp_fp_fn": {1: (0, 0, 1), 17: (0, 0, 1)},
     },
+    # documented difference (text4seg/evaluation/panoptic.py): panopticapi keeps the last crowd segment of a
+    # category, so the prediction over the first crowd is its false positive; ours takes every crowd region
+    # of the category as void and ignores it (ours: PQ 1.0, (1, 0, 0)); not in the parametrised tests
+    "two_crowds_one_category": {
+        "all": (0.666667, 1.0, 0.666667, 1),
+        "th": (0.666667, 1.0, 0.666667, 1),
+        "st": ZDE,
+        "tp_fp_fn": {1: (1, 1, 0)},
+    },
     "all_void_gt": {"all": ZDE, "th": ZDE, "st": ZDE, "tp_fp_fn": {}},
 }
 
@@ -74,7 +83,7 @@ def _ours(case: str) -> dict:
     return panoptic_quality(preds, gts, {c for c, thing in cats.items() if thing})
 
 
-@pytest.mark.parametrize("case", sorted(PANOPTIC_GOLDEN))
+@pytest.mark.parametrize("case", sorted(set(PANOPTIC_GOLDEN) - {"two_crowds_one_category"}))
 def test_pq_sq_rq_are_panopticapis_numbers(case):
     ours = _ours(case)
     golden = PANOPTIC_GOLDEN[case]
@@ -87,8 +96,16 @@ def test_pq_sq_rq_are_panopticapis_numbers(case):
         assert got == pytest.approx(ref, abs=1e-6), group
 
 
-@pytest.mark.parametrize("case", sorted(PANOPTIC_GOLDEN))
+@pytest.mark.parametrize("case", sorted(set(PANOPTIC_GOLDEN) - {"two_crowds_one_category"}))
 def test_matches_false_positives_and_negatives_per_category_are_panopticapis(case):
     per = _ours(case)["per_class"]
     got = {c: (v["tp"], v["fp"], v["fn"]) for c, v in per.items() if v["tp"] + v["fp"] + v["fn"]}
     assert got == PANOPTIC_GOLDEN[case]["tp_fp_fn"]
+
+
+def test_several_crowds_of_one_category_all_act_as_void_where_panopticapi_keeps_the_last():
+    ours = _ours("two_crowds_one_category")
+    ref = PANOPTIC_GOLDEN["two_crowds_one_category"]
+    assert ref["tp_fp_fn"] == {1: (1, 1, 0)} and ref["all"][0] == pytest.approx(2 / 3, abs=1e-6)
+    assert {c: (v["tp"], v["fp"], v["fn"]) for c, v in ours["per_class"].items()} == {1: (1, 0, 0)}
+    assert ours["pq"] == 1.0
