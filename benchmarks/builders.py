@@ -3,33 +3,81 @@
     .venv/bin/python benchmarks/builders.py               # 16,700 images, 50,100 refs, 150,300 sentences
     .venv/bin/python benchmarks/builders.py --images 2000 # quicker
     .venv/bin/python benchmarks/builders.py --workers 2
+    # interleaved rounds against other checkouts (git worktrees), ratio and spread against the target:
+    git worktree add /tmp/old 97aa6ba   # the refCOCO builder's first version
+    .venv/bin/python benchmarks/builders.py --compare /tmp/old --rounds 5
 
 Prints: the fixture size; samples/s of ``build_jsonl("refcoco", ...)`` on the train split end to end (pickle
-and instances.json loading, masks, templates, JSON writing; images are touched empty files so the
-existence check runs); the share of grid cells where the fast path (sampling the RLE at the PIL-nearest
-points) differs from the full-resolution reference path (``pycocotools.mask.decode`` + ``mask_to_grid``)
-over ``--check`` refs; and answer-length statistics (characters, Qwen2 tokens).
+and instances.json loading, header checks, masks, templates, JSON writing); the fixture's images are real
+PNG files of the sizes ``instances.json`` claims (one file per size, hard-linked under every image's name),
+so the header check passes and is timed (``--no-check-images`` times the build without it as well); the
+share of grid cells where the fast path (sampling the RLE at the PIL-nearest points) differs from the
+full-resolution reference path (``pycocotools.mask.decode`` + ``mask_to_grid``) over ``--check`` refs; and
+answer-length statistics (characters, Qwen2 tokens).
+
+``--compare TREE...``: each round builds the same fixture once with every side (this checkout first, then
+each TREE, a checkout of another commit imported from that folder), each in its own fresh process, in
+rotating order so machine load falls on every side alike; prints per side the samples/s of every round,
+whether every side's output is byte-identical to this checkout's, and the ratio this checkout / TREE
+(median of the per-round ratios, with min-max) of wall-clock and of CPU time, against ``--target``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import random
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # tests/support
+HERE = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE / "tests"))  # tests/support
+
+# one build in a fresh interpreter, importing data_builders from argv[1]; prints one JSON line
+SIDE = """
+import hashlib, json, sys, time
+sys.path.insert(0, sys.argv[1])
+from data_builders import build_jsonl
+opts = {} if sys.argv[4] == "1" else {"check_images": False}
+cpu = time.process_time()
+r = build_jsonl("refcoco", sys.argv[3], root=sys.argv[2], split="train", grid=16, workers=1, stats=False,
+                skip_bad=True, **({"options": opts} if opts else {}))
+cpu = time.process_time() - cpu
+h = hashlib.sha256(open(sys.argv[3], "rb").read()).hexdigest()
+print(json.dumps({"samples": r["samples"], "seconds": r["seconds"], "cpu": cpu, "sha256": h,
+                  "file": sys.argv[3]}))
+"""
+
+
+def real_images(root: Path) -> int:
+    """Replace the fixture's images with real PNGs of the size ``instances.json`` claims for each (one file
+    per distinct size, hard-linked under every name: regular files, header checks pass); returns the count
+    of distinct sizes."""
+    from PIL import Image
+
+    inst = json.loads((root / "refcoco" / "instances.json").read_text())
+    img_dir = root / "images/mscoco/images/train2014"
+    by_size: dict[tuple[int, int], Path] = {}
+    for im in inst["images"]:
+        size = (int(im["width"]), int(im["height"]))
+        path = img_dir / im["file_name"]
+        path.unlink(missing_ok=True)
+        if size not in by_size:
+            by_size[size] = root / f"size_{size[0]}x{size[1]}.png"
+            Image.new("RGB", size, (90, 120, 150)).save(by_size[size])
+        os.link(by_size[size], path)
+    return len(by_size)
 
 
 def grid_difference(root: Path, n_check: int, grid: int, seed: int) -> tuple[int, int]:
     """(differing cells, cells) between the fast and the full-resolution path on ``n_check`` random refs."""
-    import json
-
     import numpy as np
     from pycocotools import mask as mu
 
@@ -52,6 +100,60 @@ def grid_difference(root: Path, n_check: int, grid: int, seed: int) -> tuple[int
     return diff, cells
 
 
+def load() -> str:
+    """``uptime``'s load averages (1, 5, 15 min)."""
+    return "load average " + ", ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
+def run_side(tree: Path, root: Path, out: Path, check_images: bool) -> dict:
+    """One build of the fixture by the checkout at ``tree`` in a fresh interpreter."""
+    cmd = [sys.executable, "-c", SIDE, str(tree), str(root), str(out), "1" if check_images else "0"]
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tree)
+    if proc.returncode:
+        raise SystemExit(f"build with {tree} failed:\n{proc.stderr[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def spread(values: list[float]) -> str:
+    return f"{statistics.median(values):.3f} [{min(values):.3f}-{max(values):.3f}]"
+
+
+def compare(root: Path, trees: list[Path], rounds: int, target: float, check_images: bool) -> int:
+    """Interleaved rounds: every side builds the fixture once per round, in rotating order."""
+    sides = [HERE, *trees]
+    runs: dict[Path, list[dict]] = {t: [] for t in sides}
+    with tempfile.TemporaryDirectory(prefix="t4s_cmp_") as d:
+        for k in range(rounds):
+            order = sides[k % len(sides) :] + sides[: k % len(sides)]
+            for t in order:
+                r = run_side(t, root, Path(d) / f"side{sides.index(t)}.jsonl", check_images)
+                r["load"] = os.getloadavg()[0]
+                runs[t].append(r)
+            print(f"round {k + 1}/{rounds}: " + ", ".join(
+                f"{t.name}: {runs[t][-1]['samples'] / runs[t][-1]['seconds']:,.0f}/s" for t in sides
+            ) + f" ({load()})", flush=True)  # fmt: skip
+    here = runs[HERE]
+    ok = True
+    for t in sides:
+        rs = runs[t]
+        rate = [r["samples"] / r["seconds"] for r in rs]
+        cpu = [r["samples"] / r["cpu"] for r in rs]
+        same = {r["sha256"] for r in rs} == {here[0]["sha256"]}
+        print(f"{t}: {rs[0]['samples']:,} samples, samples/s {spread(rate)}, per CPU-second {spread(cpu)}, "
+              f"output {'byte-identical to this checkout' if same else 'DIFFERS from this checkout'} "
+              f"(sha256 {rs[0]['sha256'][:12]})")  # fmt: skip
+        if t == HERE:
+            continue
+        wall = [a["seconds"] and b["seconds"] / a["seconds"] for a, b in zip(here, rs)]
+        cpu_r = [b["cpu"] / a["cpu"] for a, b in zip(here, rs)]
+        met = statistics.median(wall) >= target
+        ok &= met and same
+        print(f"  ratio this checkout / {t.name}: wall {spread(wall)}, CPU {spread(cpu_r)}; target >= "
+              f"{target:.2f}: {'met' if met else 'NOT met'}")  # fmt: skip
+    return 0 if ok else 1
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", type=int, default=16_700)
@@ -61,52 +163,70 @@ def main() -> int:
     ap.add_argument("--grid", type=int, default=16)
     ap.add_argument("--check", type=int, default=2000, help="refs compared with the full-resolution path")
     ap.add_argument("--keep", type=Path, default=None, help="build the fixture here and keep it")
+    ap.add_argument(
+        "--no-check-images", action="store_true", help="also time the build without header checks"
+    )
+    ap.add_argument("--compare", type=Path, nargs="+", default=None, metavar="TREE",
+                    help="interleaved rounds against these checkouts")  # fmt: skip
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--target", type=float, default=1.0, help="ratio this checkout / TREE to reach")
     args = ap.parse_args()
 
     from support.fakes import make_refer
 
-    from data_builders import build_jsonl
-    from text4seg.data.stats import file_stats, format_stats
-
     tmp = tempfile.TemporaryDirectory(prefix="t4s_bench_")
     root = args.keep or Path(tmp.name) / "refer"
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-          f"load average {os.getloadavg()[0]:.2f}")  # fmt: skip
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {load()}")
     t0 = time.perf_counter()
     size = make_refer(root, "refcoco", "unc", n_images=args.images, refs_per_image=args.refs_per_image,
                       sents_per_ref=args.sents_per_ref, splits=("train",), write_images="touch")  # fmt: skip
+    n_sizes = real_images(root)
     gen_s = time.perf_counter() - t0
     mb = sum(f.stat().st_size for f in (root / "refcoco").iterdir()) / 1e6
-    print(f"fixture: {size['images']:,} images, {size['refs']:,} refs, {size['sentences']:,} sentences "
-          f"(refs pickle + instances.json: {mb:.1f} MB, COCO-like sizes, polygons + crowd RLE), "
-          f"generated in {gen_s:.1f} s")  # fmt: skip
+    print(f"fixture: {size['images']:,} images ({n_sizes} sizes, real PNG headers), {size['refs']:,} refs, "
+          f"{size['sentences']:,} sentences (refs pickle + instances.json: {mb:.1f} MB, COCO-like sizes, "
+          f"polygons + crowd RLE), generated in {gen_s:.1f} s")  # fmt: skip
+    if args.compare:
+        code = compare(root, args.compare, args.rounds, args.target, not args.no_check_images)
+        tmp.cleanup()
+        return code
 
     out = Path(tmp.name) / "train.jsonl"
-    cpu0 = time.process_time()
-    # skip_bad: samples whose target would be lost on the grid are dropped and counted (the safe default
-    # without it fails the build after counting them)
-    report = build_jsonl("refcoco", out, root=root, split="train", grid=args.grid, workers=args.workers,
-                         stats=False, skip_bad=True)  # fmt: skip
-    print(f"build: {report['samples']:,} samples in {report['seconds']:.2f} s end to end "
-          f"(loading {report['load_s']:.2f} s), workers={args.workers}: "
-          f"{report['samples_per_s']:,.0f} samples/s; output {out.stat().st_size / 1e6:.0f} MB")  # fmt: skip
-    t = report["targets"]
-    print(f"targets: {t['empty_target']} empty_target, {t['lost_on_grid']} lost_on_grid, "
-          f"{t['dropped']} dropped; "
-          f"skipped bad: {report['skipped_bad']}")  # fmt: skip
-    if args.workers == 1:  # the machine may be shared: CPU time of this process says what one idle core does
-        cpu = time.process_time() - cpu0
-        print(f"build CPU time: {cpu:.2f} s = {report['samples'] / cpu:,.0f} samples per CPU-second")
+    for check_images in (True, False) if args.no_check_images else (True,):
+        build(root, out, args, check_images)
 
     diff, cells = grid_difference(root, args.check, args.grid, seed=0)
     print(f"fast path vs full-resolution reference on {args.check} refs: {diff} of {cells:,} cells differ "
           f"({diff / max(cells, 1):.4%})")  # fmt: skip
+
+    from text4seg.data.stats import file_stats, format_stats
 
     t0 = time.perf_counter()
     stats = file_stats(str(out))
     print(f"answer lengths ({time.perf_counter() - t0:.1f} s):\n{format_stats(stats)}")
     tmp.cleanup()
     return 0
+
+
+def build(root: Path, out: Path, args: argparse.Namespace, check_images: bool) -> None:
+    """One in-process build of the fixture, its figures printed."""
+    from data_builders import build_jsonl
+
+    cpu0 = time.process_time()
+    # skip_bad: samples whose target would be lost on the grid are dropped and counted (the safe default
+    # without it fails the build after counting them)
+    report = build_jsonl("refcoco", out, root=root, split="train", grid=args.grid, workers=args.workers,
+                         stats=False, skip_bad=True, options={"check_images": check_images})  # fmt: skip
+    print(f"build (check_images={check_images}): {report['samples']:,} samples in {report['seconds']:.2f} s "
+          f"end to end (loading {report['load_s']:.2f} s), workers={args.workers}: "
+          f"{report['samples_per_s']:,.0f} samples/s; output {out.stat().st_size / 1e6:.0f} MB; "
+          f"{load()}")  # fmt: skip
+    t = report["targets"]
+    print(f"targets: {t['empty_target']} empty_target, {t['lost_on_grid']} lost_on_grid, "
+          f"{t['dropped']} dropped; skipped bad: {report['skipped_bad']}")  # fmt: skip
+    if args.workers == 1:  # the machine may be shared: CPU time of this process says what one idle core does
+        cpu = time.process_time() - cpu0
+        print(f"build CPU time: {cpu:.2f} s = {report['samples'] / cpu:,.0f} samples per CPU-second")
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ import os
 import random
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -177,16 +177,20 @@ class Builder:
             return True
         return False
 
-    def screen_target(self, area: int, on_grid: bool, n: int, where: str) -> bool:
+    def screen_target(self, area: int | Callable[[], int], on_grid: bool, n: int, where: str) -> bool:
         """Screen ``n`` samples meant to have a present target (the one shared rule; every builder calls it).
 
-        ``area``: the target's full-resolution pixel count; ``on_grid``: whether any grid cell samples it.
+        ``area``: the target's full-resolution pixel count, or a function computing it (called only when
+        no grid cell samples the target: a cell on the target implies a pixel, so the area is not needed
+        then); ``on_grid``: whether any grid cell samples it.
         An empty or lost target is counted (:meth:`flag`, report ``targets``) and, per ``empty_targets``,
         dropped (True: leave the samples out), failed on after the build, or kept. A kept sample is never
         written as absent: it keeps the positive sentence and its label (its block is all ``others``) and
         is scored on its full-resolution mask. A target absent by design (a category not in the image, an
         id not in the mask, a no-target ref) is not screened."""
-        issue = target_issue(area, on_grid)
+        if on_grid:  # a sampled foreground cell is a foreground pixel: area > 0, nothing to flag
+            return False
+        issue = target_issue(area() if callable(area) else area, on_grid)
         return issue is not None and self.flag(issue, n, where)
 
     def count(self, key: str, n: int = 1) -> None:

@@ -20,6 +20,7 @@ construction (same RLE, same sample points); ``benchmarks/builders.py`` checks i
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -102,7 +103,7 @@ def _rle_of_dict(seg: dict, h: int, w: int) -> dict:
         raise SegmentationError(f"RLE size {size} differs from the image size {[h, w]}", "rle_size_mismatch")
     c = seg["counts"]
     if isinstance(c, list):
-        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in c):
+        if not _numbers(c, (int,)) or (c and min(c) < 0):
             raise SegmentationError(
                 f"uncompressed RLE counts {str(c)[:60]} are not non-negative ints", "rle_bad_counts"
             )
@@ -139,10 +140,20 @@ class SegmentationError(ValueError):
 POLYGON_MARGIN = 1.0  # coordinates may lie this many image sides outside the image (clipped by raster)
 
 
-def _checked_polygon(p: list, h: int, w: int) -> list[float]:
-    """A polygon's numbers as floats: finite, within :data:`POLYGON_MARGIN` image sides of the image
-    (pycocotools allocates by the coordinates' range: NaN or 1e12 exhaust memory), even in length."""
-    if len(p) % 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in p):
+def _numbers(values: list, kinds: tuple[type, ...]) -> bool:
+    """Whether every item of ``values`` is an instance of ``kinds`` and none is a ``bool``: one C-level pass
+    over the items' exact types (what JSON gives), the per-item check only for other types (subclasses)."""
+    types = set(map(type, values))
+    if types <= set(kinds):
+        return True
+    return all(isinstance(v, kinds) and not isinstance(v, bool) for v in values)
+
+
+def _checked_polygon(p: list, h: int, w: int) -> np.ndarray:
+    """A polygon's numbers as a float64 array: numbers (not bools or strings), finite, within
+    :data:`POLYGON_MARGIN` image sides of the image (pycocotools allocates by the coordinates' range: NaN
+    or 1e12 exhaust memory), even in length."""
+    if len(p) % 2 or not _numbers(p, (int, float)):
         raise SegmentationError(f"polygon {str(p)[:60]} is not an even-length list of numbers", "bad_polygon")
     xy = np.asarray(p, np.float64)
     if not np.isfinite(xy).all():
@@ -157,7 +168,7 @@ def _checked_polygon(p: list, h: int, w: int) -> list[float]:
             f"(x {xs.min():g}..{xs.max():g}, y {ys.min():g}..{ys.max():g})",
             "polygon_out_of_range",
         )
-    return [float(v) for v in p]
+    return xy
 
 
 def segmentation_rles(seg, h: int, w: int) -> list[dict]:
@@ -245,24 +256,36 @@ def rle_counts(counts: bytes | str) -> np.ndarray:
     s = np.frombuffer(counts.encode() if isinstance(counts, str) else counts, np.uint8).astype(np.int64) - 48
     if s.size == 0:
         return np.zeros(0, np.int64)
-    more = (s & 0x20) != 0
-    ends = np.flatnonzero(~more)
-    starts = np.concatenate(([0], ends[:-1] + 1))
-    value_of = np.repeat(np.arange(ends.size), ends - starts + 1)
-    pos = np.arange(s.size) - starts[value_of]
-    x = np.add.reduceat((s & 0x1F) << (5 * pos), starts)
+    ends = np.flatnonzero((s & 0x20) == 0)  # the last character of each value
+    starts = np.empty(ends.size, np.int64)
+    starts[0] = 0
+    starts[1:] = ends[:-1] + 1
+    lens = ends - starts + 1
+    if ends.size == s.size:  # every value one character (no continuation bit): no regrouping
+        x = s & 0x1F
+        last = np.zeros(ends.size, np.int64)
+    else:
+        pos = np.arange(s.size) - np.repeat(starts, lens)
+        x = np.add.reduceat((s & 0x1F) << (5 * pos), starts)
+        last = pos[ends]
     neg = (s[ends] & 0x10) != 0
-    x[neg] |= -1 << (5 * (pos[ends][neg] + 1))
+    x[neg] |= -1 << (5 * (last[neg] + 1))
     # delta coding: counts[m] = x[m] + counts[m - 2] for m > 2
-    out = x.copy()
-    out[2::2] = np.cumsum(x[2::2])
-    out[1::2] = np.cumsum(x[1::2])
-    return out
+    x[2::2] = np.cumsum(x[2::2])
+    x[1::2] = np.cumsum(x[1::2])
+    return x
+
+
+@lru_cache(maxsize=256)
+def _sample_points(h: int, w: int, rows: int, cols: int) -> np.ndarray:
+    """Column-major pixel indices of the ``rows x cols`` points PIL's nearest resize reads (read-only)."""
+    idx = nearest_index(w, cols)[None, :] * h + nearest_index(h, rows)[:, None]
+    idx.setflags(write=False)
+    return idx
 
 
 def sample_rle(rle: dict, rows: int, cols: int) -> np.ndarray:
     """The ``(rows, cols)`` bool grid PIL-nearest reads from the mask of ``rle`` (no full decode)."""
     h, w = int(rle["size"][0]), int(rle["size"][1])
     cum = np.cumsum(rle_counts(rle["counts"]))
-    idx = nearest_index(w, cols)[None, :] * h + nearest_index(h, rows)[:, None]  # column-major
-    return (np.searchsorted(cum, idx, side="right") & 1).astype(bool)
+    return (np.searchsorted(cum, _sample_points(h, w, rows, cols), side="right") & 1).astype(bool)

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import math
 import re
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -275,7 +276,7 @@ class CocoFormat(Builder):
             fg = sample_rle(rle, *cfg.grid)
             sid = self.sample_id(unit, cat_id, rep=rep)
             # a present category is a target: empty or lost on the grid, it is screened, never written absent
-            if self.screen_target(rle_area(rle), bool(fg.any()), 1, f"{sid} ({self.where(unit)})"):
+            if self.screen_target(partial(rle_area, rle), bool(fg.any()), 1, f"{sid} ({self.where(unit)})"):
                 continue
             label = label_of(name)
             desc = descriptor_template(fg, cfg.scheme).replace(PLACEHOLDER, label)

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import math
 import random
+from functools import partial
 
 import numpy as np
 
@@ -308,7 +309,7 @@ class CocoInteractive(Builder):
             self.count("empty_annotations")
             return []
         fg = sample_rle(rle, *cfg.grid)
-        if self.screen_target(rle_area(rle), bool(fg.any()), len(self.kinds), where):
+        if self.screen_target(partial(rle_area, rle), bool(fg.any()), len(self.kinds), where):
             return []
         mask = rle_to_mask(rle)
         mbox = mask_box(mask)  # the prompts are drawn on the object's pixels (PSALM), not its claimed bbox

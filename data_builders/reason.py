@@ -17,6 +17,7 @@ with the phrase itself as the label.
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 from text4seg.data.records import Sample
@@ -86,7 +87,7 @@ class ReasonSeg(Builder):
         tpl = None
         if polys:  # a target polygon: it must survive rasterising and grid sampling (no silent empties)
             fg = sample_rle(rle, *cfg.grid)
-            if self.screen_target(rle_area(rle), bool(fg.any()), len(texts), str(js)):
+            if self.screen_target(partial(rle_area, rle), bool(fg.any()), len(texts), str(js)):
                 return []
             tpl = descriptor_template(fg, cfg.scheme)
         empty = encode(empty_grid(cfg.grid), cfg.scheme)

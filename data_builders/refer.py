@@ -38,6 +38,7 @@ Options: ``split_by`` (unc/umd/google/berkeley), ``image_dir`` (relative to root
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -179,7 +180,7 @@ class ReferBase(Builder):
             if wants_target:
                 fg = sample_rle(rle, rows, cols)
                 where = f"ref {ref.get('ref_id')} (ann_id {ref.get('ann_id')!r}) in {self.refs_path}"
-                if self.screen_target(rle_area(rle), bool(fg.any()), len(sents), where):
+                if self.screen_target(partial(rle_area, rle), bool(fg.any()), len(sents), where):
                     continue
             yield ref, rle, ann_ids, sents, fg
 
