@@ -64,7 +64,6 @@ from text4seg.descriptors.grid import resize_nearest
 from text4seg.evaluation.ground_truth import LABEL_MAP_TASKS
 from text4seg.evaluation.metrics import (
     box_iou,
-    mask_to_box,
     semantic_counts,
     semantic_scores_from_counts,
 )
@@ -218,7 +217,7 @@ def _checked_rle_to_mask(rle: dict) -> np.ndarray:
         obj = mask_util.frPyObjects({"size": [h, w], "counts": counts}, h, w)
     else:
         obj = {"size": [h, w], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
-    return mask_util.decode(obj).astype(bool)
+    return mask_util.decode(obj).view(bool)  # 0/1 bytes: a view, no copy
 
 
 def _row(p: Pair, am) -> dict:
@@ -266,6 +265,15 @@ def _mask_stats(pm: np.ndarray, gm: np.ndarray) -> dict:
         "pred_empty": pa == 0,
         "gt_empty": ga == 0,
     }
+
+
+def _box(m: np.ndarray):
+    """:func:`text4seg.evaluation.metrics.mask_to_box` of a 2-D bool mask (no conversion, no check)."""
+    rows = np.flatnonzero(m.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(m.any(axis=0))
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
 
 
 # ---------------------------------------------------------------------------------------- referring
@@ -342,12 +350,12 @@ def _referring_add(state: dict, p: Pair, opts: Options) -> dict:
             f"{g['rle_where']}: ground truth is {gt_mask.shape[0]}x{gt_mask.shape[1]}, "
             f"prediction {rec.height}x{rec.width} ({p.line}: height/width)"
         )
-    gbox = mask_to_box(gt_mask)
+    gbox = _box(gt_mask)
     for kind, pm in (("coarse", am.mask), ("refined", refined)):
         if pm is None:
             continue
         s = _mask_stats(pm, gt_mask)
-        s["box_iou"] = box_iou(mask_to_box(pm), gbox)
+        s["box_iou"] = box_iou(None if s["pred_empty"] else _box(pm), gbox)
         s["dataset"] = g.get("dataset", "")
         state[kind].add(s)
         row[kind] = {k: s[k] for k in ("inter", "union", "iou", "pred_empty", "gt_empty", "box_iou")}
