@@ -220,7 +220,7 @@ def test_train_refuses_gpu_counts_that_change_the_global_batch(ws, tmp_path):
     data = write_jsonl(tmp_path / "train.jsonl", [row("a", str(ws / "img0.png"))])
     recipe = tmp_path / "r.yaml"
     recipe.write_text(
-        f"model: /m\ndataset: {data}\nper_device_train_batch_size: 4\ngradient_accumulation_steps: 4\n"
+        f"model: org/m\ndataset: {data}\nper_device_train_batch_size: 4\ngradient_accumulation_steps: 4\n"
         "ENV:\n  NPROC_PER_NODE: 8\n"
     )
     base = ["train", recipe, "--dry-run", "--swift", "swift", "--no-check-args", "--no-check-lengths"]

@@ -74,7 +74,7 @@ def test_deep_nesting_nan_and_bad_bytes_are_one_line_naming_file_and_line(tmp_pa
     elif command == "mix":
         args = ["mix", bad, "--out", tmp_path / "out.jsonl"]
     else:
-        (tmp_path / "r.yaml").write_text(f"model: /m\ndataset: {bad}\n")
+        (tmp_path / "r.yaml").write_text(f"model: org/m\ndataset: {bad}\n")
         args = ["train", "r.yaml", "--dry-run", "--no-check-args", "--no-check-lengths"]
     one_line_error(cli(args, tmp_path, mem=MEM_SMALL), 2, f"{bad}:2", message)
     assert not (tmp_path / "out.jsonl").exists()
@@ -118,7 +118,7 @@ def test_a_yaml_alias_bomb_is_one_short_line_within_a_memory_limit(tmp_path):
         bomb += f"{c}: &{c} [" + ",".join([f"*{prev}"] * 9) + "]\n"
         prev = c
     recipe = tmp_path / "bomb.yaml"
-    recipe.write_text("model: /m\n" + bomb)
+    recipe.write_text("model: org/m\n" + bomb)
     assert recipe.stat().st_size < 1000
     p = cli(["train", recipe, "--dry-run", "--no-check-args", "--no-check-lengths"], tmp_path, mem=MEM_SMALL)
     line = one_line_error(p, 2, "bomb.yaml", "alias")
@@ -148,7 +148,7 @@ def test_a_yaml_alias_bomb_is_one_short_line_within_a_memory_limit(tmp_path):
 )  # fmt: skip
 def test_a_recipe_field_of_the_wrong_type_is_one_line_naming_recipe_and_field(tmp_path, body, field):
     recipe = tmp_path / "r.yaml"
-    recipe.write_text(f"model: /m\n{body}\n" if not body.startswith("model:") else body + "\n")
+    recipe.write_text(f"model: org/m\n{body}\n" if not body.startswith("model:") else body + "\n")
     p = cli(["train", recipe, "--dry-run", "--no-check-args", "--no-check-lengths"], tmp_path)
     line = one_line_error(p, 2, "r.yaml", field)
     assert len(line) < 500
@@ -164,7 +164,7 @@ def test_a_wrong_typed_override_is_one_line_naming_it(tmp_path, override, field)
     (tmp_path / "img.png").write_bytes(b"")
     recipe = tmp_path / "r.yaml"
     recipe.write_text(
-        f"model: /m\ndataset: {data}\nper_device_train_batch_size: 1\ngradient_accumulation_steps: 4\n"
+        f"model: org/m\ndataset: {data}\nper_device_train_batch_size: 1\ngradient_accumulation_steps: 4\n"
     )
     base = ["train", recipe, "--dry-run", "--no-check-args", "--no-check-lengths"]
     one_line_error(cli([*base, "--set", override], tmp_path), 2, override, field)

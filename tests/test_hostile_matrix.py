@@ -299,22 +299,8 @@ def _file_cases() -> list[tuple]:
 
 
 FILE_XFAIL: dict[str, str] = {
-    **{
-        f"{c}-fifo": "hangs: opens the FIFO for reading (no writer) instead of refusing a non-regular file"
-        for c in ("stats", "mix", "predict")
-    },
-    "export_args-fifo": "hangs: training/run.py base_model() reads args.json (a FIFO) with read_text()",
-    **{
-        f"export_args-{k}": "exit 0: training/run.py base_model() takes an unreadable args.json as no base "
-        "model, so the base model's trust check is skipped silently"
-        for k in ("missing", "folder", "empty", "not_utf8", "nan")
-    },
-    "export_args-deep_nesting": "traceback: RecursionError from json.loads in training/run.py base_model()",
-    "stats-empty": "exit 0: an empty file gives the statistics of 0 answers "
-    "(decode, predict, evaluate refuse it)",
     "evaluate_gt-empty": "exit 1 'no prediction ... matches a ground-truth query', "
     "not exit 2 naming the empty file",
-    "merge-empty": "exit 0: an empty shard merges into an empty results.jsonl ('merged 0 records')",
     **{
         f"build_{b}-nan": "exit 0: NaN accepted in the annotation JSON "
         "(json.load; the JSONL reader refuses it)"
@@ -372,7 +358,6 @@ ROW_SLOTS = {  # slot -> the row fields it reads
 }
 ROW_CASES = [(f"{s}-{k}", s, k) for s, kinds in ROW_SLOTS.items() for k in kinds]
 ROW_XFAIL: dict[str, str] = {
-    "decode-images_dict": "exit 0: a row whose images is {'a': 1} is decoded",
     "evaluate_gt-messages_string": "exit 0: a ground-truth row whose messages is a string is scored",
     "evaluate_gt-images_dict": "exit 0: a ground-truth row whose images is a dict is scored",
 }
@@ -633,16 +618,7 @@ MODEL_COMMANDS = ["train", "export", "predict", "app"]
 MODEL_CASES = [
     (f"{c}-{k}", c, k) for c in MODEL_COMMANDS for k in ("model_with_code", "missing_model", "file_as_model")
 ]
-MODEL_XFAIL: dict[str, str] = {
-    "train-missing_model": "exit 0: train --dry-run prints a swift command whose model folder does not exist",
-    "train-file_as_model": "exit 0: train --dry-run prints a swift command whose model is a file",
-    **{
-        f"{c}-file_as_model": "traceback: AssertionError 'model_dir: ...' from swift's "
-        "safe_snapshot_download "
-        "(a file as --model is not checked before the model loads)"
-        for c in ("predict", "app")
-    },
-}
+MODEL_XFAIL: dict[str, str] = {}
 
 
 @pytest.mark.parametrize("command,kind", _xfail(MODEL_CASES, MODEL_XFAIL))

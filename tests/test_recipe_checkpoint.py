@@ -51,7 +51,7 @@ def test_an_adapters_args_json_wins_as_in_ms_swift(tmp_path):
     assert settings.checkpoint_args(base, [adapter])["max_pixels"] == 451584
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "args.json").write_text("[1]")
-    with pytest.raises(ValueError, match="args.json: expected a JSON object"):
+    with pytest.raises(ValueError, match="args.json:1: a JSON list, expected an object"):
         settings.checkpoint_args(tmp_path / "bad")
 
 

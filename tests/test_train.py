@@ -38,9 +38,8 @@ def _write(path: Path, rows: list) -> Path:
 
 
 def _recipe(tmp_path: Path, data: Path, **extra) -> Path:
-    text = (
-        f"# test recipe\nENV:\n  NPROC_PER_NODE: 8\nmodel: /m\nmodel_type: qwen2_5_vl\ndataset:\n  - {data}\n"
-    )
+    text = "# test recipe\nENV:\n  NPROC_PER_NODE: 8\nmodel: org/m\nmodel_type: qwen2_5_vl\n"
+    text += f"dataset:\n  - {data}\n"
     text += "per_device_train_batch_size: 4\ngradient_accumulation_steps: 4\n"
     text += "".join(f"{k}: {v}\n" for k, v in extra.items())
     path = tmp_path / "r.yaml"
@@ -167,7 +166,7 @@ def test_train_command_prints_then_runs_the_swift_command_with_overrides(
             "--swift",
             str(swift),
             "--set",
-            "model=/other",
+            "model=org/other",
             "--set",
             "gpus=2",
         ]
@@ -176,7 +175,7 @@ def test_train_command_prints_then_runs_the_swift_command_with_overrides(
     out = capsys.readouterr().out
     line = [ln for ln in out.splitlines() if str(swift) in ln][0]
     assert line.startswith("NPROC_PER_NODE=2 ")
-    assert "--model /other" in line and "--gradient_accumulation_steps 16" in line
+    assert "--model org/other" in line and "--gradient_accumulation_steps 16" in line
     ran = Path(str(swift) + ".ran").read_text()
     assert ran == line.split(str(swift) + " ", 1)[1]  # the printed command is the command that ran
 
@@ -192,9 +191,11 @@ def test_export_command_wraps_swift_export_merge_lora(tmp_path, capsys):
     ckpt = tmp_path / "checkpoint-10"
     ckpt.mkdir()
     (ckpt / "adapter_config.json").write_text("{}")
-    assert (
-        main(["export", str(ckpt), "--out", str(tmp_path / "merged"), "--dry-run", "--swift", "swift"]) == 0
-    )
+    args = ["export", str(ckpt), "--out", str(tmp_path / "merged"), "--dry-run", "--swift", "swift"]
+    assert main(args) == 2  # no args.json: the base model is unknown
+    assert "args.json: missing" in capsys.readouterr().err
+    (ckpt / "args.json").write_text('{"model": "org/base"}')  # what swift sft writes beside a checkpoint
+    assert main(args) == 0
     line = capsys.readouterr().out.strip().splitlines()[-1]
     assert line == f"swift export --adapters {ckpt} --merge_lora true --output_dir {tmp_path / 'merged'}"
     assert main(["export", str(tmp_path), "--out", "m", "--dry-run"]) == 2  # not a LoRA checkpoint

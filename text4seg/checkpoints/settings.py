@@ -27,8 +27,8 @@ for one model).
 
 from __future__ import annotations
 
-import json
 import os
+import re
 from collections.abc import MutableMapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -43,16 +43,43 @@ def checkpoint_args(model_dir: str | os.PathLike, adapters: Sequence[str | os.Pa
     """The ``args.json`` ms-swift will build the template from (an adapter's first, as ms-swift does), or
     None when no folder holds one. ``ValueError`` naming the file when it is not a JSON object."""
     for folder in [*adapters, model_dir]:
-        path = Path(folder) / "args.json"
-        if path.is_file():
-            try:
-                args = json.loads(path.read_text(encoding="utf-8"))
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}: not valid JSON ({exc.msg})") from None
-            if not isinstance(args, dict):
-                raise ValueError(f"{path}: expected a JSON object, got {type(args).__name__}")
+        args = read_args(folder)
+        if args is not None:
             return args
     return None
+
+
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+
+
+def check_model_ref(value: str | os.PathLike, what: str = "model") -> None:
+    """A model or adapter reference: an existing local folder, or a hub id written as one (``org/name``).
+
+    Something that looks like a local path (absolute, ``./``, ``../``, ``~``, more than one ``/``, or an
+    existing file) and is not an existing folder is a ``FileNotFoundError``/``ValueError`` naming it at once,
+    instead of minutes of hub retries for a mistyped path.
+    """
+    text = os.fspath(value)
+    path = Path(os.path.expanduser(text))
+    if path.is_dir():
+        return
+    if path.exists():
+        raise ValueError(f"{what} {text}: a file, not a model folder")
+    local = text.startswith(("/", "./", "../", "~", ".\\")) or text.count("/") != 1 or "\\" in text
+    if local or not HUB_ID.fullmatch(text):
+        raise FileNotFoundError(f"{what} {text}: no such folder (a hub id is written org/name)")
+
+
+def read_args(folder: str | os.PathLike) -> dict | None:
+    """``folder/args.json`` (what ms-swift saves beside a checkpoint) as a dict, None when the folder has
+    none; read strictly (:func:`text4seg.data.records.read_json_object`: a FIFO, a bad or deeply nested
+    file, a non-object is a ``ValueError`` naming it, never a silent None)."""
+    from text4seg.data.records import read_json_object
+
+    path = Path(folder) / "args.json"
+    if not os.path.lexists(path):
+        return None
+    return read_json_object(path)
 
 
 def pixel_env(args: dict) -> dict[str, str]:

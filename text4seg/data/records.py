@@ -308,6 +308,7 @@ def iter_lines(path: str | os.PathLike, limit: int | None = None) -> Iterator[tu
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(f"{path} is a folder; expected a JSONL file")
+    check_regular(path)
     with open(path, "rb") as fh:
         n = 0
         while True:
@@ -321,6 +322,19 @@ def iter_lines(path: str | os.PathLike, limit: int | None = None) -> Iterator[tu
                     "raise TEXT4SEG_MAX_LINE_BYTES if it is one)"
                 )
             yield n, raw
+
+
+def check_regular(path: str | os.PathLike) -> None:
+    """``FileNotFoundError``/``ValueError`` naming ``path`` unless it is an existing regular file (links
+    followed): a FIFO or a device would block or never end, so no reader of this toolkit opens one."""
+    import stat
+
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such file") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise ValueError(f"{path}: not a regular file (a FIFO, device or folder is never read)")
 
 
 def _no_constant(name: str):
@@ -352,6 +366,24 @@ def parse_line(raw: bytes | str, path: str | os.PathLike, n: int) -> dict | None
         raise ValueError(f"{path}:{n}: not valid JSON ({exc}; write null or a number)") from None
     if not isinstance(row, dict):
         raise ValueError(f"{path}:{n}: a JSON {type(row).__name__}, expected an object {{...}}")
+    return row
+
+
+MAX_DOCUMENT_BYTES = 16 << 20  # a JSON settings file (args.json, a config): larger is not one
+
+
+def read_json_object(path: str | os.PathLike, max_bytes: int = MAX_DOCUMENT_BYTES) -> dict:
+    """A small JSON document (``args.json``, a config) that must be an object, read strictly: a regular
+    file of at most ``max_bytes``, UTF-8, no ``NaN``/``Infinity``, bounded nesting; ``ValueError`` or
+    ``OSError`` naming the file otherwise."""
+    check_regular(path)
+    with open(path, "rb") as fh:
+        raw = fh.read(max_bytes + 1)
+    if len(raw) > max_bytes:
+        raise ValueError(f"{path}: over {max_bytes} bytes; not a settings file")
+    row = parse_line(raw.replace(b"\n", b" ").replace(b"\r", b" "), path, 1)
+    if row is None:
+        raise ValueError(f"{path}: empty; expected a JSON object")
     return row
 
 

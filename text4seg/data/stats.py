@@ -129,11 +129,15 @@ def row_facts(row: dict, path: str | os.PathLike, n: int) -> tuple[list[str], st
 def _facts(path: str | os.PathLike) -> Iterator[tuple[list[str], str, int]]:
     from text4seg.data.records import iter_jsonl
 
+    rows = 0
     try:
         for n, row in iter_jsonl(path):
+            rows += 1
             yield row_facts(row, path, n)
     except FileNotFoundError:
         raise OSError(f"no such file: {path}") from None
+    if not rows:
+        raise ValueError(f"{path}: no rows (an empty file; a failed build?)")
 
 
 def file_answers(path: str) -> list[str]:

@@ -78,6 +78,8 @@ def image_of(row: dict, where: str, root: str | os.PathLike | None = None) -> st
     if not images:
         return None
     first = images[0]
+    if isinstance(first, dict) and "path" not in first:
+        raise ValueError(f"{where}: images[0]: expected a path or {{'path': ...}}, got {str(first)[:60]!r}")
     image = first.get("path") if isinstance(first, dict) else first
     if image is not None and not isinstance(image, str):
         raise ValueError(f"{where}: images[0]: expected a path (string), got {str(first)[:60]!r}")

@@ -111,6 +111,8 @@ def merge_results(
                 if rec.get(k):
                     rec[k] = os.path.relpath(f.parent.resolve() / rec[k], out.resolve())
             merged.append(rec)
+    if not merged:
+        raise ValueError(f"nothing to merge: no result record in {', '.join(map(str, files))[:300]}")
     out.mkdir(parents=True, exist_ok=True)
     with AtomicWriter(out / RESULTS_NAME) as wr:
         for rec in merged:

@@ -163,8 +163,10 @@ class PredictOptions:
         check_engine_names(self.template, self.model_type)
         self._check_files()
         if self.model is not None:  # (with --api the server loads the model)
+            from text4seg.checkpoints.settings import check_model_ref
             from text4seg.checkpoints.trust import check_trusted
 
+            check_model_ref(self.model, "--model")  # a mistyped path: an error now, not hub retries
             check_trusted([self.model, *self.adapters], self.trust_remote_code)
         if self.image is not None and self.constrained and not self.labels:
             raise ValueError("constrained decoding on one image needs the target label(s): --label TEXT")
@@ -308,10 +310,10 @@ def swift_names(kind: str) -> set[str] | None:
 def check_engine_names(template: str | None, model_type: str | None) -> None:
     """``ValueError`` for a ``--template`` or ``--model-type`` that ms-swift does not know (checked only
     where ms-swift's names can be read; text4seg's own templates count as known)."""
-    from text4seg.checkpoints.align import LLAVA_WHOLE_IMAGE_TEMPLATE
+    from text4seg.checkpoints.align import PROJECT_TEMPLATES
 
     for flag, value, kind, extra in (
-        ("--template", template, "template", {LLAVA_WHOLE_IMAGE_TEMPLATE}),
+        ("--template", template, "template", set(PROJECT_TEMPLATES)),
         ("--model-type", model_type, "model", set()),
     ):
         known = swift_names(kind) if value else None

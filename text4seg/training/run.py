@@ -12,12 +12,12 @@ model and, for the whole-image LLaVA template, saves the merged processor so it 
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from text4seg.checkpoints.settings import check_model_ref, read_args
 from text4seg.checkpoints.trust import check_trusted
 from text4seg.training import datacheck, recipes
 
@@ -63,6 +63,8 @@ def train(
     parsed = recipes.parse_overrides(list(overrides))
     recipe = recipes.apply_overrides(base, parsed)
     check_launch(base, recipe, parsed)
+    for folder in model_folders(recipe):
+        check_model_ref(folder)  # a mistyped local path is an error now, not a hub download later
     check_trusted(model_folders(recipe), trust_remote_code)  # before anything loads a processor
     recipe = recipes.resolve_plugins(recipe, recipe_path)
     counts = datacheck.validate_data(recipe)  # before ms-swift starts: one error naming FILE:LINE
@@ -161,19 +163,20 @@ def export_command(
 
 
 def trained_template(checkpoint: str | os.PathLike) -> str | None:
-    """The template named in the checkpoint's ``args.json`` (None when unreadable)."""
-    try:
-        return json.loads((Path(checkpoint) / "args.json").read_text()).get("template")
-    except (OSError, ValueError):
-        return None
+    """The template named in the checkpoint's ``args.json`` (None without one; a bad one is a ValueError)."""
+    value = (read_args(checkpoint) or {}).get("template")
+    return value if isinstance(value, str) else None
 
 
 def base_model(checkpoint: str | os.PathLike) -> str | None:
-    """The base model named in the checkpoint's ``args.json`` (None when unreadable)."""
-    try:
-        return json.loads((Path(checkpoint) / "args.json").read_text()).get("model")
-    except (OSError, ValueError, AttributeError):
-        return None
+    """The base model named in the checkpoint's ``args.json`` (None without one; a bad one is a ValueError
+    naming it: an unreadable file must not skip the trust check of the base model)."""
+    value = (read_args(checkpoint) or {}).get("model")
+    if value is not None and not isinstance(value, str):
+        raise ValueError(
+            f"{Path(checkpoint) / 'args.json'}: model must be a path or hub id, got {value!r:.80}"
+        )
+    return value
 
 
 def export(
@@ -197,7 +200,14 @@ def export(
     """
     argv, env = export_command(checkpoint, out, overrides, recipes.swift_executable(swift))
     given = recipes.apply_overrides({}, recipes.parse_overrides(list(overrides)))  # --set model=/base
-    folders = [str(checkpoint), base_model(checkpoint), *model_folders(given)]
+    check_trusted([str(checkpoint)], trust_remote_code)  # the checkpoint's own code first
+    base = base_model(checkpoint)
+    if base is None and not given.get("model"):
+        raise ValueError(
+            f"{Path(checkpoint) / 'args.json'}: missing, so the base model is unknown; "
+            "give it with --set model=/path/to/base"
+        )
+    folders = [str(checkpoint), base, *model_folders(given)]
     check_trusted(folders, trust_remote_code)  # ms-swift would run their code
     echo(recipes.format_command(argv, env))
     if dry_run:
