@@ -35,7 +35,7 @@ from text4seg.data.records import AtomicWriter, Sample, dumps_row, parse_shard, 
 from text4seg.descriptors import DEFAULT_SCHEME, SCHEMES, grid_shape
 
 from .options import Option, resolve
-from .prompts import sample_rng
+from .prompts import TEMPLATE_STYLES, sample_rng
 
 TRAIN_SPLITS = ("train", "train2017", "training", "trainaug")
 
@@ -95,6 +95,14 @@ EMPTY_TARGETS = Option(
 )
 CHECK_IMAGES = Option(
     "check_images", bool, True, "read each image's header to check the annotation's size against it"
+)
+TEMPLATES = Option(
+    "templates",
+    str,
+    "ours",
+    "question and answer templates: ours, or official (the released Text4Seg models' questions and "
+    "answers verbatim, text4seg/checkpoints/official_data/questions.json)",
+    choices=TEMPLATE_STYLES,
 )
 COMMON_OPTIONS: tuple[Option, ...] = (EMPTY_TARGETS,)
 

@@ -36,6 +36,12 @@ class GRefCOCOMulti(GRefCOCO):
 
     def __init__(self, cfg: BuildConfig):
         GRefCOCO.__init__(self, cfg)
+        if self.official:
+            raise ValueError(
+                f"{self.name}: --templates official: the released Text4Seg models have no template that "
+                "asks for several expressions in one question (their six referring questions name one); "
+                "build grefcoco --templates official instead"
+            )
         self.k = self.opt("k")
         if self.k < 1:
             raise ValueError(f"option k must be >= 1, got {self.k}")

@@ -18,22 +18,9 @@ import numpy as np
 from text4seg.data.records import atomic_path
 
 from .options import Option
-from .prompts import answer, join_classes
+from .prompts import answer, join_classes, load_templates
 
 SPLITS = ("train", "val")
-
-INSTANCE_QUESTIONS = (
-    "Segment each instance of {classes} in the image and number them.",
-    "Find every {classes} in this image; label each instance with its own number.",
-    "Please give an instance segmentation of {classes}, one number per object.",
-    "Can you separate the individual instances of {classes} in this picture?",
-)
-INSTANCE_ANSWERS = (
-    "Sure, here is the instance segmentation, numbered top to bottom, then left to right.",
-    "Here are the instances, each with its own number.",
-    "The instances, numbered from the top left:",
-)
-
 
 SPLIT_RATIO = Option(
     "split_ratio",
@@ -65,8 +52,9 @@ def split_of(key: str, seed: int, ratio: float) -> str:
 
 def instance_turn(rng: random.Random, classes: list[str], descriptors: str) -> tuple[str, str]:
     """(question, answer) of the instance task; ``classes`` are the class names asked for."""
-    q = rng.choice(INSTANCE_QUESTIONS).format(classes=join_classes(classes) or "all objects")
-    return q, answer(rng.choice(INSTANCE_ANSWERS), descriptors)
+    t = load_templates("instance")
+    q = rng.choice(t["question"]).format(classes=join_classes(classes) or "all objects")
+    return q, answer(rng.choice(t["answer"]), descriptors)
 
 
 def write_label_png(path: Path, label_map: np.ndarray) -> None:

@@ -3,9 +3,14 @@
 One loader, :func:`load_templates`, reads every family (:data:`FAMILIES`, one JSON file each): ``refer``
 (RES, GRES, shapes: ``{target}``), ``semantic`` with modes ``open_vocab``, ``partial`` and ``conditioned``
 (``{classes}``), ``reason`` (``{query}``), ``multi`` (``{targets}``), ``interactive`` (``{prompt}``),
-``panoptic`` and ``video`` (one group per kind of :data:`VIDEO_KINDS`). An answer is a template sentence, then
-``"\\n<seg>" + descriptors + "</seg>"`` (the Text4Seg recipe). Choices take a ``random.Random`` so a
-builder seeds them per sample (:func:`sample_rng`), independent of order, sharding and workers.
+``panoptic``, ``video`` (one group per kind of :data:`VIDEO_KINDS`) and ``instance`` (``{classes}``).
+An answer is a template sentence, then ``"\\n<seg>" + descriptors + "</seg>"`` (the Text4Seg recipe).
+Choices take a ``random.Random`` so a builder seeds them per sample (:func:`sample_rng`), independent of
+order, sharding and workers.
+
+``templates official`` (:data:`TEMPLATE_STYLES`): :func:`official_refer_turn` writes the released Text4Seg
+models' referring questions and answers verbatim (``text4seg/checkpoints/official_data/questions.json``,
+through :mod:`text4seg.checkpoints.official`), drawn by the same seeded ``rng``.
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ from text4seg.data.video import frame_tags
 from text4seg.descriptors import wrap
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
-FAMILIES = ("refer", "semantic", "reason", "multi", "interactive", "panoptic", "video")
+FAMILIES = ("refer", "semantic", "reason", "multi", "interactive", "panoptic", "video", "instance")
+TEMPLATE_STYLES = ("ours", "official")  # builder option ``templates``
 SEMANTIC_MODES = ("open_vocab", "partial", "conditioned")
 VIDEO_KINDS = ("referring_video", "reasoning_video", "semi_video", "referring_image", "reasoning_image")
 
@@ -61,6 +67,22 @@ def refer_turn(rng: random.Random, target: str, descriptors: str, empty: bool = 
     q = rng.choice(t["question"]).format(target=target)
     a = rng.choice(t["answer_empty" if empty else "answer"]).format(target=target)
     return q, answer(_cap(a), descriptors)
+
+
+def official_refer_turn(
+    rng: random.Random, expression: str, descriptors: str, strip_commas: bool = False
+) -> tuple[str, str]:
+    """(question, answer) as the released Text4Seg models were trained: one of the six official referring
+    questions, then one of the official answers, drawn by ``rng`` in that order, ``[class_name]`` the
+    expression lower-cased and stripped (:func:`text4seg.checkpoints.official.clean_expression`; commas
+    removed with ``strip_commas``, as the LLaVA-codebase evaluation does). No-target samples take the same
+    answers (the official set has no "not found" sentence; the descriptors say it)."""
+    from text4seg.checkpoints import official
+
+    target = official.clean_expression(expression, strip_commas)
+    q = official.referring_question(expression, rng, strip_commas)
+    a = rng.choice(official.load("questions")["referring"]["answers"]).replace("[class_name]", target)
+    return q, answer(a, descriptors)
 
 
 def semantic_turn(rng: random.Random, mode: str, classes: list[str], descriptors: str) -> tuple[str, str]:

@@ -32,7 +32,10 @@ gRefCOCO follows ReLA (its authors): crowd annotations are left out of a ref's t
 
 Options: ``split_by`` (unc/umd/google/berkeley), ``image_dir`` (relative to root), ``check_images``,
 ``turns`` (> 1: several expressions of one image in one multi-round sample), ``empty_targets``
-(drop/keep/fail), ``keep_crowd`` (grefcoco).
+(drop/keep/fail), ``keep_crowd`` (grefcoco), ``templates`` (``ours``, or ``official``: the released
+Text4Seg models' questions and answers verbatim, :func:`data_builders.prompts.official_refer_turn`, the
+expression lower-cased and stripped, commas also removed outside the training splits as the official
+evaluation does).
 """
 
 from __future__ import annotations
@@ -46,11 +49,11 @@ from text4seg.data.records import Sample
 from text4seg.data.rle import rle_to_json
 from text4seg.descriptors import encode
 
-from .base import CHECK_IMAGES, BadInput, BuildConfig, Builder
+from .base import CHECK_IMAGES, TEMPLATES, TRAIN_SPLITS, BadInput, BuildConfig, Builder
 from .coco import CocoIndex, rle_area, sample_rle
 from .common import PLACEHOLDER, checked_size, descriptor_template, empty_grid, inside, label_of, load_json
 from .options import Option
-from .prompts import refer_turn
+from .prompts import official_refer_turn, refer_turn
 from .safe_pickle import safe_load
 
 COCO_IMAGES = "images/mscoco/images/train2014"
@@ -83,6 +86,7 @@ class ReferBase(Builder):
         Option("image_dir", str, None, "image folder under --root (unset: the dataset's usual one)"),
         CHECK_IMAGES,
         Option("turns", int, 1, "expressions of one ref per sample (multi-turn when > 1)"),
+        TEMPLATES,
     )
 
     def __init__(self, cfg: BuildConfig):
@@ -97,6 +101,8 @@ class ReferBase(Builder):
         self.image_dir = inside(Path(cfg.root), self.opt("image_dir", self.image_subdir))
         self.check_images = self.opt("check_images")
         self.turns = self.opt("turns")
+        self.official = self.opt("templates") == "official"
+        self.strip_commas = cfg.split not in TRAIN_SPLITS  # the official evaluation removes commas
         if self.turns < 1:
             raise ValueError(f"turns must be >= 1, got {self.turns}")
         refs = self.load_refs()
@@ -210,7 +216,10 @@ class ReferBase(Builder):
                 expr = _sent_text(sent)
                 label = label_of(expr)
                 desc = empty if tpl is None else tpl.replace(PLACEHOLDER, label)
-                turns.append(refer_turn(rng, expr, desc, empty=tpl is None))
+                if self.official:
+                    turns.append(official_refer_turn(rng, expr, desc, self.strip_commas))
+                else:
+                    turns.append(refer_turn(rng, expr, desc, empty=tpl is None))
                 labels.append(label)
                 if cfg.with_gt:
                     masks.append(rle_to_json(rle))

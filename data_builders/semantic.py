@@ -34,7 +34,7 @@ from text4seg.data.rle import mask_to_rle
 from text4seg.descriptors import mask_to_grid
 
 from . import classes as C
-from .base import CHECK_IMAGES, TRAIN_SPLITS, BadInput, BuildConfig, Builder
+from .base import CHECK_IMAGES, TEMPLATES, TRAIN_SPLITS, BadInput, BuildConfig, Builder
 from .common import inside, read_text, side_dir
 from .options import Option
 from .prompts import SEMANTIC_MODES, semantic_turn
@@ -76,6 +76,15 @@ def _check_image(image: Path, shape: tuple[int, int]) -> None:
         raise BadInput(f"cannot read image {image}: {exc}") from None
 
 
+# the official questions list the benchmark's class names joined by "|"; the names the released models saw
+OFFICIAL_REFUSED = (
+    "{name}: --templates official is refused: the released models' class-name lists (cls_pas20.txt, "
+    "cls_pc59.txt, cls_ade20k_ori.txt, COCO-Stuff's) are not public (only VOC's 'ship', 'TV', "
+    "'potted plant' are known), so the official questions would list names the models never saw "
+    "(docs/released.md)"
+)
+
+
 class SemanticBase(Builder):
     """Label-map datasets. Subclasses set ``names`` (PNG value -> class name or None), ``ignore``,
     ``split_alias`` (split -> folder/list name) and implement :meth:`list_items`."""
@@ -107,10 +116,13 @@ class SemanticBase(Builder):
         Option("max_distractors", int, 10, "absent classes a question may ask for at most"),
         Option("crop_dir", str, "", "folder for cropped images (default: <out stem>_crops/)"),
         CHECK_IMAGES,
+        TEMPLATES,
     )
 
     def __init__(self, cfg: BuildConfig):
         Builder.__init__(self, cfg)
+        if self.opt("templates") == "official":
+            raise ValueError(OFFICIAL_REFUSED.format(name=self.name))
         self.root = Path(cfg.root)
         self.split_name = self.split_alias.get(cfg.split, cfg.split)
         train = cfg.split in TRAIN_SPLITS or self.split_name in TRAIN_SPLITS

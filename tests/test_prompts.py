@@ -9,6 +9,7 @@ from data_builders.prompts import (
     TEMPLATE_DIR,
     answer,
     load_templates,
+    official_refer_turn,
     reason_turn,
     refer_turn,
     sample_rng,
@@ -32,7 +33,13 @@ def test_every_template_file_is_a_family_and_loads_through_the_one_loader():
         assert load_templates(fam)["question"] if fam not in ("semantic", "video") else load_templates(fam)
 
 
-PLACEHOLDER = {"refer": "{target}", "semantic": "{classes}", "reason": "{query}", "multi": "{targets}"}
+PLACEHOLDER = {
+    "refer": "{target}",
+    "semantic": "{classes}",
+    "reason": "{query}",
+    "multi": "{targets}",
+    "instance": "{classes}",
+}
 
 
 @pytest.mark.parametrize("family,mode,key,sentences", _lists())
@@ -76,3 +83,38 @@ def test_semantic_and_reason_turns_fill_their_placeholders():
         semantic_turn(sample_rng(0, "s"), "x", [], "")
     with pytest.raises(ValueError, match="unknown template family"):
         load_templates("nope")
+
+
+def test_instance_templates_are_data_read_by_instance_turn():
+    from data_builders.owndata import instance_turn
+
+    t = load_templates("instance")
+    q, a = instance_turn(sample_rng(0, "k"), ["cat", "dog"], "D")
+    assert q in [x.format(classes="cat, dog") for x in t["question"]]
+    assert a.split("\n")[0] in t["answer"] and a.endswith("\n<seg>D</seg>")
+
+
+def test_official_refer_turn_golden_bytes_for_a_fixed_seed():
+    # the released models' strings verbatim (text4seg/checkpoints/official_data/questions.json), drawn by
+    # the per-sample rng: question first, then answer; the expression lower-cased and stripped, commas
+    # removed only when asked (the official evaluation)
+    rng = sample_rng(0, "refcoco/val/7/21")
+    q, a = official_refer_turn(rng, "  The Man, On The LEFT ", "others *256", strip_commas=True)
+    assert q == "Please segment the image and highlight 'the man on the left'."
+    assert a == "Sure, the segmented output for 'the man on the left' is:\n<seg>others *256</seg>"
+    q, a = official_refer_turn(sample_rng(0, "refcoco/val/7/21"), "  The Man, On The LEFT ", "D")
+    assert q == "Please segment the image and highlight 'the man, on the left'."
+    assert a == "Sure, the segmented output for 'the man, on the left' is:\n<seg>D</seg>"
+
+
+def test_official_refer_turn_draws_only_official_strings():
+    from text4seg.checkpoints import official
+
+    qs = {t.replace("[class_name]", "x y") for t in official.questions("referring")}
+    answers = {t.replace("[class_name]", "x y") for t in official.load("questions")["referring"]["answers"]}
+    seen = set()
+    for k in range(300):
+        q, a = official_refer_turn(sample_rng(k, "id"), "X Y", "D")
+        assert q in qs and a.split("\n")[0] in answers
+        seen.add(q)
+    assert seen == qs  # every one of the six questions is drawn
