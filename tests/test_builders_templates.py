@@ -52,9 +52,10 @@ def test_official_templates_change_only_the_sentences(refer_root, tmp_path):
         q = row["messages"][0]["content"].removeprefix("<image>")
         assert any(q.startswith(p) for p in questions), q
         # descriptors, labels, masks and sources are the same bytes as with our templates
-        assert row["messages"][1]["content"].split("\n", 1)[1] == ours[sid]["messages"][1]["content"].split(
-            "\n", 1
-        )[1]
+        assert (
+            row["messages"][1]["content"].split("\n", 1)[1]
+            == ours[sid]["messages"][1]["content"].split("\n", 1)[1]
+        )
         assert json.dumps(row["text4seg"]) == json.dumps(ours[sid]["text4seg"])
 
 
@@ -69,6 +70,7 @@ def test_grefcoco_multi_refuses_official_templates_in_one_line(tmp_path):
     from support.fakes import make_grefcoco
 
     make_grefcoco(tmp_path, n_images=2, splits=("val",))
-    proc = cli(["build", "grefcoco-multi", "--root", tmp_path, "--split", "val", "--out", tmp_path / "m.jsonl",
-                "--templates", "official"], tmp_path)  # fmt: skip
+    out = tmp_path / "m.jsonl"
+    args = ["build", "grefcoco-multi", "--root", tmp_path, "--split", "val", "--out", out]
+    proc = cli([*args, "--templates", "official"], tmp_path)
     one_line_error(proc, 2, "grefcoco-multi", "--templates official", "several expressions")
