@@ -415,3 +415,110 @@ def test_cli_void_pixels_answered_a_class_count_against_it_only_with_background(
     sem = json.loads((tmp_path / "ev" / "metrics.json").read_text())["semantic"]["coarse"]
     assert sem["miou_without_background"] == pytest.approx(1.0)
     assert sem["miou_with_background"] == pytest.approx((1.0 + 512 / 576) / 2)
+
+
+# ------------------------------------------------------------------------------- streaming (issue 31)
+def test_streamed_referring_scores_equal_aggregate_referring_bit_for_bit():
+    from text4seg.evaluation.metrics import aggregate_referring
+    from text4seg.evaluation.scorers import _Referring
+
+    rng = np.random.default_rng(3)
+    stats = []
+    for k in range(997):
+        union = int(rng.integers(0, 50))
+        inter = int(rng.integers(0, union + 1))
+        gt_empty = k % 7 == 0
+        stats.append(
+            {
+                "inter": inter,
+                "union": union,
+                "iou": 1.0 if union == 0 else inter / union,
+                "pred_empty": bool(rng.random() < 0.2),
+                "gt_empty": gt_empty,
+                "box_iou": float(rng.random()),
+                "dataset": "",
+            }
+        )
+    acc = _Referring((0.5, 0.6, 0.7, 0.8, 0.9))
+    for s in stats:
+        acc.add(s)
+    want = aggregate_referring(stats)
+    targeted = [s for s in stats if not s["gt_empty"]]
+    want["rec_acc@0.5"] = sum(s["box_iou"] > 0.5 for s in targeted) / len(targeted)
+    got = acc.scores()
+    assert list(got) == list(want) and got == want  # same keys, same order, same floats
+
+
+def test_a_key_given_by_two_gt_rows_is_the_later_rows_and_missing_counts_it_once(tmp_path):
+    box = np.zeros((H, W), bool)
+    box[8:24, 12:36] = True
+    empty = np.zeros((H, W), bool)
+    # "a" twice: the later row (empty target) wins, as load_ground_truth's dict did; "b" is never answered
+    write_jsonl([_row("a", [box]), _row("a", [empty]), _row("b", [box])], tmp_path / "gt.jsonl")
+    _write(tmp_path / "res.jsonl", [_pred("a", 0, "Sure."), _pred("a", 0, "Sure.")])
+    m = evaluate(tmp_path / "res.jsonl", tmp_path / "gt.jsonl", tmp_path / "out")
+    assert (m["n"], m["missing"], m["unmatched"]) == (1, 1, 1)  # the second "a" record is a duplicate
+    assert m["referring"]["coarse"]["n_no_target"] == 1 and m["referring"]["coarse"]["n_acc"] == 1.0
+
+
+def test_gt_index_finds_every_key_and_refuses_unknown_ones(tmp_path):
+    from text4seg.evaluation.ground_truth import GroundTruthIndex, load_ground_truth
+
+    box = np.zeros((H, W), bool)
+    box[0:4, 0:6] = True
+    rows = [_row(f"r{i}", [box] * (1 + i % 3)) for i in range(40)]
+    write_jsonl(rows, tmp_path / "gt.jsonl")
+    whole = load_ground_truth(tmp_path / "gt.jsonl")
+    index = GroundTruthIndex(tmp_path / "gt.jsonl")
+    try:
+        assert len(index) == len(whole) == 14 * 1 + 13 * 2 + 13 * 3
+        for key, entry in whole.items():
+            slot, got = index.get(key)
+            assert {**got, "image": entry["image"]} == entry
+        assert index.get(("r0", 1)) is None and index.get(("nobody", 0)) is None
+    finally:
+        index.close()
+
+
+def test_cli_scores_many_large_records_under_a_200_mb_address_space_limit(tmp_path):
+    """Every record and ground-truth row carries 20 kB that scoring never reads: held all at once (the
+    version before: MemoryError traceback at 200 MB) they would need ~120 MB; streamed, a few kB."""
+    import sys
+
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
+    from support.hostile import cli, row
+
+    pad = "p" * 20000
+    n = 3000
+    with open(tmp_path / "gt.jsonl", "w") as g, open(tmp_path / "res.jsonl", "w") as r:
+        for i in range(n):
+            x = row(f"s{i}", "/x.png")
+            x["text4seg"]["source"] = {"dataset": "synthetic", "note": pad}
+            g.write(json.dumps(x) + "\n")
+            rec = {"id": f"s{i}", "turn": 0, "query": pad, "answer": x["messages"][1]["content"]}
+            rec.update(grid=[4, 4], scheme="rrle", width=48, height=32)
+            r.write(json.dumps(rec) + "\n")
+    args = ["evaluate", "--pred", "res.jsonl", "--gt", "gt.jsonl", "--out", "out", "--no-progress"]
+    proc = cli(args, tmp_path, mem=200 << 20, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    metrics = json.loads((tmp_path / "out/metrics.json").read_text())
+    assert (metrics["n"], metrics["missing"], metrics["referring"]["coarse"]["ciou"]) == (n, 0, 1.0)
+    assert len((tmp_path / "out/per_sample.jsonl").read_text().splitlines()) == n
+
+
+def test_cli_a_bad_last_record_leaves_no_per_sample_file_written_so_far(tmp_path):
+    """per_sample.jsonl is written as records come: a bad line at the end still leaves no file."""
+    import sys
+
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
+    from support.hostile import cli, one_line_error
+
+    box = np.zeros((H, W), bool)
+    box[8:24, 12:36] = True
+    write_jsonl([_row(f"r{i}", [box]) for i in range(5)], tmp_path / "gt.jsonl")
+    good = [_pred(f"r{i}", 0, _answer(box)) for i in range(4)]
+    _write(tmp_path / "res.jsonl", [*good, {**_pred("r4", 0, _answer(box)), "grid": "16x16"}])
+    args = ["evaluate", "--pred", "res.jsonl", "--gt", "gt.jsonl", "--out", "out", "--no-progress"]
+    proc = cli(args, tmp_path)
+    one_line_error(proc, 2, "res.jsonl:5", "r4", "grid")
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
