@@ -17,6 +17,15 @@ By default every non-``others`` label of an answer is foreground (published conv
 ``refined_labels``; an older record's ``refined`` union is used as stored), and ``other_label_answers``
 counts answers naming another label either way. Refined semantic maps come from ``refined_labels``
 (records without it have no refined semantic score).
+
+Memory is bounded (issue 31): the ground truth is read and checked once into a
+:class:`~text4seg.evaluation.ground_truth.GroundTruthIndex` (a hash, byte offset and line per key,
+~20 bytes; each joined row is read again from the file), records are read line by line, each pair is
+scored and reduced at once, and ``per_sample.jsonl`` rows are written as they come, in record order
+(referring and semantic rows interleaved as their records are; the peers' rows, made at the end, last;
+before the streaming change rows were grouped by task). The peers' and ``instance`` sets, the Ref-ZOM
+samples' stats and 8 bytes a referring sample (the exact gIoU) are all that grow with the set; records
+without an id build an ``(image, question)`` index of the ground truth on first use.
 """
 
 from __future__ import annotations

@@ -10,7 +10,8 @@ with (its scores would be silently wrong). The ground truth of turn ``t`` is ``t
 (full resolution COCO RLE) for referring tasks, and the label-map PNG ``text4seg.gt.label_map`` (pixel
 value ``v`` is class ``classes[v]``, values in ``gt.ignore`` ignored) for ``semantic`` and ``instance``
 rows; the peers' tasks read the row's ``text4seg`` block (``entry["meta"]``). Relative paths resolve
-against ``root``.
+against ``root``. ``evaluate`` reads it through :class:`GroundTruthIndex` (bounded memory);
+:func:`load_ground_truth` holds every entry (the HTML report's gallery).
 """
 
 from __future__ import annotations

@@ -10,10 +10,14 @@ every other task (res, gres, reason, shapes...), and also ``instance`` for a lab
 are instance-numbered (``"<name> <k>"``: ``coco-format --task instance``). A :class:`Scorer` is
 
 * ``path``: where its scores go in ``metrics.json`` (``("peers", "multi")``: ``metrics["peers"]["multi"]``);
-* ``collect(pairs, options) -> (state, rows)``: scores the joined :class:`Pair` s (record, ground-truth
-  entry, key, ``file:line``) of its task, in record order; ``rows`` go to ``per_sample.jsonl``;
-* ``summarise(state, options, entries) -> dict | None``: the section's scores (``entries``: every
-  ground-truth entry, e.g. for the class list);
+* ``start() -> state``, then ``add(state, pair, options) -> row | None`` for each joined :class:`Pair`
+  (record, ground-truth entry, key, ``file:line``) of its task as the records come (the row, if any, goes
+  to ``per_sample.jsonl`` at once), so that ``evaluate`` holds no list of records: referring and semantic
+  reduce each pair to counts (:class:`_Referring`: 8 bytes a sample for the exact gIoU), the peers and
+  ``instance`` keep their (small) sets for the end;
+* ``summarise(state, options, info) -> (scores | None, rows)``: the section's scores and any per-sample
+  rows made only at the end (the peers'); ``info``: :class:`GroundInfo` (e.g. the semantic class list);
+  ``Scorer.collect(pairs, options)`` runs the three on a whole list;
 * ``show(scores) -> list[Table]``: what the printed table and the report show of them: ``Table(title,
   columns, rows)`` with ``rows = [(name, [value per column]), ...]``.
 
