@@ -206,6 +206,13 @@ def test_test_split_is_the_union_of_the_test_splits_as_in_the_refer_api(tmp_path
             "rle_size_mismatch",
         ),
         ([[1.0, 2.0, 3.0]], "not an even-length list of numbers", "bad_polygon"),
+        # the one-pass type check keeps refusing what the per-item check refused
+        ([[1.0, 2.0, True, 4.0, 5.0, 6.0]], "not an even-length list of numbers", "bad_polygon"),
+        ([[1.0, 2.0, "3.0", 4.0, 5.0, 6.0]], "not an even-length list of numbers", "bad_polygon"),
+        ([[1, 2, None, 4, 5, 6]], "not an even-length list of numbers", "bad_polygon"),
+        ({"size": [512, 512], "counts": [3000, True, 259143]}, "not non-negative ints", "rle_bad_counts"),
+        ({"size": [512, 512], "counts": [3000, -1, 259145]}, "not non-negative ints", "rle_bad_counts"),
+        ({"size": [512, 512], "counts": [3000, 2.0, 259142]}, "not non-negative ints", "rle_bad_counts"),
         ({"counts": [1]}, "RLE dict without 'size' and 'counts'", "bad_segmentation"),
         ([[1.0, 2.0, float("nan"), 4.0, 5.0, 6.0]], "NaN or infinite", "polygon_not_finite"),
         ([[1.0, 2.0, 1e12, 4.0, 5.0, 6.0]], "far outside", "polygon_out_of_range"),
