@@ -191,7 +191,7 @@ def _http_json(url: str, body: dict | None, timeout: float, limit: int = MAX_RES
     raw = _http_bytes(url, body, timeout, limit)
     try:
         return json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: nested past any reply
         raise ApiError(f"{url}: the answer is not JSON: {_quote(raw)}") from None
 
 

@@ -86,7 +86,9 @@ def record_options(
     new = json.loads(json.dumps(new))  # normalised as it will be read back
     if path.exists() and not overwrite:
         try:
-            old = json.loads(path.read_text(encoding="utf-8"))
+            from text4seg.data.records import read_json_object
+
+            old = read_json_object(path)  # a FIFO, a huge or deeply nested run.json: one line, never a hang
             old_opts = old["options"]
             if not isinstance(old_opts, dict):
                 raise TypeError
