@@ -26,8 +26,9 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check text4seg data_builders tests benchmarks
 
-# `make test` installed every extra, so a test module whose extra does not import fails (tests/conftest.py)
-test: lint
+# `make test` installed every extra, so a test module whose extra does not import fails (tests/conftest.py);
+# it also builds .venv-lmms (lmms-eval in its own environment) for tests/test_lmms_eval.py
+test: lint lmms-venv
 	TEXT4SEG_REQUIRE_EXTRAS=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest -q tests
 
 # the edit-test loop: everything but the end-to-end tests that train or run tiny models (marked slow)
