@@ -18,8 +18,10 @@ answer-length statistics (characters, Qwen2 tokens).
 ``--compare TREE...``: each round builds the same fixture once with every side (this checkout first, then
 each TREE, a checkout of another commit imported from that folder), each in its own fresh process, in
 rotating order so machine load falls on every side alike; prints per side the samples/s of every round,
-whether every side's output is byte-identical to this checkout's, and the ratio this checkout / TREE
-(median of the per-round ratios, with min-max) of wall-clock and of CPU time, against ``--target``.
+whether every side's output is byte-identical to this checkout's (if not: how many rows with a common id
+are equal once fields only one side writes are left out), and the samples/s ratio this checkout / TREE
+(median of the per-round ratios, with min-max) by wall clock and per CPU-second, against ``--target``.
+With ``--no-check-images`` this checkout also runs as a side without header checks.
 """
 
 from __future__ import annotations
@@ -119,38 +121,64 @@ def spread(values: list[float]) -> str:
     return f"{statistics.median(values):.3f} [{min(values):.3f}-{max(values):.3f}]"
 
 
-def compare(root: Path, trees: list[Path], rounds: int, target: float, check_images: bool) -> int:
-    """Interleaved rounds: every side builds the fixture once per round, in rotating order."""
-    sides = [HERE, *trees]
-    runs: dict[Path, list[dict]] = {t: [] for t in sides}
+def same_rows(path_a: str, path_b: str) -> str:
+    """How many rows with a common id are equal once fields that only one side writes are left out."""
+
+    def rows(path: str) -> dict:
+        with open(path, encoding="utf-8") as fh:
+            return {r["text4seg"]["id"]: r for r in map(json.loads, fh)}
+
+    a, b = rows(path_a), rows(path_b)
+    common = a.keys() & b.keys()
+    equal = 0
+    for sid in common:
+        ra, rb = a[sid], b[sid]
+        ta, tb = ra["text4seg"], rb["text4seg"]
+        keys = ta.keys() & tb.keys()
+        equal += {**ra, "text4seg": {k: ta[k] for k in keys}} == {**rb, "text4seg": {k: tb[k] for k in keys}}
+    only = sorted((ta.keys() ^ tb.keys()) if common else ())
+    return (f"{equal:,} of {len(common):,} common rows equal leaving out {only or 'nothing'}; "
+            f"{len(a) - len(common)} rows only here, {len(b) - len(common)} only there")  # fmt: skip
+
+
+def compare(root: Path, trees: list[Path], rounds: int, target: float, unchecked: bool) -> int:
+    """Interleaved rounds: every side builds the fixture once per round, in rotating order. Sides: this
+    checkout (header checks on), this checkout without header checks (``unchecked``), each TREE."""
+    sides = [("this checkout", HERE, True)]
+    sides += [("this checkout, check_images=false", HERE, False)] if unchecked else []
+    sides += [(str(t), t, True) for t in trees]
+    runs: dict[str, list[dict]] = {name: [] for name, _, _ in sides}
     with tempfile.TemporaryDirectory(prefix="t4s_cmp_") as d:
         for k in range(rounds):
             order = sides[k % len(sides) :] + sides[: k % len(sides)]
-            for t in order:
-                r = run_side(t, root, Path(d) / f"side{sides.index(t)}.jsonl", check_images)
-                r["load"] = os.getloadavg()[0]
-                runs[t].append(r)
-            print(f"round {k + 1}/{rounds}: " + ", ".join(
-                f"{t.name}: {runs[t][-1]['samples'] / runs[t][-1]['seconds']:,.0f}/s" for t in sides
-            ) + f" ({load()})", flush=True)  # fmt: skip
-    here = runs[HERE]
-    ok = True
-    for t in sides:
-        rs = runs[t]
-        rate = [r["samples"] / r["seconds"] for r in rs]
-        cpu = [r["samples"] / r["cpu"] for r in rs]
-        same = {r["sha256"] for r in rs} == {here[0]["sha256"]}
-        print(f"{t}: {rs[0]['samples']:,} samples, samples/s {spread(rate)}, per CPU-second {spread(cpu)}, "
-              f"output {'byte-identical to this checkout' if same else 'DIFFERS from this checkout'} "
-              f"(sha256 {rs[0]['sha256'][:12]})")  # fmt: skip
-        if t == HERE:
-            continue
-        wall = [a["seconds"] and b["seconds"] / a["seconds"] for a, b in zip(here, rs)]
-        cpu_r = [b["cpu"] / a["cpu"] for a, b in zip(here, rs)]
-        met = statistics.median(wall) >= target
-        ok &= met and same
-        print(f"  ratio this checkout / {t.name}: wall {spread(wall)}, CPU {spread(cpu_r)}; target >= "
-              f"{target:.2f}: {'met' if met else 'NOT met'}")  # fmt: skip
+            for name, tree, check in order:
+                out = Path(d) / f"side{[s[0] for s in sides].index(name)}.jsonl"
+                runs[name].append(run_side(tree, root, out, check))
+            last = {name: rs[-1]["samples"] / rs[-1]["seconds"] for name, rs in runs.items()}
+            rates = ", ".join(f"{name}: {v:,.0f}/s" for name, v in last.items())
+            print(f"round {k + 1}/{rounds}: {rates} ({load()})", flush=True)
+        here = runs[sides[0][0]]
+        ok = True
+        for name, _, _ in sides:
+            rs = runs[name]
+            rate = [r["samples"] / r["seconds"] for r in rs]
+            cpu = [r["samples"] / r["cpu"] for r in rs]
+            same = {r["sha256"] for r in rs} == {here[0]["sha256"]}
+            verdict = "byte-identical to this checkout" if same else "DIFFERS from this checkout"
+            print(
+                f"{name}: {rs[0]['samples']:,} samples, samples/s {spread(rate)}, "
+                f"per CPU-second {spread(cpu)}, output {verdict} (sha256 {rs[0]['sha256'][:12]})"
+            )
+            if name == sides[0][0]:
+                continue
+            if not same:
+                print(f"  {same_rows(here[-1]['file'], rs[-1]['file'])}")
+            wall = [(a["samples"] / a["seconds"]) / (b["samples"] / b["seconds"]) for a, b in zip(here, rs)]
+            cpu_r = [(a["samples"] / a["cpu"]) / (b["samples"] / b["cpu"]) for a, b in zip(here, rs)]
+            met = statistics.median(wall) >= target
+            ok &= met
+            print(f"  samples/s ratio this checkout / {name}: wall {spread(wall)}, per CPU-second "
+                  f"{spread(cpu_r)}; target >= {target:.2f}: {'met' if met else 'NOT met'}")  # fmt: skip
     return 0 if ok else 1
 
 
@@ -164,7 +192,7 @@ def main() -> int:
     ap.add_argument("--check", type=int, default=2000, help="refs compared with the full-resolution path")
     ap.add_argument("--keep", type=Path, default=None, help="build the fixture here and keep it")
     ap.add_argument(
-        "--no-check-images", action="store_true", help="also time the build without header checks"
+        "--no-check-images", action="store_true", help="also time this checkout without header checks"
     )
     ap.add_argument("--compare", type=Path, nargs="+", default=None, metavar="TREE",
                     help="interleaved rounds against these checkouts")  # fmt: skip
@@ -187,7 +215,7 @@ def main() -> int:
           f"{size['sentences']:,} sentences (refs pickle + instances.json: {mb:.1f} MB, COCO-like sizes, "
           f"polygons + crowd RLE), generated in {gen_s:.1f} s")  # fmt: skip
     if args.compare:
-        code = compare(root, args.compare, args.rounds, args.target, not args.no_check_images)
+        code = compare(root, args.compare, args.rounds, args.target, args.no_check_images)
         tmp.cleanup()
         return code
 
