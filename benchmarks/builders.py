@@ -182,6 +182,51 @@ def compare(root: Path, trees: list[Path], rounds: int, target: float, unchecked
     return 0 if ok else 1
 
 
+def families(images: int, top: int) -> None:
+    """The same profile for the other builder families: coco-format (referring), semantic (ADE20K layout)
+    and video (MeViS layout, ``--repeat`` passes over one clip): samples/s with and without header checks,
+    then the ``top`` functions by own time under cProfile, as shares of the build."""
+    import cProfile
+    import pstats
+
+    from support import video
+    from support.fakes import make_semantic
+    from support.owndata import make_coco_format
+
+    from data_builders import build_jsonl
+
+    with tempfile.TemporaryDirectory(prefix="t4s_fam_") as d:
+        d = Path(d)
+        make_coco_format(d / "cf", n_images=images, size=(240, 320))
+        make_semantic(d / "sem", "ade20k", n_images=images, size=(240, 320))
+        vroot = video.write_mevis(d / "mevis", "train")
+        ann = {"ann": str(d / "cf" / "instances.json")}
+        cases = [
+            ("coco-format", dict(root=d / "cf" / "images", split="train", options=ann)),
+            ("ade20k", dict(root=d / "sem", split="training")),
+            ("mevis", dict(root=vroot, split="train", repeat=max(1, images // 2))),
+        ]
+        for name, kw in cases:
+            for check in (True, False):
+                opts = {**kw.get("options", {}), "check_images": check}
+                if name == "mevis" and not check:
+                    continue  # the video builders read frame sizes from the frames themselves
+                kw2 = {**kw, "options": opts if name != "mevis" else kw.get("options", {})}
+                r = build_jsonl(name, d / f"{name}.jsonl", stats=False, skip_bad=True, **kw2)
+                print(f"{name} (check_images={check}): {r['samples']:,} samples, "
+                      f"{r['samples_per_s']:,.0f} samples/s ({load()})")  # fmt: skip
+            prof = cProfile.Profile()
+            prof.enable()
+            build_jsonl(name, d / f"{name}.jsonl", stats=False, skip_bad=True, **kw2)
+            prof.disable()
+            st = pstats.Stats(prof)
+            total = sum(v[2] for v in st.stats.values())
+            rows = sorted(st.stats.items(), key=lambda kv: -kv[1][2])[:top]
+            for (file, line, fn), v in rows:
+                where = f"{Path(file).parent.name}/{Path(file).name}:{line}" if line else file
+                print(f"    {v[2] / total:6.1%}  {fn} ({where}), {v[1]:,} calls")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", type=int, default=16_700)
@@ -197,9 +242,15 @@ def main() -> int:
     ap.add_argument("--compare", type=Path, nargs="+", default=None, metavar="TREE",
                     help="interleaved rounds against these checkouts")  # fmt: skip
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--families", action="store_true", help="profile coco-format, semantic and video builds")
+    ap.add_argument("--top", type=int, default=8, help="functions listed per family profile")
     ap.add_argument("--target", type=float, default=1.0, help="ratio this checkout / TREE to reach")
     args = ap.parse_args()
 
+    if args.families:
+        print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {load()}")
+        families(args.images if args.images != ap.get_default("images") else 300, args.top)
+        return 0
     from support.fakes import make_refer
 
     tmp = tempfile.TemporaryDirectory(prefix="t4s_bench_")

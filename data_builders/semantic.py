@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from text4seg.data.images import load_rgb, open_image
+from text4seg.data.images import open_image
 from text4seg.data.records import Sample, atomic_path
 from text4seg.data.rle import mask_to_rle
 from text4seg.descriptors import mask_to_grid
@@ -59,15 +59,17 @@ def read_label_png(path: Path) -> np.ndarray:
         raise BadInput(f"cannot read label map {path}: {exc}") from None
 
 
-def _check_image(image: Path, shape: tuple[int, int]) -> None:
+def _check_image(image: Path, shape: tuple[int, int], keep: bool = False):
     """``BadInput`` unless ``image`` exists, decodes to the end (a truncated JPEG fails here) and is as
-    large as its label map (``shape`` = ``(h, w)``)."""
+    large as its label map (``shape`` = ``(h, w)``). ``keep``: return the decoded image as RGB (a crop
+    then uses it instead of decoding the file again), else None."""
     h, w = shape
     try:
         with open_image(image) as im:
             if im.size != (w, h):
                 raise BadInput(f"image {image} is {im.size[0]}x{im.size[1]} but its label map is {w}x{h}")
             im.load()
+            return im.convert("RGB") if keep else None
     except FileNotFoundError:
         raise BadInput(f"image not found: {image}") from None
     except BadInput:
@@ -181,8 +183,13 @@ class SemanticBase(Builder):
         return [(inside(img_dir, s + ".jpg"), inside(ann_dir, s + ".png")) for s in stems]
 
     # ------------------------------------------------------------------------------------------- make
-    def _crop(self, rng, image: Path, lm: np.ndarray, index: int) -> tuple[Path, np.ndarray, bool]:
-        if self.crop_prob <= 0 or rng.random() >= self.crop_prob:
+    def _crop(
+        self, rng, crop: bool, image: Path, lm: np.ndarray, decoded=None
+    ) -> tuple[Path, np.ndarray, bool]:
+        """A random crop of ``image`` (written once under ``crop_dir``) and of its label map, drawn by
+        ``rng`` when ``crop`` (drawn by the caller with probability ``crop_prob``); ``decoded``: the image
+        already checked and decoded as RGB, else None (the file is checked and decoded here, once)."""
+        if not crop:
             return image, lm, False
         h, w = lm.shape
         ch = max(1, round(h * rng.uniform(self.crop_min, 1.0)))
@@ -190,22 +197,24 @@ class SemanticBase(Builder):
         y0, x0 = rng.randint(0, h - ch), rng.randint(0, w - cw)
         out = self.crop_dir / self.split_name / f"{image.stem}_{x0}_{y0}_{cw}_{ch}.jpg"
         if not out.exists():
-            _check_image(image, (h, w))
-            crop = load_rgb(image).crop((x0, y0, x0 + cw, y0 + ch))
+            src = decoded if decoded is not None else _check_image(image, (h, w), keep=True)
+            region = src.crop((x0, y0, x0 + cw, y0 + ch))
             side_dir(out.parent, self.crop_dir)  # the split folder
             with atomic_path(out) as tmp:
-                crop.save(tmp, format="JPEG", quality=95)
+                region.save(tmp, format="JPEG", quality=95)
         return out, lm[y0 : y0 + ch, x0 : x0 + cw], True
 
     def make(self, unit: int, rep: int) -> list[Sample]:
         cfg = self.cfg
         image, ann = self.items[unit]
         lm = read_label_png(ann)
-        if self.check_images:  # the same check on every split: readable to the end, the label map's size
-            _check_image(image, lm.shape)
         sid = self.sample_id(ann.stem, rep=rep)
         rng = self.rng(sid)
-        image, lm, cropped = self._crop(rng, image, lm, unit)
+        crop = self.crop_prob > 0 and rng.random() < self.crop_prob  # the check draws nothing
+        decoded = None
+        if self.check_images:  # the same check on every split: readable to the end, the label map's size
+            decoded = _check_image(image, lm.shape, keep=crop)
+        image, lm, cropped = self._crop(rng, crop, image, lm, decoded)
         present_vals = [v for v in np.unique(lm).tolist() if v in self.table]
         present = list(dict.fromkeys(self.table[v] for v in present_vals))
         mode = self.mode
