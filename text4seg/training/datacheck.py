@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -91,12 +91,18 @@ def check_row(row: Any, base: Path) -> str | None:
     return None
 
 
-def validate_jsonl(path: str | os.PathLike, *, base: str | os.PathLike | None = None) -> int:
+def validate_jsonl(
+    path: str | os.PathLike,
+    *,
+    base: str | os.PathLike | None = None,
+    on_row: Callable[[Any], None] | None = None,
+) -> int:
     """Check every row of a data file (see :func:`check_row`); return the number of rows.
 
     Raises :class:`DataFileError` ``"FILE:LINE: problem"`` at the first bad row (a missing image, a wrong
     number of ``<image>`` tags, an empty answer, broken JSON) or when the file is missing or empty.
     Relative image paths resolve against ``base`` (default: the working directory, as in ms-swift).
+    ``on_row``: called with every good row (e.g. :class:`text4seg.checkpoints.trained.Collector`'s ``add``).
     """
     p = Path(path)
     if not p.is_file():
@@ -110,6 +116,8 @@ def validate_jsonl(path: str | os.PathLike, *, base: str | os.PathLike | None = 
         problem = check_row(row, root)
         if problem:
             raise DataFileError(f"{p}:{line_no}: {problem}")
+        if on_row is not None:
+            on_row(row)
         n += 1
     if n == 0:
         raise DataFileError(f"{p}: no rows")
@@ -151,6 +159,15 @@ def _jsonl_rows(p: Path) -> Iterable[tuple[int, Any]]:
         raise DataFileError(str(exc)) from None
 
 
-def validate_data(recipe: Mapping[str, Any], base: str | os.PathLike | None = None) -> dict[str, int]:
-    """Validate every local data file of a recipe; returns ``{file: rows}``. Raises :class:`DataFileError`."""
-    return {str(p): validate_jsonl(p, base=base) for p in data_files(recipe, base)}
+def validate_data(
+    recipe: Mapping[str, Any],
+    base: str | os.PathLike | None = None,
+    on_row: Callable[[Any], None] | None = None,
+) -> dict[str, int]:
+    """Validate every local training data file of a recipe (``dataset``, not ``val_dataset``, goes to
+    ``on_row``); returns ``{file: rows}``. Raises :class:`DataFileError`."""
+    train = {str(p) for p in data_files({"dataset": recipe.get("dataset")}, base)} if on_row else set()
+    return {
+        str(p): validate_jsonl(p, base=base, on_row=on_row if str(p) in train else None)
+        for p in data_files(recipe, base)
+    }

@@ -12,14 +12,17 @@ model and, for the whole-image LLaVA template, saves the merged processor so it 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from text4seg.checkpoints.settings import check_model_ref, read_args
+from text4seg.checkpoints.trained import Collector, read_trained, write_trained
 from text4seg.checkpoints.trust import check_trusted
 from text4seg.training import datacheck, recipes
+from text4seg.training.trained_callback import CALLBACK, ENV, fill_checkpoints
 
 
 def _print(line: str) -> None:
@@ -67,10 +70,15 @@ def train(
         check_model_ref(folder)  # a mistyped local path is an error now, not a hub download later
     check_trusted(model_folders(recipe), trust_remote_code)  # before anything loads a processor
     recipe = recipes.resolve_plugins(recipe, recipe_path)
-    counts = datacheck.validate_data(recipe)  # before ms-swift starts: one error naming FILE:LINE
+    collector = Collector()
+    # before ms-swift starts: one error naming FILE:LINE; the rows also say what the model learns to answer
+    counts = datacheck.validate_data(recipe, on_row=collector.add)
     if not quiet:
         for path, n in counts.items():
             echo(f"data ok: {path} ({n} rows)")
+    trained = collector.result()
+    for warning in collector.mixed():
+        echo(f"warning: {warning}")
     from text4seg.training import lengths
 
     kind = recipes.swift_subcommand(recipe)
@@ -95,11 +103,52 @@ def train(
     recipe = stripped
     if recipes.global_batch(recipe) and not quiet:
         echo(f"global batch: {recipes.global_batch(recipe)} (per-device x accumulation x GPUs x nodes)")
+    if trained is not None:
+        recipe = with_trained_callback(recipe)
     argv, env = recipes.swift_command(recipe, swift=recipes.swift_executable(swift), subcommand=kind)
     echo(recipes.format_command(argv, env))
     if dry_run:
         return 0
-    return subprocess.call(argv, env=_child_env(env, quiet, progress))
+    child = _child_env(env, quiet, progress)
+    output_dir = recipe.get("output_dir")
+    if trained is not None:
+        child[ENV] = json.dumps(trained.to_json(), ensure_ascii=False)
+        if isinstance(output_dir, str) and output_dir:
+            path = write_trained(output_dir, trained)
+            if not quiet:
+                echo(
+                    f"trained with: {path} (scheme {trained.scheme}, "
+                    f"grid {trained.grid[0]}x{trained.grid[1]})"
+                )
+    code = subprocess.call(argv, env=child)
+    if trained is not None and isinstance(output_dir, str) and output_dir:
+        fill_checkpoints(output_dir, trained)  # a checkpoint the callback did not reach (a crash, a resume)
+    return code
+
+
+def plugin_path() -> Path | None:
+    """``recipes/text4seg_plugin.py`` (of the checkout or the installed wheel), None when absent."""
+    from text4seg.demo.config import RECIPES_DIR
+
+    path = RECIPES_DIR / "text4seg_plugin.py"
+    return path.resolve() if path.is_file() else None
+
+
+def with_trained_callback(recipe: dict) -> dict:
+    """``recipe`` with the callback that writes ``text4seg.json`` into every checkpoint
+    (:mod:`text4seg.training.trained_callback`): ``callbacks`` gains ``text4seg_trained`` and
+    ``external_plugins`` the plugin that registers it (unless the recipe lists them already)."""
+    plugin = plugin_path()
+    if plugin is None:
+        return recipe
+    out = dict(recipe)
+    plugins = [str(p) for p in recipes.as_list(out.get("external_plugins"))]
+    if not any(Path(p).name == plugin.name for p in plugins):
+        out["external_plugins"] = [*plugins, str(plugin)] if plugins else str(plugin)
+    callbacks = [str(c) for c in recipes.as_list(out.get("callbacks"))]
+    if CALLBACK not in callbacks:
+        out["callbacks"] = [*callbacks, CALLBACK]
+    return out
 
 
 # recipe keys that name a model or adapter folder ms-swift would load (with trust_remote_code=True)
@@ -196,7 +245,9 @@ def export(
     The checkpoint and its base model (``args.json`` ``model``, when a local folder) must not carry code
     unless ``trust_remote_code`` (:mod:`text4seg.checkpoints.trust`). A checkpoint trained with the
     whole-image LLaVA template gets a merged model whose saved processor
-    resizes the whole image too (no centre crop), as in training.
+    resizes the whole image too (no centre crop), as in training. The checkpoint's ``text4seg.json``
+    (:mod:`text4seg.checkpoints.trained`) is copied into ``out``: the merged model keeps what it was
+    trained to answer.
     """
     argv, env = export_command(checkpoint, out, overrides, recipes.swift_executable(swift))
     given = recipes.apply_overrides({}, recipes.parse_overrides(list(overrides)))  # --set model=/base
@@ -209,10 +260,13 @@ def export(
         )
     folders = [str(checkpoint), base, *model_folders(given)]
     check_trusted(folders, trust_remote_code)  # ms-swift would run their code
+    trained = read_trained(checkpoint)  # a bad text4seg.json is an error before the merge, not after
     echo(recipes.format_command(argv, env))
     if dry_run:
         return 0
     code = subprocess.call(argv, env=_child_env(env, quiet, progress))
+    if code == 0 and trained is not None and Path(out).is_dir():
+        echo(f"{write_trained(out, trained)}: what the checkpoint was trained with, carried over")
     from text4seg.checkpoints.align import LLAVA_WHOLE_IMAGE_TEMPLATE, whole_image_saved
 
     if code == 0 and trained_template(checkpoint) == LLAVA_WHOLE_IMAGE_TEMPLATE:
