@@ -32,8 +32,10 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import IO
 
 from text4seg._lazy import require
 from text4seg.data.records import AtomicWriter, iter_jsonl
@@ -75,15 +77,19 @@ def evaluate(
     try:
         if out_dir is None:
             return _score(pred_path, gts, None, opts, progress)
-        with AtomicWriter(Path(out_dir) / "per_sample.jsonl") as per_sample:
-            metrics = _score(pred_path, gts, per_sample, opts, progress)
+        with tempfile.TemporaryFile("w+", encoding="utf-8") as rows:  # out_dir untouched until the end
+            metrics = _score(pred_path, gts, rows, opts, progress)
+            rows.seek(0)
+            with AtomicWriter(Path(out_dir) / "per_sample.jsonl") as per_sample:
+                for line in rows:
+                    per_sample.write(line[:-1])
         return _write(out_dir, metrics, None)
     finally:
         gts.close()
 
 
 def _score(
-    pred_path, gts: GroundTruthIndex, per_sample: AtomicWriter | None, opts: Options, progress: bool
+    pred_path, gts: GroundTruthIndex, per_sample: IO[str] | None, opts: Options, progress: bool
 ) -> dict:
     """Join and score the records one at a time (module docstring); per-sample rows written as they
     come (the peers' at the end); the metrics dict."""
@@ -177,13 +183,14 @@ class _Counts:
             **dict(sorted(self.kinds.items())),
         }
 
-    def row(self, row: dict, out: AtomicWriter | None) -> None:
-        """One per-sample row: counted, and written to ``per_sample.jsonl`` now."""
+    def row(self, row: dict, out: IO[str] | None) -> None:
+        """One per-sample row: counted, and written out now (a temporary file, ``per_sample.jsonl`` once
+        every record is scored)."""
         self.rows += 1
         self.valid_rows += row["parse_valid"]
         self.other_label_rows += bool(row.get("other_labels"))
         if out is not None:
-            out.write(json.dumps(row, ensure_ascii=False))
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
 def _is_video(pred_path) -> bool:
