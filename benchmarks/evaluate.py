@@ -133,7 +133,9 @@ def main() -> int:
     base = base_tree(a.base) if a.base_max > 0 else None
     work = a.keep or Path(tempfile.mkdtemp(prefix="text4seg-evaluate-bench-"))
     print(f"evaluate benchmark: referring records of {a.height}x{a.width}, 16x16 R-RLE, refined on half")
-    print(f"{'records':>9} {'new MB':>8} {'new ms/rec':>11} {'base MB':>8} {'base ms/rec':>12} {'speed-up':>9}")
+    head = ("records", 9), ("new MB", 8), ("new ms/rec", 11), ("base MB", 8), ("base ms/rec", 12)
+    head += (("speed-up", 9),)
+    print(" ".join(f"{name:>{width}}" for name, width in head))
     rows = []
     try:
         for n in sizes:
