@@ -337,7 +337,7 @@ class XgrLogitsProcessor(TimedProcessor):
         allow_short_budget: bool = False,
         background: bool = False,
     ):
-        xgr = _xgr()
+        _xgr()  # xgrammar missing: a clear error now
         self.backend = backend_for(tokenizer)
         self.specs = list(specs)
         self.max_free_chars = int(max_free_chars)
@@ -347,7 +347,7 @@ class XgrLogitsProcessor(TimedProcessor):
         self.rows: list = []
         self.active: list[bool] = []
         self.prompt_len: int | None = None
-        self.bitmask = xgr.allocate_token_bitmask(len(self.specs), self.backend.info.vocab_size)
+        self.bitmask = _bitmask(len(self.specs), self.backend.info.vocab_size)
 
     def _call(self, input_ids, scores):
         b = input_ids.shape[0]
@@ -397,6 +397,13 @@ def _apply(scores, bitmask, rows: list[int], vocab_size: int) -> None:
             scores[i, :vocab_size].masked_fill_(full[j], float("-inf"))
 
 
+def _bitmask(batch: int, vocab_size: int):
+    """xgrammar's all-allowed int32 bitmask ``(batch, ceil(V / 32))`` on the CPU, filled by numpy:
+    ``xgrammar.allocate_token_bitmask`` (``torch.full``) waits for torch's intra-op threads, 12 ms at
+    batch 8 on a busy 2-core machine, against 0.02 ms."""
+    return _torch().from_numpy(np.full((batch, (vocab_size + 31) // 32), -1, dtype=np.int32))
+
+
 def _torch():
     return _lazy.require("torch")
 
@@ -418,13 +425,13 @@ class XgrRequestProcessor:
         max_free_chars: int = MAX_FREE,
         allow_short_budget: bool = False,
     ):
-        xgr = _xgr()
+        _xgr()  # xgrammar missing: a clear error now
         self.backend = backend_for(tokenizer)
         self.max_new_tokens = _check_budget(
             [(scheme, size, labels)], max_new_tokens, max_free_chars, allow_short_budget
         )
         self.row = self.backend.row(scheme, size, labels, max_free_chars)
-        self.bitmask = xgr.allocate_token_bitmask(1, self.backend.info.vocab_size)
+        self.bitmask = _bitmask(1, self.backend.info.vocab_size)
         self.fed = 0
         self.alive = True
 
