@@ -27,7 +27,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument(
         "--video", type=Path, help="a frame folder or video file (with --query); see docs/video.md"
     )
-    p.add_argument("--query", help="the question for --image, e.g. 'Please segment the dog.'")
+    p.add_argument(
+        "--query",
+        help="the question for --image, e.g. 'Please segment the dog.' (default with --label: the "
+        "checkpoint's question template, text4seg.json)",
+    )
     p.add_argument(
         "--label",
         action="append",
@@ -47,8 +51,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--batch-size", type=int, default=8, help="queries per generate call (--model with --image/--jsonl)"
     )
     p.add_argument("--max-new-tokens", type=int, default=None)
-    add_grid(p, extra="; for --image (a --jsonl row carries its own)")
-    add_scheme(p, extra="; for --image (a --jsonl row carries its own)")
+    add_grid(p, default=None, extra=": the checkpoint's text4seg.json, else 16; for --image")
+    add_scheme(p, default=None, extra=": the checkpoint's text4seg.json, else rrle; for --image")
+    p.add_argument(
+        "--label-bias",
+        type=float,
+        default=None,
+        help="logit bias on the label tokens (in-process; default: the checkpoint's text4seg.json, the "
+        "demo's tuned one, else none)",
+    )
+    p.add_argument(
+        "--trained-with",
+        default=None,
+        metavar="CKPT",
+        help="a checkpoint folder or its text4seg.json: what the model was trained with (for --api; with "
+        "--model it is read from the model or its adapters)",
+    )
+    p.add_argument(
+        "--force-options",
+        action="store_true",
+        help="use --grid/--scheme/--label-bias although they disagree with the checkpoint's text4seg.json",
+    )
     p.add_argument("--constrained", action="store_true", help="grammar-constrained decoding (strict parse)")
     p.add_argument(
         "--constrained-engine",

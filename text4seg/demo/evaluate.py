@@ -4,7 +4,6 @@ the label tokens), :mod:`text4seg.evaluation.evaluate`, and an image-blind contr
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ import numpy as np
 from text4seg.data.records import atomic_path, read_jsonl
 from text4seg.demo.config import DemoConfig
 from text4seg.demo.data import all_labels
+from text4seg.inference.predict import ForegroundBias, apply_label_bias, label_token_ids  # noqa: F401
 
 
 def baseline_ciou(train_jsonl: Path, test_jsonl: Path, grid: int) -> dict[str, float]:
@@ -39,30 +39,6 @@ def baseline_ciou(train_jsonl: Path, test_jsonl: Path, grid: int) -> dict[str, f
     fixed_test = [grid_to_mask(np.where(freq >= best[1], "x", "others"), *m.shape) for m in test_m]
     s = referring_scores(fixed_test, test_m)
     return {"baseline_ciou": s["ciou"], "baseline_giou": s["giou"], "baseline_threshold": best[1]}
-
-
-class ForegroundBias:
-    """A ``LogitsProcessor`` adding ``bias`` to the logits of every target-label cell token.
-
-    The demo's one decoding knob (tuned on the validation split, never on the held-out one): a model
-    trained briefly knows *where* the object is (its first foreground cell is well placed) but is shy to
-    *start* a run after a row of ``others``; a constant bias on the label tokens moves that threshold.
-    ``scores``: float tensor (batch, vocab), changed in place and returned.
-    """
-
-    def __init__(self, token_ids: Sequence[int], bias: float):
-        self.token_ids, self.bias = list(token_ids), float(bias)
-
-    def __call__(self, input_ids, scores):
-        if self.bias and self.token_ids:
-            scores[:, self.token_ids] += self.bias
-        return scores
-
-
-def label_token_ids(tokenizer: Any, labels: Sequence[str]) -> list[int]:
-    """Ids of the single-token cells of ``labels`` (``L``, ``"| L"``, ``"\\n L"``) that the vocabulary has."""
-    vocab = tokenizer.get_vocab()
-    return sorted({vocab[t] for lab in labels for t in (lab, "| " + lab, "\n " + lab) if t in vocab})
 
 
 def prepare_for_inference(ckpt: Path, max_positions: int = 8192) -> None:
@@ -109,14 +85,32 @@ def predict_and_score(
         batch_size=cfg.predict_batch,
         max_new_tokens=budget,
         constrained=constrained,
+        label_bias=bias,
+        force_options=True,  # the sweep tries biases other than the one text4seg.json may hold
     )
     predictor = make_predictor(options)
-    if bias:
-        ids = label_token_ids(predictor.tokenizer, all_labels([jsonl]))
-        predictor.logits_processors.append(ForegroundBias(ids, bias))
+    apply_label_bias(predictor, all_labels([jsonl]), options.label_bias)
     queries = load_queries(jsonl)
     results = predict_queries(predictor, queries, out, overlays=not constrained, progress=progress)
     return evaluate(results, jsonl, out)
+
+
+def write_trained_with(ckpt: Path, train_jsonl: Path, biases: dict[str, float]) -> Path:
+    """Write ``ckpt/text4seg.json`` (:mod:`text4seg.checkpoints.trained`): what the rows of
+    ``train_jsonl`` trained (scheme, grid, question and answer) plus the label biases chosen on val
+    (``biases``: ``{"greedy": b, "constrained": b}``), so ``predict``/``app`` reproduce the demo's scores."""
+    from text4seg.checkpoints.trained import Collector, write_trained
+
+    collector = Collector()
+    for row in read_jsonl(train_jsonl):
+        collector.add(row)
+    trained = collector.result()
+    if trained is None:
+        raise ValueError(f"{train_jsonl}: no text4seg rows")
+    trained.label_bias = float(biases["greedy"])
+    trained.label_bias_constrained = float(biases["constrained"])
+    trained.source = trained.source or "text4seg demo"
+    return write_trained(ckpt, trained)
 
 
 def qwen_tokens_per_answer(jsonl: Path) -> float | None:

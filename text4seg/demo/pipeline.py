@@ -17,6 +17,7 @@ from text4seg.demo.evaluate import (
     predict_and_score,
     prepare_for_inference,
     qwen_tokens_per_answer,
+    write_trained_with,
 )
 from text4seg.demo.model import make_demo_model
 from text4seg.demo.report import copy_overlays, plot_loss, referring, summary_metrics, write_metrics
@@ -94,6 +95,9 @@ def run_demo(
     ):
         sweeps[mode] = _sweep(ckpt, val_path, out / "pred", cfg, mode, biases, stages, log, progress)
         chosen[mode] = max(sweeps[mode], key=lambda r: (r.get("giou") or 0.0, -r["bias"]))
+    # the checkpoint records what it answers and the chosen biases: predict/app reproduce the test scores
+    trained_file = write_trained_with(ckpt, paths["train"], {m: chosen[m]["bias"] for m in chosen})
+    log(f"trained with: {trained_file} (label bias {chosen['greedy']['bias']:g})")
     results = {}
     for mode in ("greedy", "constrained"):
         key = f"test_{mode}"

@@ -27,6 +27,7 @@ import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from text4seg.checkpoints.trained import TrainedWith
 from text4seg.descriptors import DEFAULT_GRID, DEFAULT_SCHEME, MAX_FREE
 
 # the options of a predict run that change its results, as recorded in OUT/run.json (run.json's keys:
@@ -81,6 +82,7 @@ APPLIES = {
     "expression_id": ("--expression-id", "video"),
     "sam2_checkpoint": ("--sam2-checkpoint", "video"),
     "sam2_config": ("--sam2-config", "video"),
+    "label_bias": ("--label-bias", "images"),
 }
 PATHS = {
     "model": "an in-process run (--model), not --api",
@@ -110,6 +112,12 @@ class PredictOptions:
     ``max_new_tokens`` (default: each query's answer bound), ``constrained`` with ``constrained_engine``
     and ``max_free``, SAM refinement with ``sam_checkpoint`` of ``sam_type``. The output: ``out``,
     ``overlays``, ``progress``, ``overwrite`` (start over in an ``out`` holding other options' results).
+
+    What the checkpoint was trained with (``text4seg.json``, :mod:`text4seg.checkpoints.trained`: read from
+    ``adapters`` then ``model``, or from ``trained_with``, a checkpoint folder or the file, for ``--api``)
+    gives the defaults of ``grid``, ``scheme``, ``query`` (its question template filled with the first
+    ``--label``) and ``label_bias`` (a logit bias on the label tokens, in-process only); a value that
+    disagrees is an error unless ``force_options``. ``None`` means "not given".
     """
 
     model: str | os.PathLike | None = None
@@ -132,8 +140,11 @@ class PredictOptions:
     root: str | os.PathLike | None = None
     shard: str | None = None
     limit: int | None = None
-    grid: tuple[int, int] = DEFAULT_GRID
-    scheme: str = DEFAULT_SCHEME
+    grid: tuple[int, int] | None = None
+    scheme: str | None = None
+    trained_with: str | os.PathLike | None = None
+    force_options: bool = False
+    label_bias: float | None = None
     batch_size: int = 8
     max_new_tokens: int | None = None
     constrained: bool = False
@@ -152,11 +163,14 @@ class PredictOptions:
     progress: bool = True
     skip_bad: bool = False
     overwrite: bool = False
+    trained: TrainedWith | None = field(default=None, init=False, repr=False, compare=False)
 
     # ---------------------------------------------------------------------------------- checks
     def validate(self) -> PredictOptions:
         """Check every option that can be checked before a model loads (module docstring); ``ValueError``
-        or ``OSError`` naming the flag and quoting the value. Returns ``self``."""
+        or ``OSError`` naming the flag and quoting the value; first the defaults of the checkpoint's
+        ``text4seg.json`` (:meth:`apply_trained`). Returns ``self``."""
+        self.apply_trained()
         self._check_path()
         self._check_values()
         self._check_applies()
@@ -171,6 +185,39 @@ class PredictOptions:
         if self.image is not None and self.constrained and not self.labels:
             raise ValueError("constrained decoding on one image needs the target label(s): --label TEXT")
         return self
+
+    def apply_trained(self) -> None:
+        """Fill ``grid``, ``scheme``, ``query`` and ``label_bias`` from the checkpoint's ``text4seg.json``
+        (class docstring); ``ValueError`` for a flag that disagrees with it unless ``force_options``."""
+        from text4seg.checkpoints.trained import fill, read_trained, resolve
+        from text4seg.descriptors import grid_shape
+
+        trained = self.trained
+        if trained is None and self.trained_with is not None:
+            trained = read_trained(self.trained_with)
+            if trained is None:
+                raise OSError(f"--trained-with {self.trained_with}: no text4seg.json there")
+        elif trained is None and self.model is not None and os.path.isdir(self.model):
+            trained = read_trained(self.model, [a for a in self.adapters if os.path.isdir(a)])
+        self.trained = trained
+        force, where = self.force_options, trained.where() if trained else None
+        if self.jsonl is None:  # a --jsonl row carries its own grid and scheme (checked by run_predict)
+            grid = None if self.grid is None else grid_shape(self.grid)
+            self.grid = resolve("--grid", grid, trained and trained.grid, force, where=where) or DEFAULT_GRID
+            self.scheme = (
+                resolve("--scheme", self.scheme, trained and trained.scheme, force, where=where)
+                or DEFAULT_SCHEME
+            )
+        if self.image is not None and not self.query and self.labels and trained and trained.question:
+            self.query = fill(trained.question, self.labels[0])
+        trained_bias = trained.bias(self.constrained) if trained else None
+        self.label_bias = resolve("--label-bias", self.label_bias, trained_bias, force, where=where)
+        if self.api is not None and self.label_bias:
+            raise ValueError(
+                f"label bias {self.label_bias:g} ({where or '--label-bias'}) is applied by an in-process "
+                "model only (a server takes no logits processor): predict with --model, or pass "
+                "--label-bias 0 --force-options"
+            )
 
     def _check_path(self) -> None:
         if (self.image is not None or self.video is not None) and not self.query:
@@ -226,7 +273,8 @@ class PredictOptions:
                 raise ValueError(f"{flag} must be an integer >= {low}, got {_quote(value)}")
         if not (isinstance(self.timeout, (int, float)) and math.isfinite(self.timeout) and self.timeout > 0):
             raise ValueError(f"--timeout must be a positive number of seconds, got {self.timeout}")
-        self.grid = grid_shape(self.grid)
+        if self.grid is not None:
+            self.grid = grid_shape(self.grid)
         for flag, value, choices in (
             ("--scheme", self.scheme, sorted(SCHEMES)),
             ("--constrained-engine", self.constrained_engine, CONSTRAINED_ENGINES),
@@ -235,7 +283,7 @@ class PredictOptions:
             ("--sampling", self.sampling, ("uniform", "keyframe")),
             ("--form", self.form, ("frames", "delta")),
         ):
-            if value not in choices:
+            if value not in choices and not (flag == "--scheme" and value is None):
                 raise ValueError(f"{flag} must be one of {list(choices)}, got {_quote(value)}")
         if self.video is not None:
             from text4seg.inference.video import check_expression_id
@@ -274,7 +322,10 @@ class PredictOptions:
             opts[k] = None if opts[k] is None else os.path.abspath(opts[k])
         opts["adapters"] = [os.path.abspath(a) for a in self.adapters]
         opts["label"] = list(self.labels) or None
-        opts["grid"] = [int(v) for v in self.grid]
+        opts["grid"] = [int(v) for v in (self.grid or DEFAULT_GRID)]
+        opts["scheme"] = self.scheme or DEFAULT_SCHEME
+        if self.label_bias:  # (absent when none: a run recorded before label biases still resumes)
+            opts["label_bias"] = float(self.label_bias)
         return opts
 
 

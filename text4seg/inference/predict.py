@@ -369,3 +369,40 @@ def predict_image(
 def results_report(results: str | os.PathLike) -> dict:
     """:func:`~text4seg.data.results.repair_report` of a results JSONL."""
     return repair_report(load_records(results, allow_empty=True))
+
+
+class ForegroundBias:
+    """A ``LogitsProcessor`` adding ``bias`` to the logits of every target-label cell token.
+
+    A decoding knob (the demo tunes it on its validation split and records it in the checkpoint's
+    ``text4seg.json``, which ``predict`` applies): a model trained briefly knows *where* the object is
+    but is shy to *start* a run after a row of ``others``; a constant bias on the label tokens moves that
+    threshold. ``scores``: float tensor (batch, vocab), changed in place and returned.
+    """
+
+    def __init__(self, token_ids: Sequence[int], bias: float):
+        self.token_ids, self.bias = list(token_ids), float(bias)
+
+    def __call__(self, input_ids, scores):
+        if self.bias and self.token_ids:
+            scores[:, self.token_ids] += self.bias
+        return scores
+
+
+def label_token_ids(tokenizer, labels: Sequence[str]) -> list[int]:
+    """Ids of the single-token cells of ``labels`` (``L``, ``"| L"``, ``"\\n L"``) that the vocabulary has."""
+    vocab = tokenizer.get_vocab()
+    return sorted({vocab[t] for lab in labels for t in (lab, "| " + lab, "\n " + lab) if t in vocab})
+
+
+def apply_label_bias(
+    predictor: Predictor, labels: Sequence[str], bias: float | None
+) -> ForegroundBias | None:
+    """Add a :class:`ForegroundBias` of ``bias`` on the tokens of ``labels`` to an in-process predictor
+    (None and nothing added for no bias); returns it (remove it from ``predictor.logits_processors`` to
+    undo)."""
+    if not bias:
+        return None
+    proc = ForegroundBias(label_token_ids(predictor.tokenizer, sorted(set(labels))), bias)
+    predictor.logits_processors.append(proc)
+    return proc

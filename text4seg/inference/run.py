@@ -6,7 +6,9 @@ is assembled, and the one function ``text4seg predict`` calls.
   a server), with the SAM refiner of ``sam_checkpoint`` (:func:`text4seg.inference.refine.load_refiner`).
   Used by ``predict`` (images, JSONL, video), ``app``, the demo and
   :func:`~text4seg.inference.predict.predict_to`.
-* :func:`run_predict`: validate, check the data and the output folder and record ``OUT/run.json``
+* :func:`run_predict`: validate (the checkpoint's ``text4seg.json`` gives the defaults and the label bias,
+  :meth:`~text4seg.inference.options.PredictOptions.apply_trained`; a ``--jsonl`` row trained otherwise is
+  an error unless ``force_options``), check the data and the output folder and record ``OUT/run.json``
   (:mod:`text4seg.inference.prepare`), load, predict into ``OUT/results.jsonl`` (resumable), or for a
   ``video`` write its masks and ``OUT/video_results.jsonl`` (:mod:`text4seg.inference.video`).
 """
@@ -96,12 +98,34 @@ def run_predict(options: PredictOptions, log: Callable[[str], None] = print) -> 
     from text4seg.inference.prepare import prepare_queries
 
     queries, skipped = prepare_queries(options)
+    if options.jsonl is not None:
+        check_rows_trained(queries, options)
     predictor = _assemble(options)
+    if options.label_bias:  # (in-process only: validate refuses a bias with --api)
+        from text4seg.inference.predict import apply_label_bias
+
+        apply_label_bias(predictor, [lab for q in queries for lab in q.labels], options.label_bias)
     results = predict_queries(
         predictor, queries, options.out, overlays=options.overlays, progress=options.progress
     )
     cut = int(getattr(predictor, "cut_answers", 0))
     return PredictSummary(results, skipped, results_report(results), cut)
+
+
+def check_rows_trained(queries, options: PredictOptions) -> None:
+    """``ValueError`` for the first ``--jsonl`` query whose grid or scheme disagrees with what the
+    checkpoint was trained with (``text4seg.json``), unless ``options.force_options``."""
+    from text4seg.checkpoints.trained import resolve
+
+    trained = options.trained
+    if trained is None or options.force_options:
+        return
+    for q in queries:
+        for name, value, want in (
+            ("grid", tuple(q.grid), trained.grid),
+            ("scheme", q.scheme, trained.scheme),
+        ):
+            resolve(f"{options.jsonl} row {q.id!r}: text4seg.{name}", value, want, where=trained.where())
 
 
 def _run_video(options: PredictOptions, log: Callable[[str], None]) -> PredictSummary:
