@@ -172,3 +172,43 @@ def test_ref_davis17_reads_the_annotation_set_referformer_converts(tmp_path):
     for row in rows:
         want = right if "right" in row["messages"][0]["content"] else left
         assert all((rle_to_mask(m) == want).all() for m in row["text4seg"]["gt"]["masks"])
+
+
+# ------------------------------------------------------------------------ official referring questions
+# mc-lan/Text4Seg@069a7f75cfafc77f363722b93260b70726e75bfc, the RES evaluation:
+# llava/eval/refer_seg_dataset.py takes each sentence as ``sent["sent"].strip().lower()``;
+# llava/eval/model_refer_seg.py then removes commas (``question.replace(",", "")``) and asks
+# ``random.choice(QUESTION_PARTIAL)`` with ``[class_name]`` replaced (QUESTION_PARTIAL:
+# text4seg/checkpoints/official_data/questions.json).
+def _official_eval_text(sent: str) -> str:
+    return sent.strip().lower().replace(",", "")
+
+
+def test_official_templates_question_is_what_the_official_res_evaluation_asks(tmp_path):
+    import pickle
+
+    from support.fakes import make_refer
+
+    from data_builders import build_jsonl
+    from text4seg.checkpoints import official
+    from text4seg.data.records import read_jsonl
+
+    pytest.importorskip("pycocotools")
+    make_refer(tmp_path, "refcoco", "unc", n_images=3, refs_per_image=2, splits=("val",))
+    path = tmp_path / "refcoco" / "refs(unc).p"
+    refs = pickle.loads(path.read_bytes())
+    sents = {}
+    for k, ref in enumerate(refs):  # upper case, commas and outer spaces, as raw annotations have them
+        for s in ref["sentences"]:
+            s["sent"] = f"  The {s['sent'].title()}, Left Of {k} " if k % 2 else s["sent"].upper()
+            sents[(str(ref["ref_id"]), str(s["sent_id"]))] = s["sent"]
+    path.write_bytes(pickle.dumps(refs))
+    out = tmp_path / "val.jsonl"
+    build_jsonl("refcoco", out, root=tmp_path, split="val", stats=False, options={"templates": "official"})
+    rows = list(read_jsonl(out))
+    assert len(rows) == len(sents)
+    for row in rows:
+        src = row["text4seg"]["source"]
+        asked = _official_eval_text(sents[(src["ref_id"], src["sent_ids"][0])])
+        allowed = {"<image>" + t.replace("[class_name]", asked) for t in official.questions("referring")}
+        assert row["messages"][0]["content"] in allowed
