@@ -289,3 +289,38 @@ def test_ok_is_true_exactly_when_the_strict_decoder_accepts(scheme):
         except DescriptorError:
             strict_ok = False
         assert decode(text, n, scheme).ok == strict_ok, repr(text)
+
+
+@pytest.mark.parametrize("scheme", sorted(SCHEMES))
+def test_the_verdict_taken_from_the_lenient_decode_equals_the_strict_parse_on_random_answers(scheme):
+    """Where the lenient decoder gives the strict verdict itself (no second decode), it must be the
+    strict decoder's: on 3,000 random answers per scheme (well-formed, corrupted by characters that
+    matter to the parsers: separators, spaces, CR, tab, leading zeros, unnormalised labels), `ok` equals
+    "strict parses" and then both decoders give the same runs."""
+    import random
+
+    rng = random.Random(f"verdict-{scheme}")
+    labels = ["others", "red car", "Red  car", "a*b", "x|y", " cat", "0", "<seg>"]
+    noise = ["*", "|", "| ", "\n", "\n ", " ", "\r", "\t", "0", "01", "*0", "</seg>", "<seg>", "others"]
+    noise.append("\u00a0")
+    certain = 0
+    for trial in range(3000):
+        rows, cols = rng.choice([1, 2, 3, 4]), rng.choice([1, 2, 3, 5])
+        pick = rng.sample(labels, 2) if trial % 3 else ["others", "red car"]
+        grid = np.array([[rng.choice(pick) for _ in range(cols)] for _ in range(rows)])
+        body = encode(grid, scheme)
+        text = rng.choice(["", "Sure.\n", "<seg>x</seg>"]) + wrap(body) if trial % 5 else body
+        for _ in range(rng.choice([0, 0, 1, 2, 3])):
+            i = rng.randrange(len(text) + 1)
+            op = rng.random()
+            text = text[:i] + rng.choice(noise) + text[i:] if op < 0.6 else text[:i] + text[i + 1 :]
+        res = decode(text, (rows, cols), scheme)
+        certain += res._strict is None and not res.repairs
+        try:
+            strict = decode(text, (rows, cols), scheme, strict=True)
+        except DescriptorError:
+            strict = None
+        assert res.ok == (strict is not None), repr(text)
+        if strict is not None:
+            assert res.runs == strict.runs or (res.grid == strict.grid).all(), repr(text)
+    assert scheme == "compact" or certain > 500  # well-formed answers take the one-decode path

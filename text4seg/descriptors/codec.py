@@ -88,8 +88,9 @@ class Decoded:
     def ok(self) -> bool:
         """True exactly when the text decodes with ``strict=True``: no repair was needed, and none of the
         defects the lenient decoder reads past without a repair (a missing final newline, a label that
-        is not normalised, a number with a leading zero, ...) is there. The strict check runs on first
-        access only (the lenient hot path does not pay for it)."""
+        is not normalised, a number with a leading zero, ...) is there. Where the scheme's ``checked``
+        decoder found the text certainly strict (a well-formed answer), no second decode runs; otherwise
+        the strict decoder runs on first access only (the lenient hot path does not pay for it)."""
         if self.repairs:
             return False
         if self._strict is not None:
@@ -176,8 +177,12 @@ def decode(text: str, size: Size = 16, scheme: str = DEFAULT_SCHEME, strict: boo
     body = extract(text, repairs, strict)
     if body is None:
         return Decoded([(BACKGROUND, rows * cols)], (rows, cols), repairs)
-    check = None if strict else (text, scheme)
-    return Decoded(sch.decode(body, rows, cols, repairs, strict), (rows, cols), repairs, check)
+    if strict:
+        return Decoded(sch.decode(body, rows, cols, repairs, True), (rows, cols), repairs)
+    if sch.checked is not None:  # the strict verdict out of this decode where it is certain
+        runs, certain = sch.checked(body, rows, cols, repairs)
+        return Decoded(runs, (rows, cols), repairs, None if certain else (text, scheme))
+    return Decoded(sch.lenient(body, rows, cols, repairs), (rows, cols), repairs, (text, scheme))
 
 
 def count_repairs(results: Sequence[Decoded]) -> dict[str, int]:

@@ -156,6 +156,9 @@ class Scheme:
         ebnf: ``ebnf(rows, cols, labels, max_free) -> str``: the exact grammar of a whole answer in
             xgrammar's EBNF (built from :mod:`text4seg.descriptors.ebnf`'s shared rules), with at most
             ``max_free`` characters of free text; ``max_free=None``: the block and ``</seg>`` alone.
+        checked: optional ``checked(body, rows, cols, repairs) -> (runs, certain)``: ``lenient``'s runs
+            and True only when ``strict`` certainly accepts ``body`` with the same runs (False: not
+            certain; :attr:`text4seg.descriptors.codec.Decoded.ok` then runs ``strict``).
 
     ``labels`` are the query's target labels (raw; the scheme normalises them); ``others`` is always
     allowed.
@@ -169,6 +172,7 @@ class Scheme:
     regex: Callable[[int, int, Sequence[str]], str]
     budget: Callable[[int, int, Sequence[str]], Budget]
     ebnf: Callable[[int, int, Sequence[str], int | None], str]
+    checked: Callable[[str, int, int, list], tuple[list, bool]] | None = None
 
     def decode(self, body: str, rows: int, cols: int, repairs: list, strict: bool = False) -> list:
         """The runs of ``body`` (strict or lenient)."""

@@ -23,7 +23,7 @@ from functools import partial
 from text4seg.descriptors.core import MAX_FREE, ROW_SEP, RUN_SEP, as_grid, normalize_label
 from text4seg.descriptors.ebnf import answer_rules, label_rule, rows_rule
 from text4seg.descriptors.grammar import Layout, run_scheme
-from text4seg.descriptors.runs import decode_rows, strict_decode_rows
+from text4seg.descriptors.runs import checked_rows, decode_rows, strict_decode_rows
 
 
 def encode(grid) -> str:
@@ -34,6 +34,7 @@ def encode(grid) -> str:
 
 lenient = partial(decode_rows, counted=False)
 strict = partial(strict_decode_rows, counted=False)
+checked = partial(checked_rows, counted=False)
 
 
 def layout(rows: int, cols: int) -> Layout:
@@ -47,4 +48,4 @@ def ebnf(rows: int, cols: int, labels: Sequence[str] = (), max_free: int | None 
     return answer_rules([label_rule(labels), f"row ::= {row}", rows_rule("row", rows)], max_free)
 
 
-FULL = run_scheme("full length, a label per cell", encode, lenient, strict, layout, ebnf)
+FULL = run_scheme("full length, a label per cell", encode, lenient, strict, layout, ebnf, checked)

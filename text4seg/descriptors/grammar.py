@@ -233,10 +233,12 @@ def count_rules(cells: int) -> list[str]:
     return out
 
 
-def run_scheme(doc: str, encode, lenient, strict, layout: Callable[[int, int], Layout], ebnf) -> Scheme:
+def run_scheme(
+    doc: str, encode, lenient, strict, layout: Callable[[int, int], Layout], ebnf, checked=None
+) -> Scheme:
     """A run-length :class:`~text4seg.descriptors.core.Scheme` whose grammar, regex and budget are this
     module's, for the layout ``layout(rows, cols)`` of a ``rows x cols`` grid; ``ebnf`` is the scheme
-    module's exact grammar emitter."""
+    module's exact grammar emitter; ``checked`` its lenient decoder with the strict verdict."""
 
     def grammar(rows: int, cols: int, labels: Sequence[str] = ()) -> RunGrammar:
         return RunGrammar(layout(rows, cols), labels)
@@ -247,4 +249,4 @@ def run_scheme(doc: str, encode, lenient, strict, layout: Callable[[int, int], L
     def budget(rows: int, cols: int, labels: Sequence[str] = ()) -> Budget:
         return run_budget(layout(rows, cols), labels)
 
-    return Scheme(doc, encode, lenient, strict, grammar, regex, budget, ebnf)
+    return Scheme(doc, encode, lenient, strict, grammar, regex, budget, ebnf, checked)

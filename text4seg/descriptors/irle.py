@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from text4seg.descriptors.core import MAX_FREE, RUN_SEP, DescriptorError
+from text4seg.descriptors.core import MAX_FREE, RUN_SEP, DescriptorError, normalize_label
 from text4seg.descriptors.ebnf import answer_rules, label_rule, rows_rule
 from text4seg.descriptors.grammar import Layout, count_rules, run_scheme
 from text4seg.descriptors.runs import fast_row, fit, parse_runs, run_starts, strict_runs
@@ -33,10 +33,20 @@ def encode(grid) -> str:
 
 
 def lenient(body: str, rows: int, cols: int, repairs: list) -> list:
+    return checked(body, rows, cols, repairs)[0]
+
+
+def checked(body: str, rows: int, cols: int, repairs: list) -> tuple[list, bool]:
+    """The lenient runs and whether :func:`strict` accepts ``body`` with the same runs: one line ending
+    with the newline, read whole by :func:`fast_row` (its runs are the strict parser's), with normalised
+    labels (False: not certain)."""
     n = rows * cols
     flat_text = " ".join(body.strip().split("\n", n))  # a wrapped one-line answer
     runs = fast_row(flat_text, n, True)
-    return runs if runs is not None else fit(parse_runs(flat_text, n, True, repairs, None), n, repairs, None)
+    if runs is None:
+        return fit(parse_runs(flat_text, n, True, repairs, None), n, repairs, None), False
+    clean = body[:-1] == flat_text and body.endswith("\n") and not repairs
+    return runs, clean and all(normalize_label(lab) == lab for lab in {lab for lab, _ in runs})
 
 
 def strict(body: str, rows: int, cols: int) -> list:
@@ -56,4 +66,4 @@ def ebnf(rows: int, cols: int, labels: Sequence[str] = (), max_free: int | None 
     return answer_rules([label_rule(labels), *count_rules(n), rows_rule(f"r{n}", 1)], max_free)
 
 
-IRLE = run_scheme("image-wise run-length", encode, lenient, strict, layout, ebnf)
+IRLE = run_scheme("image-wise run-length", encode, lenient, strict, layout, ebnf, checked)

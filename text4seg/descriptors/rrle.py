@@ -30,7 +30,7 @@ from functools import partial
 from text4seg.descriptors.core import MAX_FREE, ROW_SEP, RUN_SEP
 from text4seg.descriptors.ebnf import answer_rules, label_rule, rows_rule
 from text4seg.descriptors.grammar import Layout, count_rules, run_scheme
-from text4seg.descriptors.runs import decode_rows, run_starts, strict_decode_rows
+from text4seg.descriptors.runs import checked_rows, decode_rows, run_starts, strict_decode_rows
 
 
 def encode(grid) -> str:
@@ -45,6 +45,7 @@ def encode(grid) -> str:
 
 lenient = partial(decode_rows, counted=True)
 strict = partial(strict_decode_rows, counted=True)
+checked = partial(checked_rows, counted=True)
 
 
 def layout(rows: int, cols: int) -> Layout:
@@ -57,4 +58,4 @@ def ebnf(rows: int, cols: int, labels: Sequence[str] = (), max_free: int | None 
     return answer_rules([label_rule(labels), *count_rules(cols), rows_rule(f"r{cols}", rows)], max_free)
 
 
-RRLE = run_scheme("row-wise run-length (paper)", encode, lenient, strict, layout, ebnf)
+RRLE = run_scheme("row-wise run-length (paper)", encode, lenient, strict, layout, ebnf, checked)

@@ -191,22 +191,45 @@ def _split_rows(body: str, rows: int, repairs: list[Repair]) -> list[str]:
 
 def decode_rows(body: str, rows: int, cols: int, repairs: list[Repair], counted: bool) -> list[_Run]:
     """Lenient decoder of ``rows`` lines of runs (``counted``: ``label *count``; else one label a cell)."""
+    return checked_rows(body, rows, cols, repairs, counted)[0]
+
+
+def checked_rows(
+    body: str, rows: int, cols: int, repairs: list[Repair], counted: bool
+) -> tuple[list[_Run], bool]:
+    """:func:`decode_rows` and whether :func:`strict_decode_rows` accepts ``body`` (with the same runs).
+
+    True only where that is certain from this decode: ``body`` ends with a newline and splits into
+    exactly the ``rows`` lines read here, the first without and every other with exactly one leading
+    space and none trailing, every row read by :func:`fast_row` (which the strict parser accepts with the
+    same runs: ASCII counts without a leading zero, labels without ``*``, ``|`` or outer spaces, cells
+    summing to ``cols``) and every label normalised. False means "not certain": the caller runs the
+    strict decoder.
+    """
     out: list[_Run] = []
     lines = _split_rows(body, rows, repairs)
-    seen: dict[str, list] = {}  # well-formed rows repeat (background rows above all): parse each once
-    for r, line in enumerate(lines):
-        line = line.strip()
-        runs = seen.get(line)
-        if runs is None:
+    clean = body.endswith("\n") and body[:-1].split("\n") == lines
+    seen: dict[str, tuple[list, bool]] = {}  # rows repeat (background rows above all): parse each once
+    for r, raw in enumerate(lines):
+        line = raw.strip()
+        known = seen.get(line)
+        if known is None:
             runs = fast_row(line, cols, counted)
             if runs is None:
                 runs = fit(parse_runs(line, cols, counted, repairs, r), cols, repairs, r)
+                clean = False
             else:
-                seen[line] = runs
+                seen[line] = (runs, all(normalize_label(lab) == lab for lab, _ in runs))
+                clean = clean and seen[line][1]
+        else:
+            runs, normal = known
+            clean = clean and normal
+        if clean and raw != (" " + line if r else line):
+            clean = False
         out.extend(runs)
     if len(lines) < rows:
         out.append(_Run(BACKGROUND, (rows - len(lines)) * cols))
-    return out
+    return out, clean and not repairs
 
 
 # ------------------------------------------------------------------------------------------- strict
