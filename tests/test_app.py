@@ -1,37 +1,65 @@
-"""``text4seg app``: the HTTP API and the page, driven in headless chromium, against the in-process path."""
+"""``text4seg app`` (Gradio) on a tiny LLaVA, run as the command users run: answers through
+``gradio_client`` equal the in-process prediction, the page in headless chromium shows them, the start-up
+output is one line, and SIGTERM removes the uploads."""
 
 from __future__ import annotations
 
-import base64
-import io
-import json
-import threading
-import urllib.error
-import urllib.request
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
 pytest.importorskip("swift")
+pytest.importorskip("gradio")
 
 from support.browser import Page, shots_dir  # noqa: E402
-from support.offline import offline, one_torch_thread  # noqa: E402
+from support.offline import offline, offline_env, one_torch_thread  # noqa: E402
 
 from text4seg.data.records import read_jsonl  # noqa: E402
 from text4seg.data.rle import rle_to_mask  # noqa: E402
 
+REPO = Path(__file__).resolve().parents[1]
 GRID = 4
 BUDGET = 60
 EXPR = "red circle"
 
 
+def _start(model: Path, root: Path, *extra: str) -> tuple[subprocess.Popen, str, list[str]]:
+    """``text4seg app`` in a subprocess (its temporary files under ``root/tmp``); returns the process, the
+    URL and the lines it printed before the URL."""
+    tmp = root / "tmp"
+    tmp.mkdir(exist_ok=True)
+    env = offline_env(root, TMPDIR=str(tmp), PYTHONPATH=str(REPO))
+    cmd = [sys.executable, "-m", "text4seg.cli", "app", "--model", str(model), "--port", "0"]
+    cmd += ["--grid", str(GRID), "--max-new-tokens", str(BUDGET), "--model-type", "llava1_5_hf", *extra]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    lines: list[str] = []
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line.rstrip("\n"))
+        m = re.search(r"text4seg app: (http://\S+/)", line)
+        if m:
+            return proc, m.group(1), lines
+    proc.kill()
+    pytest.fail("the app printed no URL:\n" + "\n".join(lines[-30:]))
+
+
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
-    """The app over a tiny LLaVA on 127.0.0.1 (a free port), plus the in-process prediction of one image."""
+    """The app over a tiny LLaVA (``text4seg app`` in a subprocess), plus the in-process prediction."""
     from text4seg.demo.model import make_tiny_llava
-    from text4seg.inference.predict import Predictor, predict_image
-    from text4seg.serving.app import DEFAULT_TEMPLATE, Segmenter, serve
+    from text4seg.inference.predict import predict_image
+    from text4seg.serving.app import DEFAULT_TEMPLATE, fill_template
 
     root = tmp_path_factory.mktemp("app")
     with one_torch_thread(), offline(root):
@@ -43,85 +71,97 @@ def app(tmp_path_factory):
         a[55:90, 80:120] = (30, 60, 200)
         Image.fromarray(a).save(img)
         ref = predict_image(
-            model, img, DEFAULT_TEMPLATE.format(target=EXPR), root / "ref", labels=[EXPR], grid=(GRID, GRID),
+            model, img, fill_template(DEFAULT_TEMPLATE, EXPR), root / "ref", labels=[EXPR], grid=(GRID, GRID),
             constrained=True, max_new_tokens=BUDGET, model_type="llava1_5_hf", progress=False, overlays=False,
         )  # fmt: skip
         (ref_rec,) = read_jsonl(ref)
-        predictor = Predictor(model, max_new_tokens=BUDGET, model_type="llava1_5_hf")
-        seg = Segmenter(predictor, (GRID, GRID))
-        server = serve(seg, "127.0.0.1", 0)
-        t = threading.Thread(target=server.serve_forever, daemon=True)
-        t.start()
-        try:
-            url = f"http://127.0.0.1:{server.server_address[1]}"
-            yield {"root": root, "url": url, "image": img, "ref": ref_rec}
-        finally:
-            server.shutdown()
-            server.server_close()
-            seg.close()
-
-
-def _post(url: str, body: dict):
-    req = urllib.request.Request(
-        url + "/api/segment", json.dumps(body).encode(), {"Content-Type": "application/json"}
-    )
+    proc, url, lines = _start(model, root)
     try:
-        with urllib.request.urlopen(req, timeout=300) as r:
-            return r.status, json.load(r)
-    except urllib.error.HTTPError as e:
-        return e.code, json.load(e)
+        yield {"root": root, "url": url, "image": img, "ref": ref_rec, "proc": proc, "lines": lines}
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(30)
 
 
-def _png_mask(data_url: str) -> np.ndarray:
-    raw = base64.b64decode(data_url.split(",", 1)[1])
-    return np.asarray(Image.open(io.BytesIO(raw))) > 127
+def test_start_up_prints_one_line_the_url(app):
+    assert len(app["lines"]) == 1, app["lines"]
 
 
-def test_api_mask_answer_and_repairs_equal_the_in_process_prediction(app):
-    url = "data:image/png;base64," + base64.b64encode(app["image"].read_bytes()).decode()
-    code, out = _post(app["url"], {"image": url, "expressions": [EXPR], "constrained": True})
-    assert code == 200
-    (r,) = out["results"]
+def test_client_answer_mask_and_repairs_equal_the_in_process_prediction(app):
+    from gradio_client import Client, handle_file
+
+    client = Client(app["url"], verbose=False)
+    gallery, files, details, status = client.predict(
+        handle_file(str(app["image"])), EXPR, "", True, False, 0, api_name="/segment"
+    )
+    (r,) = details
     ref = app["ref"]
     assert r["answer"] == ref["answer"] and r["repairs"] == ref["repairs"]
-    assert r["parse_valid"] is True  # constrained decoding
-    assert np.array_equal(_png_mask(r["mask"]), rle_to_mask(ref["coarse"]))
-    assert r["refined_mask"] is None
+    assert r["parse_valid"] is True and r["budget"] == BUDGET  # constrained; the operator's cap
+    (mask,) = files
+    assert np.array_equal(np.asarray(Image.open(mask)) > 127, rle_to_mask(ref["coarse"]))
+    assert len(gallery) == 1 and EXPR in status
 
 
-def test_bad_requests_get_one_line_errors_not_tracebacks(app):
-    code, out = _post(app["url"], {"image": "data:image/png;base64,AAAA", "expressions": [EXPR]})
-    assert (
-        code == 400 and out["error"].startswith("the upload") and "not an image PIL can read" in out["error"]
-    )
-    code, out = _post(app["url"], {"image": "http://x/y.png", "expressions": [EXPR]})
-    assert code == 400 and "data:image" in out["error"]
-    url = "data:image/png;base64," + base64.b64encode(app["image"].read_bytes()).decode()
-    code, out = _post(app["url"], {"image": url, "expressions": [EXPR], "refine": True})
-    assert code == 400 and "--sam-checkpoint" in out["error"]
+def test_client_errors_are_one_line(app):
+    from gradio_client import Client, handle_file
+
+    client = Client(app["url"], verbose=False)
+    bad = app["root"] / "not_an_image.png"
+    bad.write_bytes(b"GIF89a...")
+    with pytest.raises(Exception, match="not an image PIL can read") as e:
+        client.predict(handle_file(str(bad)), EXPR, "", False, False, 0, api_name="/segment")
+    assert "\n" not in str(e.value)
+    with pytest.raises(Exception, match="--sam-checkpoint"):
+        client.predict(handle_file(str(app["image"])), EXPR, "", False, True, 0, api_name="/segment")
 
 
 @pytest.mark.slow
 def test_browser_upload_type_submit_shows_the_in_process_mask(app, tmp_path):
-    with Page(app["url"], tmp_path / "profile") as page:
-        # the tab may still show about:blank at first; /health then disables the SAM switch (no SAM here)
-        page.wait_for("!!document.getElementById('refine') && document.getElementById('refine').disabled")
-        page.set_files("#image", [str(app["image"])])
-        page.wait_for("document.getElementById('preview').src.startsWith('data:image')")
-        page.js(
-            f"document.getElementById('expressions').value = {json.dumps(EXPR + chr(10) + 'blue square')}"
-        )
-        page.js("document.getElementById('constrained').checked = true")
-        page.js("document.getElementById('submit').click()")
-        state = page.wait_for(
-            "['done', 'error'].includes(document.getElementById('results').dataset.state) && "
-            "document.getElementById('results').dataset.state"
-        )
-        assert state == "done", page.js("document.getElementById('status').textContent")
-        assert page.js("document.querySelectorAll('.card').length") == 2
-        mask = _png_mask(page.js("document.querySelector('.card .mask-download').href"))
-        answer = page.js("document.querySelector('.card pre.answer').textContent")
-        shot = page.screenshot(shots_dir(tmp_path) / "app.png")
-    assert answer == app["ref"]["answer"]
-    assert np.array_equal(mask, rle_to_mask(app["ref"]["coarse"]))
-    assert Image.open(shot).size[0] >= 1000
+    out = shots_dir(tmp_path)
+    with Page(app["url"], tmp_path / "profile", size=(1400, 1000)) as page:
+        page.wait_for("!!document.querySelector('#upload input[type=file]')", timeout=120)
+        assert "llava" in page.js("document.getElementById('model-info').textContent")
+        assert f"{GRID}x{GRID}" in page.js("document.getElementById('model-info').textContent")
+        page.set_files("#upload input[type=file]", [str(app["image"])])
+        page.wait_for("!!document.querySelector('#preview img')")
+        page.js(_type_into("#expressions textarea", EXPR + "\nblue square"))
+        page.js("document.querySelector('#constrained input').click()")
+        page.js("document.querySelector('#submit').click()")
+        page.wait_for("document.querySelectorAll('#overlays img').length >= 2", timeout=300)
+        page.wait_for("document.querySelectorAll('#masks a').length >= 2")
+        status = page.js("document.querySelector('#status textarea').value")
+        widths = page.js("[...document.querySelectorAll('#overlays img')].map(i => i.clientWidth)")
+        page.screenshot(out / "app.png")
+        page.set_files("#upload input[type=file]", [str(_garbage(tmp_path))])
+        page.wait_for("document.body.innerText.includes('not an image PIL can read')")
+        page.screenshot(out / "app_error.png")
+    assert EXPR in status and "blue square" in status
+    assert max(widths) >= 600, widths  # the overlay fills the wide column, not a 320 px thumbnail
+    assert Image.open(out / "app.png").size[0] >= 1000
+
+
+def test_sigterm_stops_the_app_and_removes_its_uploads(app):
+    """Run last: ends the module's server."""
+    tmp = app["root"] / "tmp"
+    assert any(p.name.startswith("text4seg_app_") for p in tmp.iterdir())  # the uploads of the tests above
+    app["proc"].send_signal(signal.SIGTERM)
+    rest = app["proc"].communicate(timeout=60)[0]
+    assert app["proc"].returncode == 0, rest[-2000:]
+    assert "Traceback" not in rest
+    assert not [p for p in tmp.iterdir() if p.name.startswith("text4seg_app_")]
+
+
+def _type_into(selector: str, text: str) -> str:
+    """JavaScript setting a Gradio textbox's value the way typing does (an input event for Svelte)."""
+    return (
+        f"(() => {{ const t = document.querySelector({selector!r}); t.value = {text!r}; "
+        "t.dispatchEvent(new Event('input', {bubbles: true})); return true; })()"
+    )
+
+
+def _garbage(folder: Path) -> Path:
+    path = folder / "garbage.png"
+    path.write_bytes(os.urandom(300))
+    return path

@@ -1,64 +1,56 @@
-"""``text4seg app``: a small web page on a stdlib ``http.server`` to point a trained model at an image.
+"""``text4seg app``: a Gradio page to point a trained model at an image (the ``app`` extra).
 
 Upload an image, type one or more referring expressions (one per line), tick constrained decoding and SAM
-refinement; each expression comes back with the overlay (:mod:`text4seg.data.overlay`), the mask as
-a downloadable PNG (0/255; the SAM-refined one when refinement ran, the coarse one always), the raw
-answer text and the repairs the lenient decoder made. No dependency beyond the inference extra.
+refinement; each expression comes back as an overlay (:mod:`text4seg.data.overlay`) in a gallery, its
+masks as downloadable PNGs (0/255; the coarse one always, the SAM-refined one when refinement ran), and
+its details (question, raw answer, the repairs the lenient decoder made, tokens). The page shows the
+loaded model, its scheme, grid and question template.
 
-HTTP API (what the page's script calls; also usable with ``curl``)::
+What Gradio gives and this module configures: a queue (:data:`CONCURRENCY` request(s) on the model at a
+time, :data:`MAX_QUEUE` waiting; the next ones are told the queue is full, never a reset connection),
+progress while generating (tokens of the current expression), a Stop button that cancels the running
+request at its next decoding step (:class:`Watch`), an upload limit of :data:`MAX_UPLOAD` bytes and an
+API client (``gradio_client``: ``Client(url).predict(handle_file(png), "the cat", api_name="/segment")``).
 
-    GET  /            the page (text4seg.serving.page.PAGE)
-    GET  /health      {"ok": true, "sam": false, "grid": [16, 16], "scheme": "rrle"}
-    POST /api/segment {"image": "data:image/png;base64,...", "expressions": ["the red circle"],
-                       "template": "Can you segment {target} in this picture?",
-                       "constrained": false, "refine": false}
-      200 -> {"results": [{"expression": "the red circle", "question": "Can you segment the red circle
-               in this picture?", "answer": "...", "parse_valid": true, "repairs": [[kind, row, detail]],
-               "pred_labels": [...], "num_tokens": 57, "width": 640, "height": 480,
-               "overlay": "data:image/png;base64,...", "mask": "data:image/png;base64,..." (coarse),
-               "refined_mask": "data:..." | null}]}
-      400 -> {"error": "one line"}
-
-Each expression is asked as the template with its one literal ``{target}`` replaced by the expression
-(:func:`fill_template`: plain text, no format specs, no other braces), with the expression as its target
-label (what constrained decoding allows besides ``others``). Limits, each answered with a 400/413 and one
-line: a body of :data:`MAX_BODY` bytes, an upload over the toolkit's pixel limit
-(:mod:`text4seg.data.images`), :data:`MAX_EXPRESSIONS` expressions of :data:`MAX_EXPRESSION_CHARS`
-characters, a template of :data:`MAX_TEMPLATE_CHARS`. The model answers one request at a time (a lock);
-up to :data:`MAX_WAITING` more wait their turn and the next ones get 503 "busy" at once (never a reset
-connection: the listen backlog is :data:`BACKLOG`). An unexpected failure inside one request is a 500 with
-one line; it never ends the server. The server binds 127.0.0.1 unless told otherwise. Uploads go to a
-temporary folder that is removed when the server stops.
+Security (issue 25): each expression is asked as the template with its one literal ``{target}`` replaced
+by the expression (:func:`fill_template`: plain text, no format specs, no other braces); limits of
+:data:`MAX_EXPRESSIONS` expressions of :data:`MAX_EXPRESSION_CHARS` characters and a template of
+:data:`MAX_TEMPLATE_CHARS`; an upload is read through :mod:`text4seg.data.images` (the toolkit's pixel
+limit checked on the header, a non-image refused in one line). Every refusal and every failure inside a
+request is one line on the page (and a ``gradio_client`` error); no request ends the server. Each
+``max_new_tokens`` is bounded by the answer budget of the scheme, grid and expression
+(:func:`text4seg.descriptors.max_answer_tokens`). Uploads and Gradio's cache live in one temporary folder,
+removed when the server stops (Ctrl-C or SIGTERM).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
+import html
+import os
 import shutil
 import tempfile
 import threading
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from text4seg.data.overlay import overlay_image, png_bytes
+from text4seg.data.overlay import overlay_image
 from text4seg.data.queries import Query
 from text4seg.data.results import ResultRecord, answer_to_masks, rles_to_label_map
 from text4seg.data.rle import rle_to_mask
-from text4seg.descriptors import DEFAULT_GRID, DEFAULT_SCHEME, normalize_label
+from text4seg.descriptors import DEFAULT_GRID, DEFAULT_SCHEME, max_answer_tokens, normalize_label
 
 DEFAULT_TEMPLATE = "Can you segment {target} in this picture?"
 PLACEHOLDER = "{target}"
-MAX_BODY = 32 * 1024 * 1024
+MAX_UPLOAD = 32 * 1024 * 1024  # bytes of one upload (Gradio refuses more before it is stored)
 MAX_EXPRESSIONS = 8
 MAX_EXPRESSION_CHARS = 300
 MAX_TEMPLATE_CHARS = 500
-MAX_WAITING = 32  # requests queued behind the one being answered; more get 503 "busy"
-BACKLOG = 128  # listen backlog: a burst of connections is queued by the kernel, not reset
+CONCURRENCY = 1  # requests on the model at once (one model, one GPU)
+MAX_QUEUE = 64  # requests waiting their turn; more are told the queue is full
+PREVIEW_SIDE = 1024  # longest side of the preview and overlays shown on the page
 
 
 def fill_template(template: str, target: str) -> str:
@@ -84,92 +76,175 @@ def fill_template(template: str, target: str) -> str:
     return template.replace(PLACEHOLDER, target)
 
 
-def _data_url(png: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+def split_expressions(text) -> list[str]:
+    """The expressions of the page's text box (one per line, blank lines dropped), checked for count and
+    length (``ValueError`` in one line)."""
+    if not isinstance(text, str):
+        raise ValueError(f"expressions must be text, one per line, got {type(text).__name__}")
+    exprs = [e.strip() for e in text.splitlines() if e.strip()]
+    if not exprs:
+        raise ValueError("type at least one expression")
+    if len(exprs) > MAX_EXPRESSIONS:
+        raise ValueError(f"at most {MAX_EXPRESSIONS} expressions per request, got {len(exprs)}")
+    for e in exprs:
+        if len(e) > MAX_EXPRESSION_CHARS:
+            raise ValueError(f"an expression has {len(e)} characters; at most {MAX_EXPRESSION_CHARS}")
+    return exprs
 
 
-def decode_data_url(url: str) -> bytes:
-    """The bytes of a ``data:image/...;base64,...`` URL (ValueError naming the problem otherwise)."""
-    if not isinstance(url, str) or not url.startswith("data:image/") or ";base64," not in url:
-        raise ValueError("image must be a data:image/...;base64,... URL")
-    try:
-        return base64.b64decode(url.split(";base64,", 1)[1], validate=True)
-    except (binascii.Error, ValueError):
-        raise ValueError("image data URL is not valid base64") from None
+class Cancelled(Exception):
+    """The user pressed Stop: raised inside generation by :class:`Watch`."""
+
+
+class Watch:
+    """A ``transformers`` logits processor that reports each decoding step and raises :class:`Cancelled`
+    at the next step once :attr:`cancel` is set. The :class:`Segmenter` points it at the running request."""
+
+    def __init__(self) -> None:
+        self.cancel = threading.Event()
+        self.on_step: Callable[[int], None] | None = None
+        self.step = 0
+
+    def start(self, on_step: Callable[[int], None] | None) -> None:
+        self.step, self.on_step = 0, on_step
+
+    def __call__(self, input_ids, scores):
+        if self.cancel.is_set():
+            raise Cancelled("stopped")
+        self.step += 1
+        if self.on_step is not None:
+            self.on_step(self.step)
+        return scores
+
+
+@dataclass
+class ModelInfo:
+    """What the page says about the loaded model."""
+
+    model: str = "?"
+    scheme: str = DEFAULT_SCHEME
+    grid: tuple[int, int] = DEFAULT_GRID
+    template: str = DEFAULT_TEMPLATE
+    source: str = "defaults"  # where scheme/grid/template came from (the checkpoint's text4seg.json...)
+    sam: bool = False
+    max_new_tokens: int | None = None
 
 
 class Segmenter:
-    """A :class:`~text4seg.inference.predict.Predictor` behind a lock, answering the page's requests.
+    """A predictor answering the page's requests, one at a time.
 
-    ``predictor``: anything with ``generate(queries, constrained) -> [(text, ntok)]`` and ``refiner``
-    (None without SAM); ``grid`` ``(rows, cols)`` and ``scheme`` of the answers.
+    ``predictor``: anything with ``generate(queries, constrained) -> [(text, ntok)]``, ``refiner`` (None
+    without SAM) and a ``max_new_tokens`` attribute (set per query to the bounded budget); ``grid``
+    ``(rows, cols)`` and ``scheme`` of the answers; ``watch``: the :class:`Watch` given to the predictor as
+    a logits processor (None: cancel only between expressions); ``max_new_tokens``: the operator's cap.
     """
 
-    def __init__(self, predictor, grid: tuple[int, int] = DEFAULT_GRID, scheme: str = DEFAULT_SCHEME):
+    def __init__(
+        self,
+        predictor,
+        grid: tuple[int, int] = DEFAULT_GRID,
+        scheme: str = DEFAULT_SCHEME,
+        watch: Watch | None = None,
+        max_new_tokens: int | None = None,
+    ):
         self.predictor, self.grid, self.scheme = predictor, (int(grid[0]), int(grid[1])), scheme
+        self.watch = watch or Watch()
+        self.max_new_tokens = max_new_tokens
         self.lock = threading.Lock()
         self.workdir = Path(tempfile.mkdtemp(prefix="text4seg_app_"))
         self._n = 0
+        self._running: str | None = None  # the session whose request is on the model
 
     @property
     def has_sam(self) -> bool:
         return getattr(self.predictor, "refiner", None) is not None
 
     def close(self) -> None:
+        """Remove the uploads, masks and Gradio's cache."""
         shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def _save_upload(self, data: bytes) -> str:
+    def budget(self, label: str, requested: int | None = None) -> int:
+        """``max_new_tokens`` of one expression: ``requested`` (or the operator's cap) bounded by the answer
+        budget of the scheme, grid and label; the budget itself when neither is given."""
+        bound = max_answer_tokens(self.scheme, self.grid, [label])
+        cap = requested or self.max_new_tokens
+        return bound if not cap or cap <= 0 else min(int(cap), bound)
+
+    def stop(self, session: str | None = None) -> bool:
+        """Cancel the running request (of ``session`` when given); True when one was running."""
+        if self._running is None or (session is not None and session != self._running):
+            return False
+        self.watch.cancel.set()
+        return True
+
+    def load_upload(self, path) -> tuple[str, np.ndarray]:
+        """``(png path, RGB array)`` of an uploaded file, stored as PNG under :attr:`workdir`; one-line
+        ``ValueError`` for a missing, non-image or too large upload."""
         from text4seg.data.images import load_rgb
 
-        rgb = load_rgb(data, "the upload")  # one line for a non-image, a bomb, a size over the limit
+        if not path:
+            raise ValueError("upload an image first")
+        name = Path(str(path)).name
+        rgb = load_rgb(str(path), f"the upload {name!r}")
         self._n += 1
-        path = self.workdir / f"upload{self._n}.png"
-        rgb.save(path, format="PNG")
-        return str(path)
+        out = self.workdir / f"upload{self._n}.png"
+        rgb.save(out, format="PNG")
+        return str(out), np.asarray(rgb)
 
     def segment(
         self,
-        image: bytes,
-        expressions: list[str],
+        image,
+        expressions,
         template: str = DEFAULT_TEMPLATE,
         constrained: bool = False,
         refine: bool = False,
+        max_new_tokens: int | None = None,
+        progress: Callable[[float, str], None] | None = None,
+        session: str | None = None,
     ) -> list[dict]:
-        """One result per expression (keys: module docstring). ``image``: encoded image bytes."""
+        """One result per expression (keys: expression, question, answer, parse_valid, repairs,
+        pred_labels, num_tokens, budget, width, height, overlay (RGB array), mask and refined_mask (PNG
+        paths)). ``image``: an uploaded file's path; ``expressions``: text, one per line, or a list."""
         from text4seg.inference.predict import query_record
 
-        exprs = [e.strip() for e in expressions if e and e.strip()]
-        if not exprs:
-            raise ValueError("type at least one expression")
-        if len(exprs) > MAX_EXPRESSIONS:
-            raise ValueError(f"at most {MAX_EXPRESSIONS} expressions per request, got {len(exprs)}")
-        questions = [fill_template(template, e) for e in exprs]  # checked before the model is touched
+        if isinstance(expressions, (list, tuple)):
+            expressions = "\n".join(str(e) for e in expressions)
+        exprs = split_expressions(expressions)
+        questions = [fill_template(template or DEFAULT_TEMPLATE, e) for e in exprs]  # before the model
         if refine and not self.has_sam:
             raise ValueError("SAM refinement needs the app started with --sam-checkpoint")
+        budgets = [self.budget(normalize_label(e), max_new_tokens) for e in exprs]
         with self.lock:
-            path = self._save_upload(image)
-            queries = [
-                Query(
-                    id=f"upload{self._n}",
-                    turn=i,
-                    image=path,
-                    question=question,
-                    labels=[normalize_label(e)],
-                    grid=self.grid,
-                    scheme=self.scheme,
-                )
-                for i, (e, question) in enumerate(zip(exprs, questions))
-            ]
-            # one query per generate call: the answer does not depend on its batch-mates' padding
-            answers = [self.predictor.generate([q], constrained)[0] for q in queries]
-            refiner = self.predictor.refiner if refine else None
-            recs = [
-                query_record(q, text, ntok, None, False, constrained, refiner)
-                for q, (text, ntok) in zip(queries, answers)
-            ]
-        return [self._result(e, q, r) for e, q, r in zip(exprs, queries, recs)]
+            path, _ = self.load_upload(image)
+            self._running, n = session, len(exprs)
+            self.watch.cancel.clear()
+            try:
+                recs = []
+                for i, (e, question, budget) in enumerate(zip(exprs, questions, budgets)):
+                    if self.watch.cancel.is_set():
+                        raise Cancelled("stopped")
+                    q = Query(
+                        id=Path(path).stem,
+                        turn=i,
+                        image=path,
+                        question=question,
+                        labels=[normalize_label(e)],
+                        grid=self.grid,
+                        scheme=self.scheme,
+                    )
+                    self.watch.start(_step_reporter(progress, i, n, e, budget))
+                    self.predictor.max_new_tokens = budget
+                    (text, ntok) = self.predictor.generate([q], constrained)[0]
+                    refiner = self.predictor.refiner if refine else None
+                    recs.append((q, budget, query_record(q, text, ntok, None, False, constrained, refiner)))
+            finally:
+                self._running = None
+                self.watch.start(None)
+            return [self._result(e, q, b, r) for e, (q, b, r) in zip(exprs, recs)]
 
-    def _result(self, expression: str, q: Query, rec: ResultRecord) -> dict:
+    def _result(self, expression: str, q: Query, budget: int, rec: ResultRecord) -> dict:
+        from PIL import Image
+
         h, w = rec.height, rec.width
         am = answer_to_masks(rec.answer, h, w, rec.grid, rec.scheme)
         refined = None
@@ -178,7 +253,13 @@ class Segmenter:
         picture = overlay_image(
             q.image, am.mask, refined, label_map=am.label_map, names=am.names, query=q.question, grid=rec.grid
         )
-        coarse = rle_to_mask(rec.coarse)
+        stem = f"{Path(q.image).stem}_{q.turn}"
+        mask = self.workdir / f"{stem}_coarse_mask.png"
+        Image.fromarray(rle_to_mask(rec.coarse).astype(np.uint8) * 255).save(mask)
+        refined_path = None
+        if rec.refined is not None:
+            refined_path = self.workdir / f"{stem}_refined_mask.png"
+            Image.fromarray(rle_to_mask(rec.refined).astype(np.uint8) * 255).save(refined_path)
         return {
             "expression": expression,
             "question": q.question,
@@ -187,106 +268,27 @@ class Segmenter:
             "repairs": [list(r) for r in rec.repairs],
             "pred_labels": rec.pred_labels,
             "num_tokens": rec.num_tokens,
+            "budget": budget,
             "width": w,
             "height": h,
-            "overlay": _data_url(png_bytes(picture)),
-            "mask": _data_url(png_bytes(coarse.astype(np.uint8) * 255)),
-            "refined_mask": None
-            if rec.refined is None
-            else _data_url(png_bytes(rle_to_mask(rec.refined).astype(np.uint8) * 255)),
+            "overlay": np.asarray(picture),
+            "mask": str(mask),
+            "refined_mask": None if refined_path is None else str(refined_path),
         }
 
 
-def make_handler(segmenter: Segmenter):
-    """A ``BaseHTTPRequestHandler`` class serving the page and the API of ``segmenter``."""
-    from text4seg.serving.page import PAGE
+def _step_reporter(progress, i: int, n: int, expression: str, budget: int):
+    if progress is None:
+        return None
+    label = expression if len(expression) <= 40 else expression[:39] + "…"
 
-    slots = threading.BoundedSemaphore(MAX_WAITING + 1)  # the request being answered + those waiting
+    def report(step: int) -> None:
+        if step == 1 or step % 8 == 0:
+            progress(
+                (i + min(step, budget) / budget) / n, f"{i + 1}/{n} {label!r}: token {step} of ≤{budget}"
+            )
 
-    class Handler(BaseHTTPRequestHandler):
-        server_version = "text4seg-app"
-
-        def log_message(self, fmt, *args):  # quiet: one line per request is noise in a terminal
-            pass
-
-        def _send(self, code: int, body: bytes, ctype: str) -> None:
-            self.send_response(code)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("Cache-Control", "no-store")
-            self.end_headers()
-            self.wfile.write(body)
-
-        def _json(self, code: int, obj: dict) -> None:
-            self._send(code, json.dumps(obj).encode("utf-8"), "application/json")
-
-        def do_GET(self):
-            if self.path in ("/", "/index.html"):
-                return self._send(200, PAGE.encode("utf-8"), "text/html; charset=utf-8")
-            if self.path == "/health":
-                return self._json(
-                    200,
-                    {
-                        "ok": True,
-                        "sam": segmenter.has_sam,
-                        "grid": list(segmenter.grid),
-                        "scheme": segmenter.scheme,
-                    },
-                )
-            self._json(404, {"error": f"no such page: {self.path}"})
-
-        def do_POST(self):
-            if self.path != "/api/segment":
-                return self._json(404, {"error": f"no such endpoint: {self.path}"})
-            try:
-                n = int(self.headers.get("Content-Length") or 0)
-            except ValueError:
-                n = -1
-            if n <= 0 or n > MAX_BODY:
-                self.close_connection = True  # the body is not read: the connection cannot be reused
-                return self._json(
-                    HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                    {"error": f"a request body of 1..{MAX_BODY} bytes is expected, got {n}"},
-                )
-            if not slots.acquire(blocking=False):
-                self.close_connection = True
-                return self._json(
-                    HTTPStatus.SERVICE_UNAVAILABLE,
-                    {"error": f"busy: {MAX_WAITING} requests are waiting; try again in a moment"},
-                )
-            try:
-                code, obj = self._segment(self.rfile.read(n))
-            finally:
-                slots.release()
-            self._json(code, obj)
-
-        def _segment(self, body: bytes) -> tuple[int, dict]:
-            try:
-                req = json.loads(body)
-                if not isinstance(req, dict):
-                    raise ValueError("the request body must be a JSON object")
-                exprs = req.get("expressions") or []
-                if isinstance(exprs, str):
-                    exprs = exprs.splitlines()
-                if not isinstance(exprs, list):
-                    raise ValueError("expressions must be a list of strings or one string")
-                template = req.get("template") or DEFAULT_TEMPLATE
-                if not isinstance(template, str):
-                    raise ValueError("template must be a string")
-                results = segmenter.segment(
-                    decode_data_url(req.get("image")),
-                    [str(e)[: MAX_EXPRESSION_CHARS + 1] for e in exprs[: MAX_EXPRESSIONS + 1]],
-                    template,
-                    bool(req.get("constrained")),
-                    bool(req.get("refine")),
-                )
-            except (ValueError, KeyError, RecursionError) as e:
-                return 400, {"error": str(e)[:300]}
-            except Exception as e:  # a bug or a library failure: this request fails, the server lives on
-                return 500, {"error": f"internal error: {type(e).__name__}: {str(e)[:200]}"}
-            return 200, {"results": results}
-
-    return Handler
+    return report
 
 
 def check_port(host: str, port: int) -> None:
@@ -302,15 +304,182 @@ def check_port(host: str, port: int) -> None:
         raise OSError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
 
 
-def serve(segmenter: Segmenter, host: str = "127.0.0.1", port: int = 7860) -> ThreadingHTTPServer:
-    """A started-not-yet-serving HTTP server (call ``serve_forever``; ``port=0`` picks a free port)."""
-    server = _Server((host, port), make_handler(segmenter))
-    server.daemon_threads = True
-    return server
+def free_port(host: str) -> int:
+    """A port free on ``host`` now (for ``--port 0``: Gradio wants a number)."""
+    import socket
+
+    with socket.create_server((host, 0)) as s:
+        return int(s.getsockname()[1])
 
 
-class _Server(ThreadingHTTPServer):
-    request_queue_size = BACKLOG  # the stdlib's 5 resets the 6th of a burst of connections
+def header_markdown(info: ModelInfo) -> str:
+    """The page's line about the loaded model (HTML-escaped: a path may hold ``<`` or ``*``)."""
+    grid = f"{info.grid[0]}x{info.grid[1]}"
+    budget = f"≤ {info.max_new_tokens}" if info.max_new_tokens else "the answer bound"
+    parts = [
+        f"<b>model</b> <code>{html.escape(info.model)}</code>",
+        f"<b>scheme</b> <code>{html.escape(info.scheme)}</code>",
+        f"<b>grid</b> <code>{grid}</code>",
+        f"<b>SAM</b> {'yes' if info.sam else 'no'}",
+        f"<b>max new tokens</b> {budget}",
+        f"<i>({html.escape(info.source)})</i>",
+    ]
+    return "<div id='model-info'>" + " · ".join(parts) + "</div>"
 
-    def handle_error(self, request, client_address) -> None:  # a client that hung up: nothing to print
-        pass
+
+CSS = """
+#overlays img { object-fit: contain; }
+#model-info { font-size: 14px; padding: 4px 2px; }
+"""
+
+
+def build(segmenter: Segmenter, info: ModelInfo):
+    """The Gradio ``Blocks`` of the page (not launched; the queue configured)."""
+    import gradio as gr
+
+    def preview(path):
+        if not path:
+            return None, ""
+        try:
+            _, rgb = segmenter.load_upload(path)
+        except ValueError as e:
+            raise gr.Error(_one_line(e), print_exception=False) from None
+        return _shrink(rgb), f"{rgb.shape[1]}x{rgb.shape[0]} pixels"
+
+    def run(path, expressions, template, constrained, refine, max_new, request=None, progress=gr.Progress()):  # noqa: B008
+        session = getattr(request, "session_hash", None)
+        try:
+            results = segmenter.segment(
+                path,
+                expressions,
+                template,
+                bool(constrained),
+                bool(refine),
+                int(max_new or 0),
+                lambda f, desc: progress(f, desc=desc),
+                session,
+            )
+        except Cancelled:
+            raise gr.Error("stopped: the request was cancelled", print_exception=False) from None
+        except (ValueError, OSError, RecursionError) as e:
+            raise gr.Error(_one_line(e), print_exception=False) from None
+        except Exception as e:  # a bug or a library failure: this request fails, the server lives on
+            raise gr.Error(
+                f"internal error: {type(e).__name__}: {_one_line(e)[:200]}", print_exception=False
+            ) from None
+        gallery = [(_shrink(r["overlay"]), r["expression"]) for r in results]
+        files = [p for r in results for p in (r["mask"], r["refined_mask"]) if p]
+        details = [
+            {k: v for k, v in r.items() if k not in ("overlay", "mask", "refined_mask")} for r in results
+        ]
+        summary = "; ".join(_summary(r) for r in results)
+        return gallery, files, details, summary
+
+    def stop(request=None):
+        segmenter.stop(getattr(request, "session_hash", None))
+        return "stopped"
+
+    # Gradio finds the request by its annotation (a class, not this module's postponed string)
+    run.__annotations__ = {"request": gr.Request}
+    stop.__annotations__ = {"request": gr.Request}
+
+    with gr.Blocks(title="text4seg", analytics_enabled=False) as demo:
+        gr.Markdown("## text4seg: upload an image, type expressions, see the masks")
+        gr.HTML(header_markdown(info))
+        with gr.Row():
+            with gr.Column(scale=1, min_width=320):
+                upload = gr.File(label="Image", file_types=["image"], type="filepath", elem_id="upload")
+                shown = gr.Image(label="Preview", interactive=False, height=240, elem_id="preview")
+                size = gr.Textbox(label="Size", interactive=False, elem_id="size", max_lines=1)
+                exprs = gr.Textbox(
+                    label=f"Expressions (one per line, at most {MAX_EXPRESSIONS})",
+                    lines=3,
+                    elem_id="expressions",
+                )
+                template = gr.Textbox(
+                    label="Question template (one literal {target})",
+                    value=info.template,
+                    max_lines=2,
+                    elem_id="template",
+                )
+                constrained = gr.Checkbox(label="constrained decoding", value=False, elem_id="constrained")
+                refine = gr.Checkbox(
+                    label="SAM refinement" + ("" if info.sam else " (start with --sam-checkpoint)"),
+                    value=False,
+                    interactive=info.sam,
+                    elem_id="refine",
+                )
+                max_new = gr.Number(
+                    label="max new tokens (0: the answer bound; never more)",
+                    value=info.max_new_tokens or 0,
+                    precision=0,
+                    minimum=0,
+                    elem_id="max-new",
+                )
+                with gr.Row():
+                    go = gr.Button("Segment", variant="primary", elem_id="submit")
+                    cancel = gr.Button("Stop", variant="stop", elem_id="stop")
+            with gr.Column(scale=3):
+                status = gr.Textbox(label="Status", interactive=False, elem_id="status", max_lines=3)
+                gallery = gr.Gallery(
+                    label="Overlays", columns=1, height="auto", object_fit="contain", elem_id="overlays"
+                )
+                files = gr.File(label="Masks (PNG, 0/255)", file_count="multiple", elem_id="masks")
+                details = gr.JSON(label="Answers and repairs", elem_id="details")
+        upload.change(preview, upload, [shown, size], api_name="preview", concurrency_limit=4)
+        job = go.click(
+            run,
+            [upload, exprs, template, constrained, refine, max_new],
+            [gallery, files, details, status],
+            api_name="segment",
+            concurrency_limit=CONCURRENCY,
+            concurrency_id="model",
+        )
+        cancel.click(stop, None, status, cancels=[job], api_name="stop", queue=False)
+    demo.queue(max_size=MAX_QUEUE, default_concurrency_limit=CONCURRENCY)
+    return demo
+
+
+def launch(segmenter: Segmenter, info: ModelInfo, host: str = "127.0.0.1", port: int = 7860):
+    """Build and start the page (not blocking); returns ``(demo, url)``. ``port`` 0: a free one.
+    Gradio's uploads and cache go under the segmenter's temporary folder."""
+    cache = segmenter.workdir / "gradio"
+    cache.mkdir(exist_ok=True)
+    os.environ["GRADIO_TEMP_DIR"] = str(cache)
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    demo = build(segmenter, info)
+    port = port or free_port(host)
+    demo.launch(
+        server_name=host,
+        server_port=port,
+        prevent_thread_lock=True,
+        quiet=True,
+        show_error=True,
+        max_file_size=MAX_UPLOAD,
+        allowed_paths=[str(segmenter.workdir)],
+        inbrowser=False,
+        share=False,
+        css=CSS,
+    )
+    return demo, f"http://{host}:{port}/"
+
+
+def _shrink(rgb: np.ndarray) -> np.ndarray:
+    """``rgb`` with its longest side at most :data:`PREVIEW_SIDE` (what the page shows)."""
+    from PIL import Image
+
+    h, w = rgb.shape[:2]
+    if max(h, w) <= PREVIEW_SIDE:
+        return rgb
+    s = PREVIEW_SIDE / max(h, w)
+    return np.asarray(Image.fromarray(rgb).resize((max(1, round(w * s)), max(1, round(h * s)))))
+
+
+def _summary(r: dict) -> str:
+    """One expression's result in a few words (the status line)."""
+    state = "valid answer" if r["parse_valid"] else f"{len(r['repairs'])} repair(s)"
+    return f"{r['expression']!r}: {state}, {r['num_tokens']} tokens of <= {r['budget']}"
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split())[:400] or type(e).__name__
