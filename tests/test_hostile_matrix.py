@@ -295,8 +295,6 @@ def _file_cases() -> list[tuple]:
 
 
 FILE_XFAIL: dict[str, str] = {
-    "evaluate_gt-empty": "exit 1 'no prediction ... matches a ground-truth query', "
-    "not exit 2 naming the empty file",
     **{
         f"build_{b}-nan": "exit 0: NaN accepted in the annotation JSON "
         "(json.load; the JSONL reader refuses it)"
@@ -353,10 +351,7 @@ ROW_SLOTS = {  # slot -> the row fields it reads
     "merge": RESULT_ROWS,
 }
 ROW_CASES = [(f"{s}-{k}", s, k) for s, kinds in ROW_SLOTS.items() for k in kinds]
-ROW_XFAIL: dict[str, str] = {
-    "evaluate_gt-messages_string": "exit 0: a ground-truth row whose messages is a string is scored",
-    "evaluate_gt-images_dict": "exit 0: a ground-truth row whose images is a dict is scored",
-}
+ROW_XFAIL: dict[str, str] = {}
 
 
 @pytest.mark.parametrize("slot,kind", _xfail(ROW_CASES, ROW_XFAIL))
@@ -446,11 +441,7 @@ IMAGE_CASES = [
     for k in IMAGE_CLASSES
     if f"{s}-{k}" != "decode_image-truncated_png"
 ]
-IMAGE_XFAIL: dict[str, str] = {
-    "evaluate_report_image-fifo": "exit 0: a FIFO as the gallery image is passed over silently and the "
-    "report "
-    "written (a bomb or a truncated PNG there is one error line)",
-}
+IMAGE_XFAIL: dict[str, str] = {}
 
 
 @pytest.mark.parametrize("slot,kind", _xfail(IMAGE_CASES, IMAGE_XFAIL))

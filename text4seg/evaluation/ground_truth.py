@@ -85,11 +85,25 @@ def _join_image(row: dict, root) -> str | None:
     return os.path.realpath(_resolve(path, root))
 
 
+def _swift_problem(row: dict) -> str | None:
+    """Why a built row's ms-swift fields (``messages``, ``images``) are not what a built row holds."""
+    messages = row.get("messages")
+    if messages is not None and not isinstance(messages, list):
+        return f"messages: expected a list of messages, got {type(messages).__name__} {str(messages)[:60]!r}"
+    for j, m in enumerate(messages or []):
+        if not isinstance(m, dict) or not isinstance(m.get("content", ""), (str, list)):
+            return f"messages[{j}]: expected a {{'role', 'content'}} object, got {str(m)[:60]!r}"
+    images = row.get("images")
+    if images is not None and not isinstance(images, list):
+        return f"images: expected a list of paths, got {type(images).__name__} {str(images)[:60]!r}"
+    return None
+
+
 def _check_row(row: dict, n: int, gt_path) -> dict:
-    """The row's ``text4seg`` block once it is checked (:func:`_gt_problem`); ``ValueError`` naming the
-    file, line, id and field otherwise."""
+    """The row's ``text4seg`` block once it is checked (:func:`_gt_problem`, and the ms-swift fields by
+    :func:`_swift_problem`); ``ValueError`` naming the file, line, id and field otherwise."""
     meta = row.get("text4seg")
-    problem = _gt_problem(meta, f"{gt_path}:{n}")
+    problem = _gt_problem(meta, f"{gt_path}:{n}") or _swift_problem(row)
     if problem:
         rid = meta.get("id") if isinstance(meta, dict) else None
         who = f" id {rid!r}:" if isinstance(rid, (str, int)) and not isinstance(rid, bool) else ""
@@ -175,10 +189,11 @@ class GroundTruthIndex:
         self.label_map_classes: list | None = None
         self._by_question: dict | None = None
         hashes, offsets, lines = array("q"), array("q"), array("q")
-        offset = 0
+        offset, any_row = 0, False
         for n, raw in iter_lines(gt_path):
             row = parse_line(raw, gt_path, n)
             if row is not None:
+                any_row = True
                 meta = _check_row(row, n, gt_path)
                 if self.label_map_classes is None and meta.get("task", "res") in LABEL_MAP_TASKS:
                     self.label_map_classes = list(meta["gt"].get("classes", []))
@@ -187,6 +202,10 @@ class GroundTruthIndex:
                     offsets.append(offset)
                     lines.append(n)
             offset += len(raw)
+        if not len(lines) and not any_row:
+            raise ValueError(
+                f"{gt_path}: no rows (an empty file?); expected built rows with their ground truth"
+            )
         h = np.frombuffer(hashes, np.int64) if len(hashes) else np.zeros(0, np.int64)
         order = np.argsort(h, kind="stable")
         self._hash = h[order]

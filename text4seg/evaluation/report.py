@@ -134,7 +134,7 @@ def _card(rec: ResultRecord, row: dict, gt: dict | None, rank: int, line: str = 
         refined = rle_to_mask(rec.refined, f"{line}: refined")
     gt_mask = rle_to_mask(gt["rle"], gt.get("rle_where", "ground truth")) if gt and gt.get("rle") else None
     image = rec.image
-    if image is not None and os.path.isfile(image):
+    if image is not None and os.path.exists(image):  # a FIFO or a folder there is refused by load_rgb
         image = load_rgb(image, f"{line}: image {image}")
     else:
         image = None
