@@ -176,14 +176,14 @@ class PredictOptions:
         self._check_applies()
         check_engine_names(self.template, self.model_type)
         self._check_files()
+        if self.image is not None and self.constrained and not self.labels:
+            raise ValueError("constrained decoding on one image needs the target label(s): --label TEXT")
         if self.model is not None:  # (with --api the server loads the model)
             from text4seg.checkpoints.settings import check_model_ref
             from text4seg.checkpoints.trust import check_trusted
 
             check_model_ref(self.model, "--model")  # a mistyped path: an error now, not hub retries
             check_trusted([self.model, *self.adapters], self.trust_remote_code)
-        if self.image is not None and self.constrained and not self.labels:
-            raise ValueError("constrained decoding on one image needs the target label(s): --label TEXT")
         return self
 
     def apply_trained(self) -> None:
