@@ -53,3 +53,24 @@ def test_decode_missing_image_names_the_file(tmp_path, capsys):
     (tmp_path / "res.jsonl").write_text(json.dumps({"response": "x", "images": ["nope.png"]}) + "\n")
     assert main(["decode", str(tmp_path / "res.jsonl"), "--out", str(tmp_path / "o")]) == 2
     assert "nope.png" in capsys.readouterr().err
+
+
+def test_decode_takes_grid_and_scheme_from_the_checkpoint_and_refuses_a_disagreeing_flag(tmp_path, capsys):
+    from text4seg.checkpoints.trained import TrainedWith, write_trained
+
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    write_trained(ckpt, TrainedWith(scheme="compact", grid=(32, 32)))
+    mask = np.zeros((64, 64), bool)
+    mask[10:40, 20:50] = True
+    answer = wrap(encode(mask_to_grid(mask, 32, labels="box"), "compact"))
+    out = tmp_path / "m.png"
+    args = ["decode", "--text", answer, "--size", "64x64", "--out", str(out)]
+    assert main([*args, "--trained-with", str(ckpt)]) == 0
+    assert "strict parse: True" in capsys.readouterr().out
+    assert (np.asarray(Image.open(out)) > 0).sum() == mask.sum()  # the 32x32 grid covers the box exactly
+    assert main([*args, "--trained-with", str(ckpt), "--scheme", "rrle"]) == 2
+    err = capsys.readouterr().err
+    assert "--scheme rrle disagrees with" in err and "text4seg.json (compact)" in err
+    assert main([*args, "--trained-with", str(ckpt), "--scheme", "rrle", "--force-options"]) == 0
+    assert "strict parse: False" in capsys.readouterr().out

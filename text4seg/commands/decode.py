@@ -25,15 +25,36 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "masks/NNNNNN.png and repairs.json; with --text, the mask PNG file",
     )
     add_root(p, "folder of relative image paths in RESULTS")
-    add_grid(p, extra="; a row's text4seg.grid wins")
-    add_scheme(p, default=None, extra=": the row's text4seg.scheme, else rrle")
+    add_grid(p, default=None, extra="; a row's text4seg.grid wins, then --trained-with, else 16")
+    add_scheme(p, default=None, extra=": the row's text4seg.scheme, then --trained-with, else rrle")
+    p.add_argument(
+        "--trained-with",
+        default=None,
+        metavar="CKPT",
+        help="a checkpoint folder or its text4seg.json: the grid and scheme its answers are written in",
+    )
+    p.add_argument(
+        "--force-options",
+        action="store_true",
+        help="use --grid/--scheme although they disagree with --trained-with",
+    )
     add_geometry(p)
     add_progress(p)
 
 
 def run(args: argparse.Namespace) -> int:
-    from text4seg.descriptors import DEFAULT_SCHEME
+    from text4seg.checkpoints.trained import read_trained, resolve
+    from text4seg.descriptors import DEFAULT_GRID, DEFAULT_SCHEME
     from text4seg.inference.decode import decode_jsonl, decode_text, repair_warning
+
+    trained = read_trained(args.trained_with) if args.trained_with is not None else None
+    if trained is not None:
+        where = trained.where()
+        args.grid = resolve("--grid", args.grid, tuple(trained.grid), args.force_options, where=where)
+        args.scheme = resolve("--scheme", args.scheme, trained.scheme, args.force_options, where=where)
+    elif args.trained_with is not None:
+        raise FileNotFoundError(f"--trained-with {args.trained_with}: no text4seg.json there")
+    args.grid = args.grid or DEFAULT_GRID
 
     if args.text is not None:
         if args.size is None:
