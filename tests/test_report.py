@@ -119,3 +119,71 @@ def test_report_screenshot_in_headless_chromium(evaluated):
     screenshot(evaluated["report"].as_uri(), out, evaluated["tmp"] / "profile", size=(1280, 1700))
     im = np.asarray(Image.open(out).convert("RGB"))
     assert im.shape[1] == 1280 and im.std() > 10  # a rendered page, not a blank one
+
+
+def _write_rows(tmp_path, n: int, empty: tuple[int, ...] = ()):
+    """``n`` referring samples (prediction shifted by i % 7 cells: IoU from 1 down), ``empty`` ones
+    with no target and answered "no target"; returns (gt path, results path)."""
+    gt_rows, preds = [], []
+    img = tmp_path / "img.png"
+    Image.fromarray(np.full((H, W, 3), 150, np.uint8)).save(img)
+    for i in range(n):
+        gt = np.zeros((H, W), bool)
+        pred = np.zeros((H, W), bool)
+        if i not in empty:
+            gt[16:48, 24:72] = True
+            pred[16:48, 24 + 4 * (i % 7) : 72 + 4 * (i % 7)] = True
+        stored = {"masks": [mask_to_rle(gt)], "label_map": "", "classes": [], "ignore": [], "boxes": []}
+        meta = {"id": f"s{i:02d}", "task": "res", "labels": ["box"], "grid": [16, 16], "scheme": "rrle",
+                "width": W, "height": H, "source": {}, "gt": stored}  # fmt: skip
+        msgs = [
+            {"role": "user", "content": "<image>Segment the box."},
+            {"role": "assistant", "content": "ok"},
+        ]
+        gt_rows.append({"messages": msgs, "images": [str(img)], "text4seg": meta})
+        preds.append({"id": f"s{i:02d}", "turn": 0, "image": str(img), "query": "Segment the box.",
+                      "labels": ["box"], "answer": wrap(encode(mask_to_grid(pred, 16, labels="box"))),
+                      "scheme": "rrle", "grid": [16, 16], "width": W, "height": H, "repairs": [],
+                      "refined": None, "refined_labels": None, "num_tokens": 40})  # fmt: skip
+    write_jsonl(gt_rows, tmp_path / "built.jsonl")
+    write_jsonl(preds, tmp_path / "results.jsonl")
+    return tmp_path / "built.jsonl", tmp_path / "results.jsonl"
+
+
+def test_a_large_gallery_shows_the_worst_the_best_and_a_random_draw(tmp_path):
+    from text4seg.evaluation.report import write_report
+
+    gt, res = _write_rows(tmp_path, 30)
+    assert main(
+        ["evaluate", "--pred", str(res), "--gt", str(gt), "--out", str(tmp_path / "ev"), "--no-progress"]
+    ) in (0, 1)
+    rows = list(read_jsonl(tmp_path / "ev" / "per_sample.jsonl"))
+    metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    page = write_report(tmp_path / "r.html", res, gt, metrics, rows, max_gallery=9).read_text()
+    heads = re.findall(r"<h3>(.*?)</h3>", page)
+    assert heads == ["the 3 worst", "the 3 best", "3 drawn at random from the other 24"]
+    ranks = [int(r) for r in re.findall(r'data-rank="(\d+)"', page)]
+    assert ranks[:3] == [1, 2, 3] and ranks[3:6] == [30, 29, 28]
+    assert len(set(ranks)) == 9 and all(3 < r < 28 for r in ranks[6:])  # no card twice
+    again = write_report(tmp_path / "r2.html", res, gt, metrics, rows, max_gallery=9).read_text()
+    assert re.findall(r'data-rank="(\d+)"', again) == re.findall(r'data-rank="(\d+)"', page)  # seeded
+
+
+def test_correct_empty_answers_are_counted_apart_from_real_hits(tmp_path):
+    gt, res = _write_rows(tmp_path, 10, empty=(2, 5, 8))
+    report = tmp_path / "r.html"
+    argv = ["evaluate", "--pred", str(res), "--gt", str(gt), "--report", str(report), "--no-progress"]
+    assert main(argv) in (0, 1)
+    rows = list(read_jsonl(tmp_path / "per_sample.jsonl"))
+    page = report.read_text()
+    raw_bars = [int(c) for c in re.findall(r"<title>raw \[[0-9.]+, [0-9.]+\): (\d+)</title>", page)]
+    targeted = [r["coarse"]["iou"] for r in rows if not r["coarse"]["gt_empty"]]
+    assert raw_bars == iou_histogram(targeted) and sum(raw_bars) == 7
+    assert re.search(r"<title>raw correct empty answers \(no target, answered none\): 3</title>", page)
+
+
+def test_metric_names_are_readable_with_the_raw_key_in_small_print_and_tooltip(evaluated):
+    page = evaluated["report"].read_text(encoding="utf-8")
+    assert '<td title="ciou">cumulative IoU (cIoU) <small class="k">ciou</small></td>' in page
+    assert '<td title="pr@0.5">precision at IoU 0.5 <small class="k">pr@0.5</small></td>' in page
+    assert "no-target accuracy (N-acc)" in page
