@@ -195,17 +195,11 @@ def _answer_masks(p: Pair, opts: Options) -> AnswerMasks:
     rec = p.rec
     dec = decode(rec.answer, rec.grid, rec.scheme)
     valid = dec.ok
-    pos = {BACKGROUND: 0}
-    names = [BACKGROUND]
-    codes, counts = [], []
-    for label, count in dec.runs:
-        c = pos.get(label)
-        if c is None:
-            c = pos[label] = len(names)
-            names.append(label)
-        codes.append(c)
-        counts.append(count)
-    cells = np.repeat(np.array(codes, np.int32), counts).reshape(dec.shape)
+    labels, counts = zip(*dec.runs)
+    names = list(dict.fromkeys((BACKGROUND, *labels)))  # others first, then order of appearance
+    pos = {name: k for k, name in enumerate(names)}
+    cells = np.repeat(np.fromiter(map(pos.__getitem__, labels), np.int32, len(labels)), counts)
+    cells = cells.reshape(dec.shape)
     label_map = resize_nearest(cells, rec.height, rec.width, opts.geometry)
     mask, other = select_labels(label_map, names, p.gt["labels"] if opts.label_only else None)
     return AnswerMasks(dec, valid, label_map, names, mask, other)
