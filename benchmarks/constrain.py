@@ -49,8 +49,11 @@ def answer(scheme: str, label: str, rng: np.random.Generator) -> str:
     return SENTENCE + wrap(text4seg.encode(g.astype(str), scheme))
 
 
-def drive(proc, seqs: list[list[int]], torch, steps: int | None = None) -> list[float]:
-    """Step times (s) of ``proc`` along the token sequences ``seqs`` (padded with their last token)."""
+def drive(
+    proc, seqs: list[list[int]], torch, steps: int | None = None, cpu: list | None = None
+) -> list[float]:
+    """Step times (s) of ``proc`` along the token sequences ``seqs`` (padded with their last token);
+    ``cpu``: gets each step's CPU time of this thread (s; wall minus CPU = time the OS ran others)."""
     n = max(len(s) for s in seqs) if not steps else min(steps, max(len(s) for s in seqs))
     b = len(seqs)
     ids = torch.zeros((b, 4), dtype=torch.long)
@@ -58,9 +61,11 @@ def drive(proc, seqs: list[list[int]], torch, steps: int | None = None) -> list[
     times = []
     for k in range(n):
         scores = base.clone()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         proc(ids, scores)
         times.append(time.perf_counter() - t0)
+        if cpu is not None:
+            cpu.append(time.thread_time() - c0)
         nxt = torch.tensor([s[min(k, len(s) - 1)] for s in seqs])[:, None]
         ids = torch.cat([ids, nxt], 1)
     return times
@@ -138,14 +143,16 @@ def main(argv=None) -> int:
             out.append(fmt(drive(proc, seqs, torch, steps)))
         return out
 
-    def cold_batch(be, scheme: str, b: int) -> tuple[float, float, float, float]:
-        """One batch of ``b`` new labels: (build = compile, first step, slowest step, median step) s."""
+    def cold_batch(be, scheme: str, b: int) -> tuple[float, ...]:
+        """One batch of ``b`` new labels: (build = compile, first step, its CPU time, slowest step,
+        median step) s."""
         specs, seqs = batch_specs(scheme, b)
         t0 = time.perf_counter()
         proc = XgrLogitsProcessor(be, specs)
         build = time.perf_counter() - t0
-        times = drive(proc, seqs, torch)
-        return build, times[0], max(times), float(np.median(times))
+        cpu: list[float] = []
+        times = drive(proc, seqs, torch, cpu=cpu)
+        return build, times[0], cpu[0], max(times), float(np.median(times))
 
     cold_means: dict[tuple[str, int], float] = {}
     print()
@@ -179,11 +186,15 @@ def main(argv=None) -> int:
     print(
         f"cold batch of {args.cold_batch} new labels, median of {reps} batches (ms): the processor's "
         "construction compiles the batch's grammars (side by side on compile_threads threads, before "
-        "generation starts), then the first / slowest / median generation step"
+        "generation starts), then the first generation step (wall; its CPU time: the rest is the OS "
+        "running other jobs) and the slowest / median step"
     )
     serial = XgrBackend(backend.info, compile_threads=1)
     serial.free(), serial.straddlers()
-    print(f"{'scheme':8} {'compile threads':>15} {'build':>8} {'first':>8} {'slowest':>8} {'median':>8}")
+    print(
+        f"{'scheme':8} {'compile threads':>15} {'build':>8} {'first':>8} {'1st cpu':>8} {'slowest':>8} "
+        f"{'median':>8}"
+    )
     for scheme in args.schemes:
         runs: dict[int, list] = {backend.compile_threads: [], 1: []}
         for _ in range(reps):  # interleaved: the CPU is shared
@@ -193,7 +204,7 @@ def main(argv=None) -> int:
             med = np.median(np.asarray(rs) * 1000, axis=0)
             if n == backend.compile_threads:
                 first_ms[scheme] = float(med[1])
-            print(f"{scheme:8} {n:>15} {med[0]:8.2f} {med[1]:8.2f} {med[2]:8.2f} {med[3]:8.2f}")
+            print(f"{scheme:8} {n:>15} " + " ".join(f"{v:8.2f}" for v in med))
     print(f"load average now: {os.getloadavg()[0]:.2f}")
 
     print()
