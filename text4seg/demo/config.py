@@ -9,25 +9,15 @@ steps as overrides (:func:`text4seg.demo.train.demo_recipe`). :data:`FULL` is ``
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
+
+from text4seg.training.recipes import RECIPES_DIR
 
 FIXED_QUESTION = "Segment {label}."
 FIXED_ANSWER = "Here is the mask."
 DEMO_COLORS = ("red", "green", "blue", "yellow", "purple", "orange")
 
 
-def recipes_dir() -> Path:
-    """The recipes folder: ``text4seg/recipes/`` of an installed wheel (pyproject ships ``recipes/`` there as
-    package data), else ``recipes/`` of the checkout this module runs from (an editable install)."""
-    package = Path(__file__).resolve().parents[1]
-    for folder in (package / "recipes", package.parent / "recipes"):
-        if (folder / "demo.yaml").is_file():
-            return folder
-    raise FileNotFoundError(f"no recipes folder with demo.yaml in {package} or its parent: a broken install")
-
-
-RECIPES_DIR = recipes_dir()
 DEMO_RECIPE = RECIPES_DIR / "demo.yaml"
 GRPO_RECIPE = RECIPES_DIR / "grpo_demo.yaml"
 

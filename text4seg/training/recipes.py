@@ -94,6 +94,19 @@ def _recipe_loader():
     return RecipeLoader
 
 
+def recipes_dir() -> Path:
+    """The recipes folder: ``text4seg/recipes/`` of an installed wheel (pyproject ships ``recipes/`` there as
+    package data), else ``recipes/`` of the checkout this module runs from (an editable install)."""
+    package = Path(__file__).resolve().parents[1]
+    for folder in (package / "recipes", package.parent / "recipes"):
+        if (folder / "demo.yaml").is_file():
+            return folder
+    return package / "recipes"  # a broken install: the reader of a recipe names the missing file
+
+
+RECIPES_DIR = recipes_dir()
+
+
 def _expanded_nodes(root, yaml) -> int:
     """Nodes of a composed YAML document with every alias expanded (memoised: linear in the document);
     ``yaml.YAMLError`` past :data:`MAX_YAML_NODES` or on an alias that contains itself."""

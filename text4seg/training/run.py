@@ -128,9 +128,7 @@ def train(
 
 def plugin_path() -> Path | None:
     """``recipes/text4seg_plugin.py`` (of the checkout or the installed wheel), None when absent."""
-    from text4seg.demo.config import RECIPES_DIR
-
-    path = RECIPES_DIR / "text4seg_plugin.py"
+    path = recipes.RECIPES_DIR / "text4seg_plugin.py"
     return path.resolve() if path.is_file() else None
 
 
