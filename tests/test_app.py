@@ -134,10 +134,17 @@ def test_browser_upload_type_submit_shows_the_in_process_mask(app, tmp_path):
         status = page.js("document.querySelector('#status textarea').value")
         widths = page.js("[...document.querySelectorAll('#overlays img')].map(i => i.clientWidth)")
         page.screenshot(out / "app.png")
+        page.js("location.reload()")
+        page.wait_for("!!document.querySelector('#upload input[type=file]')", timeout=120)
         page.set_files("#upload input[type=file]", [str(_garbage(tmp_path))])
-        page.wait_for("document.body.innerText.includes('not an image PIL can read')")
+        refused = page.wait_for(
+            "document.querySelector('#size textarea').value.startsWith('refused') && "
+            "document.querySelector('#size textarea').value"
+        )
+        time.sleep(1)  # the toast fades in
         page.screenshot(out / "app_error.png")
     assert EXPR in status and "blue square" in status
+    assert "garbage.png" in refused and "not an image PIL can read" in refused and "/tmp" not in refused
     assert max(widths) >= 600, widths  # the overlay fills the wide column, not a 320 px thumbnail
     assert Image.open(out / "app.png").size[0] >= 1000
 

@@ -8,12 +8,8 @@ ms-swift always does, runs the file), and a question template ``"{target} {targe
 
 from __future__ import annotations
 
-import base64
-import io
 import json
-import threading
 import time
-import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -128,16 +124,21 @@ def test_fill_template_replaces_the_one_target_literally():
 
 
 class FakePredictor:
-    """Answers every query with an all-``others`` 16x16 grid after ``delay`` s; raises on ``"boom"``."""
+    """Answers every query with an all-``others`` 16x16 grid after ``delay`` s, calling ``watch`` (the app's
+    logits processor) once per step for ``steps`` steps; raises on ``"boom"``."""
 
     refiner = None
+    max_new_tokens = None
 
-    def __init__(self, delay: float = 0.0):
-        self.delay, self.calls = delay, 0
+    def __init__(self, delay: float = 0.0, steps: int = 0, watch=None):
+        self.delay, self.steps, self.watch, self.calls = delay, steps, watch, 0
 
     def generate(self, queries, constrained=False):
         self.calls += 1
         time.sleep(self.delay)
+        for _ in range(self.steps):
+            self.watch(None, None)
+            time.sleep(0.01)
         if any("boom" in q.question for q in queries):
             raise RuntimeError("the model broke")
         return [("Sure.\n<seg>" + "others *16\n" * 15 + "others *16</seg>", 70) for _ in queries]
@@ -145,103 +146,154 @@ class FakePredictor:
 
 @pytest.fixture()
 def served(monkeypatch):
+    """Start the Gradio app over a predictor in this process; returns ``(url, segmenter)``."""
+    pytest.importorskip("gradio")
     from text4seg.serving import app as appmod
 
-    def start(predictor, waiting: int | None = None):
-        if waiting is not None:
-            monkeypatch.setattr(appmod, "MAX_WAITING", waiting)
-        seg = appmod.Segmenter(predictor)
-        server = appmod.serve(seg, "127.0.0.1", 0)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        started.append((server, seg))
-        return f"http://127.0.0.1:{server.server_address[1]}"
+    def start(predictor, queue: int | None = None, **kw):
+        if queue is not None:
+            monkeypatch.setattr(appmod, "MAX_QUEUE", queue)
+        seg = appmod.Segmenter(predictor, **kw)
+        demo, url = appmod.launch(seg, appmod.ModelInfo(model="fake"), "127.0.0.1", 0)
+        started.append((demo, seg))
+        return url, seg
 
     started: list = []
+    monkeypatch.setenv("GRADIO_ANALYTICS_ENABLED", "False")
     yield start
-    for server, seg in started:
-        server.shutdown()
-        server.server_close()
+    for demo, seg in started:
+        demo.close()
         seg.close()
 
 
-def _png(h: int = 24, w: int = 32) -> str:
-    buf = io.BytesIO()
-    Image.fromarray(np.zeros((h, w, 3), np.uint8)).save(buf, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+def _png(folder: Path, h: int = 24, w: int = 32, name: str = "img.png") -> str:
+    path = folder / name
+    Image.fromarray(np.zeros((h, w, 3), np.uint8)).save(path)
+    return str(path)
 
 
-def _post(url: str, body: dict | bytes, timeout: float = 60) -> tuple[int, dict]:
-    data = body if isinstance(body, bytes) else json.dumps(body).encode()
-    req = urllib.request.Request(url + "/api/segment", data, {"Content-Type": "application/json"})
+def _ask(url: str, image: str, expressions: str = "cat", template: str = "", **kw):
+    """One /segment request through gradio_client: ``(details, None)`` or ``(None, error text)``."""
+    from gradio_client import Client, handle_file
+
+    client = kw.pop("client", None) or Client(url, verbose=False)
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, json.load(r)
-    except urllib.error.HTTPError as e:
-        return e.code, json.load(e)
+        out = client.predict(
+            handle_file(image), expressions, template, False, kw.get("refine", False), kw.get("max_new", 0),
+            api_name="/segment",
+        )  # fmt: skip
+    except Exception as e:  # gradio_client's AppError (a gr.Error), or the queue's refusal
+        return None, str(e)
+    return out[2], None
 
 
 def _alive(url: str) -> bool:
-    with urllib.request.urlopen(url + "/health", timeout=10) as r:
-        return json.load(r)["ok"] is True
+    with urllib.request.urlopen(url + "config", timeout=10) as r:
+        return r.status == 200
 
 
-def test_hostile_requests_get_one_line_and_the_server_lives_on(served):
+def test_hostile_requests_get_one_line_and_the_server_lives_on(served, tmp_path):
     pred = FakePredictor()
-    url = served(pred)
-    bomb = io.BytesIO()
-    Image.new("1", (20000, 20000)).save(bomb, format="PNG")  # ~50 KB on disk, 400 M pixels decoded
-    spec = "{target} {target:>30000000}"
+    url, _ = served(pred)
+    bomb = tmp_path / "bomb.png"
+    Image.new("1", (20000, 20000)).save(bomb)  # ~50 KB on disk, 400 M pixels decoded
+    gif = tmp_path / "fake.png"
+    gif.write_bytes(b"GIF89a...")
+    img = _png(tmp_path)
     cases = {
-        "format spec": ({"image": _png(), "expressions": ["cat"], "template": spec}, 400),
-        "attribute": ({"image": _png(), "expressions": ["cat"], "template": "{target.__class__}"}, 400),
-        "template type": ({"image": _png(), "expressions": ["cat"], "template": ["{target}"]}, 400),
-        "long expression": ({"image": _png(), "expressions": ["x" * 5000]}, 400),
-        "expressions type": ({"image": _png(), "expressions": {"a": 1}}, 400),
-        "bomb": ({"image": "data:image/png;base64," + base64.b64encode(bomb.getvalue()).decode(),
-                  "expressions": ["cat"]}, 400),
-        "not an image": ({"image": "data:image/png;base64," + base64.b64encode(b"GIF89a...").decode(),
-                          "expressions": ["cat"]}, 400),
-        "not JSON": (b"{" * 100000, 400),
-        "a list": (b"[1, 2]", 400),
-        "model failure": ({"image": _png(), "expressions": ["boom"]}, 500),
-    }  # fmt: skip
-    for name, (body, code) in cases.items():
-        got, reply = _post(url, body)
-        assert got == code, (name, got, reply)
-        assert isinstance(reply["error"], str) and "\n" not in reply["error"] and len(reply["error"]) < 400, (
-            name
-        )
+        "format spec": (img, "cat", "{target} {target:>30000000}", "template"),
+        "attribute": (img, "cat", "{target.__class__}", "template"),
+        "long expression": (img, "x" * 5000, "", "5000 characters"),
+        "too many expressions": (img, "\n".join("abcdefghij"), "", "at most 8 expressions"),
+        "no expression": (img, " \n ", "", "at least one expression"),
+        "bomb": (str(bomb), "cat", "", "pixels"),
+        "not an image": (str(gif), "cat", "", "not an image PIL can read"),
+        "model failure": (img, "boom", "", "internal error: RuntimeError: the model broke"),
+    }
+    for name, (image, exprs, template, words) in cases.items():
+        details, error = _ask(url, image, exprs, template)
+        assert details is None and words in error, (name, error)
+        assert "\n" not in error and len(error) < 500 and "Traceback" not in error, name
         assert _alive(url), name
     assert pred.calls == 1  # only the model failure reached the model: every other check came first
-    assert _post(url, {"image": _png(), "expressions": ["cat"]})[0] == 200
+    assert _ask(url, img)[0][0]["expression"] == "cat"
 
 
-def test_a_body_over_the_limit_is_413_without_reading_it(served, monkeypatch):
+def test_an_upload_over_the_size_limit_is_refused_before_it_is_stored(served, tmp_path, monkeypatch):
+    import httpx
+
     from text4seg.serving import app as appmod
 
-    monkeypatch.setattr(appmod, "MAX_BODY", 1000)
-    url = served(FakePredictor())
-    code, reply = _post(url, {"image": _png(), "expressions": ["cat"], "pad": "x" * 2000})
-    assert code == 413 and "1..1000 bytes" in reply["error"]
+    monkeypatch.setattr(appmod, "MAX_UPLOAD", 1000)
+    url, seg = served(FakePredictor())
+    big = tmp_path / "big.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8)).save(big)
+    details, error = _ask(url, str(big))  # gradio_client checks the limit the page announces
+    assert details is None and "exceeds the maximum file size of 1000 bytes" in error, error
+    with big.open("rb") as f:  # a client that ignores it: the server refuses the upload itself
+        reply = httpx.post(
+            url + "gradio_api/upload", files={"files": ("big.png", f, "image/png")}, timeout=30
+        )
+    assert reply.status_code == 413 and "1000" in reply.text, (reply.status_code, reply.text[:300])
+    assert not list((seg.workdir / "gradio").rglob("big.png"))
     assert _alive(url)
 
 
-def test_twenty_concurrent_users_all_get_an_answer(served):
-    url = served(FakePredictor(delay=0.02))
-    body = {"image": _png(), "expressions": ["cat"]}
+def test_max_new_tokens_is_bounded_by_the_answer_budget(served, tmp_path):
+    from text4seg.descriptors import max_answer_tokens
+
+    url, _ = served(FakePredictor())
+    bound = max_answer_tokens("rrle", (16, 16), ["cat"])
+    assert _ask(url, _png(tmp_path), max_new=10**9)[0][0]["budget"] == bound
+    assert _ask(url, _png(tmp_path), max_new=50)[0][0]["budget"] == 50
+    assert _ask(url, _png(tmp_path), max_new=0)[0][0]["budget"] == bound
+
+
+def test_twenty_concurrent_users_all_get_an_answer(served, tmp_path):
+    url, _ = served(FakePredictor(delay=0.02))
+    img = _png(tmp_path)
     with ThreadPoolExecutor(20) as pool:
-        codes = list(pool.map(lambda _: _post(url, body)[0], range(20)))
-    assert codes == [200] * 20
+        replies = list(pool.map(lambda _: _ask(url, img), range(20)))
+    assert [e for _, e in replies] == [None] * 20
+    assert all(d[0]["expression"] == "cat" for d, _ in replies)
 
 
-def test_users_beyond_the_queue_get_busy_not_a_reset_connection(served):
-    url = served(FakePredictor(delay=0.3), waiting=2)
-    body = {"image": _png(), "expressions": ["cat"]}
-    with ThreadPoolExecutor(12) as pool:
-        replies = list(pool.map(lambda _: _post(url, body), range(12)))
-    codes = sorted(c for c, _ in replies)
-    assert set(codes) == {200, 503} and codes.count(200) >= 3, codes
-    assert all("busy" in r["error"] for c, r in replies if c == 503)
+def test_users_beyond_the_queue_are_told_it_is_full_not_reset(served, tmp_path):
+    url, _ = served(FakePredictor(delay=0.5), queue=2)
+    img = _png(tmp_path)
+    with ThreadPoolExecutor(10) as pool:
+        replies = list(pool.map(lambda _: _ask(url, img), range(10)))
+    answered = [d for d, _ in replies if d is not None]
+    refused = [e for d, e in replies if d is None]
+    assert len(answered) >= 2 and refused, replies
+    assert all("queue is full" in e.lower() for e in refused), refused
+    assert _alive(url)
+
+
+def test_stop_cancels_a_running_request_and_the_next_one_runs(served, tmp_path):
+    from gradio_client import Client, handle_file
+
+    from text4seg.serving.app import Watch
+
+    watch = Watch()
+    pred = FakePredictor(steps=3000, watch=watch)  # ~30 s unless cancelled
+    url, seg = served(pred, watch=watch)
+    client = Client(url, verbose=False)
+    job = client.submit(handle_file(_png(tmp_path)), "cat", "", False, False, 0, api_name="/segment")
+    deadline = time.monotonic() + 30
+    while watch.step < 5 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    t0 = time.monotonic()
+    client.predict(api_name="/stop")
+    try:
+        job.result(timeout=30)
+        ended = "answered"
+    except Exception as e:  # concurrent.futures.CancelledError, or the app's "stopped" line
+        ended = f"{type(e).__name__}: {e}"
+    assert "Cancelled" in ended or "stopped" in ended, ended
+    assert time.monotonic() - t0 < 10 and watch.step < 3000
+    pred.steps = 0
+    assert _ask(url, _png(tmp_path), client=client)[0][0]["expression"] == "cat"
 
 
 def test_app_checks_the_port_and_the_sam_file_before_loading_a_model(tmp_path):

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import html
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -203,8 +204,9 @@ class Segmenter:
         session: str | None = None,
     ) -> list[dict]:
         """One result per expression (keys: expression, question, answer, parse_valid, repairs,
-        pred_labels, num_tokens, budget, width, height, overlay (RGB array), mask and refined_mask (PNG
-        paths)). ``image``: an uploaded file's path; ``expressions``: text, one per line, or a list."""
+        pred_labels, num_tokens, budget, width, height, overlay (RGB array), overlay_png (the page's
+        copy), mask and refined_mask (PNG paths)). ``image``: an uploaded file's path; ``expressions``:
+        text, one per line, or a list."""
         from text4seg.inference.predict import query_record
 
         if isinstance(expressions, (list, tuple)):
@@ -254,6 +256,10 @@ class Segmenter:
             q.image, am.mask, refined, label_map=am.label_map, names=am.names, query=q.question, grid=rec.grid
         )
         stem = f"{Path(q.image).stem}_{q.turn}"
+        # files named per request: Gradio caches an array by its content, and twenty equal answers would
+        # rewrite one cached file while other clients download it
+        overlay = self.workdir / f"{stem}_overlay.png"
+        Image.fromarray(_shrink(np.asarray(picture))).save(overlay)
         mask = self.workdir / f"{stem}_coarse_mask.png"
         Image.fromarray(rle_to_mask(rec.coarse).astype(np.uint8) * 255).save(mask)
         refined_path = None
@@ -272,6 +278,7 @@ class Segmenter:
             "width": w,
             "height": h,
             "overlay": np.asarray(picture),
+            "overlay_png": str(overlay),
             "mask": str(mask),
             "refined_mask": None if refined_path is None else str(refined_path),
         }
@@ -342,8 +349,10 @@ def build(segmenter: Segmenter, info: ModelInfo):
             return None, ""
         try:
             _, rgb = segmenter.load_upload(path)
-        except ValueError as e:
-            raise gr.Error(_one_line(e), print_exception=False) from None
+        except ValueError as e:  # shown in the size box and as a toast; the page stays usable
+            line = _one_line(e, path)
+            gr.Warning(line)
+            return None, f"refused: {line}"
         return _shrink(rgb), f"{rgb.shape[1]}x{rgb.shape[0]} pixels"
 
     def run(path, expressions, template, constrained, refine, max_new, request=None, progress=gr.Progress()):  # noqa: B008
@@ -362,15 +371,16 @@ def build(segmenter: Segmenter, info: ModelInfo):
         except Cancelled:
             raise gr.Error("stopped: the request was cancelled", print_exception=False) from None
         except (ValueError, OSError, RecursionError) as e:
-            raise gr.Error(_one_line(e), print_exception=False) from None
+            raise gr.Error(_one_line(e, path), print_exception=False) from None
         except Exception as e:  # a bug or a library failure: this request fails, the server lives on
             raise gr.Error(
                 f"internal error: {type(e).__name__}: {_one_line(e)[:200]}", print_exception=False
             ) from None
-        gallery = [(_shrink(r["overlay"]), r["expression"]) for r in results]
+        gallery = [(r["overlay_png"], r["expression"]) for r in results]
         files = [p for r in results for p in (r["mask"], r["refined_mask"]) if p]
         details = [
-            {k: v for k, v in r.items() if k not in ("overlay", "mask", "refined_mask")} for r in results
+            {k: v for k, v in r.items() if k not in ("overlay", "overlay_png", "mask", "refined_mask")}
+            for r in results
         ]
         summary = "; ".join(_summary(r) for r in results)
         return gallery, files, details, summary
@@ -390,7 +400,7 @@ def build(segmenter: Segmenter, info: ModelInfo):
             with gr.Column(scale=1, min_width=320):
                 upload = gr.File(label="Image", file_types=["image"], type="filepath", elem_id="upload")
                 shown = gr.Image(label="Preview", interactive=False, height=240, elem_id="preview")
-                size = gr.Textbox(label="Size", interactive=False, elem_id="size", max_lines=1)
+                size = gr.Textbox(label="Size", interactive=False, elem_id="size", max_lines=3)
                 exprs = gr.Textbox(
                     label=f"Expressions (one per line, at most {MAX_EXPRESSIONS})",
                     lines=3,
@@ -422,7 +432,13 @@ def build(segmenter: Segmenter, info: ModelInfo):
             with gr.Column(scale=3):
                 status = gr.Textbox(label="Status", interactive=False, elem_id="status", max_lines=3)
                 gallery = gr.Gallery(
-                    label="Overlays", columns=1, height="auto", object_fit="contain", elem_id="overlays"
+                    label="Overlays (one per expression: pick below)",
+                    columns=MAX_EXPRESSIONS,
+                    height=720,
+                    preview=True,
+                    selected_index=0,
+                    object_fit="contain",
+                    elem_id="overlays",
                 )
                 files = gr.File(label="Masks (PNG, 0/255)", file_count="multiple", elem_id="masks")
                 details = gr.JSON(label="Answers and repairs", elem_id="details")
@@ -481,5 +497,11 @@ def _summary(r: dict) -> str:
     return f"{r['expression']!r}: {state}, {r['num_tokens']} tokens of <= {r['budget']}"
 
 
-def _one_line(e: BaseException) -> str:
-    return " ".join(str(e).split())[:400] or type(e).__name__
+def _one_line(e: BaseException, upload=None) -> str:
+    """The message of ``e`` on one line (at most 400 characters), a quoted server path (``upload``,
+    Gradio's cache) shown as its file name."""
+    text = str(e)
+    if upload:
+        text = text.replace(str(upload), Path(str(upload)).name)
+    text = re.sub(r"'/[^']*/([^/']+)'", r"'\1'", text)  # no server paths (Gradio's cache) on the page
+    return " ".join(text.split())[:400] or type(e).__name__
