@@ -102,7 +102,10 @@ def build_jsonl(
         progress=progress,
         stats=stats,
     )
-    if stats:  # what the file holds: tasks, targets per sample, no-target samples (one more streamed read)
+    # what the file holds: tasks, targets per sample, no-target samples (one more streamed read); a build
+    # that wrote no row (every unit skipped or dropped) has nothing to summarise: the stats reader refuses
+    # an empty file
+    if stats and report["samples"]:
         from text4seg.data.stats import target_summary
 
         report.update({k: v for k, v in target_summary(out).items() if k != "samples"})
