@@ -103,8 +103,62 @@ def open_image(src, where: str | None = None) -> Iterator:
         im.close()
 
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# JPEG start-of-frame markers (every SOFn but DHT C4, JPG C8 and DAC CC): they carry height and width
+JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+JPEG_SCAN_LIMIT = 1 << 20  # bytes of JPEG segments walked before falling back to PIL
+
+
+def _header_size(fh) -> tuple[int, int] | None:
+    """``(width, height)`` read straight from a PNG IHDR chunk or a JPEG SOF segment, None for any other
+    file or anything unusual (the caller falls back to PIL, which decides)."""
+    import struct
+
+    head = fh.read(26)
+    if head.startswith(PNG_SIGNATURE) and head[12:16] == b"IHDR" and len(head) >= 24:
+        w, h = struct.unpack(">II", head[16:24])
+        return (w, h) if w and h else None
+    if not head.startswith(b"\xff\xd8"):
+        return None
+    pos = 2
+    while pos < JPEG_SCAN_LIMIT:
+        fh.seek(pos)
+        seg = fh.read(9)
+        if len(seg) < 4 or seg[0] != 0xFF:
+            return None
+        marker = seg[1]
+        if marker == 0xFF:  # fill byte before a marker
+            pos += 1
+            continue
+        if marker in (0x01, *range(0xD0, 0xD8)):  # markers without a length
+            pos += 2
+            continue
+        length = struct.unpack(">H", seg[2:4])[0]
+        if marker in JPEG_SOF:
+            if len(seg) < 9 or length < 7:
+                return None
+            h, w = struct.unpack(">HH", seg[5:9])
+            return (w, h) if w and h else None
+        if marker in (0xD9, 0xDA) or length < 2:  # end of image, start of scan: no frame header met
+            return None
+        pos += 2 + length
+    return None
+
+
 def image_size(path: str | os.PathLike, where: str | None = None) -> tuple[int, int]:
-    """``(width, height)`` of an image file from its header (PIL's order), checked by :func:`open_image`."""
+    """``(width, height)`` of an image file from its header (PIL's order), checked as by :func:`open_image`
+    (regular file, size limits). PNG and JPEG headers are read directly (a builder checks one per image of a
+    whole dataset); any other file, or a header that reads oddly, goes through PIL."""
+    check_regular_file(path)
+    name = where or str(path)
+    try:
+        with open(path, "rb") as fh:
+            size = _header_size(fh)
+    except OSError as exc:
+        raise OSError(f"{name}: cannot read ({exc.strerror or exc})") from None
+    if size is not None:
+        check_image_size(size[1], size[0], name)
+        return size
     with open_image(path, where) as im:
         return im.size
 
