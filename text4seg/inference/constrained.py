@@ -114,7 +114,9 @@ class ConstrainedDecoder:
             if self._backend is None:
                 self._backend = XgrBackend(tokenizer, width, list(eos_ids))
             free = max(0, self.free_within(batch, max_new))  # below 0: reported by check_room
-            return XgrLogitsProcessor(self._backend, specs, max_new, free, allow_short_budget=True)
+            return XgrLogitsProcessor(
+                self._backend, specs, max_new, free, allow_short_budget=True, background=True
+            )
         from text4seg.decoding.constrain import DescriptorLogitsProcessor, TokenTable
 
         if self._table is None:
