@@ -29,6 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 GRID = 4
 BUDGET = 60
 EXPR = "red circle"
+QUESTION = "Please segment {target} here."
 
 
 def _start(model: Path, root: Path, *extra: str) -> tuple[subprocess.Popen, str, list[str]]:
@@ -38,7 +39,7 @@ def _start(model: Path, root: Path, *extra: str) -> tuple[subprocess.Popen, str,
     tmp.mkdir(exist_ok=True)
     env = offline_env(root, TMPDIR=str(tmp), PYTHONPATH=str(REPO))
     cmd = [sys.executable, "-m", "text4seg.cli", "app", "--model", str(model), "--port", "0"]
-    cmd += ["--grid", str(GRID), "--max-new-tokens", str(BUDGET), "--model-type", "llava1_5_hf", *extra]
+    cmd += ["--max-new-tokens", str(BUDGET), "--model-type", "llava1_5_hf", *extra]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     lines: list[str] = []
     deadline = time.monotonic() + 300
@@ -57,13 +58,16 @@ def _start(model: Path, root: Path, *extra: str) -> tuple[subprocess.Popen, str,
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
     """The app over a tiny LLaVA (``text4seg app`` in a subprocess), plus the in-process prediction."""
+    from text4seg.checkpoints.trained import TrainedWith, write_trained
     from text4seg.demo.model import make_tiny_llava
     from text4seg.inference.predict import predict_image
-    from text4seg.serving.app import DEFAULT_TEMPLATE, fill_template
+    from text4seg.serving.app import fill_template
 
     root = tmp_path_factory.mktemp("app")
     with one_torch_thread(), offline(root):
         model = make_tiny_llava(root / "llava")
+        # what the checkpoint was trained with: the app's grid and question default to it (no --grid)
+        write_trained(model, TrainedWith(scheme="rrle", grid=(GRID, GRID), questions=[QUESTION]))
         img = root / "shapes.png"
         a = np.full((96, 128, 3), 235, np.uint8)
         yy, xx = np.mgrid[:96, :128]
@@ -71,7 +75,7 @@ def app(tmp_path_factory):
         a[55:90, 80:120] = (30, 60, 200)
         Image.fromarray(a).save(img)
         ref = predict_image(
-            model, img, fill_template(DEFAULT_TEMPLATE, EXPR), root / "ref", labels=[EXPR], grid=(GRID, GRID),
+            model, img, fill_template(QUESTION, EXPR), root / "ref", labels=[EXPR], grid=(GRID, GRID),
             constrained=True, max_new_tokens=BUDGET, model_type="llava1_5_hf", progress=False, overlays=False,
         )  # fmt: skip
         (ref_rec,) = read_jsonl(ref)
@@ -97,6 +101,7 @@ def test_client_answer_mask_and_repairs_equal_the_in_process_prediction(app):
     )
     (r,) = details
     ref = app["ref"]
+    assert r["question"] == "Please segment red circle here."  # the checkpoint's template
     assert r["answer"] == ref["answer"] and r["repairs"] == ref["repairs"]
     assert r["parse_valid"] is True and r["budget"] == BUDGET  # constrained; the operator's cap
     (mask,) = files
@@ -123,7 +128,9 @@ def test_browser_upload_type_submit_shows_the_in_process_mask(app, tmp_path):
     with Page(app["url"], tmp_path / "profile", size=(1400, 1000)) as page:
         page.wait_for("!!document.querySelector('#upload input[type=file]')", timeout=120)
         assert "llava" in page.js("document.getElementById('model-info').textContent")
-        assert f"{GRID}x{GRID}" in page.js("document.getElementById('model-info').textContent")
+        info = page.js("document.getElementById('model-info').textContent")
+        assert f"grid {GRID}x{GRID}" in info and "scheme rrle" in info and "text4seg.json" in info, info
+        assert page.js("document.querySelector('#template textarea').value") == QUESTION
         page.set_files("#upload input[type=file]", [str(app["image"])])
         page.wait_for("!!document.querySelector('#preview img')")
         page.js(_type_into("#expressions textarea", EXPR + "\nblue square"))
@@ -147,6 +154,18 @@ def test_browser_upload_type_submit_shows_the_in_process_mask(app, tmp_path):
     assert "garbage.png" in refused and "not an image PIL can read" in refused and "/tmp" not in refused
     assert max(widths) >= 600, widths  # the overlay fills the wide column, not a 320 px thumbnail
     assert Image.open(out / "app.png").size[0] >= 1000
+
+
+def test_a_flag_disagreeing_with_the_checkpoint_is_one_line_before_loading(app):
+    from support.hostile import cli, one_line_error
+
+    model = app["root"] / "llava"
+    t0 = time.monotonic()
+    p = cli(["app", "--model", model, "--port", "0", "--scheme", "full"], app["root"])
+    one_line_error(p, 2, "--scheme full", "text4seg.json", "--force-options")
+    p = cli(["app", "--model", model, "--port", "0", "--grid", "8"], app["root"])
+    one_line_error(p, 2, "--grid 8x8", "text4seg.json", "--force-options")
+    assert time.monotonic() - t0 < 60
 
 
 def test_sigterm_stops_the_app_and_removes_its_uploads(app):

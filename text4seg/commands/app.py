@@ -139,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
     watch = Watch()
     with silenced(args.verbose):
         predictor = make_predictor(options, logits_processors=[watch])
-    seg = Segmenter(predictor, options.grid, options.scheme, watch, options.max_new_tokens)
+    seg = Segmenter(predictor, options.grid, options.scheme, watch, options.max_new_tokens, template)
     info = ModelInfo(
         model=str(args.model),
         scheme=options.scheme,

@@ -137,7 +137,8 @@ class Segmenter:
     ``predictor``: anything with ``generate(queries, constrained) -> [(text, ntok)]``, ``refiner`` (None
     without SAM) and a ``max_new_tokens`` attribute (set per query to the bounded budget); ``grid``
     ``(rows, cols)`` and ``scheme`` of the answers; ``watch``: the :class:`Watch` given to the predictor as
-    a logits processor (None: cancel only between expressions); ``max_new_tokens``: the operator's cap.
+    a logits processor (None: cancel only between expressions); ``max_new_tokens``: the operator's cap;
+    ``template``: the question template of a request that gives none (the checkpoint's).
     """
 
     def __init__(
@@ -147,8 +148,10 @@ class Segmenter:
         scheme: str = DEFAULT_SCHEME,
         watch: Watch | None = None,
         max_new_tokens: int | None = None,
+        template: str = DEFAULT_TEMPLATE,
     ):
         self.predictor, self.grid, self.scheme = predictor, (int(grid[0]), int(grid[1])), scheme
+        self.template = template
         self.watch = watch or Watch()
         self.max_new_tokens = max_new_tokens
         self.lock = threading.Lock()
@@ -196,7 +199,7 @@ class Segmenter:
         self,
         image,
         expressions,
-        template: str = DEFAULT_TEMPLATE,
+        template: str | None = None,
         constrained: bool = False,
         refine: bool = False,
         max_new_tokens: int | None = None,
@@ -212,7 +215,7 @@ class Segmenter:
         if isinstance(expressions, (list, tuple)):
             expressions = "\n".join(str(e) for e in expressions)
         exprs = split_expressions(expressions)
-        questions = [fill_template(template or DEFAULT_TEMPLATE, e) for e in exprs]  # before the model
+        questions = [fill_template(template or self.template, e) for e in exprs]  # before the model
         if refine and not self.has_sam:
             raise ValueError("SAM refinement needs the app started with --sam-checkpoint")
         budgets = [self.budget(normalize_label(e), max_new_tokens) for e in exprs]
@@ -498,10 +501,10 @@ def _summary(r: dict) -> str:
 
 
 def _one_line(e: BaseException, upload=None) -> str:
-    """The message of ``e`` on one line (at most 400 characters), a quoted server path (``upload``,
-    Gradio's cache) shown as its file name."""
+    """The message of ``e`` on one line (at most 400 characters): ``upload``'s server path shown as its
+    file name, any other quoted absolute path (Gradio's cache, in a library's message) left out."""
     text = str(e)
     if upload:
         text = text.replace(str(upload), Path(str(upload)).name)
-    text = re.sub(r"'/[^']*/([^/']+)'", r"'\1'", text)  # no server paths (Gradio's cache) on the page
+    text = re.sub(r"\s*'/[^']*'?", "", text)  # no server paths (Gradio's cache, cut or whole) on the page
     return " ".join(text.split())[:400] or type(e).__name__
