@@ -121,6 +121,10 @@ def hashable_id(value, where: str, field: str = "id"):
     return value
 
 
+def _no_json_constant(name: str):
+    raise ValueError(f"{name} is not JSON (write null or a number)")
+
+
 def load_json(path: Path, what: str = "annotation file"):
     """The parsed JSON of ``path``; one ``ValueError``/``FileNotFoundError`` naming the file for a missing,
     non-UTF-8, corrupt or absurdly nested file (``json`` raises ``RecursionError`` at about 1000 levels)."""
@@ -129,12 +133,12 @@ def load_json(path: Path, what: str = "annotation file"):
     try:
         check_regular_file(path)
         with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
+            return json.load(fh, parse_constant=_no_json_constant)
     except FileNotFoundError:
         raise FileNotFoundError(f"{what} not found: {path}") from None
     except RecursionError:
         raise ValueError(f"corrupt {what} {path}: nested too deeply") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError, NaN/Infinity
         raise ValueError(f"corrupt {what} {path}: {exc}") from None
 
 

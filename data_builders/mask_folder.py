@@ -31,7 +31,6 @@ Errors name the queries file and line.
 from __future__ import annotations
 
 import csv
-import json
 import re
 from pathlib import Path
 
@@ -66,20 +65,13 @@ def _read_queries(path: Path) -> list[tuple[int, dict]]:
                 except csv.Error as exc:  # a field over csv's limit (128 KB), a NUL byte...
                     raise ValueError(f"{path}:{reader.line_num}: bad CSV ({exc})") from None
             else:
-                for n, line in enumerate(fh, 1):
-                    if not line.strip():
-                        continue
-                    try:
-                        rec = json.loads(line)
-                    except json.JSONDecodeError as exc:
-                        raise ValueError(f"{path}:{n}: not valid JSON ({exc.msg})") from None
-                    except RecursionError:
-                        raise ValueError(f"{path}:{n}: JSON nested too deeply") from None
-                    if not isinstance(rec, dict):
-                        raise ValueError(f"{path}:{n}: expected a JSON object, got {type(rec).__name__}")
-                    rows.append((n, rec))
+                from text4seg.data.records import iter_jsonl
+
+                rows.extend(iter_jsonl(path))  # bounded lines, strict JSON, file:line in every error
     except UnicodeDecodeError as exc:
         raise ValueError(f"{path}: not UTF-8 text ({exc})") from None
+    if not rows:
+        raise ValueError(f"{path}: no queries (an empty file)")
     return rows
 
 

@@ -294,20 +294,7 @@ def _file_cases() -> list[tuple]:
     return cases
 
 
-FILE_XFAIL: dict[str, str] = {
-    **{
-        f"build_{b}-nan": "exit 0: NaN accepted in the annotation JSON "
-        "(json.load; the JSONL reader refuses it)"
-        for b in ("coco", "labelme", "refclef")
-    },
-    "build_mask_folder-empty": "exit 0: an empty queries.jsonl builds 0 samples",
-    "build_mask_folder-not_utf8": "the one line names queries.jsonl but not the line "
-    "(the file is decoded whole)",
-    "build_mask_folder-nan": "exit 0: NaN accepted in queries.jsonl "
-    "(not read through records' strict reader)",
-    "build_mask_folder-long_line": "exit 0: queries.jsonl is not read through the bounded-line reader "
-    "(TEXT4SEG_MAX_LINE_BYTES has no effect)",
-}
+FILE_XFAIL: dict[str, str] = {}
 
 
 @pytest.mark.parametrize("slot,kind", _xfail(_file_cases(), FILE_XFAIL))
