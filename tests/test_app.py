@@ -191,3 +191,59 @@ def _garbage(folder: Path) -> Path:
     path = folder / "garbage.png"
     path.write_bytes(os.urandom(300))
     return path
+
+
+@pytest.mark.slow
+def test_browser_shows_progress_while_generating_and_stop_cancels(tmp_path):
+    """A slow fake model (one decoding step per 20 ms, 3000 steps) behind the real page: the page shows
+    the token count as it goes, Stop ends the request at the next step, and the next request runs."""
+    from text4seg.serving.app import ModelInfo, Segmenter, Watch, launch
+
+    watch = Watch()
+    pred = SlowPredictor(watch, steps=3000)
+    seg = Segmenter(pred, watch=watch)
+    demo, url = launch(seg, ModelInfo(model="slow-fake"), "127.0.0.1", 0)
+    out = shots_dir(tmp_path)
+    img = tmp_path / "img.png"
+    Image.fromarray(np.full((60, 80, 3), 200, np.uint8)).save(img)
+    try:
+        with Page(url, tmp_path / "profile", size=(1400, 1000)) as page:
+            page.wait_for("!!document.querySelector('#upload input[type=file]')", timeout=120)
+            page.set_files("#upload input[type=file]", [str(img)])
+            page.wait_for("!!document.querySelector('#preview img')")
+            page.js(_type_into("#expressions textarea", "cat"))
+            page.js("document.querySelector('#submit').click()")
+            shown = page.wait_for(
+                "(document.body.innerText.match(/token \\d+ of ≤\\d+/) || [null])[0]", timeout=60
+            )
+            page.screenshot(out / "app_progress.png")
+            page.js("document.querySelector('#stop').click()")
+            page.wait_for("document.querySelector('#status textarea').value === 'stopped'", timeout=30)
+            steps_at_stop = watch.step
+            time.sleep(0.5)
+            page.screenshot(out / "app_stopped.png")
+        assert pred.finished == 0 and steps_at_stop < 3000 and watch.step <= steps_at_stop + 1
+        assert re.fullmatch(r"token \d+ of ≤\d+", shown)
+        pred.steps = 0
+        assert seg.segment(str(img), "cat")[0]["expression"] == "cat"  # the model is free again
+    finally:
+        demo.close()
+        seg.close()
+
+
+class SlowPredictor:
+    """Calls the app's ``watch`` once per decoding step (``steps`` steps of ``step_s`` s), then answers an
+    all-``others`` 16x16 grid; ``finished`` counts the answers given."""
+
+    refiner = None
+    max_new_tokens = None
+
+    def __init__(self, watch, steps: int = 3000, step_s: float = 0.02):
+        self.watch, self.steps, self.step_s, self.finished = watch, steps, step_s, 0
+
+    def generate(self, queries, constrained=False):
+        for _ in range(self.steps):
+            self.watch(None, None)
+            time.sleep(self.step_s)
+        self.finished += 1
+        return [("Sure.\n<seg>" + "others *16\n" * 15 + "others *16</seg>", 70) for _ in queries]

@@ -453,6 +453,7 @@ def build(segmenter: Segmenter, info: ModelInfo):
             api_name="segment",
             concurrency_limit=CONCURRENCY,
             concurrency_id="model",
+            show_progress_on=[status],  # one progress bar (tokens of the current expression), not four
         )
         cancel.click(stop, None, status, cancels=[job], api_name="stop", queue=False)
     demo.queue(max_size=MAX_QUEUE, default_concurrency_limit=CONCURRENCY)
