@@ -6,22 +6,29 @@ SAM checkpoints that would run code when unpickled."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import struct
 import subprocess
 import sys
-import threading
 import time
 import zlib
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
-from support.hostile import MEM_LIGHT, MEM_TORCH, REPO, cli, one_line_error, row, tree, write_jsonl
+from support.hostile import (
+    MEM_LIGHT,
+    MEM_TORCH,
+    REPO,
+    ChatServer,
+    cli,
+    one_line_error,
+    row,
+    tree,
+    write_jsonl,
+)
 
 ANSWER = "Sure.\n<seg>" + "box *4\n" * 3 + "box *4</seg>"
 OK = {"choices": [{"message": {"content": ANSWER}}], "usage": {"completion_tokens": 7}}
@@ -57,44 +64,6 @@ def ws(tmp_path_factory) -> Path:
 
 
 # ------------------------------------------------------------------------------- a hostile chat server
-class Server:
-    """A chat server on 127.0.0.1 (a thread) answering every POST with ``reply(handler)``."""
-
-    def __init__(self, reply):
-        class H(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *a):
-                pass
-
-            def send(self, data: bytes, ctype: str = "application/json", length: int | None = None):
-                self.send_response(200)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(data) if length is None else length))
-                self.end_headers()
-                with contextlib.suppress(OSError):  # the client may hang up first
-                    self.wfile.write(data)
-
-            def do_GET(self):
-                self.send(json.dumps({"data": [{"id": "m", "owned_by": "vllm"}]}).encode())
-
-            def do_POST(self):
-                self.rfile.read(int(self.headers["Content-Length"]))
-                reply(self)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
-
-
 def _json(obj):
     return lambda h: h.send(json.dumps(obj).encode())
 
@@ -122,14 +91,14 @@ def _api(url: str) -> list:
 
 # ------------------------------------------------------------------------------- 1. the server's answers
 def test_api_ten_gib_content_length_is_refused_not_allocated(ws, tmp_path):
-    with Server(lambda h: h.send(b"{", length=10 << 30)) as s:
+    with ChatServer(lambda h: h.send(b"{", length=10 << 30)) as s:
         p = cli([*_api(s.url), "--jsonl", ws / "good.jsonl", "--out", tmp_path / "out"], tmp_path)
     one_line_error(p, 2, "10737418240 bytes", "over the limit", "chat/completions")
 
 
 def test_api_timeout_is_a_deadline_for_a_server_trickling_one_byte_per_second(ws, tmp_path):
     args = [*_api("{}"), "--jsonl", ws / "good.jsonl", "--out", tmp_path / "out", "--timeout", "3"]
-    with Server(_trickle) as s:
+    with ChatServer(_trickle) as s:
         t0 = time.monotonic()
         p = cli([a if a != "{}" else s.url for a in [*args, "--retries", "0"]], tmp_path, timeout=60)
         took = time.monotonic() - t0
@@ -142,7 +111,7 @@ def test_api_answer_far_over_its_bound_is_cut_there_and_counted(ws, tmp_path):
 
     out = tmp_path / "out"
     long = {**OK, "choices": [{"message": {"content": ANSWER + "x" * 2_000_000}}]}
-    with Server(_json(long)) as s:
+    with ChatServer(_json(long)) as s:
         p = cli([*_api(s.url), "--jsonl", ws / "good.jsonl", "--out", out], tmp_path)
     assert p.returncode == 0, p.stderr[-2000:]
     assert "cut_answers: 2" in p.stdout
@@ -166,14 +135,14 @@ ODD = {
 def test_api_odd_replies_are_one_line_naming_the_url_and_query(ws, tmp_path, kind):
     reply, says = ODD[kind]
     out = tmp_path / "out"
-    with Server(reply) as s:
+    with ChatServer(reply) as s:
         p = cli([*_api(s.url), "--jsonl", ws / "good.jsonl", "--out", out], tmp_path)
     one_line_error(p, 2, says, "chat/completions", "query (")
     assert not (out / "results.jsonl").exists() or (out / "results.jsonl").read_text() == ""
 
 
 def test_api_usage_of_the_wrong_type_is_ignored_not_a_traceback(ws, tmp_path):
-    with Server(_json({**OK, "usage": "many"})) as s:
+    with ChatServer(_json({**OK, "usage": "many"})) as s:
         p = cli([*_api(s.url), "--jsonl", ws / "good.jsonl", "--out", tmp_path / "out"], tmp_path)
     assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr[-2000:]
 
@@ -191,7 +160,7 @@ def test_a_chunked_answer_without_length_is_read_up_to_the_limit_only():
         except OSError:
             return
 
-    with Server(endless) as s, pytest.raises(ApiError, match="over the limit of 1048576 bytes"):
+    with ChatServer(endless) as s, pytest.raises(ApiError, match="over the limit of 1048576 bytes"):
         _http_bytes(s.url + "/v1/chat/completions", {"x": 1}, timeout=30, limit=1 << 20)
 
 
@@ -200,7 +169,7 @@ def test_decompression_bomb_is_one_line_and_skip_bad_skips_and_counts_it(ws, tmp
     jsonl = write_jsonl(
         tmp_path / "in.jsonl", [row("a", str(ws / "img0.png")), row("b", str(ws / "bomb.png"))]
     )
-    with Server(_json(OK)) as s:
+    with ChatServer(_json(OK)) as s:
         p = cli([*_api(s.url), "--jsonl", jsonl, "--out", tmp_path / "o1"], tmp_path)
         one_line_error(p, 2, "bomb.png", "query 'b'", "over the limit")
         p = cli([*_api(s.url), "--jsonl", jsonl, "--out", tmp_path / "o2", "--skip-bad"], tmp_path)
@@ -241,7 +210,7 @@ def test_every_image_reader_of_predict_refuses_a_bomb(ws):
 
 # ------------------------------------------------------------------------------- 3. links in --out
 def test_a_hard_linked_results_file_is_refused_and_its_other_name_untouched(ws, tmp_path):
-    with Server(_json(OK)) as s:
+    with ChatServer(_json(OK)) as s:
         first = tmp_path / "first"
         p = cli([*_api(s.url), "--jsonl", ws / "good.jsonl", "--out", first, "--limit", "1"], tmp_path)
         assert p.returncode == 0, p.stderr[-2000:]
@@ -260,7 +229,7 @@ def test_symlinked_overlays_folder_is_refused_and_nothing_written_outside(ws, tm
     out = tmp_path / "out"
     out.mkdir()
     (out / "overlays").symlink_to(elsewhere)
-    with Server(_json(OK)) as s:
+    with ChatServer(_json(OK)) as s:
         p = cli([*_api(s.url), "--jsonl", ws / "good.jsonl", "--out", out], tmp_path)
     one_line_error(p, 2, "overlays", "symbolic link")
     assert tree(elsewhere) == {}
@@ -366,7 +335,7 @@ def test_a_run_json_of_the_earlier_format_is_recognised_and_a_changed_option_nam
     opts = {k: str(ws / "good.jsonl") if v == "{jsonl}" else v for k, v in OLD_RUN_OPTIONS.items()}
     old = json.dumps({"command": "predict", "options": opts}, indent=2) + "\n"
     (out / "run.json").write_text(old)
-    with Server(_json(OK)) as s:
+    with ChatServer(_json(OK)) as s:
         p = cli([*_api(s.url), "--jsonl", ws / "good.jsonl", "--out", out], tmp_path)
         assert p.returncode == 0, p.stderr[-2000:]
         assert (out / "run.json").read_text() == old  # the same options: resumed, not rewritten

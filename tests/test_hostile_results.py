@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import copy
 import json
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
-from support.hostile import cli, one_line_error, row, tree, write_jsonl
+from support.hostile import bomb_png, cli, one_line_error, row, tree, write_jsonl
 
 from text4seg import encode, wrap
 from text4seg.cli import main
@@ -26,20 +24,6 @@ from text4seg.cli import main
 ANSWER4 = "Sure.\n<seg>" + "box *4\n" * 3 + "box *4</seg>"  # the whole 4x4 grid is the box
 EMPTY4 = "Sure.\n<seg>" + "others *4\n" * 3 + "others *4</seg>"
 QUESTION = "<image>Segment the box."
-
-
-def bomb_png(path: Path, side: int = 20000) -> Path:
-    """A real, valid PNG of ``side`` x ``side`` black 1-bit pixels: about 48 KB on disk, 400 M pixels."""
-
-    def chunk(tag: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
-
-    z = zlib.compressobj(9)
-    line = b"\0" * (1 + (side + 7) // 8)
-    idat = b"".join(z.compress(line) for _ in range(side)) + z.flush()
-    ihdr = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
-    return path
 
 
 def swift_infer_row(image: str, response: str, dataset: str, question: str = QUESTION) -> dict:
@@ -145,7 +129,7 @@ def test_decode_reads_a_bomb_image_header_only_and_names_it(ws, tmp_path):
     src = write_jsonl(tmp_path / "swift.jsonl", [swift_infer_row(str(ws / "bomb.png"), ANSWER4, "gt.jsonl")])
     out = tmp_path / "dec"
     p = cli(["decode", src, "--out", out, "--grid", "4"], tmp_path)
-    one_line_error(p, 2, f"{src}:1", "bomb.png", "over the limit")
+    one_line_error(p, 2, f"{src}:1", "bomb.png", "20000x20000")
     assert not out.exists() or tree(out) == {}
 
 
