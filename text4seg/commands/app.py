@@ -131,11 +131,13 @@ def run(args: argparse.Namespace) -> int:
     from text4seg.serving.app import ModelInfo, Segmenter, Watch, check_port, launch
 
     # everything that can be checked is checked before the model loads (seconds to minutes)
-    _require_gradio()
-    trained = read_trained(args.model, list(args.adapters or []))
+    # a model that is not a folder (a hub id, a mistyped path, a file) is PredictOptions.validate's to judge
+    local = args.model if Path(args.model).is_dir() else None
+    trained = read_trained(local, [a for a in args.adapters or [] if Path(a).is_dir()])
     options = app_options(args, trained).validate()
     template, source = question_template(args, trained)
     check_port(args.host, args.port)
+    _require_gradio()
     watch = Watch()
     with silenced(args.verbose):
         predictor = make_predictor(options, logits_processors=[watch])
