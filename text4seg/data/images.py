@@ -84,7 +84,9 @@ def open_image(src, where: str | None = None) -> Iterator:
     except Image.DecompressionBombError as exc:  # PIL's own guard fired first: its message has the size
         limit = f"{MAX_IMAGE_PIXELS} pixels (TEXT4SEG_MAX_IMAGE_PIXELS)"
         raise ValueError(f"{name}: image over the limit of {limit}: {str(exc)[:120]}") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except UnidentifiedImageError:  # (PIL's text repeats the path: the name says enough)
+        raise ValueError(f"{name}: not an image PIL can read") from None
+    except (OSError, SyntaxError, ValueError) as exc:
         why = f"{type(exc).__name__}: {str(exc)[:120]}"
         raise ValueError(f"{name}: not an image PIL can read ({why})") from None
     try:
