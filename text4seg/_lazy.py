@@ -81,3 +81,49 @@ def quiet_libraries() -> Iterator[None]:
             lg.setLevel(default if new and not handlers else level)
             for handler in lg.handlers:
                 handler.setLevel(handlers.get(handler, default))
+
+
+# the environment of a child process (``swift sft``/``swift export``) run without ``--verbose``: ms-swift's
+# INFO lines, transformers' notes and every Python warning off; errors and progress bars stay
+CHILD_QUIET_ENV: dict[str, str] = {**_QUIET_ENV, "PYTHONWARNINGS": "ignore"}
+
+# ms-swift logs a WARNING "... with trust_remote_code=True ..." on every model, config and processor load,
+# even for a folder without code: text4seg.checkpoints.trust refused code already unless the user allowed it
+_TRUST_NOTE = "with trust_remote_code=True"
+
+
+class _DropTrustNote:
+    """A logging filter that drops ms-swift's per-load ``trust_remote_code=True`` warning."""
+
+    def filter(self, record) -> bool:
+        try:
+            return _TRUST_NOTE not in record.getMessage()
+        except Exception:  # a malformed record is not ours to judge
+            return True
+
+
+@contextlib.contextmanager
+def library_noise_off() -> Iterator[None]:
+    """The default of every command (``--verbose`` turns it off): :func:`quiet_libraries`, plus ms-swift's
+    ``trust_remote_code=True`` warnings dropped and the Python warnings of libraries ignored (those raised
+    from ``text4seg`` itself still show), plus :data:`CHILD_QUIET_ENV` for child processes. Everything
+    is restored afterwards."""
+    import logging
+    import warnings
+
+    swift_logger = logging.getLogger("swift")  # the same object ms-swift configures when imported
+    note = _DropTrustNote()
+    saved = os.environ.get("PYTHONWARNINGS")
+    swift_logger.addFilter(note)
+    os.environ["PYTHONWARNINGS"] = CHILD_QUIET_ENV["PYTHONWARNINGS"]
+    try:
+        with quiet_libraries(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            warnings.filterwarnings("default", module=r"text4seg(\.|$)")
+            yield
+    finally:
+        swift_logger.removeFilter(note)
+        if saved is None:
+            os.environ.pop("PYTHONWARNINGS", None)
+        else:
+            os.environ["PYTHONWARNINGS"] = saved

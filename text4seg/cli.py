@@ -8,8 +8,10 @@ bad input (a ``ValueError`` or ``OSError`` with a message naming the file or val
 ``text4seg CMD: error: ...`` and exit 2; set ``TEXT4SEG_DEBUG=1`` for the traceback. Ctrl-C prints one line
 and exits 130 (no traceback); SIGTERM (a scheduler's kill, ``timeout``) is raised as :class:`Terminated`, a
 ``KeyboardInterrupt``, so every ``with``/``finally`` cleans up (temporary files, uploads) the same way, and
-exits 143; a closed pipe (``| head``) ends quietly. ``--quiet`` also
-runs the command inside :func:`text4seg._lazy.quiet_libraries`.
+exits 143; a closed pipe (``| head``) ends quietly. Quiet by default: every command runs inside
+:func:`text4seg._lazy.library_noise_off` (ms-swift/transformers INFO logging, ms-swift's per-load
+``trust_remote_code`` warning and libraries' Python warnings off, here and in child processes) unless it
+was given ``--verbose``; ``--quiet`` also turns off the command's own progress lines.
 """
 
 from __future__ import annotations
@@ -98,10 +100,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     try:
-        if getattr(args, "quiet", False):
-            from text4seg._lazy import quiet_libraries
+        if not getattr(args, "verbose", False):
+            from text4seg._lazy import library_noise_off
 
-            with quiet_libraries():  # restored afterwards: in-process callers (tests) keep their logging
+            with library_noise_off():  # restored afterwards: in-process callers (tests) keep their logging
                 return int(args._run(args) or 0)
         return int(args._run(args) or 0)
     except KeyboardInterrupt:

@@ -1,8 +1,8 @@
 """Argument helpers shared by every command, so a flag means the same thing everywhere.
 
 ``--grid`` (N or RxC), ``--scheme`` (choices from the scheme registry), ``--root`` (the folder relative
-image or dataset paths are resolved against), ``--set KEY=VALUE`` (repeatable), ``--no-progress`` and
-``--quiet``.
+image or dataset paths are resolved against), ``--set KEY=VALUE`` (repeatable), ``--no-progress``,
+``--quiet`` and ``--verbose``.
 """
 
 from __future__ import annotations
@@ -90,17 +90,26 @@ def add_root(p: argparse.ArgumentParser, help: str) -> None:
     p.add_argument("--root", default=None, metavar="DIR", help=help)
 
 
-def add_progress(p: argparse.ArgumentParser, child: bool = False) -> None:
-    """``--no-progress`` (no progress bars) and ``--quiet`` (results and errors only; ms-swift's INFO
-    logging off, see :func:`text4seg._lazy.quiet_libraries`). ``child``: the command runs ms-swift in a
-    subprocess, which gets ``TQDM_DISABLE=1`` / ``LOG_LEVEL=WARNING``."""
+def add_progress(p: argparse.ArgumentParser, child: bool = False, verbose: bool = False) -> None:
+    """``--no-progress`` (no progress bars) and ``--quiet`` (results and errors only: the command's own
+    progress lines off too). Library noise (ms-swift/transformers INFO logging, ms-swift's per-load
+    ``trust_remote_code`` warning, libraries' Python warnings) is off by default
+    (:func:`text4seg._lazy.library_noise_off`); ``verbose`` adds ``--verbose``, which shows it. ``child``:
+    the command runs ms-swift in a subprocess, which gets ``TQDM_DISABLE=1`` / ``LOG_LEVEL=WARNING``."""
     where = " in the swift child process" if child else ""
     p.add_argument("--no-progress", action="store_true", help=f"no progress bars{where}")
     p.add_argument(
         "--quiet",
         action="store_true",
-        help=f"print results and errors only; silences ms-swift's INFO logging{where}",
+        help="print results and errors only (no progress lines)",
     )
+    if verbose:
+        p.add_argument(
+            "--verbose",
+            action="store_true",
+            help=f"also show the libraries' logs and warnings{where} (ms-swift INFO lines, "
+            "its trust_remote_code notes, torch/transformers warnings); off by default",
+        )
 
 
 def add_trust(p: argparse.ArgumentParser, what: str = "load a model folder") -> None:

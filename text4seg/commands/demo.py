@@ -49,7 +49,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help=f"GRPO steps of --rl (default {FULL.rl_steps}; quick: {QUICK.rl_steps})",
     )
-    add_progress(p)
+    add_progress(p, verbose=True)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -27,7 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--swift", default=None, help="the swift executable (default: next to this Python, then PATH)"
     )
     add_trust(p, "merge a checkpoint (or base model)")
-    add_progress(p, child=True)
+    add_progress(p, child=True, verbose=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
         dry_run=args.dry_run,
         swift=args.swift,
         quiet=args.quiet,
+        verbose=args.verbose,
         progress=not args.no_progress,
         trust_remote_code=args.trust_remote_code,
     )

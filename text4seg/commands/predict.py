@@ -108,7 +108,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         choices=["auto", "swift", "vllm"],
         help="server kind (auto: ask /v1/models)",
     )
-    add_progress(p)
+    add_progress(p, verbose=True)
     from text4seg.commands._video import add_video_arguments
 
     add_video_arguments(p)

@@ -35,7 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--swift", default=None, help="the swift executable (default: next to this Python, then PATH)"
     )
     add_trust(p)
-    add_progress(p, child=True)
+    add_progress(p, child=True, verbose=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
         check_lengths=not args.no_check_lengths,
         swift=args.swift,
         quiet=args.quiet,
+        verbose=args.verbose,
         progress=not args.no_progress,
         trust_remote_code=args.trust_remote_code,
     )

@@ -6,8 +6,10 @@ prints the command and runs it; ``export(checkpoint, out, ...)`` merges a LoRA c
 model and, for the whole-image LLaVA template, saves the merged processor so it resizes the whole image
 (:mod:`text4seg.checkpoints.align`). Both return the child's exit code (0 for a dry run).
 
-``quiet=True`` runs the child with ``LOG_LEVEL=WARNING`` (ms-swift's INFO lines off);
-``progress=False`` with ``TQDM_DISABLE=1`` (no progress bars). ``echo`` receives every line printed.
+The child runs with :data:`text4seg._lazy.CHILD_QUIET_ENV` (``LOG_LEVEL=WARNING``: ms-swift's INFO lines
+off; transformers' notes and Python warnings off) unless ``verbose=True``; its progress bars stay
+(``progress=False``: ``TQDM_DISABLE=1``). ``quiet=True`` also drops text4seg's own notes (the global
+batch, the length check). ``echo`` receives every line printed.
 """
 
 from __future__ import annotations
@@ -29,10 +31,15 @@ def _print(line: str) -> None:
     print(line, flush=True)  # before the child writes to the same terminal
 
 
-def _child_env(env: dict, quiet: bool, progress: bool) -> dict:
-    out = {**os.environ, **env}
-    if quiet:
-        out["LOG_LEVEL"] = "WARNING"
+def _child_env(env: dict, verbose: bool, progress: bool) -> dict:
+    """The environment of the ``swift`` child: ``os.environ`` + the recipe's ``env``, library noise off
+    unless ``verbose`` (the recipe's own ``LOG_LEVEL`` etc. win), no progress bars unless ``progress``."""
+    from text4seg._lazy import CHILD_QUIET_ENV
+
+    out = {**os.environ}
+    if not verbose:
+        out.update(CHILD_QUIET_ENV)
+    out.update(env)
     if not progress:
         out["TQDM_DISABLE"] = "1"
     return out
@@ -47,6 +54,7 @@ def train(
     check_lengths: bool = True,
     swift: str | None = None,
     quiet: bool = False,
+    verbose: bool = False,
     progress: bool = True,
     trust_remote_code: bool = False,
     echo: Callable[[str], None] = _print,
@@ -109,7 +117,7 @@ def train(
     echo(recipes.format_command(argv, env))
     if dry_run:
         return 0
-    child = _child_env(env, quiet, progress)
+    child = _child_env(env, verbose, progress)
     output_dir = recipe.get("output_dir")
     if trained is not None:
         child[ENV] = json.dumps(trained.to_json(), ensure_ascii=False)
@@ -234,6 +242,7 @@ def export(
     dry_run: bool = False,
     swift: str | None = None,
     quiet: bool = False,
+    verbose: bool = False,
     progress: bool = True,
     trust_remote_code: bool = False,
     echo: Callable[[str], None] = _print,
@@ -262,7 +271,7 @@ def export(
     echo(recipes.format_command(argv, env))
     if dry_run:
         return 0
-    code = subprocess.call(argv, env=_child_env(env, quiet, progress))
+    code = subprocess.call(argv, env=_child_env(env, verbose, progress))
     if code == 0 and trained is not None and Path(out).is_dir():
         echo(f"{write_trained(out, trained)}: what the checkpoint was trained with, carried over")
     from text4seg.checkpoints.align import LLAVA_WHOLE_IMAGE_TEMPLATE, whole_image_saved
