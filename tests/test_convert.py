@@ -21,7 +21,7 @@ from support.tiny_llava_original import (  # noqa: E402
     make_original_llava,
 )
 
-from text4seg.checkpoints import convert  # noqa: E402
+from text4seg.checkpoints import convert, swift2_lora  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -263,7 +263,7 @@ def test_chained_res_then_gres_adapters_merge_in_order(tmp_path):
     res = _swift2_adapter(tmp_path / "res", model, seed=1)
     gres = _swift2_adapter(tmp_path / "gres", model, seed=2, r=2, alpha=4)
     out = tmp_path / "merged"
-    convert.merge_swift2_lora([tmp_path / "res", tmp_path / "gres"], base, out, log=lambda s: None)
+    swift2_lora.merge_swift2_lora([tmp_path / "res", tmp_path / "gres"], base, out, log=lambda s: None)
     got = transformers.LlavaForConditionalGeneration.from_pretrained(out).state_dict()
     step1 = _peft_merge(transformers.LlavaForConditionalGeneration.from_pretrained(base).eval(), res)
     want = _peft_merge(step1, gres, r=2, alpha=4).state_dict()
@@ -290,7 +290,7 @@ def test_swift2_adapter_refuses_dora_and_non_lora_tensors_in_one_line(tmp_path):
     cfg = json.loads((tmp_path / "a" / "adapter_config.json").read_text())
     (tmp_path / "a" / "adapter_config.json").write_text(json.dumps({**cfg, "use_dora": True}))
     with pytest.raises(ValueError, match="use_dora"):
-        convert.merge_swift2_lora([tmp_path / "a"], base, tmp_path / "o1", log=lambda s: None)
+        swift2_lora.merge_swift2_lora([tmp_path / "a"], base, tmp_path / "o1", log=lambda s: None)
     from safetensors.torch import load_file, save_file
 
     _swift2_adapter(tmp_path / "b", model)
@@ -300,5 +300,5 @@ def test_swift2_adapter_refuses_dora_and_non_lora_tensors_in_one_line(tmp_path):
     )
     save_file(sd, str(tmp_path / "b" / "adapter_model.safetensors"))
     with pytest.raises(ValueError, match="lora_magnitude_vector"):
-        convert.merge_swift2_lora([tmp_path / "b"], base, tmp_path / "o2", log=lambda s: None)
+        swift2_lora.merge_swift2_lora([tmp_path / "b"], base, tmp_path / "o2", log=lambda s: None)
     assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists()

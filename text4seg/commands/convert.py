@@ -6,7 +6,7 @@
 * ``text4seg convert swift2-lora ADAPTER [ADAPTER ...] [--base BASE] --out DST``: ms-swift 2.x LoRA adapters
   merged in order (GRES after RES) into BASE; every LoRA tensor is used or the command fails.
 
-See :mod:`text4seg.checkpoints.convert` and docs/released.md.
+See :mod:`text4seg.checkpoints.convert`, :mod:`text4seg.checkpoints.swift2_lora` and docs/released.md.
 """
 
 from __future__ import annotations
@@ -47,10 +47,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from text4seg.checkpoints import convert
+    from text4seg.checkpoints import convert, swift2_lora
 
     if args.kind == "llava-original":
         convert.convert_llava_original(args.src, args.out, args.vision_tower, dtype=args.dtype)
     else:
-        convert.merge_swift2_lora(args.adapters, args.base, args.out)
+        swift2_lora.merge_swift2_lora(args.adapters, args.base, args.out)
     return 0
