@@ -179,6 +179,74 @@ class Predictor:
         return query_record(q, text, ntok, out_dir, overlays, constrained, self.refiner)
 
 
+# out_dir -> {(id, turn): ground truth} while predict_queries runs: query_record (also called by the API
+# client's worker threads) outlines a query's ground truth on its overlay
+_TRUTH: dict[str, dict[tuple[str, int], dict]] = {}
+
+
+def overlay_truth(
+    jsonl: str | os.PathLike, queries: Sequence[Query], root: str | os.PathLike | None = None
+) -> dict[tuple[str, int], dict]:
+    """``{(id, turn): truth}`` of the ``queries`` whose rows of ``jsonl`` carry ground truth (``--with-gt``
+    rows: ``text4seg.gt.masks[turn]`` as COCO RLE -> ``{"rle": ...}``, or the label map of a semantic
+    row -> ``{"label_map": path, "classes": [...], "ignore": [...]}``). Lazy: the overlay decodes it."""
+    from text4seg.data.records import read_jsonl
+
+    wanted = {q.key for q in queries}
+    out: dict[tuple[str, int], dict] = {}
+    for k, row in enumerate(read_jsonl(jsonl)):
+        meta = row.get("text4seg") if isinstance(row, dict) else None
+        gt = meta.get("gt") if isinstance(meta, dict) else None
+        if not isinstance(gt, dict):
+            continue
+        rid = str(meta.get("id", k))
+        masks = gt.get("masks") if isinstance(gt.get("masks"), list) else []
+        label_map = gt.get("label_map")
+        turns = max(len(masks), 1 if label_map else 0)
+        for t in range(turns):
+            if (rid, t) not in wanted:
+                continue
+            if t < len(masks) and isinstance(masks[t], dict) and masks[t]:
+                out[(rid, t)] = {"rle": masks[t]}
+            elif isinstance(label_map, str) and label_map:
+                path = Path(label_map) if root is None else Path(root) / label_map
+                out[(rid, t)] = {
+                    "label_map": str(path),
+                    "classes": [str(c) for c in gt.get("classes") or []],
+                    "ignore": [v for v in gt.get("ignore") or [] if isinstance(v, int)],
+                }
+    return out
+
+
+def truth_mask(truth: dict | None, q: Query, h: int, w: int):
+    """The ``(h, w)`` bool ground truth of ``q`` for its overlay (an all-false one: a no-target query), or
+    None when there is none or it cannot be read or does not fit the image (an overlay is no place to
+    fail a run: ``text4seg evaluate`` checks the ground truth)."""
+    if not truth:
+        return None
+    import numpy as np
+
+    try:
+        if "rle" in truth:
+            from text4seg.data.rle import rle_to_mask
+
+            mask = rle_to_mask(truth["rle"], where=f"{q.id} gt")
+        else:
+            from text4seg.data.images import open_image
+
+            with open_image(truth["label_map"]) as im:
+                values = np.asarray(im)
+            classes, ignore = truth["classes"], set(truth["ignore"])
+            wanted = set(q.labels) - {"others"}
+            keep = [v for v, c in enumerate(classes) if c in wanted and v not in ignore]
+            mask = np.isin(values, keep) if values.ndim == 2 else None
+    except (ValueError, OSError, KeyError, TypeError):
+        return None
+    if mask is None or mask.shape != (h, w):
+        return None
+    return mask
+
+
 def query_record(
     q: Query, text: str, ntok: int | None, out_dir, overlays: bool, constrained: bool | None, refiner=None
 ) -> ResultRecord:
@@ -202,6 +270,7 @@ def query_record(
             label_map=am.label_map,
             names=am.names,
             query=q.question,
+            gt=truth_mask(_TRUTH.get(str(out_dir), {}).get(q.key), q, h, w),
             grid=q.grid,
         )
     return make_record(
@@ -228,22 +297,29 @@ def predict_queries(
     *,
     overlays: bool = True,
     progress: bool = True,
+    truth: dict[tuple[str, int], dict] | None = None,
 ) -> Path:
-    """Run ``queries`` not yet in ``out_dir/results.jsonl``, appending (and flushing) one line each."""
+    """Run ``queries`` not yet in ``out_dir/results.jsonl``, appending (and flushing) one line each.
+    ``truth``: :func:`overlay_truth`, outlined on the overlays (a no-target query: a dashed frame)."""
     out = check_out_dir(out_dir, files=[RESULTS_NAME], folders=["overlays"])  # no write through a link
     results = out / RESULTS_NAME
     done = finished_keys(results)
     todo = [q for q in queries if q.key not in done]
     tqdm = require("tqdm").tqdm
     t0 = time.perf_counter()
-    with (
-        open(results, "a", encoding="utf-8") as fh,
-        tqdm(total=len(todo), unit="sample", disable=not progress, desc="predict") as bar,
-    ):
-        for rec in predictor.predict(todo, out, overlays):
-            fh.write(json.dumps(rec.to_json(), ensure_ascii=False) + "\n")
-            fh.flush()
-            bar.update(1)
+    if truth:
+        _TRUTH[str(out)] = truth
+    try:
+        with (
+            open(results, "a", encoding="utf-8") as fh,
+            tqdm(total=len(todo), unit="sample", disable=not progress, desc="predict") as bar,
+        ):
+            for rec in predictor.predict(todo, out, overlays):
+                fh.write(json.dumps(rec.to_json(), ensure_ascii=False) + "\n")
+                fh.flush()
+                bar.update(1)
+    finally:
+        _TRUTH.pop(str(out), None)
     if progress and todo:
         dt = time.perf_counter() - t0
         print(

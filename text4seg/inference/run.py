@@ -105,8 +105,13 @@ def run_predict(options: PredictOptions, log: Callable[[str], None] = print) -> 
         from text4seg.inference.predict import apply_label_bias
 
         apply_label_bias(predictor, [lab for q in queries for lab in q.labels], options.label_bias)
+    truth = None
+    if options.jsonl is not None and options.overlays:  # --with-gt rows: ground truth on the overlays
+        from text4seg.inference.predict import overlay_truth
+
+        truth = overlay_truth(options.jsonl, queries, options.root)
     results = predict_queries(
-        predictor, queries, options.out, overlays=options.overlays, progress=options.progress
+        predictor, queries, options.out, overlays=options.overlays, progress=options.progress, truth=truth
     )
     cut = int(getattr(predictor, "cut_answers", 0))
     return PredictSummary(results, skipped, results_report(results), cut)
