@@ -72,7 +72,7 @@ def predict_and_score(
     """Greedy prediction of ``jsonl`` into ``out`` (plus the label bias), scored by ``evaluate``."""
     from text4seg.evaluation.evaluate import evaluate
     from text4seg.inference.options import PredictOptions
-    from text4seg.inference.predict import load_queries, predict_queries
+    from text4seg.inference.predict import load_queries, overlay_truth, predict_queries
     from text4seg.inference.run import make_predictor
 
     cells = cfg.grid * cfg.grid
@@ -91,7 +91,10 @@ def predict_and_score(
     predictor = make_predictor(options)
     apply_label_bias(predictor, all_labels([jsonl]), options.label_bias)
     queries = load_queries(jsonl)
-    results = predict_queries(predictor, queries, out, overlays=not constrained, progress=progress)
+    truth = None if constrained else overlay_truth(jsonl, queries)  # outlined on the overlays
+    results = predict_queries(
+        predictor, queries, out, overlays=not constrained, progress=progress, truth=truth
+    )
     return evaluate(results, jsonl, out)
 
 
