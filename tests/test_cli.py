@@ -129,3 +129,57 @@ def test_quiet_silences_library_loggers_only_inside_the_block(monkeypatch):
         assert lg.level == handler.level == logging.INFO
     finally:
         lg.removeHandler(handler)
+
+
+@pytest.mark.parametrize("name", ("predict", "train", "export", "demo"))
+def test_commands_that_load_libraries_offer_verbose(name, capsys):
+    with pytest.raises(SystemExit):
+        cli.main([name, "--help"])
+    out = capsys.readouterr().out
+    assert "--verbose" in out and "--quiet" in out
+
+
+def test_library_noise_off_drops_the_trust_remote_code_note_and_library_warnings_only_inside(monkeypatch):
+    import io
+    import logging
+    import os
+    import warnings
+
+    from text4seg._lazy import library_noise_off
+
+    monkeypatch.delenv("PYTHONWARNINGS", raising=False)
+    lg = logging.getLogger("swift")
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    lg.addHandler(handler)
+    monkeypatch.setattr(lg, "level", logging.INFO)
+    note = "Loading model from '/m' with trust_remote_code=True. Only proceed if you trust the source."
+    try:
+        with library_noise_off(), warnings.catch_warnings(record=True) as caught:
+            lg.warning(note)
+            lg.warning("a real problem")
+            warnings.warn_explicit("library noise", FutureWarning, "lib.py", 1, module="torch.jit._script")
+            warnings.warn_explicit("ours", UserWarning, "x.py", 1, module="text4seg.data.x")
+            assert os.environ["PYTHONWARNINGS"] == "ignore" and os.environ["LOG_LEVEL"] == "WARNING"
+        assert stream.getvalue() == "a real problem\n"
+        assert [str(w.message) for w in caught] == ["ours"]
+        assert "PYTHONWARNINGS" not in os.environ
+        lg.warning(note)  # restored: outside the block (and with --verbose) the note shows
+        assert "trust_remote_code" in stream.getvalue()
+    finally:
+        lg.removeHandler(handler)
+
+
+def test_child_env_of_swift_is_quiet_unless_verbose(monkeypatch):
+    from text4seg.training.run import _child_env
+
+    monkeypatch.delenv("LOG_LEVEL", raising=False)
+    monkeypatch.delenv("PYTHONWARNINGS", raising=False)
+    quiet = _child_env({"NPROC_PER_NODE": "1"}, verbose=False, progress=True)
+    assert quiet["LOG_LEVEL"] == "WARNING" and quiet["PYTHONWARNINGS"] == "ignore"
+    assert quiet["NPROC_PER_NODE"] == "1" and "TQDM_DISABLE" not in quiet  # progress bars stay
+    loud = _child_env({}, verbose=True, progress=False)
+    assert "LOG_LEVEL" not in loud and "PYTHONWARNINGS" not in loud and loud["TQDM_DISABLE"] == "1"
+    assert (
+        _child_env({"LOG_LEVEL": "INFO"}, verbose=False, progress=True)["LOG_LEVEL"] == "INFO"
+    )  # recipe wins
