@@ -16,6 +16,7 @@ against ``root``. ``evaluate`` reads it through :class:`GroundTruthIndex` (bound
 
 from __future__ import annotations
 
+import json
 import os
 
 from text4seg.data.queries import turn_labels
@@ -24,6 +25,12 @@ from text4seg.data.results import ResultRecord, check_grid, user_questions
 from text4seg.data.rle import check_rle
 from text4seg.descriptors import SCHEMES
 
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not JSON")
+
+
+_STRICT_JSON = json.JSONDecoder(parse_constant=_refuse_constant)  # one decoder for every re-read row
 PEER_TASKS = ("multi", "interactive", "panoptic")  # scored from the row's own fields (entry["meta"])
 LABEL_MAP_TASKS = ("semantic", "instance")  # ground truth: a label-map PNG
 
@@ -188,7 +195,7 @@ class GroundTruthIndex:
         self.path, self.root = gt_path, root
         self.label_map_classes: list | None = None
         self._by_question: dict | None = None
-        hashes, offsets, lines = array("q"), array("q"), array("q")
+        hashes, offsets, lines, sizes = array("q"), array("q"), array("q"), array("q")
         offset, any_row = 0, False
         for n, raw in iter_lines(gt_path):
             row = parse_line(raw, gt_path, n)
@@ -201,6 +208,7 @@ class GroundTruthIndex:
                     hashes.append(hash(key))
                     offsets.append(offset)
                     lines.append(n)
+                    sizes.append(len(raw))
             offset += len(raw)
         if not len(lines) and not any_row:
             raise ValueError(
@@ -211,6 +219,7 @@ class GroundTruthIndex:
         self._hash = h[order]
         self._offset = (np.frombuffer(offsets, np.int64) if len(offsets) else np.zeros(0, np.int64))[order]
         self._line = (np.frombuffer(lines, np.int64) if len(lines) else np.zeros(0, np.int64))[order]
+        self._size = (np.frombuffer(sizes, np.int64) if len(sizes) else np.zeros(0, np.int64))[order]
         self._alive = np.ones(len(order), bool)
         self._seen = np.zeros(len(order), bool)
         self._fh = open(gt_path, "rb")  # noqa: SIM115 (closed by close())
@@ -234,10 +243,19 @@ class GroundTruthIndex:
             latest[key] = slot
 
     def _read(self, slot: int) -> tuple[dict, dict, int]:
-        """The row of a slot read again (checked on the first pass), its ``text4seg`` block and line."""
-        self._fh.seek(int(self._offset[slot]))
+        """The row of a slot read again (checked on the first pass), its ``text4seg`` block and line: one
+        ``pread`` of the line's bytes, parsed by a reused strict decoder (``parse_line`` names the line
+        if the file changed since the first pass)."""
         n = int(self._line[slot])
-        row = parse_line(self._fh.readline(), self.path, n)
+        raw = os.pread(self._fh.fileno(), int(self._size[slot]), int(self._offset[slot]))
+        try:
+            row = _STRICT_JSON.decode(raw.decode("utf-8"))
+        except ValueError:
+            row = None
+        if not isinstance(row, dict) or not isinstance(row.get("text4seg"), dict):
+            row = parse_line(raw, self.path, n)
+            if not isinstance(row, dict) or not isinstance(row.get("text4seg"), dict):
+                raise ValueError(f"{self.path}:{n}: the row changed while evaluate read the file")
         return row, row["text4seg"], n
 
     def __len__(self) -> int:
