@@ -300,9 +300,9 @@ def test_the_verdict_taken_from_the_lenient_decode_equals_the_strict_parse_on_ra
     import random
 
     rng = random.Random(f"verdict-{scheme}")
-    labels = ["others", "red car", "Red  car", "a*b", "x|y", " cat", "0", "<seg>"]
+    labels = ["others", "red car", "Red  car", "a*b", "x|y", " cat", "0", "<seg>", "caf\u00e9", "a\u3000b"]
     noise = ["*", "|", "| ", "\n", "\n ", " ", "\r", "\t", "0", "01", "*0", "</seg>", "<seg>", "others"]
-    noise.append("\u00a0")
+    noise += ["\u00a0", "\u3000", "\x1c", "<", ">", "\u200b"]  # unicode spaces, separators, zero width
     certain = 0
     for trial in range(3000):
         rows, cols = rng.choice([1, 2, 3, 4]), rng.choice([1, 2, 3, 5])

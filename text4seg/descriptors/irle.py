@@ -18,10 +18,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from text4seg.descriptors.core import MAX_FREE, RUN_SEP, DescriptorError, normalize_label
+from text4seg.descriptors.core import MAX_FREE, RUN_SEP, DescriptorError
 from text4seg.descriptors.ebnf import answer_rules, label_rule, rows_rule
 from text4seg.descriptors.grammar import Layout, count_rules, run_scheme
-from text4seg.descriptors.runs import fast_row, fit, parse_runs, run_starts, strict_runs
+from text4seg.descriptors.runs import fast_row, fit, normal_text, parse_runs, run_starts, strict_runs
 
 
 def encode(grid) -> str:
@@ -46,7 +46,7 @@ def checked(body: str, rows: int, cols: int, repairs: list) -> tuple[list, bool]
     if runs is None:
         return fit(parse_runs(flat_text, n, True, repairs, None), n, repairs, None), False
     clean = body[:-1] == flat_text and body.endswith("\n") and not repairs
-    return runs, clean and all(normalize_label(lab) == lab for lab in {lab for lab, _ in runs})
+    return runs, clean and normal_text(flat_text)
 
 
 def strict(body: str, rows: int, cols: int) -> list:

@@ -22,6 +22,7 @@ import numpy as np
 from text4seg.descriptors.core import (
     BACKGROUND,
     MAX_LABEL_CHARS,
+    ROW_SEP,
     RUN_SEP,
     DescriptorError,
     Repair,
@@ -34,6 +35,14 @@ _MAX_COUNT_DIGITS = 7
 _LEAD_COUNT = re.compile(r"[ \t]*(\d*)")
 _GLUE = ",;"  # unknown run separators the lenient parser also accepts
 _STRICT_RUN = re.compile(r"(.+) \*([1-9]\d*)")
+
+
+def normal_text(text: str) -> bool:
+    """True when no label in ``text`` (rows that :func:`fast_row` accepted: labels without ``*``, ``|``
+    or outer spaces) changes under ``normalize_label``: no whitespace but single spaces (every other
+    whitespace character is not printable), no ``<`` or ``>``. A few other unprintable characters
+    also give False: "not certain", never a wrong True."""
+    return text.isprintable() and "  " not in text and "<" not in text and ">" not in text
 
 
 class _Run(NamedTuple):
@@ -199,37 +208,34 @@ def checked_rows(
 ) -> tuple[list[_Run], bool]:
     """:func:`decode_rows` and whether :func:`strict_decode_rows` accepts ``body`` (with the same runs).
 
-    True only where that is certain from this decode: ``body`` ends with a newline and splits into
-    exactly the ``rows`` lines read here, the first without and every other with exactly one leading
-    space and none trailing, every row read by :func:`fast_row` (which the strict parser accepts with the
+    True only where that is certain from this decode: ``body`` is exactly the ``rows`` lines read here
+    (stripped) joined by ``"\\n "`` and ended by ``"\\n"`` (what the strict row split gives back), every
+    row read by :func:`fast_row` (which the strict parser accepts with the
     same runs: ASCII counts without a leading zero, labels without ``*``, ``|`` or outer spaces, cells
-    summing to ``cols``) and every label normalised. False means "not certain": the caller runs the
-    strict decoder.
+    summing to ``cols``) and every label normalised (:func:`normal_text` of the rows). False
+    means "not certain": the caller runs the strict decoder.
     """
     out: list[_Run] = []
     lines = _split_rows(body, rows, repairs)
-    clean = body.endswith("\n") and body[:-1].split("\n") == lines
-    seen: dict[str, tuple[list, bool]] = {}  # rows repeat (background rows above all): parse each once
-    for r, raw in enumerate(lines):
-        line = raw.strip()
-        known = seen.get(line)
-        if known is None:
+    stripped = [line.strip() for line in lines]
+    clean = True
+    seen: dict[str, list] = {}  # well-formed rows repeat (background rows above all): parse each once
+    for r, line in enumerate(stripped):
+        runs = seen.get(line)
+        if runs is None:
             runs = fast_row(line, cols, counted)
             if runs is None:
                 runs = fit(parse_runs(line, cols, counted, repairs, r), cols, repairs, r)
                 clean = False
             else:
-                seen[line] = (runs, all(normalize_label(lab) == lab for lab, _ in runs))
-                clean = clean and seen[line][1]
-        else:
-            runs, normal = known
-            clean = clean and normal
-        if clean and raw != (" " + line if r else line):
-            clean = False
+                seen[line] = runs
         out.extend(runs)
     if len(lines) < rows:
         out.append(_Run(BACKGROUND, (rows - len(lines)) * cols))
-    return out, clean and not repairs
+    # the strict layout: the rows read here joined by "\n " and ended by "\n", nothing else; then
+    # no row holds a label normalize_label would change (one search over them all)
+    clean = clean and not repairs and body == ROW_SEP.join(stripped) + "\n"
+    return out, clean and normal_text("".join(stripped))
 
 
 # ------------------------------------------------------------------------------------------- strict
