@@ -257,21 +257,64 @@ def test_decode_of_predicted_answers_writes_the_same_record_schema_and_masks(env
         assert (d["answer"], d["image"], d["coarse"]) == (p["answer"], p["image"], p["coarse"])
 
 
-def test_quiet_silences_ms_swift_info_lines(env, tmp_path):
+def _predict_cli(env, tmp_path, name: str, *flags: str):
+    """``text4seg predict`` on the fixture's built JSONL in a fresh process; its whole output."""
     import subprocess
     import sys
 
-    Image.new("RGB", (40, 32)).save(tmp_path / "a.png")
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     child_env = {**os.environ, "PYTHONPATH": repo, "HF_HUB_OFFLINE": "1", "HF_HOME": str(env["root"] / "hf")}
-    child_env.pop("LOG_LEVEL", None)
-    out = {}
-    for flag in ("", "--quiet"):
-        argv = [sys.executable, "-m", "text4seg.cli", "predict", "--model", str(env["model"])]
-        argv += ["--model-type", "llava1_5_hf", "--image", str(tmp_path / "a.png"), "--query", "Segment it."]
-        argv += ["--grid", str(GRID), "--max-new-tokens", "8", "--out", str(tmp_path / f"o{flag}")]
-        proc = subprocess.run(argv + ([flag] if flag else []), capture_output=True, text=True, env=child_env)
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        out[flag] = proc.stdout + proc.stderr
-    assert "[INFO:swift]" in out[""]
-    assert "[INFO:swift]" not in out["--quiet"] and "results: " in out["--quiet"]
+    for var in ("LOG_LEVEL", "PYTHONWARNINGS", "TRANSFORMERS_VERBOSITY"):
+        child_env.pop(var, None)
+    argv = [sys.executable, "-m", "text4seg.cli", "predict", "--model", str(env["model"])]
+    argv += ["--model-type", "llava1_5_hf", "--jsonl", str(env["jsonl"]), "--max-new-tokens", "8"]
+    argv += ["--out", str(tmp_path / name), *flags]
+    proc = subprocess.run(argv, capture_output=True, env=child_env, timeout=600)  # bytes: "\r" kept
+    out = (proc.stdout + proc.stderr).decode("utf-8", "replace")
+    assert proc.returncode == 0, out[-2000:]
+    return out
+
+
+def _shown_lines(out: str) -> int:
+    """Lines as a terminal shows them: a progress bar redrawn with ``\\r`` is one line."""
+    return out.count("\n")
+
+
+# by default: the model's "Loading weights" bar, our progress bar, our summary, repairs and results
+DEFAULT_MAX_LINES = 6
+
+
+def test_predict_prints_no_library_noise_by_default_and_verbose_shows_it(env, tmp_path):
+    out = _predict_cli(env, tmp_path, "default")
+    assert "trust_remote_code" not in out and "[INFO:swift]" not in out and "Warning" not in out, out
+    assert _shown_lines(out) <= DEFAULT_MAX_LINES, out
+    assert "results: " in out
+    quiet = _predict_cli(env, tmp_path, "quiet", "--quiet")
+    assert _shown_lines(quiet) <= 2 and "results: " in quiet, quiet
+    loud = _predict_cli(env, tmp_path, "verbose", "--verbose")
+    assert "[INFO:swift]" in loud and "trust_remote_code" in loud  # the opt-out shows the libraries' logs
+
+
+def _gt_pixels(path) -> np.ndarray:
+    from text4seg.data.overlay import GT_COLOUR
+
+    return (np.asarray(Image.open(path).convert("RGB")) == GT_COLOUR).all(-1)
+
+
+def test_predict_overlays_outline_the_ground_truth_and_frame_a_no_target_query(env, predictor, tmp_path):
+    from text4seg.inference.predict import overlay_truth, truth_mask
+
+    queries = load_queries(env["jsonl"])
+    truth = overlay_truth(env["jsonl"], queries)
+    assert sorted(truth) == [("s0", 0), ("s0", 1), ("s1", 0)]
+    masks = {q.key: truth_mask(truth[q.key], q, q.height, q.width) for q in queries}
+    assert masks[("s0", 0)].sum() == 400 and not masks[("s1", 0)].any()  # s1: a no-target query
+    with_gt = predict_queries(predictor, queries, tmp_path / "gt", progress=False, truth=truth)
+    predict_queries(predictor, queries, tmp_path / "plain", progress=False)
+    recs = {(r["id"], r["turn"]): r for r in map(json.loads, with_gt.read_text().splitlines())}
+    target = _gt_pixels(tmp_path / "gt" / recs[("s0", 0)]["overlay"])
+    frame = _gt_pixels(tmp_path / "gt" / recs[("s1", 0)]["overlay"])
+    assert target.sum() > 100 and frame.sum() > 100
+    assert not _gt_pixels(tmp_path / "plain" / recs[("s1", 0)]["overlay"]).any()  # no truth: nothing drawn
+    rows = np.flatnonzero(frame.any(1))
+    assert frame[rows[len(rows) // 2]].sum() < frame[rows[0]].sum()  # a frame: its middle rows are hollow
