@@ -11,7 +11,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 pytest.importorskip("swift")
 pytest.importorskip("torch")
@@ -68,7 +70,16 @@ def test_demo_quick_runs_the_whole_path_from_an_installed_wheel(tmp_path, wheel_
     assert 0.0 <= metrics["baseline_ciou"] <= 1.0
     assert metrics["tokens_per_answer"] > 0
     assert (out / "loss.png").stat().st_size > 0
-    assert list((out / "overlays").glob("*.png"))
+    overlays = sorted((out / "overlays").glob("*.png"))
+    assert overlays
+    # quiet by default: the demo's own lines, none of ms-swift's INFO lines, trust notes or torch warnings
+    for noise in ("[INFO:swift]", "trust_remote_code", "FutureWarning", "UserWarning"):
+        assert noise not in proc.stdout + proc.stderr, noise
+    assert len(printed.splitlines()) <= 32, printed  # measured 27 on stdout (the bars go to stderr)
+    from text4seg.data.overlay import GT_COLOUR
+
+    yellow = [(np.asarray(Image.open(p).convert("RGB")) == GT_COLOUR).all(-1).sum() for p in overlays]
+    assert min(yellow) > 0  # every held-out overlay outlines its ground truth (or frames a no-target one)
     ckpt = out / "train" / "checkpoint-4"  # QUICK trains 4 steps; the checkpoint is what gets evaluated
     assert (ckpt / "model.safetensors").stat().st_size > 0 and (ckpt / "config.json").is_file()
     for split in ("test_greedy", "test_constrained"):
