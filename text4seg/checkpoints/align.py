@@ -86,7 +86,6 @@ RELEASED: dict[str, tuple[str, dict[str, Any]]] = {
 RECIPE_MAX_PIXELS: dict[str, int] = {"qwen2_5_vl": 576 * 28 * 28, "qwen3_vl": 576 * 32 * 32}
 
 # probe colours: top, bottom, left, right band; interior
-SIDES = ("top", "bottom", "left", "right")
 PALETTE = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 0], [0, 0, 0]], dtype=np.float64) / 255
 
 

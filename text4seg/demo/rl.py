@@ -29,13 +29,10 @@ from statistics import fmean
 from typing import Any
 
 from text4seg.data.records import read_jsonl, write_jsonl
-from text4seg.demo.config import RECIPES_DIR, DemoConfig
+from text4seg.demo.config import DemoConfig
 from text4seg.demo.evaluate import predict_and_score, prepare_for_inference
 from text4seg.demo.report import referring
 from text4seg.demo.train import train
-
-GRPO_DEMO_RECIPE = RECIPES_DIR / "grpo_demo.yaml"
-REWARD_PLUGIN = RECIPES_DIR / "text4seg_rewards.py"
 
 
 def suppress_image_token(model_dir: Path) -> None:

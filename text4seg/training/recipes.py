@@ -39,7 +39,6 @@ from text4seg._lazy import require
 from text4seg.data.records import quote
 
 # Environment variables of ms-swift's own launcher (torch.distributed.run under the hood).
-LAUNCH_ENV = ("NPROC_PER_NODE", "NNODES", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT", "CUDA_VISIBLE_DEVICES")
 # Recipe keys that hold data files (validated before ms-swift starts).
 DATA_KEYS = ("dataset", "val_dataset")
 # Override aliases: short names for the launch variables.
