@@ -111,7 +111,8 @@ def test_swift_lora_sft_trains_merges_and_predicts_offline(tmp_path: Path, monke
 
     marks = {"setup": time.perf_counter() - t0}
     # 1. text4seg train -> validates the data, prints the swift command, runs swift sft
-    cmd = [sys.executable, "-m", "text4seg.cli", "train", str(_recipe(tmp_path, model, train_jsonl))]
+    recipe = _recipe(tmp_path, model, train_jsonl)  # --verbose: ms-swift logs the INPUT_IDS checked below
+    cmd = [sys.executable, "-m", "text4seg.cli", "train", str(recipe), "--verbose"]
     proc = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     log = proc.stdout + proc.stderr
     (tmp_path / "train.log").write_text(log)
