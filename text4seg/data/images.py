@@ -52,14 +52,16 @@ def check_image_size(height, width, where: str = "") -> tuple[int, int]:
     return h, w
 
 
-def check_regular_file(path: str | os.PathLike) -> None:
-    """``FileNotFoundError``/``ValueError`` unless ``path`` is an existing regular file (links followed)."""
+def check_regular_file(path: str | os.PathLike, what: str = "image") -> None:
+    """``FileNotFoundError``/``ValueError`` naming ``path`` unless it is an existing regular file (links
+    followed): a FIFO or a device would block or never end, so no reader of this toolkit opens one.
+    ``what`` names the kind of file in the not-found message."""
     try:
         st = os.stat(path)
     except FileNotFoundError:
-        raise FileNotFoundError(f"image not found: {path}") from None
+        raise FileNotFoundError(f"{what} not found: {path}") from None
     if not stat.S_ISREG(st.st_mode):
-        raise ValueError(f"{path}: not a regular file (a FIFO, device or folder is never read as an image)")
+        raise ValueError(f"{path}: not a regular file (a FIFO, device or folder is never read)")
 
 
 @contextlib.contextmanager

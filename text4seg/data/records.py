@@ -56,7 +56,12 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from text4seg.data.images import MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE, check_image_size  # noqa: F401 (re-exported)
+from text4seg.data.images import (  # noqa: F401 (check_image_size and the limits are re-exported)
+    MAX_IMAGE_PIXELS,
+    MAX_IMAGE_SIDE,
+    check_image_size,
+    check_regular_file,
+)
 from text4seg.descriptors import DEFAULT_GRID, DEFAULT_SCHEME
 
 IMAGE_TAG = "<image>"
@@ -308,7 +313,7 @@ def iter_lines(path: str | os.PathLike, limit: int | None = None) -> Iterator[tu
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(f"{path} is a folder; expected a JSONL file")
-    check_regular(path)
+    check_regular_file(path, "file")
     with open(path, "rb") as fh:
         n = 0
         while True:
@@ -322,19 +327,6 @@ def iter_lines(path: str | os.PathLike, limit: int | None = None) -> Iterator[tu
                     "raise TEXT4SEG_MAX_LINE_BYTES if it is one)"
                 )
             yield n, raw
-
-
-def check_regular(path: str | os.PathLike) -> None:
-    """``FileNotFoundError``/``ValueError`` naming ``path`` unless it is an existing regular file (links
-    followed): a FIFO or a device would block or never end, so no reader of this toolkit opens one."""
-    import stat
-
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: no such file") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise ValueError(f"{path}: not a regular file (a FIFO, device or folder is never read)")
 
 
 def _no_constant(name: str):
@@ -376,7 +368,7 @@ def read_json_object(path: str | os.PathLike, max_bytes: int = MAX_DOCUMENT_BYTE
     """A small JSON document (``args.json``, a config) that must be an object, read strictly: a regular
     file of at most ``max_bytes``, UTF-8, no ``NaN``/``Infinity``, bounded nesting; ``ValueError`` or
     ``OSError`` naming the file otherwise."""
-    check_regular(path)
+    check_regular_file(path, "file")
     with open(path, "rb") as fh:
         raw = fh.read(max_bytes + 1)
     if len(raw) > max_bytes:
