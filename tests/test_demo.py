@@ -126,7 +126,7 @@ def test_demo_rejects_unknown_schemes_and_flags_before_any_work(tmp_path, capsys
 def test_demo_recipe_is_the_recipe_file_with_the_runs_values_filled_in(tmp_path):
     from text4seg.demo.config import FULL, QUICK
     from text4seg.demo.train import demo_recipe, demo_steps
-    from text4seg.training.recipes import load_recipe
+    from text4seg.training.recipe_file import load_recipe
 
     base = load_recipe(FULL.recipe)
     full = demo_recipe(FULL, tmp_path / "m", tmp_path / "t.jsonl", tmp_path / "o", "cpu")

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from text4seg.descriptors import encode, wrap
-from text4seg.training.recipes import load_recipe, parse_swift_args, resolve_plugins, unknown_arguments
+from text4seg.training.recipe_file import load_recipe
+from text4seg.training.recipes import parse_swift_args, resolve_plugins, unknown_arguments
 from text4seg.training.rewards import DEFAULT_WEIGHTS, ROW_REWARDS, rollout_regex, score_rows
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"

@@ -32,6 +32,7 @@ from support.offline import offline_env  # noqa: E402
 
 from data_builders import build_jsonl  # noqa: E402
 from text4seg.training import recipes as train  # noqa: E402
+from text4seg.training.recipe_file import load_recipe  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SIZES = ("640x480", "480x640")
@@ -163,7 +164,7 @@ def test_real_recipe_trains_exports_and_predicts_on_real_image_sizes(family, tmp
     data = _data(tmp_path)
     model = getattr(tiny_families, factory)(tmp_path / "model")
     out = tmp_path / "out"
-    recipe = train.load_recipe(recipe_path)
+    recipe = load_recipe(recipe_path)
     recipe = train.resolve_plugins(
         train.apply_overrides(recipe, cpu_overrides(model, data, out)), recipe_path
     )

@@ -11,6 +11,7 @@ import pytest
 
 from text4seg.training import lengths
 from text4seg.training import recipes as train
+from text4seg.training.recipe_file import load_recipe
 
 REPO = Path(__file__).resolve().parents[1]
 COCO_SIZES = [(640, 480), (480, 640), (500, 375), (375, 500)]
@@ -114,7 +115,7 @@ def test_internvl_header_arithmetic_is_what_the_released_processor_does(path):
         out = ip(images=[Image.new("RGB", size)], crop_to_patches=True, return_tensors="np")
         tokens.add(int(out["num_patches"][0]) * 256)
     assert tokens == {3328}
-    text, recipe = path.read_text(), train.load_recipe(path)
+    text, recipe = path.read_text(), load_recipe(path)
     assert "13 x 256 = 3,328 image tokens" in text
     assert recipe["template"] == "internvl_hf"  # the released tiling, unchanged
     left = recipe["max_length"] - 3328
@@ -124,7 +125,7 @@ def test_internvl_header_arithmetic_is_what_the_released_processor_does(path):
 @pytest.mark.parametrize("path", _recipes("qwen"), ids=lambda p: p.stem)
 def test_qwen_recipes_record_the_pixel_budget_they_train_with(path):
     vision_process = pytest.importorskip("qwen_vl_utils.vision_process")
-    recipe = train.load_recipe(path)
+    recipe = load_recipe(path)
     assert recipe["max_pixels"] == recipe["ENV"]["MAX_PIXELS"]  # args.json carries it to inference
     factor = 32 if "qwen3" in path.stem else 28
     if path.stem.endswith("_video"):  # 256 visual tokens per frame, as the header says
@@ -156,7 +157,7 @@ def test_internvl_rows_at_the_old_max_length_are_all_reported(tmp_path, monkeypa
     )
     path = REPO / "recipes" / "internvl3_8b_res.yaml"
     model = make_tiny_internvl3(tmp_path / "m")
-    recipe = train.apply_overrides(train.load_recipe(path), {"model": str(model), "dataset": [str(data)]})
+    recipe = train.apply_overrides(load_recipe(path), {"model": str(model), "dataset": [str(data)]})
     template = lengths.build_template(recipe)
     fits = lengths.check_lengths(recipe, template=template)
     assert fits.over == [] and 3328 < fits.longest.length <= recipe["max_length"]

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from text4seg.training import recipes as train
+from text4seg.training.recipe_file import load_recipe
 
 RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
 DEMO_RECIPE = RECIPES_DIR / "demo.yaml"  # the CPU demo's recipe (text4seg demo), not a paper recipe
@@ -69,7 +70,7 @@ def test_the_required_backbones_and_tasks_have_recipes():
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
 def test_recipe_parses_with_ms_swift_and_resolves(path: Path, swift_registries):
     model_mapping, template_mapping = swift_registries
-    recipe = train.load_recipe(path)
+    recipe = load_recipe(path)
     assert train.unknown_arguments(recipe, "sft") == []
     ns = train.parse_swift_args(recipe, "sft")  # ms-swift's own parser: types and choices
     assert ns.model == recipe["model"]
@@ -82,7 +83,7 @@ def test_recipe_parses_with_ms_swift_and_resolves(path: Path, swift_registries):
         m.ms_model_id for g in meta.model_groups for m in g.models
     }
     if _task(path) == "gres":  # starts from the merged RES model of the same backbone
-        res = train.load_recipe(path.with_name(path.stem[: -len("gres")] + "res.yaml"))
+        res = load_recipe(path.with_name(path.stem[: -len("gres")] + "res.yaml"))
         assert recipe["model"] == f"{res['output_dir']}/merged"
         assert f"--adapters {res['output_dir']}/checkpoint-" in path.read_text()
     else:
@@ -93,7 +94,7 @@ def test_recipe_parses_with_ms_swift_and_resolves(path: Path, swift_registries):
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
 def test_recipe_uses_the_paper_hyper_parameters_and_a_global_batch_of_128(path: Path):
-    recipe = train.load_recipe(path)
+    recipe = load_recipe(path)
     for key, value in PAPER.items():
         assert recipe[key] == value, key
     assert recipe["freeze_vit"] is True
@@ -111,7 +112,7 @@ def test_recipe_uses_the_paper_hyper_parameters_and_a_global_batch_of_128(path: 
 
 @pytest.mark.parametrize("path", [p for p in RECIPES if "llava" in p.stem], ids=lambda p: p.stem)
 def test_llava_recipes_feed_the_whole_image(path: Path):
-    recipe = train.load_recipe(path)
+    recipe = load_recipe(path)
     assert recipe["template"] == "text4seg_llava1_5_hf"
     assert recipe["external_plugins"] == "recipes/text4seg_plugin.py"
 
@@ -120,15 +121,15 @@ def test_llava_recipes_feed_the_whole_image(path: Path):
 @pytest.mark.parametrize(("gpus", "nnodes"), [(4, 1), (8, 2), (2, 1)])
 def test_changing_gpus_or_nodes_keeps_each_recipes_global_batch_at_128(path: Path, gpus: int, nnodes: int):
     recipe = train.apply_overrides(
-        train.load_recipe(path), train.parse_overrides([f"gpus={gpus}", f"nnodes={nnodes}"])
+        load_recipe(path), train.parse_overrides([f"gpus={gpus}", f"nnodes={nnodes}"])
     )
     assert train.global_batch(recipe) == 128
-    assert recipe["per_device_train_batch_size"] == train.load_recipe(path)["per_device_train_batch_size"]
+    assert recipe["per_device_train_batch_size"] == load_recipe(path)["per_device_train_batch_size"]
 
 
 def test_demo_recipe_parses_with_ms_swift_and_resolves(swift_registries):
     model_mapping, template_mapping = swift_registries
-    recipe = train.load_recipe(DEMO_RECIPE)
+    recipe = load_recipe(DEMO_RECIPE)
     assert train.unknown_arguments(recipe, "sft") == []
     ns = train.parse_swift_args(recipe, "sft")
     assert ns.tuner_type == "full" and ns.max_steps == recipe["max_steps"]

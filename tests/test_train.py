@@ -1,4 +1,5 @@
-"""text4seg.training.recipes and the ``text4seg train`` / ``text4seg export`` commands (no training here)."""
+"""text4seg.training.recipe_file and .recipes, and the ``text4seg train`` / ``text4seg export`` commands
+(no training here)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from PIL import Image
 from text4seg.cli import main
 from text4seg.training import datacheck
 from text4seg.training import recipes as train
+from text4seg.training.recipe_file import load_recipe
 
 ANSWER = "Sure.\n<seg>others *16\n" + " others *16\n" * 15 + "</seg>"
 
@@ -203,8 +205,8 @@ def test_export_command_wraps_swift_export_merge_lora(tmp_path, capsys):
 
 def test_import_text4seg_train_does_not_import_heavy_modules():
     code = (
-        "import sys, text4seg.training.recipes, text4seg.checkpoints.align, text4seg.training.lengths, "
-        "text4seg.checkpoints.settings; "
+        "import sys, text4seg.training.recipe_file, text4seg.training.recipes, text4seg.checkpoints.align, "
+        "text4seg.training.lengths, text4seg.checkpoints.settings; "
         "print(sorted(m for m in ('torch', 'transformers', 'swift') if m in sys.modules))"
     )
     out = os.popen(f"{sys.executable} -c {json.dumps(code)}").read().strip()
@@ -215,7 +217,7 @@ def test_recipe_plugin_paths_resolve_from_any_working_directory(tmp_path, monkey
     repo = Path(__file__).resolve().parents[1]
     recipe_path = repo / "recipes" / "llava1_5_7b_res.yaml"
     monkeypatch.chdir(tmp_path)
-    recipe = train.resolve_plugins(train.load_recipe(recipe_path), recipe_path)
+    recipe = train.resolve_plugins(load_recipe(recipe_path), recipe_path)
     assert recipe["external_plugins"] == str(repo / "recipes" / "text4seg_plugin.py")
     assert train.resolve_plugins({"model": "x"}, recipe_path) == {"model": "x"}
 

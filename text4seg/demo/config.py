@@ -1,7 +1,7 @@
 """The demo's configuration: data, model and prediction knobs (:class:`DemoConfig`) and its two presets.
 
 The training arguments are not here: they are the recipe ``recipes/demo.yaml`` (flat ms-swift
-arguments, loaded by :func:`text4seg.training.recipes.load_recipe`); a run fills in its paths, seed and
+arguments, loaded by :func:`text4seg.training.recipe_file.load_recipe`); a run fills in its paths, seed and
 steps as overrides (:func:`text4seg.demo.train.demo_recipe`). :data:`FULL` is ``text4seg demo``;
 :data:`QUICK` (``--quick``) exercises every stage in about a minute.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from text4seg.training.recipes import RECIPES_DIR
+from text4seg.training.recipe_file import RECIPES_DIR
 
 FIXED_QUESTION = "Segment {label}."
 FIXED_ANSWER = "Here is the mask."

@@ -83,7 +83,8 @@ def rl_rows(train_jsonl: Path, n: int, seed: int, absent_fraction: float = 0.5) 
 
 def grpo_recipe(cfg: DemoConfig, model: Path, data: Path, out: Path, device: str) -> dict[str, Any]:
     """The ``swift rlhf`` arguments: ``cfg.rl_recipe`` with the run's paths, device, seed and steps."""
-    from text4seg.training.recipes import apply_overrides, load_recipe, resolve_plugins
+    from text4seg.training.recipe_file import load_recipe
+    from text4seg.training.recipes import apply_overrides, resolve_plugins
 
     path = Path(cfg.rl_recipe)
     overrides: dict[str, Any] = {
@@ -103,7 +104,8 @@ def control_recipe(
 ) -> dict[str, Any]:
     """The control's ``swift sft`` arguments: the demo recipe from ``model`` at a constant
     ``learning_rate``, a checkpoint every 5 steps, and steps enough never to end before it is stopped."""
-    from text4seg.training.recipes import apply_overrides, load_recipe
+    from text4seg.training.recipe_file import load_recipe
+    from text4seg.training.recipes import apply_overrides
 
     overrides = {
         "model": str(model),

@@ -17,7 +17,8 @@ from text4seg.demo.config import DemoConfig
 
 def demo_recipe(cfg: DemoConfig, model: Path, train_jsonl: Path, out: Path, device: str) -> dict[str, Any]:
     """The ``swift sft`` arguments of a run: ``cfg.recipe`` with paths, device, seed and steps filled in."""
-    from text4seg.training.recipes import apply_overrides, load_recipe
+    from text4seg.training.recipe_file import load_recipe
+    from text4seg.training.recipes import apply_overrides
 
     overrides: dict[str, Any] = {
         "model": str(model),
@@ -33,7 +34,7 @@ def demo_recipe(cfg: DemoConfig, model: Path, train_jsonl: Path, out: Path, devi
 
 def demo_steps(cfg: DemoConfig) -> int:
     """The number of training steps of a run of ``cfg`` (``cfg.steps`` or the recipe's ``max_steps``)."""
-    from text4seg.training.recipes import load_recipe
+    from text4seg.training.recipe_file import load_recipe
 
     if cfg.steps is not None:
         return cfg.steps

@@ -1,252 +1,40 @@
-"""Training recipes: load a flat ms-swift YAML recipe, apply ``key=value`` overrides, find the data files
-it names (checked by :mod:`text4seg.training.datacheck`), and build the exact ``swift sft`` command line.
+"""Training recipes as commands: apply ``key=value`` overrides to a recipe, find the data files it names
+(checked by :mod:`text4seg.training.datacheck`), and build the exact ``swift sft`` / ``swift rlhf`` command
+line. Reading and type-checking the recipe YAML itself is :mod:`text4seg.training.recipe_file`.
 
-A recipe is the file ``swift sft RECIPE.yaml`` reads: a flat mapping of ms-swift argument names to values
-(lists allowed), plus an optional ``ENV`` mapping of environment variables (``NPROC_PER_NODE``,
-``MAX_PIXELS``...). ms-swift applies an ``ENV`` entry only when the variable is not already set; the
-command built here does the same.
+A recipe is a flat mapping of ms-swift argument names to values plus an optional ``ENV`` mapping of
+environment variables (``NPROC_PER_NODE``, ``MAX_PIXELS``...). ms-swift applies an ``ENV`` entry only when the
+variable is not already set; the command built here does the same. An override is ``key=value`` with the
+value read as YAML and type-checked like the recipe's own value (one line naming the override otherwise).
 
 >>> r = apply_overrides({"model": "Qwen/Qwen2.5-VL-7B-Instruct", "ENV": {"NPROC_PER_NODE": 8}},
 ...                     parse_overrides(["model=/ckpt/merged", "gpus=4"]))
 >>> r["model"], r["ENV"]["NPROC_PER_NODE"]
 ('/ckpt/merged', 4)
 
-Hostile recipes are one line naming the file and the field: a file over :data:`MAX_RECIPE_BYTES`, YAML
-aliases that expand past :data:`MAX_YAML_NODES` nodes (an "alias bomb") or refer to themselves, a key
-given twice, a value of the wrong type (``max_length: abc``, ``dataset: 5``, ``ENV: [1]``; see
-:func:`check_recipe`).
-Quoted values are cut to 200 characters.
-
-Only :func:`swift_argument_names` imports ms-swift; everything else needs PyYAML (an ms-swift
-dependency) and the standard library.
+Only :func:`swift_argument_names` and :func:`parse_swift_args` import ms-swift; everything else needs PyYAML
+(an ms-swift dependency) and the standard library.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
-import re
 import shlex
 import shutil
 import sys
 from collections.abc import Iterable, Mapping, Sequence
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from text4seg._lazy import require
 from text4seg.data.records import quote
+from text4seg.training.recipe_file import check_env, check_value, is_int, parse_yaml_value
 
-# Environment variables of ms-swift's own launcher (torch.distributed.run under the hood).
 # Recipe keys that hold data files (validated before ms-swift starts).
 DATA_KEYS = ("dataset", "val_dataset")
 # Override aliases: short names for the launch variables.
 ALIASES = {"gpus": "ENV.NPROC_PER_NODE", "nproc_per_node": "ENV.NPROC_PER_NODE", "nnodes": "ENV.NNODES"}
-MAX_RECIPE_BYTES = 1 << 20  # a recipe is a few KB
-MAX_YAML_NODES = 100_000  # YAML nodes after expanding aliases
-# Keys whose values have a known type (checked before anything else reads them).
-INT_KEYS = (
-    "max_length", "per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
-    "lora_rank", "lora_alpha", "max_steps", "save_steps", "eval_steps", "logging_steps", "save_total_limit",
-    "dataloader_num_workers", "seed", "data_seed", "num_generations", "max_completion_length",
-    "max_new_tokens", "dataset_num_proc",
-)  # fmt: skip
-FLOAT_KEYS = (
-    "learning_rate",
-    "num_train_epochs",
-    "warmup_ratio",
-    "weight_decay",
-    "lora_dropout",
-    "beta",
-    "temperature",
-)
-PATHS_KEYS = ("dataset", "val_dataset", "external_plugins")  # a string or a list of strings
-NESTED_KEYS = ("model_kwargs", "deepspeed", "generation_config")  # may hold a mapping
-LAUNCH_INT_ENV = ("NPROC_PER_NODE", "NNODES", "NODE_RANK", "MASTER_PORT")
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_SCALARS = (str, int, float, bool, type(None))
-
-
-@lru_cache(maxsize=1)
-def _recipe_loader():
-    """A ``yaml.SafeLoader`` subclass that refuses duplicate keys and aliases expanding past the bound."""
-    yaml = require("yaml")
-
-    class RecipeLoader(yaml.SafeLoader):
-        def compose_document(self):
-            node = super().compose_document()
-            _expanded_nodes(node, yaml)
-            return node
-
-        def construct_mapping(self, node, deep=False):
-            seen = set()
-            for key_node, _ in node.value:
-                key = getattr(key_node, "value", None)
-                if isinstance(key, str) and key in seen and key != "<<":
-                    raise yaml.constructor.ConstructorError(
-                        None, None, f"key {quote(key)} is given twice", key_node.start_mark
-                    )
-                seen.add(key)
-            return super().construct_mapping(node, deep=deep)
-
-    return RecipeLoader
-
-
-def recipes_dir() -> Path:
-    """The recipes folder: ``text4seg/recipes/`` of an installed wheel (pyproject ships ``recipes/`` there as
-    package data), else ``recipes/`` of the checkout this module runs from (an editable install)."""
-    package = Path(__file__).resolve().parents[1]
-    for folder in (package / "recipes", package.parent / "recipes"):
-        if (folder / "demo.yaml").is_file():
-            return folder
-    return package / "recipes"  # a broken install: the reader of a recipe names the missing file
-
-
-RECIPES_DIR = recipes_dir()
-
-
-def _expanded_nodes(root, yaml) -> int:
-    """Nodes of a composed YAML document with every alias expanded (memoised: linear in the document);
-    ``yaml.YAMLError`` past :data:`MAX_YAML_NODES` or on an alias that contains itself."""
-    sizes: dict[int, int] = {}
-    active: set[int] = set()
-    stack: list[tuple[Any, bool]] = [(root, False)]
-    while stack:  # iterative post-order: deep nesting costs no Python recursion
-        node, done = stack.pop()
-        key = id(node)
-        if done:
-            active.discard(key)
-            children = _children(node, yaml)
-            sizes[key] = min(1 + sum(sizes[id(c)] for c in children), MAX_YAML_NODES + 1)
-            if sizes[key] > MAX_YAML_NODES:
-                raise yaml.YAMLError(
-                    f"aliases expand past {MAX_YAML_NODES} nodes (an alias bomb?); a recipe needs none"
-                )
-            continue
-        if key in sizes:
-            continue
-        if key in active:
-            raise yaml.YAMLError("an alias refers to a node that contains it (a recursive recipe)")
-        active.add(key)
-        stack.append((node, True))
-        stack.extend((c, False) for c in _children(node, yaml) if id(c) not in sizes)
-    return sizes[id(root)]
-
-
-def _children(node, yaml) -> list:
-    if isinstance(node, yaml.SequenceNode):
-        return list(node.value)
-    if isinstance(node, yaml.MappingNode):
-        return [x for pair in node.value for x in pair]
-    return []
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _check_value(key: str, value: Any, where: str) -> None:
-    """``ValueError`` naming ``where`` and ``key`` when ``value`` has the wrong type for the key."""
-    bad = None
-    if value is None:
-        return
-    if key in INT_KEYS and not _is_int(value):
-        bad = "an integer"
-    elif key in FLOAT_KEYS and not (
-        (_is_int(value) or isinstance(value, float))
-        and math.isfinite(value)
-        or isinstance(value, str)
-        and _is_float(value)
-    ):
-        bad = "a number"
-    elif key in PATHS_KEYS:
-        items = value if isinstance(value, list) else [value]
-        if not items or not all(isinstance(x, str) and x.strip() for x in items):
-            bad = "a path (or name) or a list of them"
-    elif key in NESTED_KEYS:
-        if not isinstance(value, (dict, str, *_SCALARS)):
-            bad = "a mapping or a string"
-    elif isinstance(value, dict):
-        bad = "a value or a list (recipes are flat)"
-    elif isinstance(value, list) and not all(isinstance(x, _SCALARS) for x in value):
-        bad = "a value or a flat list of values"
-    elif not isinstance(value, (*_SCALARS, list)):
-        bad = "a value or a list"
-    if bad:
-        raise ValueError(f"{where}: {key} must be {bad}, got {quote(value)}")
-
-
-def _is_float(text: str) -> bool:
-    try:
-        return math.isfinite(float(text))
-    except ValueError:
-        return False
-
-
-def _check_env(env: Any, where: str) -> None:
-    if not isinstance(env, dict):
-        raise ValueError(f"{where}: ENV must be a mapping of environment variables, got {quote(env)}")
-    for name, value in env.items():
-        if not isinstance(name, str) or not _ENV_NAME.fullmatch(name):
-            raise ValueError(f"{where}: ENV key {quote(name)} is not an environment variable name")
-        if not isinstance(value, (str, int, float, bool)):
-            raise ValueError(f"{where}: ENV.{name} must be a string or a number, got {quote(value)}")
-        if name in LAUNCH_INT_ENV and not (
-            _is_int(value) or isinstance(value, str) and value.strip().isdigit()
-        ):
-            raise ValueError(f"{where}: ENV.{name} must be a whole number, got {quote(value)}")
-
-
-def check_recipe(recipe: Mapping[str, Any], where: str) -> None:
-    """``ValueError`` naming ``where`` and the field for a key that is not a name, an ``ENV`` that is not a
-    mapping of names to scalars, or a value of the wrong type (:data:`INT_KEYS`, :data:`FLOAT_KEYS`,
-    :data:`PATHS_KEYS`; other keys hold a scalar or a flat list, :data:`NESTED_KEYS` a mapping too)."""
-    for key, value in recipe.items():
-        if not isinstance(key, str) or not key.strip():
-            raise ValueError(f"{where}: key {quote(key)} is not an argument name")
-        if key == "ENV":
-            _check_env(value, where)
-        else:
-            _check_value(key, value, where)
-
-
-def load_recipe(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a recipe YAML into a dict (``ENV`` kept as a nested dict); ``ValueError`` naming the file (and
-    the field) if it is too big, not UTF-8, not valid YAML, an alias bomb, not flat or of the wrong types."""
-    yaml = require("yaml")
-    p = Path(path)
-    name = quote(str(p))
-    if not p.is_file():
-        raise FileNotFoundError(f"recipe {name} does not exist")
-    with open(p, "rb") as fh:
-        raw = fh.read(MAX_RECIPE_BYTES + 1)
-    if len(raw) > MAX_RECIPE_BYTES:
-        raise ValueError(f"recipe {name} is over {MAX_RECIPE_BYTES} bytes; a recipe is a few KB")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ValueError(
-            f"recipe {name}: not UTF-8 text (byte {raw[exc.start]:#04x} at offset {exc.start})"
-        ) from None
-    try:
-        data = yaml.load(text, Loader=_recipe_loader())  # noqa: S506 (a SafeLoader subclass)
-    except yaml.YAMLError as exc:
-        raise ValueError(f"recipe {name} is not valid YAML: {_one_line(exc)}") from None
-    except RecursionError:
-        raise ValueError(f"recipe {name} is nested too deep") from None
-    if not isinstance(data, dict):
-        raise ValueError(
-            f"recipe {name} must be a mapping of ms-swift argument names, got {type(data).__name__}"
-        )
-    check_recipe(data, f"recipe {name}")
-    return data
-
-
-def _one_line(exc: Exception) -> str:
-    """A YAML error as one line of at most 300 characters."""
-    text = " ".join(str(exc).replace('in "<unicode string>", ', "").split())
-    return text if len(text) <= 300 else text[:297] + "..."
 
 
 def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
@@ -255,26 +43,22 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
     ``ENV.X=v`` (or an all-caps key such as ``NPROC_PER_NODE=8``) sets an environment variable of the
     recipe; ``gpus=N`` is short for ``ENV.NPROC_PER_NODE=N``.
     """
-    yaml = require("yaml")
     out: dict[str, Any] = {}
     for item in items:
         key, sep, raw = item.partition("=")
         key = key.strip().lstrip("-")
         if not sep or not key:
             raise ValueError(f"override {item!r} is not of the form key=value")
-        try:
-            value = yaml.load(raw, Loader=_recipe_loader()) if raw.strip() else ""  # noqa: S506
-        except (yaml.YAMLError, RecursionError) as exc:
-            raise ValueError(f"override {quote(item)}: not a YAML value ({_one_line(exc)})") from None
+        where = f"override {quote(item)}"
+        value = parse_yaml_value(raw, where)
         key = ALIASES.get(key, key)
         if key.isupper() and not key.startswith("ENV."):
             key = "ENV." + key
-        where = f"override {quote(item)}"
         if key.startswith("ENV."):
             if value is not None:
-                _check_env({key[4:]: value}, where)
+                check_env({key[4:]: value}, where)
         else:
-            _check_value(key, value, where)
+            check_value(key, value, where)
         out[key] = value
     return out
 
@@ -317,7 +101,7 @@ def apply_overrides(recipe: Mapping[str, Any], overrides: Mapping[str, Any]) -> 
 def _whole(mapping: Mapping[str, Any], key: str, default: int, field: str) -> int:
     """``mapping[key]`` as an int; ``ValueError`` naming ``field`` when it is not a whole number."""
     value = mapping.get(key, default)
-    if _is_int(value):
+    if is_int(value):
         return value
     if isinstance(value, str) and value.strip().isdigit():
         return int(value)

@@ -1,6 +1,6 @@
 """Run ms-swift for a recipe (``swift sft``) or a LoRA merge (``swift export``): check, print, run.
 
-``train(recipe_path, ...)`` loads a recipe (:mod:`text4seg.training.recipes`), applies ``key=value``
+``train(recipe_path, ...)`` loads a recipe (:mod:`text4seg.training.recipe_file`), applies ``key=value``
 overrides, checks every dataset file and the keys against ms-swift's arguments before anything starts,
 prints the command and runs it; ``export(checkpoint, out, ...)`` merges a LoRA checkpoint into its base
 model and, for the whole-image LLaVA template, saves the merged processor so it resizes the whole image
@@ -23,7 +23,7 @@ from pathlib import Path
 from text4seg.checkpoints.settings import check_model_ref, read_args
 from text4seg.checkpoints.trained import Collector, read_trained, write_trained
 from text4seg.checkpoints.trust import check_trusted
-from text4seg.training import datacheck, recipes
+from text4seg.training import datacheck, recipe_file, recipes
 from text4seg.training.trained_callback import CALLBACK, ENV, fill_checkpoints
 
 
@@ -70,7 +70,7 @@ def train(
     unless ``trust_remote_code`` (:mod:`text4seg.checkpoints.trust`): the length check loads the processor
     and ms-swift loads everything with ``trust_remote_code=True``, so the check runs before either.
     """
-    base = recipes.load_recipe(recipe_path)
+    base = recipe_file.load_recipe(recipe_path)
     parsed = recipes.parse_overrides(list(overrides))
     recipe = recipes.apply_overrides(base, parsed)
     check_launch(base, recipe, parsed)
@@ -136,7 +136,7 @@ def train(
 
 def plugin_path() -> Path | None:
     """``recipes/text4seg_plugin.py`` (of the checkout or the installed wheel), None when absent."""
-    path = recipes.RECIPES_DIR / "text4seg_plugin.py"
+    path = recipe_file.RECIPES_DIR / "text4seg_plugin.py"
     return path.resolve() if path.is_file() else None
 
 
