@@ -20,7 +20,8 @@ construction (same RLE, same sample points); ``benchmarks/builders.py`` checks i
 
 from __future__ import annotations
 
-from functools import lru_cache
+import math
+from functools import cache, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -93,9 +94,15 @@ class CocoIndex:
         return union_rle(rles, h, w)
 
 
+@cache
+def _mask_api():
+    """``pycocotools.mask``, imported once (an ``ImportError`` naming the extra to install if missing)."""
+    return require("pycocotools.mask")
+
+
 def _rle_of_dict(seg: dict, h: int, w: int) -> dict:
     """One RLE dict (``counts`` compressed str/bytes or an uncompressed list) as a pycocotools RLE."""
-    mu = require("pycocotools.mask")
+    mu = _mask_api()
     if "counts" not in seg or "size" not in seg:
         raise ValueError(f"RLE dict without 'size' and 'counts' (keys: {sorted(seg)})")
     size = [int(v) for v in seg["size"]]
@@ -149,12 +156,28 @@ def _numbers(values: list, kinds: tuple[type, ...]) -> bool:
     return all(isinstance(v, kinds) and not isinstance(v, bool) for v in values)
 
 
-def _checked_polygon(p: list, h: int, w: int) -> np.ndarray:
-    """A polygon's numbers as a float64 array: numbers (not bools or strings), finite, within
-    :data:`POLYGON_MARGIN` image sides of the image (pycocotools allocates by the coordinates' range: NaN
-    or 1e12 exhaust memory), even in length."""
+def _checked_polygon(p: list, h: int, w: int) -> list | np.ndarray:
+    """A polygon's numbers, checked: numbers (not bools or strings), finite, within :data:`POLYGON_MARGIN`
+    image sides of the image (pycocotools allocates by the coordinates' range: NaN or 1e12 exhaust memory),
+    even in length. Returns ``p`` itself when it passes (pycocotools reads the list as is); the checks run
+    over the whole list in C (``sum``, ``min``, ``max``), the detailed numpy pass only to word an error."""
     if len(p) % 2 or not _numbers(p, (int, float)):
         raise SegmentationError(f"polygon {str(p)[:60]} is not an even-length list of numbers", "bad_polygon")
+    try:
+        # a NaN or an infinity makes the sum non-finite; with every value finite, min and max are exact
+        if p and math.isfinite(sum(p)):
+            xs, ys = p[0::2], p[1::2]
+            mx, my = POLYGON_MARGIN * w, POLYGON_MARGIN * h
+            if min(xs) >= -mx and max(xs) <= w + mx and min(ys) >= -my and max(ys) <= h + my:
+                return p
+    except OverflowError:  # an int beyond float range: the numpy pass words the error
+        pass
+    return _polygon_array(p, h, w)
+
+
+def _polygon_array(p: list, h: int, w: int) -> np.ndarray:
+    """:func:`_checked_polygon`'s numpy pass: the polygon as a float64 array, or the error naming what is
+    wrong (NaN/infinity, coordinates far outside the image)."""
     xy = np.asarray(p, np.float64)
     if not np.isfinite(xy).all():
         raise SegmentationError(
@@ -185,7 +208,7 @@ def segmentation_rles(seg, h: int, w: int) -> list[dict]:
     the image's ``[h, w]`` and its counts must cover ``h * w`` pixels. Anything else raises ``ValueError``
     describing the problem (the caller adds the file and annotation id).
     """
-    mu = require("pycocotools.mask")
+    mu = _mask_api()
     if isinstance(seg, dict):
         return [_rle_of_dict(seg, h, w)]
     if not isinstance(seg, list):
@@ -214,7 +237,7 @@ def segmentation_rles(seg, h: int, w: int) -> list[dict]:
 
 def union_rle(rles: list[dict], h: int, w: int) -> dict:
     """Union of pycocotools RLEs as one compressed RLE; the all-zero ``h x w`` mask for ``[]``."""
-    mu = require("pycocotools.mask")
+    mu = _mask_api()
     if not rles:
         return mu.frPyObjects({"size": [h, w], "counts": [h * w]}, h, w)
     return rles[0] if len(rles) == 1 else mu.merge(rles, intersect=False)
@@ -253,23 +276,28 @@ def rle_area(rle: dict) -> int:
 
 def rle_counts(counts: bytes | str) -> np.ndarray:
     """Decode COCO's compressed RLE string into run lengths (int64), vectorised (pycocotools' format)."""
-    s = np.frombuffer(counts.encode() if isinstance(counts, str) else counts, np.uint8).astype(np.int64) - 48
+    s = np.frombuffer(counts.encode() if isinstance(counts, str) else counts, np.uint8)
     if s.size == 0:
         return np.zeros(0, np.int64)
-    ends = np.flatnonzero((s & 0x20) == 0)  # the last character of each value
-    starts = np.empty(ends.size, np.int64)
-    starts[0] = 0
-    starts[1:] = ends[:-1] + 1
-    lens = ends - starts + 1
-    if ends.size == s.size:  # every value one character (no continuation bit): no regrouping
+    s = s.astype(np.int64)
+    s -= 48
+    cont = s & 0x20  # continuation bit: another character of the same value follows
+    if cont[-1]:
+        raise ValueError("compressed RLE counts end inside a value (truncated string)")
+    ends = np.flatnonzero(cont == 0)  # the last character of each value
+    if ends.size == s.size:  # every value one character: 5 bits, bit 4 the sign
         x = s & 0x1F
-        last = np.zeros(ends.size, np.int64)
+        x -= (s & 0x10) << 1
     else:
-        pos = np.arange(s.size) - np.repeat(starts, lens)
+        first = np.empty(s.size, bool)  # the first character of each value
+        first[0] = True
+        first[1:] = cont[:-1] == 0
+        starts = np.flatnonzero(first)
+        pos = np.arange(s.size)  # position of each character within its value
+        pos -= np.repeat(starts, ends - starts + 1)
         x = np.add.reduceat((s & 0x1F) << (5 * pos), starts)
-        last = pos[ends]
-    neg = (s[ends] & 0x10) != 0
-    x[neg] |= -1 << (5 * (last[neg] + 1))
+        # the last character's bit 4 is the sign: subtract 2**(5 * characters) (two's complement)
+        x -= ((s[ends] & 0x10) << 1) << (5 * pos[ends])
     # delta coding: counts[m] = x[m] + counts[m - 2] for m > 2
     x[2::2] = np.cumsum(x[2::2])
     x[1::2] = np.cumsum(x[1::2])

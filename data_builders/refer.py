@@ -146,13 +146,11 @@ class ReferBase(Builder):
             path = inside(self.image_dir, str(file_name))
             err = ""
             if self.check_images:
-                if not path.exists():
-                    err = f"image not found: {path}"
-                else:
-                    try:
-                        checked_size(path, h, w, f"{self.coco.path}: image {file_name!r}")
-                    except BadInput as exc:
-                        err = str(exc)
+                try:
+                    checked_size(path, h, w, f"{self.coco.path}: image {file_name!r}")
+                except BadInput as exc:  # a missing image is named so whatever else is wrong
+                    missing = exc.cause == "image_not_found" or not path.exists()
+                    err = f"image not found: {path}" if missing else str(exc)
             hit = self._exists[file_name] = (str(path), err)
         if hit[1]:
             raise BadInput(
@@ -185,9 +183,10 @@ class ReferBase(Builder):
             fg = None
             if wants_target:
                 fg = sample_rle(rle, rows, cols)
-                where = f"ref {ref.get('ref_id')} (ann_id {ref.get('ann_id')!r}) in {self.refs_path}"
-                if self.screen_target(partial(rle_area, rle), bool(fg.any()), len(sents), where):
-                    continue
+                if not fg.any():  # a cell on the target needs no screening (Builder.screen_target)
+                    where = f"ref {ref.get('ref_id')} (ann_id {ref.get('ann_id')!r}) in {self.refs_path}"
+                    if self.screen_target(partial(rle_area, rle), False, len(sents), where):
+                        continue
             yield ref, rle, ann_ids, sents, fg
 
     def make(self, unit: tuple[int, ...], rep: int) -> list[Sample]:
