@@ -113,7 +113,10 @@ def run_evaluate(src: Path, gt: Path, res: Path, out: Path) -> tuple[float, floa
 
 
 def base_tree(commit: str) -> Path:
-    """A git worktree of ``commit`` under /tmp (made once, reused)."""
+    """A git worktree of ``commit`` under /tmp (made once, reused); a folder holding a source tree
+    (``text4seg/``) is used as it is."""
+    if (Path(commit) / "text4seg").is_dir():
+        return Path(commit)
     path = Path(tempfile.gettempdir()) / f"text4seg-evaluate-base-{commit}"
     if not (path / "text4seg").is_dir():
         subprocess.run(
@@ -126,7 +129,7 @@ def base_tree(commit: str) -> Path:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default="10000,100000,1000000", help="record counts, comma separated")
-    ap.add_argument("--base", default=BASE, help="the commit before the change (compared against)")
+    ap.add_argument("--base", default=BASE, help="the commit compared against, or a source tree of it")
     ap.add_argument("--base-max", type=int, default=100_000, help="largest size the version before runs")
     ap.add_argument("--height", type=int, default=32)
     ap.add_argument("--width", type=int, default=48)

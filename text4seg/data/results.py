@@ -49,19 +49,23 @@ import os
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
+from text4seg.data.images import check_image_size
 from text4seg.data.records import atomic_path
-from text4seg.data.rle import mask_to_rle, rle_to_mask
+from text4seg.data.rle import check_rle, mask_to_rle, rle_to_mask
 from text4seg.descriptors import (
     BACKGROUND,
     DEFAULT_SCHEME,
+    SCHEMES,
     Decoded,
     Repair,
     count_repairs,
     decode,
+    grid_shape,
     grid_to_label_map,
     normalize_label,
 )
@@ -209,11 +213,11 @@ class ResultRecord:
         record lacks take their "unknown" value (``turn`` 0, ``query`` "", lists empty, the rest null)."""
         if not isinstance(obj, dict):
             raise ValueError(f"{where}: not a result record (a JSON {type(obj).__name__}, not an object)")
-        problem = record_problem(obj)
-        if problem:
+        grid = _record_check(obj)
+        if isinstance(grid, str):
             rid = obj.get("id")
             who = f" id {rid!r}:" if isinstance(rid, str) or _is_int(rid) else ""
-            raise ValueError(f"{where}:{who} {problem}")
+            raise ValueError(f"{where}:{who} {grid}")
         get = obj.get
         return cls(
             id=str(obj["id"]),
@@ -223,7 +227,7 @@ class ResultRecord:
             labels=list(get("labels", [])),
             answer=obj["answer"],
             scheme=obj["scheme"],
-            grid=check_grid(obj["grid"]),
+            grid=grid,
             width=int(obj["width"]),
             height=int(obj["height"]),
             parse_valid=get("parse_valid", False),
@@ -369,8 +373,11 @@ def _is_int(v) -> bool:
 def check_grid(value, field: str = "grid") -> tuple[int, int]:
     """``(rows, cols)`` of a grid field (an int or a pair of ints within the descriptor limits);
     ``ValueError`` naming ``field`` and quoting the value."""
-    from text4seg.descriptors import grid_shape
-
+    if type(value) is list and len(value) == 2 and type(value[0]) is int and type(value[1]) is int:
+        try:  # the usual [rows, cols] of ints: one cached verdict a pair
+            return _grid_pair(value[0], value[1])
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise ValueError(f"{field}: {exc}") from None
     pair = value if isinstance(value, (list, tuple)) else [value]
     if not (len(pair) in (1, 2) and all(_is_int(v) for v in pair)):
         raise ValueError(f"{field}: expected an int or [rows, cols] of ints, got {str(value)[:60]!r}")
@@ -378,6 +385,12 @@ def check_grid(value, field: str = "grid") -> tuple[int, int]:
         return grid_shape(value if _is_int(value) else tuple(value))
     except (TypeError, ValueError, OverflowError) as exc:
         raise ValueError(f"{field}: {exc}") from None
+
+
+@lru_cache(maxsize=256)
+def _grid_pair(rows: int, cols: int) -> tuple[int, int]:
+    """:func:`text4seg.descriptors.grid_shape` of ``(rows, cols)`` (an error is raised, not cached)."""
+    return grid_shape((rows, cols))
 
 
 def user_questions(messages) -> list[str]:
@@ -401,8 +414,6 @@ def record_key(rec: dict) -> tuple:
 
 
 def _rle_problem(value, field: str, hw: tuple[int, int]) -> str | None:
-    from text4seg.data.rle import check_rle
-
     try:
         if check_rle(value, field) != hw:
             return f"{field}: mask size {value['size']} is not the record's [height, width] {list(hw)}"
@@ -411,43 +422,51 @@ def _rle_problem(value, field: str, hw: tuple[int, int]) -> str | None:
     return None
 
 
+_TYPED = (
+    ("image", (str, type(None)), "a path or null"),
+    ("query", (str,), "a string"),
+    ("num_tokens", (int, type(None)), "an int or null"),
+    ("overlay", (str, type(None)), "a relative path or null"),
+    ("mask_png", (str, type(None)), "a relative path or null"),
+)
+_FLAGS = (
+    ("parse_valid", (bool,), "true or false"),
+    ("constrained", (bool, type(None)), "a bool or null"),
+)
+
+
 def record_problem(rec: dict) -> str | None:
     """Why a results line cannot be scored (None: it can), as ``"<field>: <problem>"``: it needs ``id``
     (a string or an int), the ``answer`` text, the image ``width``/``height``, and the ``grid`` and
     ``scheme`` the answer is to be decoded with; every other field present must have its schema type
     (module docstring) and every mask the record's size. Nothing is decoded or allocated."""
-    from text4seg.data.records import check_image_size
-    from text4seg.descriptors import SCHEMES
+    problem = _record_check(rec)
+    return problem if isinstance(problem, str) else None
 
+
+def _record_check(rec: dict) -> str | tuple[int, int]:
+    """:func:`record_problem`'s verdict, or the record's checked grid when there is no problem."""
     missing = [k for k in ("id", "answer", "width", "height", "grid", "scheme") if k not in rec]
     if missing:
         return f"not a result record: no {missing} (write it with text4seg predict or decode)"
     if not isinstance(rec["id"], str) and not _is_int(rec["id"]):
         return f"id: expected a string, got {type(rec['id']).__name__} {str(rec['id'])[:60]!r}"
-    if not _is_int(rec.get("turn", 0)) or rec.get("turn", 0) < 0:
-        return f"turn: expected an int >= 0, got {rec.get('turn')!r}"
+    turn = rec.get("turn", 0)
+    if not _is_int(turn) or turn < 0:
+        return f"turn: expected an int >= 0, got {turn!r}"
     if not isinstance(rec["answer"], str):
         return f"answer: expected a string, got {type(rec['answer']).__name__}"
     if not isinstance(rec["scheme"], str) or rec["scheme"] not in SCHEMES:
         return f"scheme: unknown scheme {str(rec['scheme'])[:60]!r}; choose one of {sorted(SCHEMES)}"
     try:
-        check_grid(rec["grid"])
+        grid = check_grid(rec["grid"])
         hw = check_image_size(rec["height"], rec["width"], "height/width")
     except ValueError as exc:
         return str(exc)
-    for k, types, want in (
-        ("image", (str, type(None)), "a path or null"),
-        ("query", (str,), "a string"),
-        ("num_tokens", (int, type(None)), "an int or null"),
-        ("overlay", (str, type(None)), "a relative path or null"),
-        ("mask_png", (str, type(None)), "a relative path or null"),
-    ):
+    for k, types, want in _TYPED:
         if k in rec and (not isinstance(rec[k], types) or isinstance(rec[k], bool)):
             return f"{k}: expected {want}, got {type(rec[k]).__name__} {str(rec[k])[:40]!r}"
-    for k, types, want in (
-        ("parse_valid", (bool,), "true or false"),
-        ("constrained", (bool, type(None)), "a bool or null"),
-    ):
+    for k, types, want in _FLAGS:
         if k in rec and not isinstance(rec[k], types):
             return f"{k}: expected {want}, got {type(rec[k]).__name__} {str(rec[k])[:40]!r}"
     for k in ("labels", "pred_labels"):
@@ -458,6 +477,13 @@ def record_problem(rec: dict) -> str | None:
         isinstance(r, list) and len(r) == 3 and isinstance(r[0], str) for r in reps
     ):
         return f"repairs: expected a list of [kind, row, detail], got {str(reps)[:60]!r}"
+    return _masks_problem(rec, hw) or grid
+
+
+def _masks_problem(rec: dict, hw: tuple[int, int]) -> str | None:
+    """The first bad mask of a record (``coarse``, ``refined``, each of ``refined_labels``), or None. A
+    label's mask equal to the checked ``refined`` union (the one label of a referring answer) is not
+    checked twice."""
     for k in ("coarse", "refined"):
         if rec.get(k) is not None and (problem := _rle_problem(rec[k], k, hw)):
             return problem
@@ -465,7 +491,10 @@ def record_problem(rec: dict) -> str | None:
     if rl is not None:
         if not isinstance(rl, dict):
             return f"refined_labels: expected an object {{label: RLE}}, got {type(rl).__name__}"
+        union = rec.get("refined")
         for name, rle in rl.items():
+            if union is not None and rle == union:
+                continue
             if problem := _rle_problem(rle, f"refined_labels[{name!r}]", hw):
                 return problem
     return None

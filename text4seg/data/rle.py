@@ -21,6 +21,7 @@ from itertools import accumulate
 import numpy as np
 
 from text4seg._lazy import require
+from text4seg.data.images import check_image_size
 
 
 def mask_to_rle(mask: np.ndarray) -> dict:
@@ -41,8 +42,6 @@ def check_rle(rle, where: str = "rle") -> tuple[int, int]:
     ``ValueError`` quoting the bad value, prefixed with ``where`` (file, line, id and
     field of the caller).
     """
-    from text4seg.data.images import check_image_size
-
     if not isinstance(rle, dict) or "size" not in rle or "counts" not in rle:
         raise ValueError(
             f"{where}: expected a COCO RLE {{'size': [h, w], 'counts': ...}}, got {str(rle)[:80]!r}"

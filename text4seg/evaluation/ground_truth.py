@@ -30,7 +30,20 @@ def _refuse_constant(name: str):
     raise ValueError(f"{name} is not JSON")
 
 
-_STRICT_JSON = json.JSONDecoder(parse_constant=_refuse_constant)  # one decoder for every re-read row
+_STRICT_JSON = json.JSONDecoder(parse_constant=_refuse_constant)  # one decoder for every row read
+
+
+def parse_row(raw: bytes, path, n: int) -> dict | None:
+    """:func:`text4seg.data.records.parse_line` of one line (None: blank), with one reused strict decoder
+    (``json.loads`` with a keyword builds a new one for every line); anything the fast path refuses is
+    parsed again by ``parse_line``, which names the file, line and problem."""
+    try:
+        row = _STRICT_JSON.decode(raw.decode("utf-8"))
+    except Exception:  # noqa: BLE001 (parse_line gives the verdict and the message)
+        row = None
+    return row if isinstance(row, dict) else parse_line(raw, path, n)
+
+
 PEER_TASKS = ("multi", "interactive", "panoptic")  # scored from the row's own fields (entry["meta"])
 LABEL_MAP_TASKS = ("semantic", "instance")  # ground truth: a label-map PNG
 
@@ -198,7 +211,7 @@ class GroundTruthIndex:
         hashes, offsets, lines, sizes = array("q"), array("q"), array("q"), array("q")
         offset, any_row = 0, False
         for n, raw in iter_lines(gt_path):
-            row = parse_line(raw, gt_path, n)
+            row = parse_row(raw, gt_path, n)
             if row is not None:
                 any_row = True
                 meta = _check_row(row, n, gt_path)

@@ -56,6 +56,7 @@ from __future__ import annotations
 from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -205,10 +206,16 @@ def _answer_masks(p: Pair, opts: Options) -> AnswerMasks:
     return AnswerMasks(dec, valid, label_map, names, mask, other)
 
 
+@cache
+def _mask_util():
+    """``pycocotools.mask``, imported once (on first use: the extra ``data``)."""
+    return require("pycocotools.mask")
+
+
 def _checked_rle_to_mask(rle: dict) -> np.ndarray:
     """The mask of an RLE already checked (:func:`text4seg.data.rle.check_rle`: the record by
     ``ResultRecord.from_json``, the ground truth by the index pass), without checking it again."""
-    mask_util = require("pycocotools.mask")
+    mask_util = _mask_util()
     h, w = int(rle["size"][0]), int(rle["size"][1])
     counts = rle["counts"]
     if isinstance(counts, list):
@@ -266,12 +273,14 @@ def _mask_stats(pm: np.ndarray, gm: np.ndarray) -> dict:
 
 
 def _box(m: np.ndarray):
-    """:func:`text4seg.evaluation.metrics.mask_to_box` of a 2-D bool mask (no conversion, no check)."""
-    rows = np.flatnonzero(m.any(axis=1))
-    if rows.size == 0:
+    """:func:`text4seg.evaluation.metrics.mask_to_box` of a 2-D bool mask (no conversion, no check): the
+    first and last true bytes of its row and column projections."""
+    rows = m.any(axis=1).tobytes()
+    y0 = rows.find(1)
+    if y0 < 0:
         return None
-    cols = np.flatnonzero(m.any(axis=0))
-    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+    cols = m.any(axis=0).tobytes()
+    return cols.find(1), y0, cols.rfind(1) + 1, rows.rfind(1) + 1
 
 
 # ---------------------------------------------------------------------------------------- referring
