@@ -13,7 +13,7 @@ import os
 
 from text4seg.descriptors import DEFAULT_SCHEME
 
-from .base import BadInput, BuildConfig, Builder, make_config, run_build
+from .base import BadInput, BuildConfig, Builder, make_config
 from .coco_format import CocoFormat
 from .hf import HFMask, HFRefer
 from .interactive import CocoInteractive
@@ -23,6 +23,7 @@ from .multi import GRefCOCOMulti
 from .panoptic import CocoPanoptic
 from .reason import ReasonSeg
 from .refer import GRefCOCO, RefCLEF, RefCOCO, RefCOCOg, RefCOCOPlus, RefZOM
+from .run import run_build
 from .semantic import ADE20K, CocoStuff, PascalContext59, PascalVOC20
 from .synthetic import Synthetic
 from .video import DAVIS17, MeViS, RefYouTubeVOS, ReVOS
