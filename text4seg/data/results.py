@@ -219,7 +219,8 @@ class ResultRecord:
             who = f" id {rid!r}:" if isinstance(rid, str) or _is_int(rid) else ""
             raise ValueError(f"{where}:{who} {grid}")
         get = obj.get
-        return cls(
+        rec = object.__new__(cls)  # the fields below are checked: no __init__ (20 frozen setattrs)
+        rec.__dict__.update(
             id=str(obj["id"]),
             turn=int(get("turn", 0)),
             image=get("image"),
@@ -241,6 +242,7 @@ class ResultRecord:
             overlay=get("overlay"),
             mask_png=get("mask_png"),
         )
+        return rec
 
     @property
     def key(self) -> tuple:

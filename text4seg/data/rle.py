@@ -83,7 +83,7 @@ def rle_to_mask(rle: dict, where: str = "rle") -> np.ndarray:
     return mask_util.decode(obj).astype(bool)
 
 
-_ALPHABET = re.compile(rb"(?:[P-o]*[0-O])*")  # values: continuation bytes (c & 0x20), then a last one
+_ALPHABET = bytes(range(48, 48 + 64))  # "0".."o": a value's continuation bytes (c & 0x20), then a last one
 _VALUE = re.compile(rb"[P-o]*[0-O]")
 _NUMPY_FROM = 256  # bytes: longer strings are summed with numpy
 
@@ -102,24 +102,36 @@ def _value(group: bytes) -> int | None:
     return x
 
 
+_SHORT_VALUES = {  # every value of one or two bytes (runs below 2**9 and their deltas): a plain lookup
+    g: _value(g)
+    for g in [bytes([c]) for c in range(48, 80)]
+    + [bytes([a, c]) for a in range(80, 112) for c in range(48, 80)]
+}
+
+
 def _compressed_total(counts: bytes, limit: int) -> int:
     """Sum of the run lengths of a pycocotools compressed counts string, decoded as its C reader does
     (``rleFrString``); -1 when a byte is outside the alphabet, a run ends early or a run is negative or
     over ``limit`` (the C decoder would write past the mask: a crash, not an error).
 
     The same result as the byte-by-byte reader :func:`_compressed_total_py` on every input, in C loops:
-    one regex checks the alphabet and that the string ends a value, one splits the values, a cached
-    table gives each value, and the delta coding (``runs[i] = x[i] + runs[i - 2]`` from ``i = 3``) is
-    one running sum per parity. Every failure of the byte reader is -1 wherever it happens, so checking
-    every run after the sums gives its verdict."""
-    if _ALPHABET.fullmatch(counts) is None:
+    ``bytes.translate`` checks the alphabet (and the last byte must end a value), one regex splits the
+    values, a table (one or two bytes) or a cached function gives each value, and the delta coding
+    (``runs[i] = x[i] + runs[i - 2]`` from ``i = 3``) is one running sum per parity. Every failure of the
+    byte reader is -1 wherever it happens, so checking every run after the sums gives its verdict."""
+    if counts.translate(None, _ALPHABET) or (counts and counts[-1] >= 80):
         return -1
     if len(counts) > _NUMPY_FROM:
         return _compressed_total_np(counts, limit)
-    x = list(map(_value, _VALUE.findall(counts)))
+    groups = _VALUE.findall(counts)
+    x = list(map(_SHORT_VALUES.get, groups))
     if None in x:
-        return -1
-    runs = x[:1] + list(accumulate(x[1:2] + x[3::2])) + list(accumulate(x[2::2]))
+        x = list(map(_value, groups))
+        if None in x:
+            return -1
+    runs = x[:1]
+    runs += accumulate(x[1:2] + x[3::2])
+    runs += accumulate(x[2::2])
     if runs and (min(runs) < 0 or max(runs) > limit):
         return -1
     return sum(runs)

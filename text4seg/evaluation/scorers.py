@@ -227,11 +227,14 @@ def _checked_rle_to_mask(rle: dict) -> np.ndarray:
 
 def _row(p: Pair, am) -> dict:
     """The per-sample row of a referring or semantic pair (``other_labels``: labels outside the query)."""
-    allowed = {normalize_label(x) for x in p.gt["labels"]}
     row = {"id": p.key[0], "turn": p.key[1], "task": p.gt["task"], "parse_valid": am.parse_valid}
     if not p.rec.id:
         row["joined_by"] = "image+question"
-    row["other_labels"] = [n for n in am.names[1:] if n not in allowed]
+    named = am.names[1:]
+    if named:
+        allowed = {normalize_label(x) for x in p.gt["labels"]}
+        named = [n for n in named if n not in allowed]
+    row["other_labels"] = named
     return row
 
 
@@ -258,10 +261,11 @@ def _gt_label_map(p: Pair) -> np.ndarray:
     return gt_map
 
 
-def _mask_stats(pm: np.ndarray, gm: np.ndarray) -> dict:
-    """:func:`text4seg.evaluation.metrics.mask_stats` of two same-shape bool masks, three counts."""
+def _mask_stats(pm: np.ndarray, gm: np.ndarray, ga: int, gbox) -> dict:
+    """:func:`text4seg.evaluation.metrics.mask_stats` of two same-shape bool masks (``ga``: the
+    ground-truth area, ``gbox`` its box) and ``box_iou``, in the order of a per-sample row."""
     inter = int(np.count_nonzero(pm & gm))
-    pa, ga = int(np.count_nonzero(pm)), int(np.count_nonzero(gm))
+    pa = int(np.count_nonzero(pm))
     union = pa + ga - inter
     return {
         "inter": inter,
@@ -269,6 +273,7 @@ def _mask_stats(pm: np.ndarray, gm: np.ndarray) -> dict:
         "iou": 1.0 if union == 0 else inter / union,
         "pred_empty": pa == 0,
         "gt_empty": ga == 0,
+        "box_iou": box_iou(None if pa == 0 else _box(pm), gbox),
     }
 
 
@@ -296,7 +301,7 @@ class _Referring:
         self.ious = array("d")
         self.zom: list[dict] = []
 
-    def add(self, s: dict) -> None:
+    def add(self, s: dict, dataset: str) -> None:
         self.n += 1
         self.sum_i += s["inter"]
         self.sum_u += s["union"]
@@ -309,7 +314,7 @@ class _Referring:
             self.box_hits += s["box_iou"] > 0.5
             for k, t in enumerate(self.thresholds):
                 self.pr[k] += s["iou"] >= t
-        if s["dataset"] == "ref-zom":
+        if dataset == "ref-zom":
             self.zom.append(s)
 
     def scores(self) -> dict | None:
@@ -357,15 +362,13 @@ def _referring_add(state: dict, p: Pair, opts: Options) -> dict:
             f"{g['rle_where']}: ground truth is {gt_mask.shape[0]}x{gt_mask.shape[1]}, "
             f"prediction {rec.height}x{rec.width} ({p.line}: height/width)"
         )
-    gbox = _box(gt_mask)
+    ga = int(np.count_nonzero(gt_mask))
+    gbox = _box(gt_mask) if ga else None
+    dataset = g.get("dataset", "")
     for kind, pm in (("coarse", am.mask), ("refined", refined)):
-        if pm is None:
-            continue
-        s = _mask_stats(pm, gt_mask)
-        s["box_iou"] = box_iou(None if s["pred_empty"] else _box(pm), gbox)
-        s["dataset"] = g.get("dataset", "")
-        state[kind].add(s)
-        row[kind] = {k: s[k] for k in ("inter", "union", "iou", "pred_empty", "gt_empty", "box_iou")}
+        if pm is not None:
+            row[kind] = s = _mask_stats(pm, gt_mask, ga, gbox)
+            state[kind].add(s, dataset)
     return row
 
 
