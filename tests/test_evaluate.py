@@ -420,7 +420,7 @@ def test_cli_void_pixels_answered_a_class_count_against_it_only_with_background(
 # ------------------------------------------------------------------------------- streaming (issue 31)
 def test_streamed_referring_scores_equal_aggregate_referring_bit_for_bit():
     from text4seg.evaluation.metrics import aggregate_referring
-    from text4seg.evaluation.scorers import _Referring
+    from text4seg.evaluation.score_referring import _Referring
 
     rng = np.random.default_rng(3)
     stats = []
@@ -441,7 +441,7 @@ def test_streamed_referring_scores_equal_aggregate_referring_bit_for_bit():
         )
     acc = _Referring((0.5, 0.6, 0.7, 0.8, 0.9))
     for s in stats:
-        acc.add(s)
+        acc.add(s, s["dataset"])
     want = aggregate_referring(stats)
     targeted = [s for s in stats if not s["gt_empty"]]
     want["rec_acc@0.5"] = sum(s["box_iou"] > 0.5 for s in targeted) / len(targeted)
