@@ -144,17 +144,19 @@ def _row_keys(row: dict, meta: dict) -> list[tuple[str, int]]:
     return [(str(meta["id"]), t) for t in range(turns)]
 
 
-def _row_entries(row: dict, meta: dict, n: int, gt_path, root, with_image: bool = True):
+def _row_entries(
+    row: dict, meta: dict, n: int, gt_path, root, with_image: bool = True, turn: int | None = None
+):
     """``(key, entry)`` of each scorable turn of a checked row (entry fields: :func:`load_ground_truth`;
     ``with_image=False`` leaves ``image`` None, the realpath only the join of records without an id
-    needs)."""
+    needs; ``turn``: that turn's only, when the row has it)."""
     gt, task = meta["gt"], meta.get("task", "res")
     where = f"{gt_path}:{n}: id {meta['id']!r}"
     questions = user_questions(row.get("messages"))
     turns = len(questions) or 1
     image = _join_image(row, root) if with_image else None
     grid = check_grid(meta["grid"]) if meta.get("grid") is not None else None
-    for t in range(turns):
+    for t in range(turns) if turn is None else range(turn, min(turn + 1, turns)):
         entry = {"task": task, "labels": turn_labels(meta, t, turns), "width": meta.get("width")}
         entry["dataset"] = str((meta.get("source") or {}).get("dataset", ""))
         entry.update(where=where, image=image, query=questions[t] if questions else "")
@@ -276,15 +278,14 @@ class GroundTruthIndex:
 
     def get(self, key: tuple[str, int]) -> tuple[int, dict] | None:
         """``(slot, entry)`` of a key (entry as :func:`load_ground_truth`'s, ``image`` None), or None."""
-        import numpy as np
 
-        h = hash(key)
-        i = int(np.searchsorted(self._hash, h))
-        while i < len(self._hash) and self._hash[i] == h:
+        h, hashes = hash(key), self._hash
+        i = int(hashes.searchsorted(h))
+        while i < len(hashes) and hashes[i] == h:
             if self._alive[i]:
                 row, meta, n = self._read(i)
-                for k, entry in _row_entries(row, meta, n, self.path, self.root, with_image=False):
-                    if k == key:
+                if str(meta["id"]) == key[0]:  # else a 64-bit hash equal by chance
+                    for _, entry in _row_entries(row, meta, n, self.path, self.root, False, key[1]):
                         return i, entry
             i += 1
         return None
