@@ -38,6 +38,7 @@ class CocoIndex:
 
     def __init__(self, path: Path):
         self.path = Path(path)
+        self._sizes: set[tuple[int, int]] = set()  # (height, width) pairs found in range
         from .common import load_json
 
         data = load_json(self.path)
@@ -79,7 +80,9 @@ class CocoIndex:
 
     def rle(self, ann_ids: list, h: int, w: int) -> dict:
         """Union of the annotations ``ann_ids`` as one compressed RLE (``BadInput`` names the bad one)."""
-        _check_size(h, w, f"{self.path}: image of annotation(s) {ann_ids}")
+        if (h, w) not in self._sizes:  # checked once per distinct size
+            _check_size(h, w, f"{self.path}: image of annotation(s) {ann_ids}")
+            self._sizes.add((h, w))
         rles = []
         for a in ann_ids:
             try:
@@ -95,14 +98,14 @@ class CocoIndex:
 
 
 @cache
-def _mask_api():
+def mask_api():
     """``pycocotools.mask``, imported once (an ``ImportError`` naming the extra to install if missing)."""
     return require("pycocotools.mask")
 
 
 def _rle_of_dict(seg: dict, h: int, w: int) -> dict:
     """One RLE dict (``counts`` compressed str/bytes or an uncompressed list) as a pycocotools RLE."""
-    mu = _mask_api()
+    mu = mask_api()
     if "counts" not in seg or "size" not in seg:
         raise ValueError(f"RLE dict without 'size' and 'counts' (keys: {sorted(seg)})")
     size = [int(v) for v in seg["size"]]
@@ -208,7 +211,7 @@ def segmentation_rles(seg, h: int, w: int) -> list[dict]:
     the image's ``[h, w]`` and its counts must cover ``h * w`` pixels. Anything else raises ``ValueError``
     describing the problem (the caller adds the file and annotation id).
     """
-    mu = _mask_api()
+    mu = mask_api()
     if isinstance(seg, dict):
         return [_rle_of_dict(seg, h, w)]
     if not isinstance(seg, list):
@@ -237,7 +240,7 @@ def segmentation_rles(seg, h: int, w: int) -> list[dict]:
 
 def union_rle(rles: list[dict], h: int, w: int) -> dict:
     """Union of pycocotools RLEs as one compressed RLE; the all-zero ``h x w`` mask for ``[]``."""
-    mu = _mask_api()
+    mu = mask_api()
     if not rles:
         return mu.frPyObjects({"size": [h, w], "counts": [h * w]}, h, w)
     return rles[0] if len(rles) == 1 else mu.merge(rles, intersect=False)
@@ -315,5 +318,5 @@ def _sample_points(h: int, w: int, rows: int, cols: int) -> np.ndarray:
 def sample_rle(rle: dict, rows: int, cols: int) -> np.ndarray:
     """The ``(rows, cols)`` bool grid PIL-nearest reads from the mask of ``rle`` (no full decode)."""
     h, w = int(rle["size"][0]), int(rle["size"][1])
-    cum = np.cumsum(rle_counts(rle["counts"]))
-    return (np.searchsorted(cum, _sample_points(h, w, rows, cols), side="right") & 1).astype(bool)
+    cum = rle_counts(rle["counts"]).cumsum()
+    return (cum.searchsorted(_sample_points(h, w, rows, cols), side="right") & 1).astype(bool)

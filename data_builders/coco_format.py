@@ -46,7 +46,7 @@ from text4seg.data.rle import rle_to_json
 from text4seg.descriptors import encode, grid_labels, normalize_label
 
 from .base import CHECK_IMAGES, BadInput, BuildConfig, Builder
-from .coco import rle_area, rle_of_segmentations, sample_rle
+from .coco import mask_api, rle_area, rle_of_segmentations, sample_rle
 from .common import (
     PLACEHOLDER,
     check_sample_pixels,
@@ -88,9 +88,7 @@ def _load(path: Path) -> dict:
 
 
 def _merge(rles: list[dict]) -> dict:
-    from text4seg._lazy import require
-
-    return require("pycocotools.mask").merge(rles, intersect=False)
+    return mask_api().merge(rles, intersect=False)
 
 
 class CocoFormat(Builder):
@@ -305,9 +303,7 @@ class CocoFormat(Builder):
         )
 
     def _label_map(self, unit, rep: int, anns: list[dict], base: dict) -> list[Sample]:
-        from text4seg._lazy import require
-
-        mu = require("pycocotools.mask")
+        mu = mask_api()
         cfg, h, w = self.cfg, base["height"], base["width"]
         if self.task == "instance":
             anns = [a for a in anns if not a.get("iscrowd")]

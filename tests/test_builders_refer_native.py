@@ -214,6 +214,9 @@ def test_test_split_is_the_union_of_the_test_splits_as_in_the_refer_api(tmp_path
         ({"size": [512, 512], "counts": [3000, -1, 259145]}, "not non-negative ints", "rle_bad_counts"),
         ({"size": [512, 512], "counts": [3000, 2.0, 259142]}, "not non-negative ints", "rle_bad_counts"),
         ({"counts": [1]}, "RLE dict without 'size' and 'counts'", "bad_segmentation"),
+        # compressed counts cut inside a value (the last character carries the continuation bit)
+        ({"size": [512, 512], "counts": "PPP"}, "end inside a value", "bad_segmentation"),
+        ({"size": [512, 512], "counts": "0P"}, "end inside a value", "bad_segmentation"),
         ([[1.0, 2.0, float("nan"), 4.0, 5.0, 6.0]], "NaN or infinite", "polygon_not_finite"),
         ([[1.0, 2.0, 1e12, 4.0, 5.0, 6.0]], "far outside", "polygon_out_of_range"),
     ],

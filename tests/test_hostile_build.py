@@ -411,3 +411,18 @@ def test_refer_and_interactive_builders_check_claimed_sizes_against_the_header(t
     lines = [x for x in err.splitlines() if "error:" in x]
     assert rc == 2 and len(lines) == 1 and "Traceback" not in err, err
     assert "4000x4000" in lines[0] and inst.name in lines[0] and not out.exists(), lines[0]
+
+
+@pytest.mark.parametrize("counts", ["PPP", "0P"])
+def test_a_truncated_compressed_rle_is_one_line_naming_the_file_and_annotation(tmp_path, counts):
+    from support.fakes import make_refer
+
+    make_refer(tmp_path, "refclef", n_images=3, splits=("val",))
+    inst = tmp_path / "refclef" / "instances.json"
+    data = json.loads(inst.read_text())
+    data["annotations"][0]["segmentation"] = {"size": [512, 512], "counts": counts}
+    inst.write_text(json.dumps(data))
+    out = tmp_path / "o.jsonl"
+    args = ["build", "refclef", "--root", str(tmp_path), "--out", str(out), "--split", "val", "--no-stats"]
+    line = one_line_error(cli(args, tmp_path), 2, inst.name, "annotation 1000", "end inside a value")
+    assert not out.exists(), line
