@@ -60,10 +60,11 @@ def main() -> int:
     from support.sam import make_tiny_sam
 
     from text4seg.data.images import image_size
+    from text4seg.data.queries import Query
     from text4seg.data.results import answer_to_masks
     from text4seg.demo.model import make_tiny_llava
     from text4seg.descriptors import MAX_FREE, max_answer_tokens
-    from text4seg.inference.predict import Predictor, Query
+    from text4seg.inference.predict import Predictor
     from text4seg.inference.refine import Refiner
 
     bound = max_answer_tokens("rrle", (args.grid, args.grid), ["red circle"], MAX_FREE)

@@ -139,7 +139,7 @@ def test_constrained_bodies_carry_the_regex_for_swift_and_the_grammar_for_vllm(i
 
 
 def test_predict_to_refuses_in_process_options_given_with_a_client(image, tmp_path):
-    from text4seg.inference.predict import predict_to
+    from text4seg.inference.run import predict_to
 
     client = ApiPredictor("http://127.0.0.1:9", "m", server="vllm", retries=0)
     with pytest.raises(ValueError, match="batch_size, constrained_engine apply to an in-process model"):
@@ -268,7 +268,7 @@ def deployed(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def in_process(deployed):
-    from text4seg.inference.predict import predict_jsonl
+    from text4seg.inference.run import predict_jsonl
 
     out = deployed["root"] / "local"
     predict_jsonl(

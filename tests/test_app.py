@@ -30,6 +30,7 @@ GRID = 4
 BUDGET = 60
 EXPR = "red circle"
 QUESTION = "Please segment {target} here."
+BIAS = 4.0  # the checkpoint's label bias for constrained decoding (text4seg.json): the app applies it
 
 
 def _start(model: Path, root: Path, *extra: str) -> tuple[subprocess.Popen, str, list[str]]:
@@ -60,28 +61,48 @@ def app(tmp_path_factory):
     """The app over a tiny LLaVA (``text4seg app`` in a subprocess), plus the in-process prediction."""
     from text4seg.checkpoints.trained import TrainedWith, write_trained
     from text4seg.demo.model import make_tiny_llava
-    from text4seg.inference.predict import predict_image
-    from text4seg.serving.app import fill_template
+    from text4seg.inference.run import predict_image
+    from text4seg.serving.segmenter import fill_template
 
     root = tmp_path_factory.mktemp("app")
     with one_torch_thread(), offline(root):
         model = make_tiny_llava(root / "llava")
-        # what the checkpoint was trained with: the app's grid and question default to it (no --grid)
-        write_trained(model, TrainedWith(scheme="rrle", grid=(GRID, GRID), questions=[QUESTION]))
         img = root / "shapes.png"
         a = np.full((96, 128, 3), 235, np.uint8)
         yy, xx = np.mgrid[:96, :128]
         a[(yy - 40) ** 2 + (xx - 45) ** 2 < 22**2] = (220, 30, 30)
         a[55:90, 80:120] = (30, 60, 200)
         Image.fromarray(a).save(img)
-        ref = predict_image(
-            model, img, fill_template(QUESTION, EXPR), root / "ref", labels=[EXPR], grid=(GRID, GRID),
-            constrained=True, max_new_tokens=BUDGET, model_type="llava1_5_hf", progress=False, overlays=False,
-        )  # fmt: skip
-        (ref_rec,) = read_jsonl(ref)
+        question = fill_template(QUESTION, EXPR)
+        refs = [
+            predict_image(
+                model,
+                img,
+                question,
+                root / f"ref{bias}",
+                labels=[EXPR],
+                grid=(GRID, GRID),
+                constrained=True,
+                max_new_tokens=BUDGET,
+                model_type="llava1_5_hf",
+                progress=False,
+                overlays=False,
+                label_bias=bias,
+            )
+            for bias in (BIAS, None)
+        ]
+        (ref_rec,), (unbiased,) = (list(read_jsonl(r)) for r in refs)
+        # what the checkpoint was trained with (written after the references: predict would apply it
+        # too): the app's grid, question and label bias default to it (no --grid)
+        trained = TrainedWith(scheme="rrle", grid=(GRID, GRID), questions=[QUESTION])
+        trained.label_bias_constrained = BIAS
+        write_trained(model, trained)
     proc, url, lines = _start(model, root)
     try:
-        yield {"root": root, "url": url, "image": img, "ref": ref_rec, "proc": proc, "lines": lines}
+        yield {
+            "root": root, "url": url, "image": img, "ref": ref_rec, "unbiased": unbiased, "proc": proc,
+            "lines": lines,
+        }  # fmt: skip
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -92,7 +113,7 @@ def test_start_up_prints_one_line_the_url(app):
     assert len(app["lines"]) == 1, app["lines"]
 
 
-def test_client_answer_mask_and_repairs_equal_the_in_process_prediction(app):
+def test_client_answer_mask_and_repairs_equal_the_in_process_prediction_with_the_checkpoints_bias(app):
     from gradio_client import Client, handle_file
 
     client = Client(app["url"], verbose=False)
@@ -103,6 +124,7 @@ def test_client_answer_mask_and_repairs_equal_the_in_process_prediction(app):
     ref = app["ref"]
     assert r["question"] == "Please segment red circle here."  # the checkpoint's template
     assert r["answer"] == ref["answer"] and r["repairs"] == ref["repairs"]
+    assert r["answer"] != app["unbiased"]["answer"]  # the checkpoint's label bias made the difference
     assert r["parse_valid"] is True and r["budget"] == BUDGET  # constrained; the operator's cap
     (mask,) = files
     assert np.array_equal(np.asarray(Image.open(mask)) > 127, rle_to_mask(ref["coarse"]))
@@ -197,7 +219,8 @@ def _garbage(folder: Path) -> Path:
 def test_browser_shows_progress_while_generating_and_stop_cancels(tmp_path):
     """A slow fake model (one decoding step per 20 ms, 3000 steps) behind the real page: the page shows
     the token count as it goes, Stop ends the request at the next step, and the next request runs."""
-    from text4seg.serving.app import ModelInfo, Segmenter, Watch, launch
+    from text4seg.serving.app import ModelInfo, launch
+    from text4seg.serving.segmenter import Segmenter, Watch
 
     watch = Watch()
     pred = SlowPredictor(watch, steps=3000)

@@ -117,8 +117,9 @@ def _rollout(proc, table, batch, steps, rng):
 
 
 def _default_budget(scheme, size, labels):
+    from text4seg.data.queries import Query
     from text4seg.inference.constrained import ConstrainedDecoder
-    from text4seg.inference.predict import Predictor, Query
+    from text4seg.inference.predict import Predictor
 
     predictor = Predictor.__new__(Predictor)  # no model: budget() reads only these two settings
     predictor.max_new_tokens, predictor.decoder = None, ConstrainedDecoder("own")
@@ -153,8 +154,9 @@ def test_default_budget_of_a_16x16_query_fits_the_grammar_and_gives_strict_answe
 
 
 def test_explicit_max_new_tokens_is_the_budget():
+    from text4seg.data.queries import Query
     from text4seg.inference.constrained import ConstrainedDecoder
-    from text4seg.inference.predict import Predictor, Query
+    from text4seg.inference.predict import Predictor
 
     predictor = Predictor.__new__(Predictor)
     predictor.max_new_tokens, predictor.decoder = 77, ConstrainedDecoder("own")

@@ -192,14 +192,14 @@ def test_every_image_reader_of_predict_refuses_a_bomb(ws):
     from text4seg.data.images import image_size
     from text4seg.data.overlay import overlay_image
     from text4seg.data.queries import Query
-    from text4seg.inference.predict import _image_size
+    from text4seg.inference.answer import query_size
     from text4seg.inference.refine import _load_rgb
     from text4seg.inference.video import decode_video_answer
 
     bomb = str(ws / "bomb.png")
     assert image_size(ws / "img0.png") == (48, 32)
     for read in (
-        lambda: _image_size(Query(id="b", image=bomb, question="q")),
+        lambda: query_size(Query(id="b", image=bomb, question="q")),
         lambda: _load_rgb(bomb),
         lambda: overlay_image(bomb, np.zeros((4, 4), bool)),
         lambda: decode_video_answer("", [Path(bomb)], [0], (4, 4), "rrle", "frames"),

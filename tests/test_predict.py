@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -169,7 +170,7 @@ def test_cli_predict_then_evaluate_end_to_end(env, tmp_path, capsys):
 
 
 def test_predict_jsonl_one_call_with_shard_and_limit(env, tmp_path):
-    from text4seg.inference.predict import predict_jsonl
+    from text4seg.inference.run import predict_jsonl
 
     res = predict_jsonl(
         env["model"],
@@ -190,7 +191,7 @@ def test_predict_jsonl_one_call_with_shard_and_limit(env, tmp_path):
 
 
 def test_predict_jsonl_passes_extra_logits_processors_to_generate(env, tmp_path):
-    from text4seg.inference.predict import predict_jsonl
+    from text4seg.inference.run import predict_jsonl
 
     class Counting:
         calls = 0
@@ -302,15 +303,16 @@ def _gt_pixels(path) -> np.ndarray:
 
 
 def test_predict_overlays_outline_the_ground_truth_and_frame_a_no_target_query(env, predictor, tmp_path):
-    from text4seg.inference.predict import overlay_truth, truth_mask
+    from text4seg.data.queries import attach_truth, truth_mask
 
-    queries = load_queries(env["jsonl"])
-    truth = overlay_truth(env["jsonl"], queries)
-    assert sorted(truth) == [("s0", 0), ("s0", 1), ("s1", 0)]
-    masks = {q.key: truth_mask(truth[q.key], q, q.height, q.width) for q in queries}
+    plain = load_queries(env["jsonl"])
+    queries = attach_truth(plain, env["jsonl"])
+    assert [q.key for q in queries if q.truth] == [("s0", 0), ("s0", 1), ("s1", 0)]
+    masks = {q.key: truth_mask(q, q.height, q.width) for q in queries}
     assert masks[("s0", 0)].sum() == 400 and not masks[("s1", 0)].any()  # s1: a no-target query
-    with_gt = predict_queries(predictor, queries, tmp_path / "gt", progress=False, truth=truth)
-    predict_queries(predictor, queries, tmp_path / "plain", progress=False)
+    assert all(truth_mask(q, q.height, q.width) is None for q in plain)  # no truth attached: none drawn
+    with_gt = predict_queries(predictor, queries, tmp_path / "gt", progress=False)
+    predict_queries(predictor, plain, tmp_path / "plain", progress=False)
     recs = {(r["id"], r["turn"]): r for r in map(json.loads, with_gt.read_text().splitlines())}
     target = _gt_pixels(tmp_path / "gt" / recs[("s0", 0)]["overlay"])
     frame = _gt_pixels(tmp_path / "gt" / recs[("s1", 0)]["overlay"])
@@ -318,3 +320,31 @@ def test_predict_overlays_outline_the_ground_truth_and_frame_a_no_target_query(e
     assert not _gt_pixels(tmp_path / "plain" / recs[("s1", 0)]["overlay"]).any()  # no truth: nothing drawn
     rows = np.flatnonzero(frame.any(1))
     assert frame[rows[len(rows) // 2]].sum() < frame[rows[0]].sum()  # a frame: its middle rows are hollow
+
+
+def test_label_bias_lifts_only_each_querys_own_label_and_ignores_its_batch_mates(env, tmp_path):
+    """A huge bias on a query's label tokens makes it answer its own label, never another query's, and
+    an answer is the same alone or batched with a query of another label (the bias is per row)."""
+    from text4seg.data.queries import Query
+    from text4seg.inference.bias import label_token_ids
+
+    biased = Predictor(
+        env["model"], batch_size=2, max_new_tokens=12, label_bias=1e4, model_type="llava1_5_hf"
+    )
+    img = str(env["root"] / "img0.png")
+    red, blue = (
+        Query(id=c, image=img, question=f"Segment the {c}.", labels=[c], grid=(GRID, GRID))
+        for c in ("red", "blue")
+    )
+    (red_alone,) = biased.generate([red])
+    pair = biased.generate([red, blue])
+    assert pair[0] == red_alone
+
+    def only_tokens_of(label: str, text: str) -> bool:
+        pieces = [biased.tokenizer.decode([i]) for i in label_token_ids(biased.tokenizer, [label])]
+        return re.fullmatch("(?:" + "|".join(map(re.escape, pieces)) + ")+", text) is not None
+
+    assert only_tokens_of("red", red_alone[0]) and not only_tokens_of("blue", red_alone[0])
+    assert only_tokens_of("blue", pair[1][0]) and not only_tokens_of("red", pair[1][0])
+    (plain,) = biased.generate([red], label_bias=0)  # a call's own bias (0: none) instead of the predictor's
+    assert plain != red_alone

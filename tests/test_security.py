@@ -109,14 +109,14 @@ def test_app_has_trust_remote_code_and_refuses_code_before_loading(tmp_path):
     ],
 )
 def test_a_template_is_plain_text_with_one_literal_target(template):
-    from text4seg.serving.app import fill_template
+    from text4seg.serving.segmenter import fill_template
 
     with pytest.raises(ValueError, match="template"):
         fill_template(template, "the cat")
 
 
 def test_fill_template_replaces_the_one_target_literally():
-    from text4seg.serving.app import MAX_EXPRESSION_CHARS, fill_template
+    from text4seg.serving.segmenter import MAX_EXPRESSION_CHARS, fill_template
 
     assert fill_template("Where is {target}?", "a {b} c") == "Where is a {b} c?"
     with pytest.raises(ValueError, match=str(MAX_EXPRESSION_CHARS)):
@@ -149,11 +149,12 @@ def served(monkeypatch):
     """Start the Gradio app over a predictor in this process; returns ``(url, segmenter)``."""
     pytest.importorskip("gradio")
     from text4seg.serving import app as appmod
+    from text4seg.serving.segmenter import Segmenter
 
     def start(predictor, queue: int | None = None, **kw):
         if queue is not None:
             monkeypatch.setattr(appmod, "MAX_QUEUE", queue)
-        seg = appmod.Segmenter(predictor, **kw)
+        seg = Segmenter(predictor, **kw)
         demo, url = appmod.launch(seg, appmod.ModelInfo(model="fake"), "127.0.0.1", 0)
         started.append((demo, seg))
         return url, seg
@@ -273,7 +274,7 @@ def test_users_beyond_the_queue_are_told_it_is_full_not_reset(served, tmp_path):
 def test_stop_cancels_a_running_request_and_the_next_one_runs(served, tmp_path):
     from gradio_client import Client, handle_file
 
-    from text4seg.serving.app import Watch
+    from text4seg.serving.segmenter import Watch
 
     watch = Watch()
     pred = FakePredictor(steps=3000, watch=watch)  # ~30 s unless cancelled

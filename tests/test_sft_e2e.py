@@ -164,7 +164,7 @@ def test_swift_lora_sft_trains_merges_and_predicts_offline(tmp_path: Path, monke
     for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "MODELSCOPE_CACHE", "HF_HOME"):
         monkeypatch.setenv(k, env[k])
     from text4seg.checkpoints.align import register_swift_templates
-    from text4seg.inference.predict import predict_jsonl
+    from text4seg.inference.run import predict_jsonl
 
     register_swift_templates()  # merged/args.json names text4seg_llava1_5_hf
 

@@ -154,16 +154,53 @@ def test_defaults_come_from_the_checkpoint(tmp_path):
     assert (forced.grid, forced.scheme) == ((16, 16), "rrle")
 
 
-def test_api_predict_reads_trained_with_and_refuses_a_label_bias_a_server_cannot_apply(tmp_path):
+def test_api_predict_reads_trained_with_and_refuses_what_it_cannot_apply(tmp_path):
     model = ckpt(tmp_path / "model", label_bias=1.5)
     png(tmp_path / "a.png")
     base = ["predict", "--api", "http://127.0.0.1:9", "--image", "a.png", "--query", "q", "--out", "o"]
-    proc = cli([*base, "--trained-with", str(model)], tmp_path)
-    one_line_error(proc, 2, "label bias 1.5", TRAINED_NAME, "--model")
+    proc = cli([*base, "--trained-with", str(model)], tmp_path)  # no tokenizer to name the label tokens
+    one_line_error(proc, 2, "label bias 1.5", TRAINED_NAME, "tokenizer", "--model")
+    proc = cli([*base, "--trained-with", str(model), "--server", "swift"], tmp_path)
+    one_line_error(proc, 2, "label bias 1.5", "swift deploy", "logit_bias")
     proc = cli([*base, "--trained-with", str(model), "--scheme", "rrle"], tmp_path)
     one_line_error(proc, 2, "--scheme rrle", "(compact)")
     proc = cli([*base, "--trained-with", str(tmp_path / "nowhere")], tmp_path)
     one_line_error(proc, 2, "--trained-with", "nowhere")
+
+
+def _with_tokenizer(folder: Path) -> Path:
+    """``folder`` plus the demo's kind of tokenizer: byte-level BPE and one token per answer cell."""
+    from transformers import PreTrainedTokenizerFast
+
+    from text4seg.demo.model import cell_tokens, train_bpe
+
+    bpe = train_bpe(300, ["Segment red circle. others *4| red circle *2"] * 20, cell_tokens(["red circle"]))
+    PreTrainedTokenizerFast(tokenizer_object=bpe).save_pretrained(folder)
+    return folder
+
+
+def test_api_predict_sends_the_checkpoints_label_bias_as_vllm_logit_bias(tmp_path):
+    from support.hostile import ChatServer
+    from transformers import AutoTokenizer
+
+    from text4seg.inference.bias import label_token_ids
+
+    pytest.importorskip("transformers")
+    model = _with_tokenizer(ckpt(tmp_path / "model", label_bias=1.5))
+    png(tmp_path / "a.png")
+    answer = {"choices": [{"message": {"content": "<seg></seg>"}}], "usage": {"completion_tokens": 2}}
+    args = ["--image", "a.png", "--label", "red circle", "--trained-with", str(model), "--out"]
+    with ChatServer(lambda h: h.send(json.dumps(answer).encode())) as s:
+        proc = cli(["predict", "--api", s.url, *args, "o"], tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        (body,) = [json.loads(b) for b in s.bodies]
+    ids = label_token_ids(AutoTokenizer.from_pretrained(model), ["red circle"])
+    assert len(ids) == 3 and body["logit_bias"] == {str(i): 1.5 for i in ids}  # L, "| L", "\n L"
+    assert body["messages"][0]["content"][-1]["text"] == "Segment red circle."  # the checkpoint's question
+    with ChatServer(lambda h: h.send(json.dumps(answer).encode()), owner="swift") as s:
+        proc = cli(["predict", "--api", s.url, *args, "o2"], tmp_path)  # --server auto: asks the server
+        one_line_error(proc, 2, "label bias 1.5", "swift deploy", "logit_bias")
+        assert s.bodies == []  # refused before any request went out
 
 
 def test_collector_records_templates_answers_scheme_and_grid(tmp_path):

@@ -141,9 +141,11 @@ def evil_model(folder: Path, marker: Path) -> Path:
 
 class ChatServer:
     """An OpenAI-style chat server on 127.0.0.1 (a daemon thread) answering every POST with
-    ``reply(handler)``; ``handler.send(data, ctype, length)`` writes a 200 answer. Use as a context."""
+    ``reply(handler)``; ``handler.send(data, ctype, length)`` writes a 200 answer; ``owner``: the
+    ``owned_by`` of its one model (``vllm`` or ``swift``); :attr:`bodies`: the request bodies it got. Use
+    as a context."""
 
-    def __init__(self, reply):
+    def __init__(self, reply, owner: str = "vllm"):
         import contextlib
         import threading
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -163,11 +165,14 @@ class ChatServer:
                     self.wfile.write(data)
 
             def do_GET(self):
-                self.send(json.dumps({"data": [{"id": "m", "owned_by": "vllm"}]}).encode())
+                self.send(json.dumps({"data": [{"id": "m", "owned_by": owner}]}).encode())
 
             def do_POST(self):
-                self.rfile.read(int(self.headers["Content-Length"]))
+                outer.bodies.append(self.rfile.read(int(self.headers["Content-Length"])))
                 reply(self)
+
+        outer = self
+        self.bodies: list[bytes] = []
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
         self.server.daemon_threads = True

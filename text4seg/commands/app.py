@@ -1,9 +1,9 @@
 """``text4seg app``: a Gradio page to upload an image, type expressions and see the masks.
 
-Scheme, grid and question template default to what the checkpoint was trained with (its
-``text4seg.json``, :mod:`text4seg.checkpoints.trained`); a ``--grid``/``--scheme`` that disagrees is a
-one-line error unless ``--force-options``. Everything that can be checked (options, trust, port, SAM
-file) is checked before the model loads."""
+Scheme, grid, question template and the label bias of each decoding mode come from what the
+checkpoint was trained with (its ``text4seg.json``, :mod:`text4seg.checkpoints.trained`); a
+``--grid``/``--scheme`` that disagrees is a one-line error unless ``--force-options``. Everything that
+can be checked (options, trust, port, SAM file) is checked before the model loads."""
 
 from __future__ import annotations
 
@@ -73,7 +73,7 @@ def app_options(args: argparse.Namespace, trained=None):
 def question_template(args: argparse.Namespace, trained) -> tuple[str, str]:
     """``(template, where it came from)``: ``--question``, else the checkpoint's first question template,
     else the toolkit's; checked as the page checks a typed one (one literal ``{target}``)."""
-    from text4seg.serving.app import DEFAULT_TEMPLATE, fill_template
+    from text4seg.serving.segmenter import DEFAULT_TEMPLATE, fill_template
 
     if args.question is not None:
         template, source = args.question, "--question"
@@ -128,7 +128,8 @@ def run(args: argparse.Namespace) -> int:
 
     from text4seg.checkpoints.trained import read_trained
     from text4seg.inference.run import make_predictor
-    from text4seg.serving.app import ModelInfo, Segmenter, Watch, check_port, launch
+    from text4seg.serving.app import ModelInfo, check_port, launch
+    from text4seg.serving.segmenter import Segmenter, Watch
 
     # everything that can be checked is checked before the model loads (seconds to minutes)
     # a model that is not a folder (a hub id, a mistyped path, a file) is PredictOptions.validate's to judge
@@ -141,7 +142,8 @@ def run(args: argparse.Namespace) -> int:
     watch = Watch()
     with silenced(args.verbose):
         predictor = make_predictor(options, logits_processors=[watch])
-    seg = Segmenter(predictor, options.grid, options.scheme, watch, options.max_new_tokens, template)
+    biases = {False: trained.bias(False), True: trained.bias(True)} if trained is not None else None
+    seg = Segmenter(predictor, options.grid, options.scheme, watch, options.max_new_tokens, template, biases)
     info = ModelInfo(
         model=str(args.model),
         scheme=options.scheme,
@@ -152,6 +154,7 @@ def run(args: argparse.Namespace) -> int:
         else f"question: {source}",
         sam=seg.has_sam,
         max_new_tokens=options.max_new_tokens,
+        label_bias=biases,
     )
     demo = None
     try:

@@ -9,7 +9,9 @@ No heavy imports: prediction, decoding and evaluation all read queries from here
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from text4seg.data.records import parse_shard, read_jsonl
 from text4seg.descriptors import DEFAULT_GRID, DEFAULT_SCHEME
@@ -21,7 +23,9 @@ class Query:
 
     ``labels``: the target labels (allowed by constrained decoding besides ``others``); ``grid`` is
     ``(rows, cols)``; ``width``/``height`` 0 means "read from the image"; ``task``: the row's task
-    (``""`` when unknown; ``multi`` answers have one block per label, :mod:`text4seg.descriptors.multi`).
+    (``""`` when unknown; ``multi`` answers have one block per label, :mod:`text4seg.descriptors.multi`);
+    ``truth``: where its ground truth is, for the overlay's outline (:func:`attach_truth`; None: none
+    known): ``{"rle": COCO RLE}`` or ``{"label_map": path, "classes": [...], "ignore": [...]}``.
     """
 
     id: str
@@ -34,6 +38,7 @@ class Query:
     width: int = 0
     height: int = 0
     task: str = ""
+    truth: dict | None = field(default=None, repr=False, compare=False)
 
     @property
     def key(self) -> tuple[str, int]:
@@ -106,3 +111,65 @@ def load_queries(
         if limit is not None and len(out) >= limit:
             return out[:limit]
     return out
+
+
+def attach_truth(
+    queries: Sequence[Query], jsonl: str | os.PathLike, root: str | os.PathLike | None = None
+) -> list[Query]:
+    """``queries`` with :attr:`Query.truth` set from the rows of ``jsonl`` that carry ground truth
+    (``--with-gt`` rows: ``text4seg.gt.masks[turn]`` as COCO RLE -> ``{"rle": ...}``, or the label map of
+    a semantic row -> ``{"label_map": path, "classes": [...], "ignore": [...]}``). Lazy: the overlay
+    decodes it (:func:`truth_mask`)."""
+    wanted = {q.key for q in queries}
+    found: dict[tuple[str, int], dict] = {}
+    for k, row in enumerate(read_jsonl(jsonl)):
+        meta = row.get("text4seg") if isinstance(row, dict) else None
+        gt = meta.get("gt") if isinstance(meta, dict) else None
+        if not isinstance(gt, dict):
+            continue
+        rid = str(meta.get("id", k))
+        masks = gt.get("masks") if isinstance(gt.get("masks"), list) else []
+        label_map = gt.get("label_map")
+        for t in range(max(len(masks), 1 if label_map else 0)):
+            if (rid, t) not in wanted:
+                continue
+            if t < len(masks) and isinstance(masks[t], dict) and masks[t]:
+                found[(rid, t)] = {"rle": masks[t]}
+            elif isinstance(label_map, str) and label_map:
+                path = Path(label_map) if root is None else Path(root) / label_map
+                found[(rid, t)] = {
+                    "label_map": str(path),
+                    "classes": [str(c) for c in gt.get("classes") or []],
+                    "ignore": [v for v in gt.get("ignore") or [] if isinstance(v, int)],
+                }
+    return [replace(q, truth=found[q.key]) if q.key in found else q for q in queries]
+
+
+def truth_mask(q: Query, h: int, w: int):
+    """The ``(h, w)`` bool ground truth of ``q`` for its overlay (all false: a no-target query), or None
+    when it has none, or it cannot be read or does not fit the image (an overlay is no place to fail a
+    run: ``text4seg evaluate`` checks the ground truth)."""
+    truth = q.truth
+    if not truth:
+        return None
+    import numpy as np
+
+    try:
+        if "rle" in truth:
+            from text4seg.data.rle import rle_to_mask
+
+            mask = rle_to_mask(truth["rle"], where=f"{q.id} gt")
+        else:
+            from text4seg.data.images import open_image
+
+            with open_image(truth["label_map"]) as im:
+                values = np.asarray(im)
+            classes, ignore = truth["classes"], set(truth["ignore"])
+            wanted = set(q.labels) - {"others"}
+            keep = [v for v, c in enumerate(classes) if c in wanted and v not in ignore]
+            mask = np.isin(values, keep) if values.ndim == 2 else None
+    except (ValueError, OSError, KeyError, TypeError):
+        return None
+    if mask is None or mask.shape != (h, w):
+        return None
+    return mask

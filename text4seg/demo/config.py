@@ -62,7 +62,7 @@ class DemoConfig:
     # prediction
     predict_batch: int = 50
     overlays: int = 12
-    biases: tuple[float, ...] = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0)  # ForegroundBias grid, picked on val by gIoU
+    biases: tuple[float, ...] = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0)  # label-bias grid, picked on val by gIoU
     constrained_biases: tuple[float, ...] = (0.0, 1.0)  # the same for constrained decoding
     constrained_val: int = 50  # val rows for the constrained sweep (the grammar is slow in Python)
     # reinforcement stage (--rl; text4seg.demo.rl): GRPO recipe, steps, rows (a quarter absent targets)

@@ -1,5 +1,6 @@
 """The demo's prediction and scoring: :mod:`text4seg.inference.predict` (plus one decoding knob, a bias on
-the label tokens), :mod:`text4seg.evaluation.evaluate`, and an image-blind control."""
+each query's label tokens, :mod:`text4seg.inference.bias`), :mod:`text4seg.evaluation.evaluate`, and an
+image-blind control."""
 
 from __future__ import annotations
 
@@ -11,8 +12,6 @@ import numpy as np
 
 from text4seg.data.records import atomic_path, read_jsonl
 from text4seg.demo.config import DemoConfig
-from text4seg.demo.data import all_labels
-from text4seg.inference.predict import ForegroundBias, apply_label_bias, label_token_ids  # noqa: F401
 
 
 def baseline_ciou(train_jsonl: Path, test_jsonl: Path, grid: int) -> dict[str, float]:
@@ -70,9 +69,10 @@ def predict_and_score(
     progress: bool = False,
 ) -> dict[str, Any]:
     """Greedy prediction of ``jsonl`` into ``out`` (plus the label bias), scored by ``evaluate``."""
+    from text4seg.data.queries import attach_truth, load_queries
     from text4seg.evaluation.evaluate import evaluate
     from text4seg.inference.options import PredictOptions
-    from text4seg.inference.predict import load_queries, overlay_truth, predict_queries
+    from text4seg.inference.predict import predict_queries
     from text4seg.inference.run import make_predictor
 
     cells = cfg.grid * cfg.grid
@@ -88,13 +88,11 @@ def predict_and_score(
         label_bias=bias,
         force_options=True,  # the sweep tries biases other than the one text4seg.json may hold
     )
-    predictor = make_predictor(options)
-    apply_label_bias(predictor, all_labels([jsonl]), options.label_bias)
+    predictor = make_predictor(options)  # with the label bias on each query's own label tokens
     queries = load_queries(jsonl)
-    truth = None if constrained else overlay_truth(jsonl, queries)  # outlined on the overlays
-    results = predict_queries(
-        predictor, queries, out, overlays=not constrained, progress=progress, truth=truth
-    )
+    if not constrained:
+        queries = attach_truth(queries, jsonl)  # outlined on the overlays
+    results = predict_queries(predictor, queries, out, overlays=not constrained, progress=progress)
     return evaluate(results, jsonl, out)
 
 

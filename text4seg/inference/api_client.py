@@ -1,10 +1,10 @@
 """Predict against an OpenAI-compatible chat server (``swift deploy``, ``vllm serve``): the scale-out path.
 
 :class:`ApiPredictor` has :meth:`text4seg.inference.predict.Predictor.predict`'s signature, so
-``predict_to(None, queries, out, client=ApiPredictor(url, ...))`` (or ``text4seg predict --api``,
-:func:`text4seg.inference.run.make_predictor`) writes the same resumable, flushed ``results.jsonl``
-(records through :func:`text4seg.inference.predict.query_record`: the same decoding, SAM refinement and
-overlays) and ``text4seg evaluate`` scores it the same way.
+``predict_to(None, queries, out, client=ApiPredictor(url, ...))`` (:mod:`text4seg.inference.run`; or
+``text4seg predict --api``, :func:`text4seg.inference.run.make_predictor`) writes the same resumable,
+flushed ``results.jsonl`` (records through :func:`text4seg.inference.answer.query_record`: the same
+decoding, SAM refinement and overlays) and ``text4seg evaluate`` scores it the same way.
 
 Request (one per query; ``POST {url}/v1/chat/completions``, greedy)::
 
@@ -12,6 +12,9 @@ Request (one per query; ``POST {url}/v1/chat/completions``, greedy)::
      "messages": [{"role": "user", "content": [
          {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBOR..."}},
          {"type": "text", "text": "Please segment the red circle."}]}]}
+
+A label bias (``label_bias``, the checkpoint's ``text4seg.json``) adds vLLM's
+``"logit_bias": {"<token id>": bias}`` for the query's label tokens (:mod:`text4seg.inference.bias`).
 
 The answer is ``choices[0].message.content``; ``usage.completion_tokens`` becomes ``num_tokens``.
 ``max_tokens`` is the in-process budget (:meth:`Predictor.budget`: the scheme's bound for the query's
@@ -62,6 +65,9 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from text4seg.data.queries import Query
 from text4seg.descriptors import MAX_FREE, max_answer_tokens
 from text4seg.descriptors.multi import max_multi_tokens
+from text4seg.inference.answer import query_record
+from text4seg.inference.bias import SWIFT_NO_BIAS
+from text4seg.inference.options import SERVERS
 
 REGEX_CAVEAT = (
     "constrained via regex: the regex checks the answer's characters, labels and run syntax, but it cannot "
@@ -69,7 +75,6 @@ REGEX_CAVEAT = (
     "lenient decoder repairs such rows and records the repairs"
 )
 TRANSIENT_HTTP = {408, 429, 500, 502, 503, 504}
-SERVERS = ("auto", "swift", "vllm")
 MAX_RESPONSE_BYTES = 16 << 20  # the most of one server answer that is read (a longer one is an error)
 _CHUNK = 1 << 16
 STRUCTURED = ("grammar", "regex")
@@ -225,6 +230,9 @@ class ApiPredictor:
         sam: None, a SAM checkpoint path (``sam_type``), a ``Refiner`` or a ``Sam`` model.
         server: ``auto`` | ``swift`` | ``vllm``; structured: ``grammar`` | ``regex`` (vLLM; swift: regex).
         extra: fields copied into every request body (e.g. ``{"seed": 0}``).
+        label_bias: a logit bias on each query's label tokens (:mod:`text4seg.inference.bias`), sent as
+            vLLM's ``logit_bias`` field (a ``swift deploy`` server has none: an error); ``tokenizer``
+            (a ``transformers`` tokenizer, or its folder) names the token ids.
     """
 
     def __init__(
@@ -245,6 +253,8 @@ class ApiPredictor:
         structured: str = "grammar",
         extra: dict | None = None,
         log=print,
+        label_bias: float | None = None,
+        tokenizer=None,
     ):
         if concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {concurrency}")
@@ -273,6 +283,17 @@ class ApiPredictor:
 
             self.refiner = load_refiner(sam, sam_type)
         self._caveat_said = False
+        self.label_bias, self._label_tokens = label_bias, None
+        if label_bias:
+            if server == "swift":
+                raise ValueError(SWIFT_NO_BIAS.format(bias=label_bias, url=self.url))
+            if tokenizer is None:
+                raise ValueError(f"label bias {label_bias:g}: give the tokenizer that names the label tokens")
+            from text4seg.inference.bias import LabelTokens, load_tokenizer  # (transformers: lazily)
+
+            if isinstance(tokenizer, (str, os.PathLike)):
+                tokenizer = load_tokenizer(tokenizer)
+            self._label_tokens = LabelTokens(tokenizer)
         self.cut_answers = 0  # answers longer than their query's answer_cap, cut there
 
     # ------------------------------------------------------------------------------------ server
@@ -316,6 +337,12 @@ class ApiPredictor:
 
         constrained = self.constrained if constrained is None else constrained
         common = dict(max_tokens=self.budget(q), temperature=0, **self.extra)
+        if self.label_bias:
+            if self.server != "vllm":
+                raise ValueError(SWIFT_NO_BIAS.format(bias=self.label_bias, url=self.url))
+            ids = self._label_tokens(q.labels)
+            if ids:
+                common["logit_bias"] = {str(i): float(self.label_bias) for i in ids}
         msgs = chat_messages(q)
         if not constrained:
             return {"model": self.served_model, "messages": msgs, **common}
@@ -382,8 +409,6 @@ class ApiPredictor:
         constrained: bool | None = None,
     ) -> Iterator[dict]:
         """Yield one result record per query in completion order (at most ``concurrency`` in flight)."""
-        from text4seg.inference.predict import query_record
-
         constrained = bool(self.constrained if constrained is None else constrained)
         self._resolve()
         pending = iter(list(queries))

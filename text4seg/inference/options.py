@@ -2,7 +2,7 @@
 
 ``text4seg predict`` parses its command line into a ``PredictOptions`` and calls
 :func:`text4seg.inference.run.run_predict`; ``text4seg app``, the demo and the Python API
-(:func:`text4seg.inference.predict.predict_to`) build their predictor from one too
+(:func:`text4seg.inference.run.predict_to`) build their predictor from one too
 (:func:`text4seg.inference.run.make_predictor`). :meth:`~PredictOptions.validate` checks everything
 that can be checked before a model loads (and without importing torch, except for a SAM checkpoint's
 weights-only read): the path of the run (in-process ``model`` or a server ``api``; a ``jsonl``, an
@@ -33,6 +33,9 @@ from text4seg.descriptors import DEFAULT_GRID, DEFAULT_SCHEME, MAX_FREE
 # the options of a predict run that change its results, as recorded in OUT/run.json (run.json's keys:
 # "label" is :attr:`PredictOptions.labels`); not the --api URL: the same served model may come back on
 # another port
+# the OpenAI-compatible servers predict --api knows (text4seg.inference.api_client); auto: ask the server
+SERVERS = ("auto", "swift", "vllm")
+
 RESULT_OPTIONS = (
     "model",
     "served_model",
@@ -116,8 +119,10 @@ class PredictOptions:
     What the checkpoint was trained with (``text4seg.json``, :mod:`text4seg.checkpoints.trained`: read from
     ``adapters`` then ``model``, or from ``trained_with``, a checkpoint folder or the file, for ``--api``)
     gives the defaults of ``grid``, ``scheme``, ``query`` (its question template filled with the first
-    ``--label``) and ``label_bias`` (a logit bias on the label tokens, in-process only); a value that
-    disagrees is an error unless ``force_options``. ``None`` means "not given".
+    ``--label``) and ``label_bias`` (a logit bias on the label tokens: in-process, or vLLM's
+    ``logit_bias`` field with ``--api``, the ids named by ``trained_with``'s tokenizer, kept in
+    ``bias_tokenizer``); a value that disagrees is an error unless ``force_options``. ``None`` means "not
+    given".
     """
 
     model: str | os.PathLike | None = None
@@ -164,6 +169,7 @@ class PredictOptions:
     skip_bad: bool = False
     overwrite: bool = False
     trained: TrainedWith | None = field(default=None, init=False, repr=False, compare=False)
+    bias_tokenizer: Path | None = field(default=None, init=False, repr=False, compare=False)
 
     # ---------------------------------------------------------------------------------- checks
     def validate(self) -> PredictOptions:
@@ -213,11 +219,25 @@ class PredictOptions:
         trained_bias = trained.bias(self.constrained) if trained else None
         self.label_bias = resolve("--label-bias", self.label_bias, trained_bias, force, where=where)
         if self.api is not None and self.label_bias:
+            self.bias_tokenizer = self._api_bias_tokenizer(where or "--label-bias")
+
+    def _api_bias_tokenizer(self, where: str) -> Path:
+        """The tokenizer folder naming the label tokens of a ``--api`` label bias (vLLM's ``logit_bias``;
+        ``swift deploy`` takes none): ``ValueError`` when there is none to be had."""
+        from text4seg.inference.bias import SWIFT_NO_BIAS, tokenizer_folder
+
+        bias = self.label_bias
+        if self.server == "swift":
+            raise ValueError(SWIFT_NO_BIAS.format(bias=bias, url=self.api) + f" ({where})")
+        folder = tokenizer_folder(self.trained_with) if self.trained_with is not None else None
+        if folder is None:
             raise ValueError(
-                f"label bias {self.label_bias:g} ({where or '--label-bias'}) is applied by an in-process "
-                "model only (a server takes no logits processor): predict with --model, or pass "
+                f"label bias {bias:g} ({where}) with --api is sent as vLLM's logit_bias, whose token ids "
+                f"come from the checkpoint's tokenizer: no tokenizer in --trained-with {self.trained_with} "
+                "(nor in the base model its args.json names); predict with --model, or pass "
                 "--label-bias 0 --force-options"
             )
+        return folder
 
     def _check_path(self) -> None:
         if (self.image is not None or self.video is not None) and not self.query:
@@ -257,7 +277,6 @@ class PredictOptions:
 
     def _check_values(self) -> None:
         from text4seg.descriptors import SCHEMES, grid_shape
-        from text4seg.inference.api_client import SERVERS
         from text4seg.inference.constrained import CONSTRAINED_ENGINES
         from text4seg.inference.refine import SAM_TYPES
 

@@ -4,21 +4,25 @@ is assembled, and the one function ``text4seg predict`` calls.
 * :func:`make_predictor`: the predictor of the options: a :class:`~text4seg.inference.predict.Predictor`
   (``model``: ms-swift in-process) or an :class:`~text4seg.inference.api_client.ApiPredictor` (``api``:
   a server), with the SAM refiner of ``sam_checkpoint`` (:func:`text4seg.inference.refine.load_refiner`).
-  Used by ``predict`` (images, JSONL, video), ``app``, the demo and
-  :func:`~text4seg.inference.predict.predict_to`.
+  Used by ``predict`` (images, JSONL, video), ``app``, the demo and :func:`predict_to`.
 * :func:`run_predict`: validate (the checkpoint's ``text4seg.json`` gives the defaults and the label bias,
   :meth:`~text4seg.inference.options.PredictOptions.apply_trained`; a ``--jsonl`` row trained otherwise is
   an error unless ``force_options``), check the data and the output folder and record ``OUT/run.json``
   (:mod:`text4seg.inference.prepare`), load, predict into ``OUT/results.jsonl`` (resumable), or for a
   ``video`` write its masks and ``OUT/video_results.jsonl`` (:mod:`text4seg.inference.video`).
+* :func:`predict_to`, :func:`predict_jsonl`, :func:`predict_image`: the same from Python in one call
+  (``predict_jsonl("CKPT", "built/val.jsonl", "runs/val", batch_size=8)`` returns the results path).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from text4seg.data.queries import Query, attach_truth, load_queries
+from text4seg.descriptors import DEFAULT_GRID, DEFAULT_SCHEME
 from text4seg.inference.options import PredictOptions
 
 
@@ -62,6 +66,8 @@ def _assemble(options: PredictOptions, sam=None, logits_processors: Sequence | N
             constrained=options.constrained,
             sam=refiner,
             server=options.server,
+            label_bias=options.label_bias,
+            tokenizer=options.bias_tokenizer,
         )
     from text4seg.inference.predict import Predictor
 
@@ -80,6 +86,7 @@ def _assemble(options: PredictOptions, sam=None, logits_processors: Sequence | N
         max_free=options.max_free,
         sam=refiner,
         logits_processors=logits_processors,
+        label_bias=options.label_bias,
         trust_remote_code=options.trust_remote_code,
         **engine,
     )
@@ -100,18 +107,11 @@ def run_predict(options: PredictOptions, log: Callable[[str], None] = print) -> 
     queries, skipped = prepare_queries(options)
     if options.jsonl is not None:
         check_rows_trained(queries, options)
-    predictor = _assemble(options)
-    if options.label_bias:  # (in-process only: validate refuses a bias with --api)
-        from text4seg.inference.predict import apply_label_bias
-
-        apply_label_bias(predictor, [lab for q in queries for lab in q.labels], options.label_bias)
-    truth = None
     if options.jsonl is not None and options.overlays:  # --with-gt rows: ground truth on the overlays
-        from text4seg.inference.predict import overlay_truth
-
-        truth = overlay_truth(options.jsonl, queries, options.root)
+        queries = attach_truth(queries, options.jsonl, options.root)
+    predictor = _assemble(options)  # (a label bias: in-process only; validate refuses one with --api)
     results = predict_queries(
-        predictor, queries, options.out, overlays=options.overlays, progress=options.progress, truth=truth
+        predictor, queries, options.out, overlays=options.overlays, progress=options.progress
     )
     cut = int(getattr(predictor, "cut_answers", 0))
     return PredictSummary(results, skipped, results_report(results), cut)
@@ -154,3 +154,118 @@ def _run_video(options: PredictOptions, log: Callable[[str], None]) -> PredictSu
         log=log,
     )
     return PredictSummary(Path(options.out) / VIDEO_RESULTS)
+
+
+# the keyword arguments of predict_to that are PredictOptions fields (the rest go to TransformersEngine)
+MODEL_OPTIONS = (
+    "adapters",
+    "model_type",
+    "template",
+    "trust_remote_code",
+    "batch_size",
+    "max_new_tokens",
+    "constrained",
+    "constrained_engine",
+    "max_free",
+    "sam_type",
+    "label_bias",
+)
+
+
+def predict_to(
+    model: str | os.PathLike | None,
+    queries: Sequence[Query],
+    out_dir: str | os.PathLike,
+    *,
+    sam=None,
+    logits_processors: Sequence | None = None,
+    overlays: bool = True,
+    progress: bool = True,
+    client=None,
+    **options,
+) -> Path:
+    """Load ``model`` and run ``queries`` into ``out_dir/results.jsonl`` (resumable); returns its path.
+
+    ``options``: :class:`~text4seg.inference.options.PredictOptions` fields of the model and decoding
+    (``adapters``, ``model_type``, ``template`` (or ``template_type``), ``batch_size``,
+    ``max_new_tokens``, ``constrained``, ``constrained_engine``, ``max_free``, ``sam_type``,
+    ``label_bias``, ``trust_remote_code``); any other keyword goes to ``TransformersEngine``. ``sam``:
+    None, a SAM checkpoint path (of ``sam_type``), a ``Refiner`` or a ``Sam`` model;
+    ``logits_processors``: extra ``transformers`` processors. ``client``: an object with
+    :meth:`~text4seg.inference.predict.Predictor.predict`'s signature used instead of loading a model
+    (:class:`text4seg.inference.api_client.ApiPredictor`: the answers come from a server); it carries its
+    own options, so ``model``, ``sam`` and ``options`` are then an error.
+    """
+    from text4seg.inference.predict import predict_queries
+
+    if client is not None:
+        given = sorted(options) + [k for k, v in (("model", model), ("sam", sam)) if v is not None]
+        given += ["logits_processors"] if logits_processors else []
+        if given:
+            raise ValueError(
+                f"predict_to(client=...): {', '.join(given)} apply to an in-process model, not to a client "
+                "(give the client its options, e.g. ApiPredictor(url, sam=..., constrained=...))"
+            )
+        return predict_queries(client, queries, out_dir, overlays=overlays, progress=progress)
+    fields = {k: options.pop(k) for k in MODEL_OPTIONS if k in options}
+    if "template_type" in options:
+        fields["template"] = options.pop("template_type")
+    if fields.get("adapters") is not None:
+        fields["adapters"] = [str(x) for x in fields["adapters"]]
+    else:
+        fields.pop("adapters", None)
+    path = isinstance(sam, (str, os.PathLike))
+    run = PredictOptions(model=model, sam_checkpoint=sam if path else None, engine_kwargs=options, **fields)
+    predictor = make_predictor(run, sam=None if path else sam, logits_processors=logits_processors)
+    return predict_queries(predictor, queries, out_dir, overlays=overlays, progress=progress)
+
+
+def predict_jsonl(
+    model: str | os.PathLike,
+    jsonl: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    limit: int | None = None,
+    shard: str | tuple[int, int] | None = None,
+    root: str | os.PathLike | None = None,
+    **options,
+) -> Path:
+    """Predict every query of a built JSONL into ``out_dir/results.jsonl`` (resumable); returns its path.
+
+    ``root``: folder of relative image paths; ``shard`` ``i/N`` keeps rows i, i+N, ...; ``limit`` caps
+    the queries; ``options``: those of :func:`predict_to` (``logits_processors``, ``sam``, ...).
+    """
+    if not os.path.isfile(jsonl):
+        raise OSError(f"no such file: {jsonl}")
+    return predict_to(model, load_queries(jsonl, root, limit, shard), out_dir, **options)
+
+
+def predict_image(
+    model: str | os.PathLike,
+    image: str | os.PathLike,
+    question: str,
+    out_dir: str | os.PathLike,
+    *,
+    labels: Sequence[str] = (),
+    grid: tuple[int, int] = DEFAULT_GRID,
+    scheme: str = DEFAULT_SCHEME,
+    **options,
+) -> Path:
+    """Predict one question on one image (id = the file's stem) into ``out_dir/results.jsonl``.
+
+    ``labels``: the target labels (constrained decoding needs them); ``grid`` ``(rows, cols)`` and
+    ``scheme`` of the answer; ``options``: those of :func:`predict_to`.
+    """
+    if options.get("constrained") and not labels:
+        raise ValueError("constrained decoding on one image needs the target label(s): --label TEXT")
+    if not os.path.isfile(image):
+        raise OSError(f"no such image: {image}")
+    q = Query(
+        id=Path(image).stem,
+        image=str(Path(image).resolve()),
+        question=question,
+        labels=list(labels),
+        grid=(int(grid[0]), int(grid[1])),
+        scheme=scheme,
+    )
+    return predict_to(model, [q], out_dir, **options)
