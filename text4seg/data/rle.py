@@ -52,8 +52,11 @@ def check_rle(rle, where: str = "rle") -> tuple[int, int]:
     h, w = check_image_size(size[0], size[1], f"{where}.size")
     counts = rle["counts"]
     if isinstance(counts, (str, bytes)):
-        raw = counts.encode("latin-1", "replace") if isinstance(counts, str) else counts
-        if (isinstance(counts, str) and not counts.isascii()) or _compressed_total(raw, h * w) != h * w:
+        if isinstance(counts, str):
+            raw = counts.encode("ascii") if counts.isascii() else b"\x00"  # not ASCII: refused below
+        else:
+            raw = counts
+        if _compressed_total(raw, h * w) != h * w:
             raise ValueError(f"{where}.counts: the compressed runs do not cover size {h}x{w}")
     elif isinstance(counts, list):
         if not all(type(c) is int and c >= 0 for c in counts):

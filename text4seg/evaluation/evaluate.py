@@ -186,10 +186,10 @@ class _Counts:
             self.with_tokens += 1
         self.answers += 1
         self.parse_valid += bool(rec.parse_valid)
-        kinds = {r.kind for r in rec.repairs}
-        self.repaired += bool(kinds)
-        for k in kinds:
-            self.kinds[k] = self.kinds.get(k, 0) + 1
+        if rec.repairs:
+            self.repaired += 1
+            for k in {r.kind for r in rec.repairs}:
+                self.kinds[k] = self.kinds.get(k, 0) + 1
 
     def repairs(self) -> dict:
         """:func:`text4seg.data.results.repair_report` of the joined records."""

@@ -96,6 +96,17 @@ def start() -> dict:
     return {}
 
 
+def _refined_mask(p: Pair, opts: Options):
+    """The refined mask of a pair (None: no SAM): its ``refined_labels`` selected as the coarse mask is
+    (every label, or the queried ones with ``label_only``), else the stored ``refined`` union. One label
+    whose RLE is the union (the usual referring record) is the union's mask, decoded once."""
+    rec = p.rec
+    rl = rec.refined_labels
+    if rl is not None and not (not opts.label_only and len(rl) == 1 and rec.refined in rl.values()):
+        return select_labels(*refined_map(p), p.gt["labels"] if opts.label_only else None)[0]
+    return checked_rle_to_mask(rec.refined) if rec.refined else None
+
+
 def add(state: dict, p: Pair, opts: Options) -> dict:
     """Score one pair's coarse and refined masks against its ground-truth mask; its per-sample row."""
     rec, g = p.rec, p.gt
@@ -103,11 +114,7 @@ def add(state: dict, p: Pair, opts: Options) -> dict:
         state.update(coarse=_Referring(opts.thresholds), refined=_Referring(opts.thresholds))
     am = answer_masks(p, opts)
     row = sample_row(p, am)
-    refined_labels = refined_map(p)
-    if refined_labels is not None:
-        refined = select_labels(*refined_labels, g["labels"] if opts.label_only else None)[0]
-    else:
-        refined = checked_rle_to_mask(rec.refined) if rec.refined else None
+    refined = _refined_mask(p, opts)
     gt_mask = checked_rle_to_mask(g["rle"])
     if gt_mask.shape != (rec.height, rec.width):
         raise ValueError(

@@ -162,10 +162,10 @@ def tables(metrics: dict) -> list[Table]:
 # ---------------------------------------------------------------------------------------- registry
 def instance_numbered(entry: dict) -> bool:
     """A label-map entry whose classes (``others`` aside) are all ``"<name> <k>"`` labels."""
-    from text4seg.descriptors.instances import parse_instance_label
-
     if entry["task"] not in LABEL_MAP_TASKS:
         return False
+    from text4seg.descriptors.instances import parse_instance_label
+
     named = [c for c in entry.get("classes", []) if c and normalize_label(c) != BACKGROUND]
     return entry["task"] == "instance" or (bool(named) and all(parse_instance_label(c)[1] > 0 for c in named))
 
