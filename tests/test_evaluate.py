@@ -522,3 +522,24 @@ def test_cli_a_bad_last_record_leaves_no_per_sample_file_written_so_far(tmp_path
     proc = cli(args, tmp_path)
     one_line_error(proc, 2, "res.jsonl:5", "r4", "grid")
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_a_one_label_refined_record_scores_as_its_label_map_would():
+    """The shortcut of score_referring._refined_mask (one label whose RLE is the union: the union decoded
+    once) gives the mask the label map gives, with and without label_only; two labels take the map."""
+    from text4seg.data.results import make_record, select_labels
+    from text4seg.evaluation.pairs import Options, Pair, refined_map
+    from text4seg.evaluation.score_referring import _refined_mask
+
+    answer = "Sure.\n<seg>" + "box *4\n" * 3 + "lid *4</seg>"
+    masks = answer_to_masks(answer, H, W, 4, "rrle")
+    for refined in ((masks.label_map == 1).astype(np.int32), masks.label_map):  # one label, two labels
+        rec = make_record(
+            id="a", turn=0, image=None, query="q", labels=["box"], answer=answer, scheme="rrle",
+            grid=(4, 4), masks=masks, refined_map=refined,
+        )  # fmt: skip
+        for label_only in (False, True):
+            p = Pair(rec, {"labels": ["box"]}, ("a", 0), "f:1")
+            want = select_labels(*refined_map(p), ["box"] if label_only else None)[0]
+            got = _refined_mask(p, Options(label_only=label_only))
+            assert got.shape == want.shape and (got == want).all() and got.any()
