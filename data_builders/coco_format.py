@@ -274,7 +274,10 @@ class CocoFormat(Builder):
             fg = sample_rle(rle, *cfg.grid)
             sid = self.sample_id(unit, cat_id, rep=rep)
             # a present category is a target: empty or lost on the grid, it is screened, never written absent
-            if self.screen_target(partial(rle_area, rle), bool(fg.any()), 1, f"{sid} ({self.where(unit)})"):
+            # (a target with a cell on the grid needs no screening: Builder.screen_target)
+            if not fg.any() and self.screen_target(
+                partial(rle_area, rle), False, 1, f"{sid} ({self.where(unit)})"
+            ):
                 continue
             label = label_of(name)
             desc = descriptor_template(fg, cfg.scheme).replace(PLACEHOLDER, label)

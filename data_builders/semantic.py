@@ -59,6 +59,14 @@ def read_label_png(path: Path) -> np.ndarray:
         raise BadInput(f"cannot read label map {path}: {exc}") from None
 
 
+def present_values(lm: np.ndarray) -> list[int]:
+    """The distinct values of a label map, ascending: ``np.unique``, or one counting pass for an 8-bit map
+    (no sort, no hash table)."""
+    if lm.dtype == np.uint8:
+        return np.flatnonzero(np.bincount(lm.ravel(), minlength=256)).tolist()
+    return np.unique(lm).tolist()
+
+
 def _check_image(image: Path, shape: tuple[int, int], keep: bool = False):
     """``BadInput`` unless ``image`` exists, decodes to the end (a truncated JPEG fails here) and is as
     large as its label map (``shape`` = ``(h, w)``). ``keep``: return the decoded image as RGB (a crop
@@ -215,7 +223,7 @@ class SemanticBase(Builder):
         if self.check_images:  # the same check on every split: readable to the end, the label map's size
             decoded = _check_image(image, lm.shape, keep=crop)
         image, lm, cropped = self._crop(rng, crop, image, lm, decoded)
-        present_vals = [v for v in np.unique(lm).tolist() if v in self.table]
+        present_vals = [v for v in present_values(lm) if v in self.table]
         present = list(dict.fromkeys(self.table[v] for v in present_vals))
         mode = self.mode
         if mode == "mix":
@@ -262,7 +270,7 @@ class SemanticBase(Builder):
                 height=h,
                 turns=[turn],
                 task="semantic",
-                labels=sorted({str(x) for x in grid.ravel().tolist()} - {"others"}),
+                labels=sorted(set(grid.ravel().tolist()) - {"others"}),  # a str array: str items
                 asked=[normalize_label(n) for n in asked],
                 source={"dataset": self.name, "split": cfg.split, "image_id": ann.stem},
                 **gt,
