@@ -1,4 +1,4 @@
-"""The compressed-RLE check (`text4seg.data.rle._compressed_total`): the regex/numpy reader gives the
+"""The compressed-RLE check (`text4seg.data.rle._compressed_total`): the table/numpy reader gives the
 byte-by-byte reader's result (the C reader's sums, -1 where pycocotools would write past the mask) on
 real, mutated and random strings, short and long."""
 
