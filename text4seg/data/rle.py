@@ -15,7 +15,6 @@ pycocotools is imported lazily (extra ``data``).
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 from itertools import accumulate
 
 import numpy as np
@@ -87,29 +86,15 @@ def rle_to_mask(rle: dict, where: str = "rle") -> np.ndarray:
 
 
 _ALPHABET = bytes(range(48, 48 + 64))  # "0".."o": a value's continuation bytes (c & 0x20), then a last one
-_VALUE = re.compile(rb"[P-o]*[0-O]")
+_CONTINUED = bytes(range(80, 112))  # "P".."o": a continuation byte (more of the value follows)
+_CONTINUATIONS = re.compile(rb"[P-o]+")
+# each byte of the alphabet as a signed byte: a last byte ("0".."O") its signed 5-bit value (the sign
+# bit 0x10 extends), a continuation byte its low 5 bits (0..31)
+_DIGIT = bytes(
+    (((c - 48) & 0x1F) - (32 if c < 80 and (c - 48) & 0x10 else 0)) & 0xFF if 48 <= c < 112 else 0
+    for c in range(256)
+)
 _NUMPY_FROM = 256  # bytes: longer strings are summed with numpy
-
-
-@lru_cache(maxsize=4096)
-def _value(group: bytes) -> int | None:
-    """The signed value of one compressed value's bytes (as ``rleFrString`` reads it); None past 13
-    bytes (65 bits: no run of a checked size needs that many)."""
-    if len(group) > 13:
-        return None
-    x = 0
-    for k, byte in enumerate(group):
-        x |= ((byte - 48) & 0x1F) << (5 * k)
-    if (group[-1] - 48) & 0x10:
-        x |= -1 << (5 * len(group))
-    return x
-
-
-_SHORT_VALUES = {  # every value of one or two bytes (runs below 2**9 and their deltas): a plain lookup
-    g: _value(g)
-    for g in [bytes([c]) for c in range(48, 80)]
-    + [bytes([a, c]) for a in range(80, 112) for c in range(48, 80)]
-}
 
 
 def _compressed_total(counts: bytes, limit: int) -> int:
@@ -118,20 +103,33 @@ def _compressed_total(counts: bytes, limit: int) -> int:
     over ``limit`` (the C decoder would write past the mask: a crash, not an error).
 
     The same result as the byte-by-byte reader :func:`_compressed_total_py` on every input, in C loops:
-    ``bytes.translate`` checks the alphabet (and the last byte must end a value), one regex splits the
-    values, a table (one or two bytes) or a cached function gives each value, and the delta coding
+    ``bytes.translate`` checks the alphabet (and the last byte must end a value) and gives every byte's
+    5-bit digit as a signed byte (``memoryview.cast``), so a value of one byte (most of them) is its
+    digit; the few values of several bytes (a run of continuation bytes, found by a regex) are put
+    together in Python (past 13 bytes: -1, as the byte reader); the delta coding
     (``runs[i] = x[i] + runs[i - 2]`` from ``i = 3``) is one running sum per parity. Every failure of the
     byte reader is -1 wherever it happens, so checking every run after the sums gives its verdict."""
     if counts.translate(None, _ALPHABET) or (counts and counts[-1] >= 80):
         return -1
     if len(counts) > _NUMPY_FROM:
         return _compressed_total_np(counts, limit)
-    groups = _VALUE.findall(counts)
-    x = list(map(_SHORT_VALUES.get, groups))
-    if None in x:
-        x = list(map(_value, groups))
-        if None in x:
-            return -1
+    digits = memoryview(counts.translate(_DIGIT)).cast("b").tolist()
+    if len(counts.translate(None, _CONTINUED)) == len(counts):
+        x = digits  # every value one byte
+    else:
+        x = []
+        done = 0
+        for m in _CONTINUATIONS.finditer(counts):
+            a, b = m.span()  # continuation bytes a..b-1, the value's last byte b
+            if b - a > 12:  # 14 bytes or more: 65 bits, no run of a checked size needs that many
+                return -1
+            x += digits[done:a]
+            value = digits[b] << (5 * (b - a))  # the signed last digit carries the sign
+            for k in range(a, b):
+                value |= digits[k] << (5 * (k - a))
+            x.append(value)
+            done = b + 1
+        x += digits[done:]
     runs = x[:1]
     runs += accumulate(x[1:2] + x[3::2])
     runs += accumulate(x[2::2])

@@ -82,9 +82,10 @@ def resize_nearest(arr: np.ndarray, height: int, width: int, geometry: str = "pi
     _check_geometry(geometry)
     index = nearest_index if geometry == "pil" else floor_index
     ridx, cidx = index(arr.shape[0], height), index(arr.shape[1], width)
+    arr = arr if isinstance(arr, np.ndarray) else np.asarray(arr)  # ndarray.take: no np.take wrapper
     if height <= arr.shape[0]:
-        return np.take(np.take(arr, ridx, axis=0), cidx, axis=1)
-    return np.take(np.take(arr, cidx, axis=1), ridx, axis=0)
+        return arr.take(ridx, axis=0).take(cidx, axis=1)
+    return arr.take(cidx, axis=1).take(ridx, axis=0)
 
 
 def _as_map(mask_or_label_map: np.ndarray) -> np.ndarray:

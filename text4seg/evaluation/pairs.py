@@ -62,7 +62,7 @@ def answer_masks(p: Pair, opts: Options) -> AnswerMasks:
     labels, counts = zip(*dec.runs)
     names = list(dict.fromkeys((BACKGROUND, *labels)))  # others first, then order of appearance
     pos = {name: k for k, name in enumerate(names)}
-    cells = np.repeat(np.fromiter(map(pos.__getitem__, labels), np.int32, len(labels)), counts)
+    cells = np.fromiter(map(pos.__getitem__, labels), np.int32, len(labels)).repeat(counts)
     cells = cells.reshape(dec.shape)
     label_map = resize_nearest(cells, rec.height, rec.width, opts.geometry)
     mask, other = select_labels(label_map, names, p.gt["labels"] if opts.label_only else None)
@@ -126,12 +126,15 @@ def gt_label_map(p: Pair) -> np.ndarray:
     return gt_map
 
 
+_ANY = np.logical_or.reduce  # ndarray.any of a bool mask without its Python wrappers
+
+
 def box(m: np.ndarray):
     """:func:`text4seg.evaluation.metrics.mask_to_box` of a 2-D bool mask (no conversion, no check): the
     first and last true bytes of its row and column projections."""
-    rows = m.any(axis=1).tobytes()
+    rows = _ANY(m, 1).tobytes()
     y0 = rows.find(1)
     if y0 < 0:
         return None
-    cols = m.any(axis=0).tobytes()
+    cols = _ANY(m, 0).tobytes()
     return cols.find(1), y0, cols.rfind(1) + 1, rows.rfind(1) + 1
