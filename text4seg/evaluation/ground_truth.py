@@ -21,7 +21,8 @@ import os
 
 from text4seg.data.queries import turn_labels
 from text4seg.data.records import check_image_size, iter_jsonl, iter_lines, parse_line
-from text4seg.data.results import ResultRecord, check_grid, user_questions
+from text4seg.data.result_checks import check_grid
+from text4seg.data.results import ResultRecord, user_questions
 from text4seg.data.rle import check_rle
 from text4seg.descriptors import SCHEMES
 

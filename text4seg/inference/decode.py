@@ -33,10 +33,10 @@ from text4seg.data.images import image_size
 from text4seg.data.overlay import save_mask_png
 from text4seg.data.queries import turn_labels
 from text4seg.data.records import AtomicWriter, check_image_size, read_jsonl
+from text4seg.data.result_checks import check_grid
 from text4seg.data.results import (
     AnswerMasks,
     answer_to_masks,
-    check_grid,
     make_record,
     repair_report,
     user_questions,
