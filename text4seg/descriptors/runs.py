@@ -45,6 +45,9 @@ def normal_text(text: str) -> bool:
     return text.isprintable() and "  " not in text and "<" not in text and ">" not in text
 
 
+_COUNTS = {str(n): n for n in range(1, 1025)}  # canonical counts up to 1024 (no "0", "07", "+7", "٧")
+
+
 class _Run(NamedTuple):
     label: str
     count: int
@@ -170,17 +173,26 @@ def fast_row(line: str, cols: int, counted: bool) -> list[_Run] | None:
     """
     out: list[_Run] = []
     total = 0
-    for run in line.split(RUN_SEP):
+    runs = line.split(RUN_SEP)
+    # no "*" or "|" in a label: the line's are the runs' " *" (counted) and the separators' "| "
+    if line.count("*") != (len(runs) if counted else 0) or line.count("|") != len(runs) - 1:
+        return None
+    for run in runs:
         if counted:
             label, sep, digits = run.rpartition(" *")
-            if not sep or not (digits.isascii() and digits.isdigit()) or digits[0] == "0" or len(digits) > 7:
-                return None
-            count = int(digits)
+            count = _COUNTS.get(digits)  # the usual counts, canonical; else the checks below
+            if count is None:
+                if (
+                    not sep
+                    or not (digits.isascii() and digits.isdigit())
+                    or digits[0] == "0"
+                    or len(digits) > 7
+                ):
+                    return None
+                count = int(digits)
         else:
             label, count = run, 1
-        if not label or label[0] == " " or label[-1] == " " or "*" in label or "|" in label:
-            return None
-        if len(label) > MAX_LABEL_CHARS:
+        if not label or label[0] == " " or label[-1] == " " or len(label) > MAX_LABEL_CHARS:
             return None
         out.append((label, count))
         total += count
