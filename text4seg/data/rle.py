@@ -15,7 +15,7 @@ pycocotools is imported lazily (extra ``data``).
 from __future__ import annotations
 
 import re
-from itertools import accumulate
+from itertools import accumulate, compress
 
 import numpy as np
 
@@ -88,6 +88,7 @@ def rle_to_mask(rle: dict, where: str = "rle") -> np.ndarray:
 _ALPHABET = bytes(range(48, 48 + 64))  # "0".."o": a value's continuation bytes (c & 0x20), then a last one
 _CONTINUED = bytes(range(80, 112))  # "P".."o": a continuation byte (more of the value follows)
 _CONTINUATIONS = re.compile(rb"[P-o]+")
+_LAST = bytes(1 if 48 <= c < 80 else 0 for c in range(256))  # 1 where a byte ends a value
 # each byte of the alphabet as a signed byte: a last byte ("0".."O") its signed 5-bit value (the sign
 # bit 0x10 extends), a continuation byte its low 5 bits (0..31)
 _DIGIT = bytes(
@@ -117,19 +118,15 @@ def _compressed_total(counts: bytes, limit: int) -> int:
     if len(counts.translate(None, _CONTINUED)) == len(counts):
         x = digits  # every value one byte
     else:
-        x = []
-        done = 0
         for m in _CONTINUATIONS.finditer(counts):
             a, b = m.span()  # continuation bytes a..b-1, the value's last byte b
             if b - a > 12:  # 14 bytes or more: 65 bits, no run of a checked size needs that many
                 return -1
-            x += digits[done:a]
             value = digits[b] << (5 * (b - a))  # the signed last digit carries the sign
             for k in range(a, b):
                 value |= digits[k] << (5 * (k - a))
-            x.append(value)
-            done = b + 1
-        x += digits[done:]
+            digits[b] = value
+        x = list(compress(digits, counts.translate(_LAST)))  # each value at its last byte
     runs = x[:1]
     runs += accumulate(x[1:2] + x[3::2])
     runs += accumulate(x[2::2])
