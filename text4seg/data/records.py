@@ -110,30 +110,119 @@ class Sample:
     frames: list[str] = field(default_factory=list)  # video samples: T frame paths (text4seg.data.video)
 
 
+_SOURCE_FIELDS = tuple((k, k.endswith("_ids")) for k in SOURCE_KEYS)  # (key, holds a list)
+
+
 def _source(src: dict) -> dict:
+    """The row's ``source``: every key of :data:`SOURCE_KEYS`, strings (lists of strings for ``*_ids``);
+    a value that already is a ``str`` is taken as is (what ``str()`` would return)."""
     out = {}
-    for k in SOURCE_KEYS:
-        v = src.get(k, [] if k.endswith("_ids") else "")
-        out[k] = [str(x) for x in v] if k.endswith("_ids") else ("" if v is None else str(v))
+    for k, ids in _SOURCE_FIELDS:
+        if ids:
+            v = src.get(k, ())
+            out[k] = [str(x) for x in v] if type(v) is not list or v else []
+        else:
+            v = src.get(k, "")
+            out[k] = v if type(v) is str else ("" if v is None else str(v))
     return out
 
 
-def to_swift_row(sample: Sample) -> dict:
-    """The ms-swift JSONL row of a sample (see the module docstring for the schema)."""
+def _check(sample: Sample) -> None:
     if not sample.turns:
         raise ValueError(f"sample {sample.id!r} has no turns")
     if sample.task not in TASKS:
         raise ValueError(f"sample {sample.id!r}: unknown task {sample.task!r}; choose one of {TASKS}")
+
+
+def _messages(sample: Sample) -> list[dict]:
+    """User and assistant messages of every turn, ``<image>`` before the first question (a video question
+    holds its frames' tags instead)."""
     messages = []
-    for i, (q, a) in enumerate(sample.turns):
-        tag = IMAGE_TAG if i == 0 and not sample.frames else ""  # a video question holds its frames' tags
+    tag = "" if sample.frames else IMAGE_TAG
+    for q, a in sample.turns:
         messages.append({"role": "user", "content": tag + q})
         messages.append({"role": "assistant", "content": a})
+        tag = ""
+    return messages
+
+
+def _typed_row(sample: Sample) -> dict | None:
+    """:func:`to_swift_row` for a sample whose fields already have the row's types (``str``, ``int``, lists
+    of ``str``, masks ``{"size": [int, int], "counts": str}``, boxes lists of ``float``, no frames, classes
+    or ignore values): the same row without converting each value again. ``None`` when a field needs
+    converting (the caller takes the converting path)."""
+    s = sample
+    grid, labels, asked = s.grid, s.labels, s.asked or s.labels
+    if not (
+        type(s.id) is str
+        and type(s.image) is str
+        and type(s.width) is int
+        and type(s.height) is int
+        and type(s.label_map) is str
+        and (type(grid) is tuple or type(grid) is list)
+        and len(grid) == 2
+        and type(grid[0]) is int
+        and type(grid[1]) is int
+        and type(labels) is list
+        and type(asked) is list
+        and not s.frames
+        and not s.classes
+        and not s.ignore
+        and type(s.boxes) is list
+        and type(s.masks) is list
+    ):
+        return None
+    boxes = []
+    for b in s.boxes:
+        if type(b) is not list:
+            return None
+        for v in b:
+            if type(v) is not float:
+                return None
+        boxes.append(b[:])
+    for x in labels:
+        if type(x) is not str:
+            return None
+    if asked is not labels:
+        for x in asked:
+            if type(x) is not str:
+                return None
+    masks = []
+    for m in s.masks:
+        if type(m) is not dict:
+            return None
+        size, counts = m.get("size"), m.get("counts")
+        if not (type(size) is list and len(size) == 2 and type(counts) is str):
+            return None
+        h, w = size
+        if type(h) is not int or type(w) is not int:
+            return None
+        masks.append({"size": [h, w], "counts": counts})
+    return {
+        "messages": _messages(s),
+        "images": [s.image],
+        "text4seg": {
+            "id": s.id,
+            "task": s.task,
+            "labels": labels[:],
+            "asked": asked[:],
+            "grid": [grid[0], grid[1]],
+            "scheme": s.scheme,
+            "width": s.width,
+            "height": s.height,
+            "source": _source(s.source),
+            "gt": {"masks": masks, "label_map": s.label_map, "classes": [], "ignore": [], "boxes": boxes},
+        },
+    }
+
+
+def _converted_row(sample: Sample) -> dict:
+    """:func:`to_swift_row` converting every value to the row's type (``str()``, ``int()``, ``float()``)."""
     masks = [
         {"size": [int(m["size"][0]), int(m["size"][1])], "counts": str(m["counts"])} for m in sample.masks
     ]
     return {
-        "messages": messages,
+        "messages": _messages(sample),
         "images": [str(f) for f in sample.frames] or [str(sample.image)],
         "text4seg": {
             "id": str(sample.id),
@@ -154,6 +243,13 @@ def to_swift_row(sample: Sample) -> dict:
             },
         },
     }
+
+
+def to_swift_row(sample: Sample) -> dict:
+    """The ms-swift JSONL row of a sample (see the module docstring for the schema)."""
+    _check(sample)
+    row = _typed_row(sample)
+    return _converted_row(sample) if row is None else row
 
 
 def hf_features():
@@ -189,9 +285,12 @@ def hf_features():
     )
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # what json.dumps builds per call
+
+
 def dumps_row(row: dict) -> str:
     """One JSONL line (no newline): UTF-8 text, compact separators, key order as given (deterministic)."""
-    return json.dumps(row, ensure_ascii=False, separators=(",", ":"))
+    return _ENCODER.encode(row)
 
 
 def _umask() -> int:
@@ -333,6 +432,13 @@ def _no_constant(name: str):
     raise ValueError(f"{name} is not JSON")
 
 
+# One strict decoder for every line (``json.loads`` builds a new one per call when given ``parse_constant``);
+# ``json.loads`` itself shares its default decoder across threads the same way: the C scanner keeps no state
+# between calls but its key-interning memo.
+_DECODER = json.JSONDecoder(parse_constant=_no_constant)
+_decode = _DECODER.decode  # leading/trailing JSON whitespace skipped, "Extra data" after the value
+
+
 def parse_line(raw: bytes | str, path: str | os.PathLike, n: int) -> dict | None:
     """One JSONL line as a dict (``None`` for a blank line). ``ValueError`` naming ``path:n`` for bytes that
     are not UTF-8, text that is not strict JSON (``NaN``/``Infinity`` included), nesting deeper than the
@@ -346,10 +452,12 @@ def parse_line(raw: bytes | str, path: str | os.PathLike, n: int) -> dict | None
             ) from None
     else:
         line = raw
-    if not line.strip():
+    if not line or line.isspace():  # blank (``not line.strip()`` without copying the line)
         return None
     try:
-        row = json.loads(line, parse_constant=_no_constant)
+        if line[0] == "\ufeff":  # json.loads refuses a BOM with this message
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", line, 0)
+        row = _decode(line)
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}:{n}: not valid JSON ({exc.msg} at column {exc.colno})") from None
     except RecursionError:
