@@ -110,20 +110,21 @@ class Sample:
     frames: list[str] = field(default_factory=list)  # video samples: T frame paths (text4seg.data.video)
 
 
-_SOURCE_FIELDS = tuple((k, k.endswith("_ids")) for k in SOURCE_KEYS)  # (key, holds a list)
+_SOURCE_TEXT = tuple(k for k in SOURCE_KEYS if not k.endswith("_ids"))  # strings
+_SOURCE_IDS = tuple(k for k in SOURCE_KEYS if k.endswith("_ids"))  # lists of strings
+assert _SOURCE_TEXT + _SOURCE_IDS == SOURCE_KEYS  # the row's key order
 
 
 def _source(src: dict) -> dict:
     """The row's ``source``: every key of :data:`SOURCE_KEYS`, strings (lists of strings for ``*_ids``);
     a value that already is a ``str`` is taken as is (what ``str()`` would return)."""
     out = {}
-    for k, ids in _SOURCE_FIELDS:
-        if ids:
-            v = src.get(k, ())
-            out[k] = [str(x) for x in v] if type(v) is not list or v else []
-        else:
-            v = src.get(k, "")
-            out[k] = v if type(v) is str else ("" if v is None else str(v))
+    for k in _SOURCE_TEXT:
+        v = src.get(k, "")
+        out[k] = v if type(v) is str else ("" if v is None else str(v))
+    for k in _SOURCE_IDS:
+        v = src.get(k, ())
+        out[k] = [str(x) for x in v] if type(v) is not list or v else []
     return out
 
 
