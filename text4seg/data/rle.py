@@ -130,9 +130,12 @@ def _compressed_total(counts: bytes, limit: int) -> int:
     runs = x[:1]
     runs += accumulate(x[1:2] + x[3::2])
     runs += accumulate(x[2::2])
-    if runs and (min(runs) < 0 or max(runs) > limit):
+    if not runs:
+        return 0
+    if min(runs) < 0:
         return -1
-    return sum(runs)
+    total = sum(runs)
+    return total if total <= limit or max(runs) <= limit else -1  # runs >= 0 summing <= limit: none over
 
 
 def _compressed_total_np(counts: bytes, limit: int) -> int:
