@@ -90,7 +90,7 @@ def apply_overrides(recipe: Mapping[str, Any], overrides: Mapping[str, Any]) -> 
         out.pop("ENV", None)
     launch_changed = any(k in overrides for k in ("ENV.NPROC_PER_NODE", "ENV.NNODES"))
     if before and launch_changed and "gradient_accumulation_steps" not in overrides:
-        per_step = _whole(out, "per_device_train_batch_size", 1, "per_device_train_batch_size") * _world_size(
+        per_step = _whole(out, "per_device_train_batch_size", 1, "per_device_train_batch_size") * world_size(
             out
         )
         if per_step and before % per_step == 0:
@@ -108,7 +108,8 @@ def _whole(mapping: Mapping[str, Any], key: str, default: int, field: str) -> in
     raise ValueError(f"{field} must be a whole number, got {quote(value)}")
 
 
-def _world_size(recipe: Mapping[str, Any]) -> int:
+def world_size(recipe: Mapping[str, Any]) -> int:
+    """The processes a recipe trains on: ``ENV.NPROC_PER_NODE`` times ``ENV.NNODES`` (1 each when absent)."""
     env = recipe.get("ENV") or {}
     return _whole(env, "NPROC_PER_NODE", 1, "ENV.NPROC_PER_NODE") * _whole(env, "NNODES", 1, "ENV.NNODES")
 
@@ -120,7 +121,7 @@ def global_batch(recipe: Mapping[str, Any]) -> int | None:
     return (
         _whole(recipe, "per_device_train_batch_size", 1, "per_device_train_batch_size")
         * _whole(recipe, "gradient_accumulation_steps", 1, "gradient_accumulation_steps")
-        * _world_size(recipe)
+        * world_size(recipe)
     )
 
 

@@ -197,7 +197,7 @@ def check_launch(base: dict, recipe: dict, overrides: dict) -> None:
     launch = any(k in overrides for k in ("ENV.NPROC_PER_NODE", "ENV.NNODES"))
     before, after = recipes.global_batch(base), recipes.global_batch(recipe)
     if launch and before and after != before and "gradient_accumulation_steps" not in overrides:
-        per_step = int(recipe.get("per_device_train_batch_size", 1)) * recipes._world_size(recipe)
+        per_step = int(recipe.get("per_device_train_batch_size", 1)) * recipes.world_size(recipe)
         raise ValueError(
             f"{per_step} samples per step (per-device batch x GPUs x nodes) cannot keep the recipe's global "
             f"batch of {before} (it would become {after}); use a GPU count that divides {before}, or set "
