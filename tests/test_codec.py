@@ -324,3 +324,31 @@ def test_the_verdict_taken_from_the_lenient_decode_equals_the_strict_parse_on_ra
         if strict is not None:
             assert res.runs == strict.runs or (res.grid == strict.grid).all(), repr(text)
     assert scheme == "compact" or certain > 500  # well-formed answers take the one-decode path
+
+
+@pytest.mark.parametrize("counted", [True, False])
+def test_a_row_the_fast_reader_accepts_is_read_alike_by_the_lenient_parser_without_a_repair(counted):
+    """`fast_row` (the hot path: its counts from a table, `*`/`|` checked once a line) answers only for a
+    row the lenient parser reads with the same runs and no repair: 30,000 random rows of labels, counts
+    in and beyond the table (0, 007, 1024, 1025, 4000, 8 digits, Arabic-Indic digits), separators, stray
+    `*`, `|` and spaces. (Not tabs: a label ending in a tab before " *" is kept whole by `fast_row`
+    and stripped by the lenient parser, a difference older than the table.)"""
+    import random
+
+    from text4seg.descriptors.runs import fast_row, fit, parse_runs
+
+    rng = random.Random(31)
+    tokens = ["others", "thing", "a b", "*", "|", "| ", " *", " ", "0", "007", "1", "7", "1024", "1025"]
+    tokens += ["4000", "12345678", "\u0663", " *5", " *1024", " *1025", " *4000", "| thing *3"]
+    accepted = 0
+    for _ in range(30_000):
+        line = "".join(rng.choice(tokens) for _ in range(rng.randrange(1, 8)))
+        for cols in (5, 16, 1031, 5025) if counted else (1, 2, 3):
+            runs = fast_row(line, cols, counted)
+            if runs is None:
+                continue
+            accepted += 1
+            repairs: list = []
+            assert fit(parse_runs(line, cols, counted, repairs, 0), cols, repairs, 0) == runs, line
+            assert not repairs, (line, repairs)
+    assert accepted > 200  # the property was exercised
