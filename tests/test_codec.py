@@ -331,8 +331,7 @@ def test_a_row_the_fast_reader_accepts_is_read_alike_by_the_lenient_parser_witho
     """`fast_row` (the hot path: its counts from a table, `*`/`|` checked once a line) answers only for a
     row the lenient parser reads with the same runs and no repair: 30,000 random rows of labels, counts
     in and beyond the table (0, 007, 1024, 1025, 4000, 8 digits, Arabic-Indic digits), separators, stray
-    `*`, `|` and spaces. (Not tabs: a label ending in a tab before " *" is kept whole by `fast_row`
-    and stripped by the lenient parser, a difference older than the table.)"""
+    `*`, `|`, spaces, tabs and a no-break space around labels."""
     import random
 
     from text4seg.descriptors.runs import fast_row, fit, parse_runs
@@ -340,6 +339,7 @@ def test_a_row_the_fast_reader_accepts_is_read_alike_by_the_lenient_parser_witho
     rng = random.Random(31)
     tokens = ["others", "thing", "a b", "*", "|", "| ", " *", " ", "0", "007", "1", "7", "1024", "1025"]
     tokens += ["4000", "12345678", "\u0663", " *5", " *1024", " *1025", " *4000", "| thing *3"]
+    tokens += ["\t", "1025\t", "\xa0thing"]
     accepted = 0
     for _ in range(30_000):
         line = "".join(rng.choice(tokens) for _ in range(rng.randrange(1, 8)))

@@ -192,7 +192,7 @@ def fast_row(line: str, cols: int, counted: bool) -> list[_Run] | None:
                 count = int(digits)
         else:
             label, count = run, 1
-        if not label or label[0] == " " or label[-1] == " " or len(label) > MAX_LABEL_CHARS:
+        if not label or label[0].isspace() or label[-1].isspace() or len(label) > MAX_LABEL_CHARS:
             return None
         out.append((label, count))
         total += count
