@@ -26,8 +26,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from text4seg.data.jsonl import read_jsonl  # noqa: E402
 from text4seg.data.queries import queries_from_row  # noqa: E402
-from text4seg.data.records import read_jsonl  # noqa: E402
 from text4seg.evaluation.evaluate import evaluate  # noqa: E402
 from text4seg.inference.answer import query_record  # noqa: E402
 

@@ -21,7 +21,7 @@ from support.fakes import make_grefcoco  # noqa: E402
 from support.peers import make_coco_instances, make_coco_panoptic  # noqa: E402
 
 from data_builders import build_jsonl  # noqa: E402
-from text4seg.data.records import read_jsonl  # noqa: E402
+from text4seg.data.jsonl import read_jsonl  # noqa: E402
 from text4seg.data.tokens import count_many  # noqa: E402
 
 

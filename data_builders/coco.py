@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from text4seg._lazy import require
-from text4seg.data.records import check_image_size
+from text4seg.data.images import check_image_size
 from text4seg.descriptors import nearest_index
 
 from .base import BadInput

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from text4seg.data.records import check_image_size
+from text4seg.data.images import check_image_size
 from text4seg.descriptors import BACKGROUND, encode, mask_to_grid, normalize_label
 
 from .base import BadInput

@@ -28,7 +28,8 @@ import numpy as np
 
 from text4seg._lazy import require
 from text4seg.data.images import open_image
-from text4seg.data.records import Sample, atomic_path
+from text4seg.data.jsonl import atomic_path
+from text4seg.data.records import Sample
 from text4seg.data.rle import mask_to_rle, rle_to_json
 from text4seg.descriptors import encode
 

@@ -39,8 +39,9 @@ from pathlib import Path
 
 import numpy as np
 
-from text4seg.data.images import open_image
-from text4seg.data.records import Sample, atomic_path, check_image_size
+from text4seg.data.images import check_image_size, open_image
+from text4seg.data.jsonl import atomic_path
+from text4seg.data.records import Sample
 from text4seg.data.rle import mask_to_rle
 from text4seg.descriptors import BACKGROUND, encode, mask_to_grid
 

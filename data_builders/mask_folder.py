@@ -65,7 +65,7 @@ def _read_queries(path: Path) -> list[tuple[int, dict]]:
                 except csv.Error as exc:  # a field over csv's limit (128 KB), a NUL byte...
                     raise ValueError(f"{path}:{reader.line_num}: bad CSV ({exc})") from None
             else:
-                from text4seg.data.records import iter_jsonl
+                from text4seg.data.jsonl import iter_jsonl
 
                 rows.extend(iter_jsonl(path))  # bounded lines, strict JSON, file:line in every error
     except UnicodeDecodeError as exc:

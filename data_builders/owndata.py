@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from text4seg.data.records import atomic_path
+from text4seg.data.jsonl import atomic_path
 
 from .options import Option
 from .prompts import answer, join_classes, load_templates

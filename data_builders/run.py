@@ -18,7 +18,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from text4seg.data.records import AtomicWriter, dumps_row, parse_shard, to_swift_row
+from text4seg.data.jsonl import AtomicWriter, parse_shard
+from text4seg.data.records import dumps_row, to_swift_row
 
 from .base import EMPTY_TARGET, LOST_ON_GRID, TARGET_ISSUES, BadInput, BuildConfig, Builder
 

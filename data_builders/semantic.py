@@ -29,7 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from text4seg.data.images import open_image
-from text4seg.data.records import Sample, atomic_path
+from text4seg.data.jsonl import atomic_path
+from text4seg.data.records import Sample
 from text4seg.data.rle import mask_to_rle
 from text4seg.descriptors import mask_to_grid
 

@@ -22,8 +22,9 @@ import pytest
 from PIL import Image
 
 from text4seg.cli import main
+from text4seg.data.jsonl import read_jsonl
 from text4seg.data.queries import Query
-from text4seg.data.records import Sample, read_jsonl, write_jsonl
+from text4seg.data.records import Sample, write_jsonl
 from text4seg.data.rle import mask_to_rle
 from text4seg.inference.api_client import REGEX_CAVEAT, ApiError, ApiPredictor
 

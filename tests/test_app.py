@@ -22,7 +22,7 @@ pytest.importorskip("gradio")
 from support.browser import Page, shots_dir  # noqa: E402
 from support.offline import offline, offline_env, one_torch_thread  # noqa: E402
 
-from text4seg.data.records import read_jsonl  # noqa: E402
+from text4seg.data.jsonl import read_jsonl  # noqa: E402
 from text4seg.data.rle import rle_to_mask  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

@@ -2,8 +2,8 @@
 never the ground truth's list of present classes."""
 
 from data_builders import build_jsonl
+from text4seg.data.jsonl import read_jsonl
 from text4seg.data.queries import queries_from_row
-from text4seg.data.records import read_jsonl
 
 
 def test_semantic_rows_record_the_asked_classes_and_predict_allows_them(tmp_path):

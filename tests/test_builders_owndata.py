@@ -13,7 +13,7 @@ from support.owndata import make_coco_format, make_labelme, make_mask_folder
 from data_builders import build_jsonl
 from data_builders.owndata import split_of
 from text4seg.cli import main
-from text4seg.data.records import read_jsonl
+from text4seg.data.jsonl import read_jsonl
 from text4seg.data.rle import rle_to_mask
 from text4seg.data.stats import target_summary
 from text4seg.descriptors import decode, mask_to_grid

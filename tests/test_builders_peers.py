@@ -10,7 +10,7 @@ from support.peers import make_coco_panoptic
 
 from data_builders import build_jsonl
 from data_builders.panoptic import rgb_to_id
-from text4seg.data.records import read_jsonl
+from text4seg.data.jsonl import read_jsonl
 from text4seg.data.rle import rle_to_mask
 from text4seg.descriptors import decode
 from text4seg.descriptors.instances import split_instances

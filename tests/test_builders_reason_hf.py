@@ -14,7 +14,7 @@ from support.fakes import make_hf, make_reasonseg  # noqa: E402
 
 from data_builders import build_jsonl  # noqa: E402
 from text4seg import decode, mask_to_grid  # noqa: E402
-from text4seg.data.records import read_jsonl  # noqa: E402
+from text4seg.data.jsonl import read_jsonl  # noqa: E402
 from text4seg.data.rle import rle_to_mask as mask_of_rle  # noqa: E402
 
 pytest.importorskip("pycocotools")

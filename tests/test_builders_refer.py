@@ -17,7 +17,7 @@ from data_builders.coco import rle_counts, rle_of_segmentations, sample_rle
 from data_builders.safe_pickle import UnsafePickleError, safe_load, safe_loads
 from text4seg import decode, mask_to_grid
 from text4seg.cli import main
-from text4seg.data.records import read_jsonl
+from text4seg.data.jsonl import read_jsonl
 from text4seg.data.rle import rle_to_mask as mask_of_rle
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -21,7 +21,7 @@ from data_builders.base import BadInput
 from data_builders.refer import split_matches
 from text4seg import decode, mask_to_grid
 from text4seg.cli import main
-from text4seg.data.records import read_jsonl
+from text4seg.data.jsonl import read_jsonl
 from text4seg.data.rle import rle_to_mask
 
 pytest.importorskip("pycocotools")

@@ -11,7 +11,7 @@ from support.fakes import make_semantic
 
 from data_builders import build_jsonl
 from text4seg import decode, mask_to_grid
-from text4seg.data.records import read_jsonl
+from text4seg.data.jsonl import read_jsonl
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")

@@ -11,7 +11,7 @@ import pytest
 from data_builders import BUILDERS, build_jsonl
 from text4seg import decode, mask_to_grid
 from text4seg.cli import main
-from text4seg.data.records import read_jsonl
+from text4seg.data.jsonl import read_jsonl
 from text4seg.data.rle import rle_to_mask as mask_of_rle
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 from support.hostile import cli, one_line_error
 
-from text4seg.data.records import read_jsonl
+from text4seg.data.jsonl import read_jsonl
 from text4seg.data.rle import rle_to_mask
 
 pytest.importorskip("pycocotools")

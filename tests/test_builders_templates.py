@@ -10,7 +10,7 @@ from support.fakes import make_refer
 from support.hostile import cli, one_line_error
 
 from text4seg.checkpoints import official
-from text4seg.data.records import read_jsonl
+from text4seg.data.jsonl import read_jsonl
 
 pytest.importorskip("pycocotools")
 

@@ -1,5 +1,8 @@
 """The command line runs in-process, and bad input gives one line naming the problem, exit code 2."""
 
+import subprocess
+import sys
+
 import pytest
 
 from text4seg import cli
@@ -72,7 +75,7 @@ def test_bad_grid_is_one_line_naming_the_value(cmd, grid, tmp_path, capsys):
 
 
 def test_grid_rows_by_cols_reaches_the_built_rows(tmp_path):
-    from text4seg.data.records import read_jsonl
+    from text4seg.data.jsonl import read_jsonl
 
     out = tmp_path / "b.jsonl"
     argv = [
@@ -183,3 +186,12 @@ def test_child_env_of_swift_is_quiet_unless_verbose(monkeypatch):
     assert (
         _child_env({"LOG_LEVEL": "INFO"}, verbose=False, progress=True)["LOG_LEVEL"] == "INFO"
     )  # recipe wins
+
+
+def test_a_command_imports_only_its_own_module():
+    code = (
+        "import sys; from text4seg.cli import build_parser; build_parser('merge'); "
+        "print(sorted(m for m in sys.modules if m.startswith(('data_builders', 'text4seg.commands.'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "['text4seg.commands.merge']"  # not the builders, not the other commands

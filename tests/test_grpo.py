@@ -87,7 +87,8 @@ def test_plugin_registers_every_reward_under_its_name():
 @pytest.fixture(scope="module")
 def grpo_run(tmp_path_factory):
     """Two GRPO steps of the demo's tiny model (random weights) on one repeated row, on CPU."""
-    from text4seg.data.records import read_jsonl, write_jsonl
+    from text4seg.data.jsonl import read_jsonl
+    from text4seg.data.records import write_jsonl
     from text4seg.demo import QUICK
     from text4seg.demo.data import all_labels, build_splits, tokenizer_corpus
     from text4seg.demo.model import make_demo_model

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from support.hostile import REPO, RUNNER, cli, one_line_error, write_jsonl
 
-from text4seg.data.records import AtomicWriter
+from text4seg.data.jsonl import AtomicWriter
 
 MEM_SMALL = 1 << 30  # address space: the interpreter and numpy fit, a 1 GB line does not
 

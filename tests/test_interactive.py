@@ -24,7 +24,7 @@ from data_builders.interactive import (
     scribble_prompt,
     smart_resize,
 )
-from text4seg.data.records import read_jsonl
+from text4seg.data.jsonl import read_jsonl
 from text4seg.data.results import ResultRecord
 from text4seg.data.rle import rle_to_mask
 from text4seg.evaluation.evaluate import evaluate

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from text4seg.cli import main
-from text4seg.data.records import read_jsonl
+from text4seg.data.jsonl import read_jsonl
 
 
 def _shard(folder, recs, tail: bytes = b""):

@@ -9,7 +9,7 @@ import pytest
 from support.fakes import make_grefcoco, result_of
 
 from data_builders import build_jsonl
-from text4seg.data.records import read_jsonl
+from text4seg.data.jsonl import read_jsonl
 from text4seg.data.results import ResultRecord
 from text4seg.data.rle import mask_to_rle, rle_to_mask
 from text4seg.descriptors import BACKGROUND

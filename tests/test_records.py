@@ -8,7 +8,8 @@ import os
 import numpy as np
 import pytest
 
-from text4seg.data.records import Sample, read_jsonl, to_swift_row, write_jsonl
+from text4seg.data.jsonl import read_jsonl
+from text4seg.data.records import Sample, to_swift_row, write_jsonl
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")

@@ -13,14 +13,8 @@ import numpy as np
 import pytest
 from support.hostile import cli, one_line_error, write_jsonl
 
-from text4seg.data.records import (
-    Sample,
-    _converted_row,
-    _typed_row,
-    dumps_row,
-    parse_line,
-    to_swift_row,
-)
+from text4seg.data.jsonl import parse_line
+from text4seg.data.records import Sample, _converted_row, _typed_row, dumps_row, to_swift_row
 
 
 def _reference_parse(line: str, path: str, n: int):

@@ -14,7 +14,8 @@ from support.browser import screenshot, shots_dir
 
 from text4seg import encode, mask_to_grid, wrap
 from text4seg.cli import main
-from text4seg.data.records import read_jsonl, write_jsonl
+from text4seg.data.jsonl import read_jsonl
+from text4seg.data.records import write_jsonl
 from text4seg.data.rle import mask_to_rle
 from text4seg.evaluation.report import iou_histogram
 

@@ -4,7 +4,7 @@ import pytest
 from support import video as V
 
 from data_builders import build_jsonl
-from text4seg.data.records import read_jsonl
+from text4seg.data.jsonl import read_jsonl
 from text4seg.data.rle import rle_to_mask
 from text4seg.descriptors import grid_to_mask, mask_to_grid
 from text4seg.descriptors.video import decode_frames

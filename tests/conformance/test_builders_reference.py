@@ -140,7 +140,7 @@ def test_ref_davis17_reads_the_annotation_set_referformer_converts(tmp_path):
     from PIL import Image
 
     from data_builders import build_jsonl
-    from text4seg.data.records import read_jsonl
+    from text4seg.data.jsonl import read_jsonl
     from text4seg.data.rle import rle_to_mask
 
     h, w = 32, 48
@@ -191,7 +191,7 @@ def test_official_templates_question_is_what_the_official_res_evaluation_asks(tm
 
     from data_builders import build_jsonl
     from text4seg.checkpoints import official
-    from text4seg.data.records import read_jsonl
+    from text4seg.data.jsonl import read_jsonl
 
     pytest.importorskip("pycocotools")
     make_refer(tmp_path, "refcoco", "unc", n_images=3, refs_per_image=2, splits=("val",))

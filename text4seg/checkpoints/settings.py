@@ -72,9 +72,9 @@ def check_model_ref(value: str | os.PathLike, what: str = "model") -> None:
 
 def read_args(folder: str | os.PathLike) -> dict | None:
     """``folder/args.json`` (what ms-swift saves beside a checkpoint) as a dict, None when the folder has
-    none; read strictly (:func:`text4seg.data.records.read_json_object`: a FIFO, a bad or deeply nested
+    none; read strictly (:func:`text4seg.data.jsonl.read_json_object`: a FIFO, a bad or deeply nested
     file, a non-object is a ``ValueError`` naming it, never a silent None)."""
-    from text4seg.data.records import read_json_object
+    from text4seg.data.jsonl import read_json_object
 
     path = Path(folder) / "args.json"
     if not os.path.lexists(path):

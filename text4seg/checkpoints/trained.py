@@ -92,7 +92,7 @@ def write_trained(folder: str | os.PathLike, trained: TrainedWith) -> Path:
     """Write ``folder/text4seg.json`` atomically (never half-written); returns its path."""
     import json
 
-    from text4seg.data.records import atomic_path
+    from text4seg.data.jsonl import atomic_path
 
     if not trained.text4seg_version:
         trained.text4seg_version = _version()
@@ -127,7 +127,7 @@ def _text(obj: dict, key: str, path: Path) -> str:
 
 
 def _short(value: Any) -> str:
-    from text4seg.data.records import quote
+    from text4seg.data.jsonl import quote
 
     return quote(value, 80)
 
@@ -179,8 +179,8 @@ def trained_file(ref: str | os.PathLike) -> Path | None:
 
 
 def read_trained_file(path: str | os.PathLike) -> TrainedWith:
-    """One ``text4seg.json`` read strictly (:func:`text4seg.data.records.read_json_object`)."""
-    from text4seg.data.records import read_json_object
+    """One ``text4seg.json`` read strictly (:func:`text4seg.data.jsonl.read_json_object`)."""
+    from text4seg.data.jsonl import read_json_object
 
     return parse_trained(read_json_object(path), path)
 

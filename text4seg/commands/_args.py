@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from text4seg.data.records import check_image_size
+from text4seg.data.images import check_image_size
 from text4seg.descriptors import DEFAULT_SCHEME, GEOMETRIES, SCHEMES, grid_shape
 
 
@@ -38,7 +38,7 @@ def parse_grid(text: str) -> tuple[int, int]:
 
 def parse_size(text: str) -> tuple[int, int]:
     """``"480x640"`` -> ``(480, 640)`` (height x width); ``"64"`` -> ``(64, 64)``; the ``--size`` type
-    (limits: :func:`text4seg.data.records.check_image_size`)."""
+    (limits: :func:`text4seg.data.images.check_image_size`)."""
     pair = _pair(text, "HxW (e.g. 480x640)")
     try:
         return check_image_size(*pair)

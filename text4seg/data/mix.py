@@ -38,7 +38,7 @@ import random
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from text4seg.data.records import AtomicWriter, iter_lines, parse_line, quote
+from text4seg.data.jsonl import AtomicWriter, iter_lines, parse_line, quote
 
 PRESETS: dict[str, tuple[float, ...] | None] = {"gsva": (9.0, 6.0, 3.0, 1.0), "psalm": None}
 MAX_PASSES = 1000  # a source is cycled at most this many times (a bigger --total is refused)

@@ -33,7 +33,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from text4seg.data.records import atomic_path
+from text4seg.data.jsonl import atomic_path
 
 # Colour-blind-friendly qualitative palette (Okabe-Ito without black), RGB.
 PALETTE: tuple[tuple[int, int, int], ...] = (

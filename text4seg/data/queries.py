@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from text4seg.data.records import parse_shard, read_jsonl
+from text4seg.data.jsonl import parse_shard, read_jsonl
 from text4seg.descriptors import DEFAULT_GRID, DEFAULT_SCHEME
 
 

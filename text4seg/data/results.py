@@ -53,7 +53,7 @@ from pathlib import Path
 
 import numpy as np
 
-from text4seg.data.records import atomic_path
+from text4seg.data.jsonl import atomic_path
 from text4seg.data.result_checks import is_int, record_verdict
 from text4seg.data.rle import mask_to_rle, rle_to_mask
 from text4seg.descriptors import (
@@ -390,7 +390,7 @@ def iter_records(path: str | os.PathLike, allow_empty: bool = False) -> list[tup
     """``(line, record)`` of a results JSONL, each read with :meth:`ResultRecord.from_json`; ``ValueError``
     names the file, line, id (when readable) and field of the first bad one, or an empty file (unless
     ``allow_empty``)."""
-    from text4seg.data.records import iter_jsonl
+    from text4seg.data.jsonl import iter_jsonl
 
     out = [(n, ResultRecord.from_json(obj, f"{path}:{n}")) for n, obj in iter_jsonl(path)]
     if not out and not allow_empty:

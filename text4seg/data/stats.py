@@ -2,7 +2,7 @@
 
 ``answer_stats(answers)`` summarises a list of answers; :class:`AnswerCollector` does the same in
 bounded memory while a builder streams its answers; ``file_stats(path)`` reads every assistant message of
-a JSONL file in one streaming pass (bounded lines, see :func:`text4seg.data.records.iter_lines`); a row of
+a JSONL file in one streaming pass (bounded lines, see :func:`text4seg.data.jsonl.iter_lines`); a row of
 the wrong shape (``messages`` not a list of objects, an assistant ``content`` that is not text, ``images``
 not a path or a list of paths, ``text4seg`` not an object, its ``id`` not a string, ``labels`` not a list,
 ``task`` not a string) is one ``ValueError`` naming the file, the line
@@ -18,7 +18,7 @@ import os
 from array import array
 from collections.abc import Iterator, Sequence
 
-from text4seg.data.records import quote
+from text4seg.data.jsonl import quote
 
 MAX_TOKENIZED = 20_000  # answers tokenised at most (evenly spaced subset beyond that)
 
@@ -127,7 +127,7 @@ def row_facts(row: dict, path: str | os.PathLike, n: int) -> tuple[list[str], st
 
 
 def _facts(path: str | os.PathLike) -> Iterator[tuple[list[str], str, int]]:
-    from text4seg.data.records import iter_jsonl
+    from text4seg.data.jsonl import iter_jsonl
 
     rows = 0
     try:

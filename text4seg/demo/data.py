@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from text4seg.data.records import read_jsonl, write_jsonl
+from text4seg.data.jsonl import read_jsonl
+from text4seg.data.records import write_jsonl
 from text4seg.demo.config import FIXED_ANSWER, FIXED_QUESTION, DemoConfig
 
 SPLITS = ("train", "val", "test")

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from text4seg.data.records import atomic_path, read_jsonl
+from text4seg.data.jsonl import atomic_path, read_jsonl
 from text4seg.demo.config import DemoConfig
 
 

@@ -9,7 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from text4seg.data.records import read_jsonl, write_jsonl
+from text4seg.data.jsonl import read_jsonl
+from text4seg.data.records import write_jsonl
 from text4seg.demo.config import FULL, DemoConfig
 from text4seg.demo.data import SPLITS, all_labels, build_splits, tokenizer_corpus
 from text4seg.demo.evaluate import (

@@ -9,7 +9,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from text4seg.data.records import atomic_path
+from text4seg.data.jsonl import atomic_path
 from text4seg.demo.config import DemoConfig
 
 

@@ -28,7 +28,8 @@ from pathlib import Path
 from statistics import fmean
 from typing import Any
 
-from text4seg.data.records import read_jsonl, write_jsonl
+from text4seg.data.jsonl import read_jsonl
+from text4seg.data.records import write_jsonl
 from text4seg.demo.config import DemoConfig
 from text4seg.demo.evaluate import predict_and_score, prepare_for_inference
 from text4seg.demo.report import referring

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import IO
 
 from text4seg._lazy import require
-from text4seg.data.records import AtomicWriter, iter_jsonl, iter_lines
+from text4seg.data.jsonl import AtomicWriter, iter_jsonl, iter_lines
 from text4seg.data.results import ResultRecord
 from text4seg.evaluation.ground_truth import (
     GroundTruthIndex,
@@ -47,7 +47,8 @@ from text4seg.evaluation.ground_truth import (
     load_ground_truth,
     parse_row,
 )
-from text4seg.evaluation.scorers import SCORERS, GroundInfo, Options, Pair, scorers_of, tables
+from text4seg.evaluation.pairs import GroundInfo, Options, Pair
+from text4seg.evaluation.scorers import SCORERS, scorers_of, tables
 
 __all__ = ["evaluate", "format_table", "join_key", "load_ground_truth"]
 
@@ -148,7 +149,7 @@ def _score(
 
 
 def _records(pred_path) -> Iterator[tuple[int, dict]]:
-    """:func:`text4seg.data.records.iter_jsonl` of the results file, each line parsed by
+    """:func:`text4seg.data.jsonl.iter_jsonl` of the results file, each line parsed by
     :func:`~text4seg.evaluation.ground_truth.parse_row` (the same rows and errors, one reused decoder)."""
     for n, raw in iter_lines(pred_path):
         obj = parse_row(raw, pred_path, n)

@@ -19,8 +19,9 @@ from __future__ import annotations
 import json
 import os
 
+from text4seg.data.images import check_image_size
+from text4seg.data.jsonl import iter_jsonl, iter_lines, parse_line
 from text4seg.data.queries import turn_labels
-from text4seg.data.records import check_image_size, iter_jsonl, iter_lines, parse_line
 from text4seg.data.result_checks import check_grid
 from text4seg.data.results import ResultRecord, user_questions
 from text4seg.data.rle import check_rle
@@ -35,7 +36,7 @@ _STRICT_JSON = json.JSONDecoder(parse_constant=_refuse_constant)  # one decoder 
 
 
 def parse_row(raw: bytes, path, n: int) -> dict | None:
-    """:func:`text4seg.data.records.parse_line` of one line (None: blank), with one reused strict decoder
+    """:func:`text4seg.data.jsonl.parse_line` of one line (None: blank), with one reused strict decoder
     (``json.loads`` with a keyword builds a new one for every line); anything the fast path refuses is
     parsed again by ``parse_line``, which names the file, line and problem."""
     try:

@@ -32,8 +32,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from text4seg.data.images import load_rgb
+from text4seg.data.jsonl import AtomicWriter, read_jsonl
 from text4seg.data.overlay import overlay_image, png_bytes
-from text4seg.data.records import AtomicWriter, read_jsonl
 from text4seg.data.results import ResultRecord, answer_to_masks, iter_records, rles_to_label_map
 from text4seg.data.rle import rle_to_mask
 from text4seg.evaluation.ground_truth import join_key, load_ground_truth

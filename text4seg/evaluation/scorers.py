@@ -52,7 +52,7 @@ Scores (conventions in :mod:`text4seg.evaluation.metrics`):
 
 Modules: this one holds the registry, the display and the interface types (:class:`Options`,
 :class:`Pair` and :class:`GroundInfo` are defined in :mod:`text4seg.evaluation.pairs` with the masks
-every family shares, and re-exported here); each family is its own module, imported by the registry and
+every family shares); each family is its own module, imported by the registry and
 importing nothing of it: :mod:`~text4seg.evaluation.score_referring`,
 :mod:`~text4seg.evaluation.score_semantic`, :mod:`~text4seg.evaluation.score_peers` (instance and the
 peers' glue; the metrics themselves are :mod:`~text4seg.evaluation.instances`, ``multi``,
@@ -70,7 +70,7 @@ from text4seg.evaluation import score_peers, score_referring, score_semantic
 from text4seg.evaluation.ground_truth import LABEL_MAP_TASKS
 from text4seg.evaluation.pairs import GroundInfo, Options, Pair
 
-__all__ = ["SCORERS", "GroundInfo", "Options", "Pair", "Scorer", "Table", "scorers_of", "tables"]
+__all__ = ["SCORERS", "Scorer", "Table", "scorers_of", "tables"]
 
 
 class Table(NamedTuple):

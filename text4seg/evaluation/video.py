@@ -168,7 +168,7 @@ def evaluate_video(pred: str | os.PathLike, gt: str | os.PathLike) -> dict:
     many were scored), ``scored`` (which, in words) and ``unscored`` (rows with no frame to score: a
     DAVIS row of one or two frames).
     """
-    from text4seg.data.records import read_jsonl
+    from text4seg.data.jsonl import read_jsonl
     from text4seg.data.rle import rle_to_mask
 
     recs = {}

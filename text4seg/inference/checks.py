@@ -19,8 +19,8 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
+from text4seg.data.jsonl import iter_jsonl, parse_shard
 from text4seg.data.queries import Query, queries_from_row
-from text4seg.data.records import iter_jsonl, parse_shard
 from text4seg.descriptors import grid_shape
 
 

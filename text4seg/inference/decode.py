@@ -29,10 +29,10 @@ import os
 from pathlib import Path
 
 from text4seg._lazy import require
-from text4seg.data.images import image_size
+from text4seg.data.images import check_image_size, image_size
+from text4seg.data.jsonl import AtomicWriter, read_jsonl
 from text4seg.data.overlay import save_mask_png
 from text4seg.data.queries import turn_labels
-from text4seg.data.records import AtomicWriter, check_image_size, read_jsonl
 from text4seg.data.result_checks import check_grid
 from text4seg.data.results import (
     AnswerMasks,

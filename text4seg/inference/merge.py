@@ -27,7 +27,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from text4seg.data.records import AtomicWriter, iter_lines, parse_line
+from text4seg.data.jsonl import AtomicWriter, iter_lines, parse_line
 from text4seg.data.results import RESULTS_NAME, ResultRecord, record_key
 
 COMPLETE = ("answer", "width", "height", "grid", "scheme")  # a record evaluate can score
@@ -44,7 +44,7 @@ def _results_file(p: str | os.PathLike) -> Path:
 def _records(path: Path):
     """``(line_no, record)`` of a results JSONL; ``(None, None)`` for a partial last line (no newline: the
     writer was stopped before flushing it). Lines are read in bounded memory and parsed strictly
-    (:func:`text4seg.data.records.parse_line`); every record is type-checked (:func:`_problem`)."""
+    (:func:`text4seg.data.jsonl.parse_line`); every record is type-checked (:func:`_problem`)."""
     for n, raw in iter_lines(path):
         if not raw.strip():
             continue

@@ -26,7 +26,7 @@ import stat
 from collections.abc import Iterable
 from pathlib import Path
 
-from text4seg.data.records import atomic_path
+from text4seg.data.jsonl import atomic_path
 
 RUN_NAME = "run.json"
 
@@ -86,7 +86,7 @@ def record_options(
     new = json.loads(json.dumps(new))  # normalised as it will be read back
     if path.exists() and not overwrite:
         try:
-            from text4seg.data.records import read_json_object
+            from text4seg.data.jsonl import read_json_object
 
             old = read_json_object(path)  # a FIFO, a huge or deeply nested run.json: one line, never a hang
             old_opts = old["options"]

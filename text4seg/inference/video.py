@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from text4seg._lazy import require
-from text4seg.data.records import AtomicWriter
+from text4seg.data.jsonl import AtomicWriter
 from text4seg.data.video import extract_frames, frame_tags, image_change, list_frames, sample_frames
 from text4seg.descriptors import grid_to_label_map
 from text4seg.descriptors.video import decode_frames

@@ -5,8 +5,8 @@ and no empty assistant answer, the number of ``<image>`` tags equals the number 
 image file exists (relative paths against the recipe's folder or ``base``). ms-swift would otherwise fail
 mid-run, or drop the row.
 
-JSONL files are read with :func:`text4seg.data.records.iter_lines` (bounded lines) and
-:func:`~text4seg.data.records.parse_line` (strict JSON: no ``NaN``, no nesting deeper than the parser
+JSONL files are read with :func:`text4seg.data.jsonl.iter_lines` (bounded lines) and
+:func:`~text4seg.data.jsonl.parse_line` (strict JSON: no ``NaN``, no nesting deeper than the parser
 handles, UTF-8 only), so a hostile data file is one line ``FILE:LINE: ...`` too.
 """
 
@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from text4seg.data.records import iter_lines, parse_line, quote
+from text4seg.data.jsonl import iter_lines, parse_line, quote
 from text4seg.training.recipes import as_list, data_files
 
 IMAGE_TAG = "<image>"

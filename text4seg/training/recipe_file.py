@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from text4seg._lazy import require
-from text4seg.data.records import quote
+from text4seg.data.jsonl import quote
 
 MAX_RECIPE_BYTES = 1 << 20  # a recipe is a few KB
 MAX_YAML_NODES = 100_000  # YAML nodes after expanding aliases

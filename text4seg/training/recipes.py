@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from text4seg._lazy import require
-from text4seg.data.records import quote
+from text4seg.data.jsonl import quote
 from text4seg.training.recipe_file import check_env, check_value, is_int, parse_yaml_value
 
 # Recipe keys that hold data files (validated before ms-swift starts).
