@@ -33,19 +33,18 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
 from text4seg._lazy import require
-from text4seg.data.jsonl import AtomicWriter, iter_jsonl, iter_lines
+from text4seg.data.jsonl import AtomicWriter, iter_jsonl
 from text4seg.data.results import ResultRecord
 from text4seg.evaluation.ground_truth import (
     GroundTruthIndex,
     check_same_grid,
     join_key,
     load_ground_truth,
-    parse_row,
 )
 from text4seg.evaluation.pairs import GroundInfo, Options, Pair
 from text4seg.evaluation.scorers import SCORERS, scorers_of, tables
@@ -105,7 +104,7 @@ def _score(
     tqdm = require("tqdm").tqdm
     states: dict[str, object] = {}
     counts = _Counts()
-    for n, obj in tqdm(_records(pred_path), unit="answer", desc="evaluate", disable=not progress):
+    for n, obj in tqdm(iter_jsonl(pred_path), unit="answer", desc="evaluate", disable=not progress):
         line = f"{pred_path}:{n}"
         rec = ResultRecord.from_json(obj, line)  # every line checked: refuses a file it cannot interpret
         counts.records += 1
@@ -146,15 +145,6 @@ def _score(
         "peers": peers or None,
         "instance": scores.get("instance"),
     }
-
-
-def _records(pred_path) -> Iterator[tuple[int, dict]]:
-    """:func:`text4seg.data.jsonl.iter_jsonl` of the results file, each line parsed by
-    :func:`~text4seg.evaluation.ground_truth.parse_row` (the same rows and errors, one reused decoder)."""
-    for n, raw in iter_lines(pred_path):
-        obj = parse_row(raw, pred_path, n)
-        if obj is not None:
-            yield n, obj
 
 
 def _join(rec: ResultRecord, line: str, gts: GroundTruthIndex) -> tuple[int, tuple, dict] | None:

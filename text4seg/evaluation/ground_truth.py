@@ -16,7 +16,6 @@ against ``root``. ``evaluate`` reads it through :class:`GroundTruthIndex` (bound
 
 from __future__ import annotations
 
-import json
 import os
 
 from text4seg.data.images import check_image_size
@@ -26,25 +25,6 @@ from text4seg.data.result_checks import check_grid
 from text4seg.data.results import ResultRecord, user_questions
 from text4seg.data.rle import check_rle
 from text4seg.descriptors import SCHEMES
-
-
-def _refuse_constant(name: str):
-    raise ValueError(f"{name} is not JSON")
-
-
-_STRICT_JSON = json.JSONDecoder(parse_constant=_refuse_constant)  # one decoder for every row read
-
-
-def parse_row(raw: bytes, path, n: int) -> dict | None:
-    """:func:`text4seg.data.jsonl.parse_line` of one line (None: blank), with one reused strict decoder
-    (``json.loads`` with a keyword builds a new one for every line); anything the fast path refuses is
-    parsed again by ``parse_line``, which names the file, line and problem."""
-    try:
-        row = _STRICT_JSON.decode(raw.decode("utf-8"))
-    except Exception:  # noqa: BLE001 (parse_line gives the verdict and the message)
-        row = None
-    return row if isinstance(row, dict) else parse_line(raw, path, n)
-
 
 PEER_TASKS = ("multi", "interactive", "panoptic")  # scored from the row's own fields (entry["meta"])
 LABEL_MAP_TASKS = ("semantic", "instance")  # ground truth: a label-map PNG
@@ -215,7 +195,7 @@ class GroundTruthIndex:
         hashes, offsets, lines, sizes = array("q"), array("q"), array("q"), array("q")
         offset, any_row = 0, False
         for n, raw in iter_lines(gt_path):
-            row = parse_row(raw, gt_path, n)
+            row = parse_line(raw, gt_path, n)
             if row is not None:
                 any_row = True
                 meta = _check_row(row, n, gt_path)
@@ -261,18 +241,13 @@ class GroundTruthIndex:
 
     def _read(self, slot: int) -> tuple[dict, dict, int]:
         """The row of a slot read again (checked on the first pass), its ``text4seg`` block and line: one
-        ``pread`` of the line's bytes, parsed by a reused strict decoder (``parse_line`` names the line
-        if the file changed since the first pass)."""
+        ``pread`` of the line's bytes (``parse_line`` names the line if the file changed since the first
+        pass)."""
         n = int(self._line[slot])
         raw = os.pread(self._fh.fileno(), int(self._size[slot]), int(self._offset[slot]))
-        try:
-            row = _STRICT_JSON.decode(raw.decode("utf-8"))
-        except ValueError:
-            row = None
+        row = parse_line(raw, self.path, n)
         if not isinstance(row, dict) or not isinstance(row.get("text4seg"), dict):
-            row = parse_line(raw, self.path, n)
-            if not isinstance(row, dict) or not isinstance(row.get("text4seg"), dict):
-                raise ValueError(f"{self.path}:{n}: the row changed while evaluate read the file")
+            raise ValueError(f"{self.path}:{n}: the row changed while evaluate read the file")
         return row, row["text4seg"], n
 
     def __len__(self) -> int:
