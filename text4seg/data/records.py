@@ -191,48 +191,66 @@ def _typed_row(sample: Sample) -> dict | None:
         if type(h) is not int or type(w) is not int:
             return None
         masks.append({"size": [h, w], "counts": counts})
-    return {
-        "messages": _messages(s),
-        "images": [s.image],
-        "text4seg": {
-            "id": s.id,
-            "task": s.task,
-            "labels": labels[:],
-            "asked": asked[:],
-            "grid": [grid[0], grid[1]],
-            "scheme": s.scheme,
-            "width": s.width,
-            "height": s.height,
-            "source": _source(s.source),
-            "gt": {"masks": masks, "label_map": s.label_map, "classes": [], "ignore": [], "boxes": boxes},
-        },
-    }
+    return _row(
+        s,
+        [s.image],
+        s.id,
+        labels[:],
+        asked[:],
+        [grid[0], grid[1]],
+        s.width,
+        s.height,
+        masks,
+        s.label_map,
+        [],
+        [],
+        boxes,
+    )
 
 
 def _converted_row(sample: Sample) -> dict:
     """:func:`to_swift_row` converting every value to the row's type (``str()``, ``int()``, ``float()``)."""
-    masks = [
-        {"size": [int(m["size"][0]), int(m["size"][1])], "counts": str(m["counts"])} for m in sample.masks
-    ]
+    s = sample
+    return _row(
+        s,
+        [str(f) for f in s.frames] or [str(s.image)],
+        str(s.id),
+        [str(x) for x in s.labels],
+        [str(x) for x in (s.asked or s.labels)],
+        [int(s.grid[0]), int(s.grid[1])],
+        int(s.width),
+        int(s.height),
+        [{"size": [int(m["size"][0]), int(m["size"][1])], "counts": str(m["counts"])} for m in s.masks],
+        str(s.label_map),
+        [str(c) for c in s.classes],
+        [int(v) for v in s.ignore],
+        [[float(v) for v in b] for b in s.boxes],
+    )
+
+
+def _row(
+    s: Sample, images, sid, labels, asked, grid, width, height, masks, label_map, classes, ignore, boxes
+):
+    """The row (schema and key order: the module docstring) of values already of the row's types."""
     return {
-        "messages": _messages(sample),
-        "images": [str(f) for f in sample.frames] or [str(sample.image)],
+        "messages": _messages(s),
+        "images": images,
         "text4seg": {
-            "id": str(sample.id),
-            "task": sample.task,
-            "labels": [str(x) for x in sample.labels],
-            "asked": [str(x) for x in (sample.asked or sample.labels)],
-            "grid": [int(sample.grid[0]), int(sample.grid[1])],
-            "scheme": sample.scheme,
-            "width": int(sample.width),
-            "height": int(sample.height),
-            "source": _source(sample.source),
+            "id": sid,
+            "task": s.task,
+            "labels": labels,
+            "asked": asked,
+            "grid": grid,
+            "scheme": s.scheme,
+            "width": width,
+            "height": height,
+            "source": _source(s.source),
             "gt": {
                 "masks": masks,
-                "label_map": str(sample.label_map),
-                "classes": [str(c) for c in sample.classes],
-                "ignore": [int(v) for v in sample.ignore],
-                "boxes": [[float(v) for v in b] for b in sample.boxes],
+                "label_map": label_map,
+                "classes": classes,
+                "ignore": ignore,
+                "boxes": boxes,
             },
         },
     }
