@@ -303,10 +303,10 @@ def _gt_pixels(path) -> np.ndarray:
 
 
 def test_predict_overlays_outline_the_ground_truth_and_frame_a_no_target_query(env, predictor, tmp_path):
-    from text4seg.data.queries import attach_truth, truth_mask
+    from text4seg.data.queries import truth_mask
 
     plain = load_queries(env["jsonl"])
-    queries = attach_truth(plain, env["jsonl"])
+    queries = load_queries(env["jsonl"], with_truth=True)
     assert [q.key for q in queries if q.truth] == [("s0", 0), ("s0", 1), ("s1", 0)]
     masks = {q.key: truth_mask(q, q.height, q.width) for q in queries}
     assert masks[("s0", 0)].sum() == 400 and not masks[("s1", 0)].any()  # s1: a no-target query

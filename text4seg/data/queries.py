@@ -9,8 +9,7 @@ No heavy imports: prediction, decoding and evaluation all read queries from here
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from text4seg.data.jsonl import parse_shard, read_jsonl
@@ -24,7 +23,7 @@ class Query:
     ``labels``: the target labels (allowed by constrained decoding besides ``others``); ``grid`` is
     ``(rows, cols)``; ``width``/``height`` 0 means "read from the image"; ``task``: the row's task
     (``""`` when unknown; ``multi`` answers have one block per label, :mod:`text4seg.descriptors.multi`);
-    ``truth``: where its ground truth is, for the overlay's outline (:func:`attach_truth`; None: none
+    ``truth``: where its ground truth is, for the overlay's outline (:func:`row_truth`; None: none
     known): ``{"rle": COCO RLE}`` or ``{"label_map": path, "classes": [...], "ignore": [...]}``.
     """
 
@@ -69,8 +68,11 @@ def turn_labels(meta: dict, turn: int, n_turns: int) -> list[str]:
     return labels
 
 
-def queries_from_row(row: dict, root: str | os.PathLike | None = None, index: int = 0) -> list[Query]:
-    """The queries of one built (ms-swift) JSONL row: one per user turn, all on the row's first image."""
+def queries_from_row(
+    row: dict, root: str | os.PathLike | None = None, index: int = 0, with_truth: bool = False
+) -> list[Query]:
+    """The queries of one built (ms-swift) JSONL row: one per user turn, all on the row's first image;
+    ``with_truth``: each with its :attr:`Query.truth` (:func:`row_truth`), for the overlays."""
     meta = row.get("text4seg") or {}
     image = image_path(row.get("images"), root)
     users = [m["content"] for m in row.get("messages", []) if m.get("role") == "user"]
@@ -89,6 +91,7 @@ def queries_from_row(row: dict, root: str | os.PathLike | None = None, index: in
             width=int(meta.get("width") or 0),
             height=int(meta.get("height") or 0),
             task=str(meta.get("task", "")),
+            truth=row_truth(meta, t, root) if with_truth else None,
         )
         for t, q in enumerate(users)
     ]
@@ -99,50 +102,42 @@ def load_queries(
     root: str | os.PathLike | None = None,
     limit: int | None = None,
     shard: str | tuple[int, int] | None = None,
+    with_truth: bool = False,
 ) -> list[Query]:
     """Queries of a built JSONL (see :func:`queries_from_row`); ``shard`` ``i/N`` keeps rows i, i+N, ...;
-    ``limit`` caps the number of queries."""
+    ``limit`` caps the number of queries; ``with_truth``: with their ground truth (for the overlays)."""
     i, n = parse_shard(shard)
     out: list[Query] = []
     for k, row in enumerate(read_jsonl(jsonl)):
         if k % n != i:
             continue
-        out.extend(queries_from_row(row, root, k))
+        out.extend(queries_from_row(row, root, k, with_truth))
         if limit is not None and len(out) >= limit:
             return out[:limit]
     return out
 
 
-def attach_truth(
-    queries: Sequence[Query], jsonl: str | os.PathLike, root: str | os.PathLike | None = None
-) -> list[Query]:
-    """``queries`` with :attr:`Query.truth` set from the rows of ``jsonl`` that carry ground truth
-    (``--with-gt`` rows: ``text4seg.gt.masks[turn]`` as COCO RLE -> ``{"rle": ...}``, or the label map of
-    a semantic row -> ``{"label_map": path, "classes": [...], "ignore": [...]}``). Lazy: the overlay
-    decodes it (:func:`truth_mask`)."""
-    wanted = {q.key for q in queries}
-    found: dict[tuple[str, int], dict] = {}
-    for k, row in enumerate(read_jsonl(jsonl)):
-        meta = row.get("text4seg") if isinstance(row, dict) else None
-        gt = meta.get("gt") if isinstance(meta, dict) else None
-        if not isinstance(gt, dict):
-            continue
-        rid = str(meta.get("id", k))
-        masks = gt.get("masks") if isinstance(gt.get("masks"), list) else []
-        label_map = gt.get("label_map")
-        for t in range(max(len(masks), 1 if label_map else 0)):
-            if (rid, t) not in wanted:
-                continue
-            if t < len(masks) and isinstance(masks[t], dict) and masks[t]:
-                found[(rid, t)] = {"rle": masks[t]}
-            elif isinstance(label_map, str) and label_map:
-                path = Path(label_map) if root is None else Path(root) / label_map
-                found[(rid, t)] = {
-                    "label_map": str(path),
-                    "classes": [str(c) for c in gt.get("classes") or []],
-                    "ignore": [v for v in gt.get("ignore") or [] if isinstance(v, int)],
-                }
-    return [replace(q, truth=found[q.key]) if q.key in found else q for q in queries]
+def row_truth(meta: dict, turn: int, root: str | os.PathLike | None = None) -> dict | None:
+    """Where the ground truth of one turn of a built row is (``--with-gt`` rows): ``text4seg.gt.masks[turn]``
+    as COCO RLE -> ``{"rle": ...}``, or the label map of a semantic row -> ``{"label_map": path, "classes":
+    [...], "ignore": [...]}``; None when the row carries none. Lazy: the overlay decodes it
+    (:func:`truth_mask`)."""
+    gt = meta.get("gt") if isinstance(meta, dict) else None
+    if not isinstance(gt, dict):
+        return None
+    masks = gt.get("masks") if isinstance(gt.get("masks"), list) else []
+    label_map = gt.get("label_map")
+    if turn >= max(len(masks), 1 if label_map else 0):  # a label map: the row's one turn
+        return None
+    if turn < len(masks) and isinstance(masks[turn], dict) and masks[turn]:
+        return {"rle": masks[turn]}
+    if isinstance(label_map, str) and label_map:
+        return {
+            "label_map": str(Path(label_map) if root is None else Path(root) / label_map),
+            "classes": [str(c) for c in gt.get("classes") or []],
+            "ignore": [v for v in gt.get("ignore") or [] if isinstance(v, int)],
+        }
+    return None
 
 
 def truth_mask(q: Query, h: int, w: int):

@@ -69,7 +69,7 @@ def predict_and_score(
     progress: bool = False,
 ) -> dict[str, Any]:
     """Greedy prediction of ``jsonl`` into ``out`` (plus the label bias), scored by ``evaluate``."""
-    from text4seg.data.queries import attach_truth, load_queries
+    from text4seg.data.queries import load_queries
     from text4seg.evaluation.evaluate import evaluate
     from text4seg.inference.options import PredictOptions
     from text4seg.inference.predict import predict_queries
@@ -89,9 +89,7 @@ def predict_and_score(
         force_options=True,  # the sweep tries biases other than the one text4seg.json may hold
     )
     predictor = make_predictor(options)  # with the label bias on each query's own label tokens
-    queries = load_queries(jsonl)
-    if not constrained:
-        queries = attach_truth(queries, jsonl)  # outlined on the overlays
+    queries = load_queries(jsonl, with_truth=not constrained)  # the truth outlined on the overlays
     results = predict_queries(predictor, queries, out, overlays=not constrained, progress=progress)
     return evaluate(results, jsonl, out)
 

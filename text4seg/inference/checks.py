@@ -93,8 +93,10 @@ def load_checked_queries(
     root: str | os.PathLike | None = None,
     limit: int | None = None,
     shard: str | tuple[int, int] | None = None,
+    with_truth: bool = False,
 ) -> list[Query]:
-    """The queries of a built JSONL (one per user turn), every row checked first (module docstring)."""
+    """The queries of a built JSONL (one per user turn), every row checked first (module docstring);
+    ``with_truth``: with their ground truth, for the overlays (:func:`text4seg.data.queries.row_truth`)."""
     if limit is not None and limit < 1:
         raise ValueError(f"--limit must be >= 1, got {limit}")
     i, n = parse_shard(shard)
@@ -110,7 +112,7 @@ def load_checked_queries(
         if problem:
             raise ValueError(f"{where}: {problem}")
         try:
-            out.extend(queries_from_row(row, root, k))
+            out.extend(queries_from_row(row, root, k, with_truth))
         except (TypeError, ValueError, KeyError, AttributeError) as exc:
             raise ValueError(f"{where}: {exc}") from None
         if limit is not None and len(out) >= limit:

@@ -38,7 +38,8 @@ def option_queries(options: PredictOptions) -> list[Query]:
         raise ValueError("give one of --jsonl and --image")
     if not Path(options.jsonl).exists():
         raise OSError(f"no such file: {options.jsonl}")
-    return load_checked_queries(options.jsonl, options.root, options.limit, options.shard)
+    # --with-gt rows: their ground truth outlined on the overlays
+    return load_checked_queries(options.jsonl, options.root, options.limit, options.shard, options.overlays)
 
 
 def prepare_queries(options: PredictOptions) -> tuple[list[Query], list[str]]:

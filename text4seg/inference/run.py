@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from text4seg.data.queries import Query, attach_truth, load_queries
+from text4seg.data.queries import Query, load_queries
 from text4seg.descriptors import DEFAULT_GRID, DEFAULT_SCHEME
 from text4seg.inference.options import PredictOptions
 
@@ -107,8 +107,6 @@ def run_predict(options: PredictOptions, log: Callable[[str], None] = print) -> 
     queries, skipped = prepare_queries(options)
     if options.jsonl is not None:
         check_rows_trained(queries, options)
-    if options.jsonl is not None and options.overlays:  # --with-gt rows: ground truth on the overlays
-        queries = attach_truth(queries, options.jsonl, options.root)
     predictor = _assemble(options)  # (a label bias: in-process only; validate refuses one with --api)
     results = predict_queries(
         predictor, queries, options.out, overlays=options.overlays, progress=options.progress
