@@ -30,12 +30,12 @@ from pathlib import Path
 from text4seg.checkpoints.trained import TrainedWith
 from text4seg.descriptors import DEFAULT_GRID, DEFAULT_SCHEME, MAX_FREE
 
-# the options of a predict run that change its results, as recorded in OUT/run.json (run.json's keys:
-# "label" is :attr:`PredictOptions.labels`); not the --api URL: the same served model may come back on
-# another port
 # the OpenAI-compatible servers predict --api knows (text4seg.inference.api_client); auto: ask the server
 SERVERS = ("auto", "swift", "vllm")
 
+# the options of a predict run that change its results, as recorded in OUT/run.json (run.json's keys:
+# "label" is :attr:`PredictOptions.labels`); not the --api URL: the same served model may come back on
+# another port
 RESULT_OPTIONS = (
     "model",
     "served_model",
